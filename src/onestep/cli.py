@@ -1,0 +1,337 @@
+"""`onestep <command>`: what the Snakemake rules call. Each command reads its config (JSON from the
+rule's params), its input files, and writes its output files; MLflow is written to on the side."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def _cfg(s: str) -> dict:
+    return json.loads(s)
+
+
+def _device(cfg: dict) -> str:
+    import torch
+
+    want = cfg.get("device", "auto")
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return want
+
+
+def _write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _threads(cfg: dict) -> None:
+    from onestep.train import set_threads
+
+    set_threads(cfg.get("threads"))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_init_tracking(a) -> None:
+    from onestep import tracking
+
+    cfg = _cfg(a.cfg)
+    exp = tracking.init_store(cfg)
+    _write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
+    print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
+
+
+def cmd_parent(a) -> None:
+    from onestep import tracking
+
+    cfg = _cfg(a.cfg)
+    run_id = tracking.start_parent(cfg, a.ablation)
+    _write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
+    print(f"parent run {run_id} for {a.ablation}")
+
+
+def cmd_teacher(a) -> None:
+    from onestep import data, tracking
+    from onestep.train import save_checkpoint, train_teacher
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    data.check(cfg["dataset"])
+    with tracking.record(cfg, "teacher", {"kind": "teacher"}) as rec:
+        rec.params(cfg)
+        net, summary = train_teacher(cfg, _device(cfg), rec.metrics)
+        rec.metrics(summary)
+        save_checkpoint(a.out, "teacher", cfg["teacher"]["net"], data.shape(cfg["dataset"]), cfg, net)
+        rec.artifact(a.out, "checkpoint")
+        rec.artifact(a.log, "logs")
+    print(json.dumps(summary))
+
+
+def cmd_pairs(a) -> None:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from onestep.diffusion import ddim_sample
+    from onestep.train import load_teacher
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    pc = cfg["pairs"]
+    teacher = load_teacher(a.teacher, _device(cfg))
+    ckpt_shape = tuple(torch.load(a.teacher, map_location="cpu", weights_only=False)["shape"])
+    z = torch.randn(pc["num"], *ckpt_shape, generator=torch.Generator().manual_seed(pc["seed"]))
+    chunks = []
+    for zb in tqdm(z.split(4096), desc=f"pairs (DDIM {pc['ddim_steps']} steps)"):
+        chunks.append(ddim_sample(teacher.net, zb.to(_device(cfg)), pc["ddim_steps"], cfg["diffusion"]).cpu())
+    x0 = torch.cat(chunks)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out + ".tmp.npz"
+    np.savez(tmp, z=z.numpy(), x0=x0.numpy())
+    os.replace(tmp, a.out)
+    print(f"{pc['num']} teacher pairs written to {a.out}")
+
+
+def cmd_features(a) -> None:
+    import torch
+
+    from onestep.evaluate import fit_features
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    net, acc = fit_features(cfg)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": net.state_dict(), "shape": list(net.res and (net.body[0].in_channels, *net.res)),
+                "num_classes": net.head.out_features, "val_accuracy": acc}, a.out)
+    print(f"feature classifier: held-out accuracy {acc:.3f}")
+
+
+def cmd_reference(a) -> None:
+    import numpy as np
+
+    from onestep.evaluate import reference
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    arrays, summary = reference(cfg, a.features)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(a.out, **arrays)
+    _write_json(a.summary, summary)
+    print(json.dumps(summary))
+
+
+def _load_ref(path: str):
+    import numpy as np
+
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cmd_teacher_eval(a) -> None:
+    import torch
+
+    from onestep import plots, tracking
+    from onestep.diffusion import ddim_sample
+    from onestep.evaluate import eval_noise, score
+    from onestep.train import load_checkpoint
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    net, ckpt = load_checkpoint(a.teacher, "teacher")
+    ref = _load_ref(a.reference)
+    z = eval_noise(cfg, tuple(ckpt["shape"]))
+    with tracking.record(cfg, f"teacher-ddim-{a.steps}", {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
+        t0 = time.time()
+        x = ddim_sample(net.to(_device(cfg)), z.to(_device(cfg)), a.steps, cfg["diffusion"]).cpu()
+        result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
+                  "label": f"teacher DDIM {a.steps}"}
+        rec.metrics(result["metrics"])
+        plots.samples(x, a.plot, f"teacher DDIM {a.steps} steps", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+        rec.artifact(a.plot, "plots")
+        rec.artifact(a.log, "logs")
+    _write_json(a.out, result)
+    print(json.dumps(result["metrics"]))
+
+
+def cmd_train(a) -> None:
+    import numpy as np
+    import torch
+
+    from onestep import plots, tracking
+    from onestep.train import load_teacher, save_checkpoint, train_student
+
+    cfg = _cfg(a.cfg)
+    _threads(cfg)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    device = _device(cfg)
+    teacher = load_teacher(a.teacher, device)
+    with np.load(a.pairs) as z:
+        pairs = {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
+    parent = json.loads(Path(a.parent).read_text())["run_id"] if a.parent else None
+    run = cfg["run"]
+    tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
+            "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
+    log_rows: list[dict] = []
+
+    with tracking.record(cfg, run["name"], tags, parent_id=parent) as rec:
+        rec.params(cfg)
+
+        def log(values: dict, step: int) -> None:
+            rec.metrics(values, step)
+            log_rows.append({"step": step, **values})
+
+        student, summary = train_student(cfg, teacher, pairs, device, log)
+        rec.metrics(summary)
+        save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
+        with open(out / "train_log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(log_rows[0]))
+            w.writeheader()
+            w.writerows(log_rows)
+        plots.curves(log_rows, out / "curves.png", f"{run['ablation']}: {run['name']}")
+        for name in ("config.yaml", "train_log.csv", "curves.png", "student.pt"):
+            rec.artifact(out / name)
+        rec.artifact(a.log, "logs")
+        summary["mlflow_run_id"] = rec.run_id
+    _write_json(out / "train.json", summary)
+    print(json.dumps(summary))
+
+
+def cmd_evaluate(a) -> None:
+    import torch
+
+    from onestep import plots, tracking
+    from onestep.evaluate import eval_noise, score
+    from onestep.methods import METHODS
+    from onestep.methods.base import Context
+    from onestep.train import load_checkpoint, load_teacher
+
+    run_dir = Path(a.run)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    _threads(cfg)
+    train = json.loads((run_dir / "train.json").read_text())
+    device = _device(cfg)
+    student, ckpt = load_checkpoint(run_dir / "student.pt", "student")
+    teacher = load_teacher(a.teacher, device)
+    shape = tuple(ckpt["shape"])
+    method = METHODS[cfg["method"]["name"]](cfg["method"], Context(teacher, teacher.schedule, shape), cfg["seed"])
+    ref = _load_ref(a.reference)
+    z = eval_noise(cfg, shape).to(device)
+    t0 = time.time()
+    x = torch.cat([method.sample(student.to(device), zb) for zb in z.split(8192)]).cpu()
+    result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
+              "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
+              "seed": cfg["seed"], "method": cfg["method"]["name"]}
+    plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+    with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
+        rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
+        rec.artifact(a.plot, "plots")
+        rec.artifact(a.log, "logs")
+    _write_json(a.out, result)
+    print(json.dumps(result["metrics"]))
+
+
+def cmd_tables(a) -> None:
+    from onestep import tables, tracking
+
+    summary = tables.build(a.runs, a.teachers, a.reference, a.axes, a.title, a.out_prefix, a.plot)
+    print(summary)
+    if a.parent:  # side channel: attach the table to the ablation's parent run
+        cfg = _cfg(a.cfg)
+        run_id = json.loads(Path(a.parent).read_text())["run_id"]
+        with tracking.record(cfg, a.ablation, run_id=run_id) as rec:
+            for ext in (".md", ".tex", ".csv"):
+                rec.artifact(str(a.out_prefix) + ext, "tables")
+            rec.artifact(a.plot, "plots")
+
+
+def cmd_where(a) -> None:
+    out = a.out
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or a.uri
+    print(f"""
+Done: {a.target}
+  table : {out}/tables/{a.target}.md  (also .tex, .csv)
+  plot  : {out}/plots/{a.target}.png  (also .pdf)
+  runs  : {out}/<dataset>/{a.target}/<run>/  (metrics.json, samples.png, curves.png)
+  MLflow: {uri}  (artifacts in {a.artifacts})
+Open the MLflow UI:  make ui   (or: .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000)
+""")
+    table = Path(out) / "tables" / f"{a.target}.md"
+    if table.is_file():
+        print(table.read_text())
+
+
+def cmd_ui(a) -> None:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or a.uri
+    argv = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
+            "--host", a.host, "--port", str(a.port)]
+    print(" ".join(argv))
+    os.execv(argv[0], argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="onestep", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name, fn, *args):
+        s = sub.add_parser(name)
+        s.set_defaults(fn=fn)
+        for arg in args:
+            s.add_argument(*arg[0], **arg[1])
+        return s
+
+    cfg = (["--cfg"], {"required": True, "help": "config sections as JSON"})
+    out = (["--out"], {"required": True})
+    log = (["--log"], {"default": None, "help": "this job's log file, attached to its MLflow run"})
+    teacher = (["--teacher"], {"required": True})
+    ref = (["--reference"], {"required": True})
+    feats = (["--features"], {"default": None})
+    add("init-tracking", cmd_init_tracking, cfg, out)
+    add("parent", cmd_parent, cfg, out, (["--ablation"], {"required": True}))
+    add("teacher", cmd_teacher, cfg, out, log)
+    add("pairs", cmd_pairs, cfg, teacher, out)
+    add("features", cmd_features, cfg, out)
+    add("reference", cmd_reference, cfg, out, feats, (["--summary"], {"required": True}))
+    add("teacher-eval", cmd_teacher_eval, cfg, teacher, ref, feats, out, log,
+        (["--steps"], {"type": int, "required": True}), (["--plot"], {"required": True}))
+    add("train", cmd_train, cfg, teacher, out, log, (["--pairs"], {"required": True}), (["--parent"], {"default": None}))
+    add("evaluate", cmd_evaluate, teacher, ref, feats, out, log, (["--run"], {"required": True}),
+        (["--plot"], {"required": True}))
+    add("tables", cmd_tables, cfg, (["--runs"], {"nargs": "+", "required": True}),
+        (["--teachers"], {"nargs": "*", "default": []}), ref, (["--axes"], {"nargs": "+", "required": True}),
+        (["--title"], {"default": ""}), (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}),
+        (["--parent"], {"default": None}), (["--ablation"], {"required": True}))
+    add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}),
+        (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
+    add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),
+        (["--port"], {"type": int, "default": 5000}))
+    a = p.parse_args(argv)
+    try:
+        a.fn(a)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        from onestep.config import ConfigError
+        from onestep.data import DataError
+        from onestep.evaluate import FeatureError
+        from onestep.train import CheckpointError
+
+        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | FileNotFoundError):
+            print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Configuration: defaults + ablation grid -> one resolved, schema-checked config per run.
+
+The Snakefile calls `load_workflow(config, repo)` when the workflow is parsed, so every bad value
+stops the run with one message naming the key (and the file) before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO / "workflow" / "schemas"
+
+
+class ConfigError(ValueError):
+    """One clear message: the key, the bad value, what is allowed."""
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def set_dotted(cfg: dict, key: str, value) -> dict:
+    out = copy.deepcopy(cfg)
+    node = out
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return out
+
+
+def _key(path) -> str:
+    s = ""
+    for p in path:
+        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
+    return s or "<top level>"
+
+
+def _message(err) -> str:
+    key, v = _key(err.absolute_path), err.validator_value
+    if err.validator == "enum":
+        return f"{key}: {err.instance!r} is not allowed; allowed values: {', '.join(map(str, v))}"
+    if err.validator == "type":
+        return f"{key}: {err.instance!r} must be of type {v if isinstance(v, str) else ' or '.join(v)}"
+    if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[err.validator]
+        return f"{key}: {err.instance!r} is out of range; allowed: {op} {v}"
+    if err.validator == "additionalProperties":
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        return f"{key}: unknown key(s) {', '.join(extra)}; allowed keys: {allowed}"
+    if err.validator == "required":
+        return f"{key}: {err.message}"
+    return f"{key}: {err.message}"
+
+
+def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
+    """Check against workflow/schemas/<schema>.schema.yaml; raise ConfigError with one message."""
+    import jsonschema
+
+    with open(SCHEMAS / f"{schema}.schema.yaml") as f:
+        sch = yaml.safe_load(f)
+    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(f"{where}: {_message(errors[0])}")
+    check_semantics(cfg, where) if schema == "config" else None
+
+
+def check_semantics(cfg: dict, where: str) -> None:
+    """Rules a JSON schema cannot say."""
+    T, m = cfg["diffusion"]["T"], cfg["method"]
+    if "K" in m and not 1 <= m["K"] <= T:
+        raise ConfigError(f"{where}: method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
+    if m.get("consistency_step") == "ddpm" and m.get("anchor") == "trained" and m.get("ordering") != "forward":
+        raise ConfigError(
+            f"{where}: method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
+            f"under ordering '{m.get('ordering')}'; allowed: consistency_step ddim, or anchor grid"
+        )
+    ds = cfg["dataset"]
+    if ds["name"] in ("npz", "folder") and not ds.get("path"):
+        raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
+
+
+@dataclass
+class Run:
+    ablation: str
+    name: str  # directory name, built from the grid point and the seed
+    point: dict  # dotted key -> value
+    seed: int
+    config: dict  # fully resolved
+
+
+@dataclass
+class Ablation:
+    name: str
+    title: str
+    file: str
+    grid: dict
+    baseline: dict
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.grid)
+
+
+def _slug(v) -> str:
+    return str(v).replace("/", "-").replace(" ", "")
+
+
+def run_name(point: dict, seed: int) -> str:
+    parts = [f"{k.split('.')[-1]}-{_slug(v)}" for k, v in point.items()]
+    return "_".join([*parts, f"seed-{seed}"])
+
+
+def base_config(cfg: dict) -> dict:
+    """The config shared by every run (no per-run keys)."""
+    return {k: v for k, v in cfg.items() if k not in ("run", "seed")}
+
+
+def load_ablation(path: Path, cfg: dict) -> Ablation:
+    where = str(path)
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{where}: cannot read ablation file ({e})") from e
+    validate(spec, "ablation", where)
+    base = deep_merge(base_config(cfg), spec.get("fixed") or {})
+    seeds = spec.get("seeds", cfg["seeds"])
+    ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, spec["grid"], spec.get("baseline") or {})
+    keys = list(spec["grid"])
+    for values in itertools.product(*(spec["grid"][k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        for seed in seeds:
+            run_cfg = base
+            for k, v in point.items():
+                run_cfg = set_dotted(run_cfg, k, v)
+            name = run_name(point, seed)
+            run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
+            validate(run_cfg, "config", f"{where} (run {name})")
+            ab.runs.append(Run(ab.name, name, point, seed, run_cfg))
+    return ab
+
+
+def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablation]:
+    """Validate the config and every ablation file; {target name: Ablation}."""
+    validate(cfg, "config", "config")
+    from onestep import data
+
+    try:
+        data.check(cfg["dataset"])
+    except data.DataError as e:
+        raise ConfigError(f"config: {e}") from e
+    adir = Path(cfg.get("ablations_dir", "config/ablations"))
+    if not adir.is_absolute():
+        adir = Path(repo or REPO) / adir
+    if not adir.is_dir():
+        raise ConfigError(f"config: ablations_dir: folder not found: {adir}")
+    out = {}
+    for path in sorted(adir.glob("*.yaml")):
+        ab = load_ablation(path, cfg)
+        if ab.name in out:
+            raise ConfigError(f"{path}: name: '{ab.name}' is already used by {out[ab.name].file}")
+        out[ab.name] = ab
+    return out
+
+
+def sections(cfg: dict, *keys: str) -> str:
+    """JSON of the named config sections: what a rule's job depends on (params -> rerun on change)."""
+    return json.dumps({k: cfg[k] for k in keys if k in cfg}, sort_keys=True)
+
+
+def dataset_id(cfg: dict) -> str:
+    ds = cfg["dataset"]
+    return ds["name"] if ds["name"] not in ("npz", "folder") else Path(ds["path"]).stem

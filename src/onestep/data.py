@@ -1,0 +1,195 @@
+"""Datasets: seeded 2-D toy distributions, scikit-learn's bundled 8x8 digits, and user data.
+
+Every sampler returns a float32 tensor: (N, 2) for 2-D data, (N, C, H, W) in [-1, 1] for images.
+A dataset is chosen by `dataset.name` in the config; the registry `DATASETS` maps names to
+loaders, so adding one is adding an entry, not a branch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class DataError(ValueError):
+    """Bad dataset configuration: the message names the config key."""
+
+
+# ---------------------------------------------------------------- 2-D toy distributions
+
+
+def checkerboard(n: int, gen: torch.Generator) -> torch.Tensor:
+    """8 unit squares of a 4x4 board on [-2, 2]^2 (the alternating ones)."""
+    x1 = torch.rand(n, generator=gen) * 4 - 2  # (n,)
+    col = torch.floor(x1 + 2)  # 0..3
+    row_offset = torch.randint(0, 2, (n,), generator=gen) * 2  # 0 or 2
+    x2 = torch.rand(n, generator=gen) + row_offset + (col % 2) - 2  # (n,)
+    return torch.stack([x1, x2], dim=1)
+
+
+def eight_gaussians(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Mixture of 8 Gaussians (std 0.1) on a circle of radius 2."""
+    k = torch.randint(0, 8, (n,), generator=gen)
+    angle = k.float() * (2 * math.pi / 8)
+    centres = 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)  # (n, 2)
+    return centres + 0.1 * torch.randn(n, 2, generator=gen)
+
+
+def swiss_roll(n: int, gen: torch.Generator) -> torch.Tensor:
+    """2-D Swiss roll scaled to about [-2, 2]^2 with small noise."""
+    u = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=gen))  # (n,)
+    x = torch.stack([u * torch.cos(u), u * torch.sin(u)], dim=1) / 7.5
+    return x + 0.05 * torch.randn(n, 2, generator=gen)
+
+
+def moons(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Two interleaving half circles, centred and scaled to about [-2, 2]^2."""
+    upper = torch.rand(n, generator=gen) < 0.5
+    theta = torch.rand(n, generator=gen) * math.pi
+    x = torch.where(upper, torch.cos(theta), 1 - torch.cos(theta))
+    y = torch.where(upper, torch.sin(theta), 0.5 - torch.sin(theta))
+    pts = torch.stack([x - 0.5, y - 0.25], dim=1) * 1.6
+    return pts + 0.05 * torch.randn(n, 2, generator=gen)
+
+
+TOY: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {
+    "checkerboard": checkerboard,
+    "eight_gaussians": eight_gaussians,
+    "swiss_roll": swiss_roll,
+    "moons": moons,
+}
+
+
+# ---------------------------------------------------------------- images
+
+
+def _to_unit_range(x: np.ndarray, vmax: float) -> torch.Tensor:
+    return torch.from_numpy(x.astype(np.float32) / vmax * 2.0 - 1.0)
+
+
+def load_digits_images() -> torch.Tensor:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16) as (N, 1, 8, 8) in [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images  # (1797, 8, 8), 0..16
+    return _to_unit_range(images[:, None], 16.0)
+
+
+def load_digits_labels() -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    return torch.from_numpy(load_digits().target.astype(np.int64))
+
+
+def load_npz(path: str, key: str = "dataset.path") -> torch.Tensor:
+    """An .npz holding uint8 images (N, H, W, C) or (N, C, H, W) under 'x', 'images' or its first array."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{key}: file not found: {p}")
+    try:
+        with np.load(p) as z:
+            names = list(z.files)
+            name = next((n for n in ("x", "images", "data") if n in names), names[0] if names else None)
+            if name is None:
+                raise DataError(f"{key}: {p} holds no arrays")
+            arr = z[name]
+    except DataError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError ...
+        raise DataError(f"{key}: cannot read {p} as .npz ({type(e).__name__}: {e})") from e
+    if arr.ndim != 4:
+        raise DataError(f"{key}: expected images of shape (N, H, W, C) or (N, C, H, W), got {arr.shape} in {p}")
+    if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    vmax = 255.0 if arr.dtype == np.uint8 or arr.max() > 1.5 else 1.0
+    return _to_unit_range(arr, vmax)
+
+
+def load_folder(path: str, key: str = "dataset.path") -> torch.Tensor:
+    """Every .png/.jpg under a folder, same size, as (N, C, H, W) in [-1, 1]."""
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_dir():
+        raise DataError(f"{key}: folder not found: {p}")
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    if not files:
+        raise DataError(f"{key}: no .png or .jpg images under {p}")
+    imgs = []
+    for f in files:
+        try:
+            imgs.append(np.asarray(Image.open(f).convert("RGB")))
+        except Exception as e:
+            raise DataError(f"{key}: cannot read image {f} ({e})") from e
+    shapes = {im.shape for im in imgs}
+    if len(shapes) != 1:
+        raise DataError(f"{key}: images under {p} differ in size: {sorted(shapes)[:3]}")
+    return _to_unit_range(np.stack(imgs).transpose(0, 3, 1, 2), 255.0)
+
+
+IMAGES: dict[str, Callable[[dict], torch.Tensor]] = {
+    "digits": lambda cfg: load_digits_images(),
+    "npz": lambda cfg: load_npz(_need_path(cfg)),
+    "folder": lambda cfg: load_folder(_need_path(cfg)),
+}
+
+DATASETS = sorted([*TOY, *IMAGES])
+
+
+def _need_path(cfg: dict) -> str:
+    path = cfg.get("path")
+    if not path:
+        raise DataError(f"dataset.path: dataset '{cfg['name']}' needs a path (an .npz file or image folder)")
+    return str(path)
+
+
+def is_image(cfg: dict) -> bool:
+    return cfg["name"] in IMAGES
+
+
+def check(cfg: dict) -> None:
+    """Fail early with a message naming the key: unknown name, missing or unreadable path."""
+    name = cfg.get("name")
+    if name not in TOY and name not in IMAGES:
+        raise DataError(f"dataset.name: unknown dataset '{name}'; allowed: {', '.join(DATASETS)}")
+    if name in ("npz", "folder"):
+        path = Path(_need_path(cfg))
+        exists = path.is_file() if name == "npz" else path.is_dir()
+        if not exists:
+            raise DataError(f"dataset.path: {'file' if name == 'npz' else 'folder'} not found: {path}")
+
+
+def sample(cfg: dict, n: int, seed: int) -> torch.Tensor:
+    """n training samples, reproducible from `seed`.
+
+    Toy data are drawn fresh; images are drawn (with replacement when n exceeds the set) from
+    the dataset, so the same call gives the same batch.
+    """
+    check(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    if cfg["name"] in TOY:
+        return TOY[cfg["name"]](n, gen)
+    data = IMAGES[cfg["name"]](cfg)  # (N, C, H, W)
+    idx = torch.randint(0, data.shape[0], (n,), generator=gen) if n > data.shape[0] else torch.randperm(
+        data.shape[0], generator=gen
+    )[:n]
+    return data[idx]
+
+
+def full(cfg: dict) -> torch.Tensor:
+    """The whole dataset for images; for toy data a large fixed sample (seed 0)."""
+    check(cfg)
+    if cfg["name"] in TOY:
+        return TOY[cfg["name"]](int(cfg.get("num_train", 65536)), torch.Generator().manual_seed(0))
+    return IMAGES[cfg["name"]](cfg)
+
+
+def shape(cfg: dict) -> tuple[int, ...]:
+    """Shape of one sample."""
+    if cfg["name"] in TOY:
+        return (2,)
+    return tuple(full(cfg).shape[1:])

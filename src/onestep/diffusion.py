@@ -1,0 +1,127 @@
+"""The DDPM teacher in the seed's symbols, on top of diffusers' schedulers.
+
+Indexing. The seed writes abar_t = prod_{s=1}^t alpha_s for t = 1..T and x_T ~ N(0, I).
+diffusers indexes the same schedule 0..T-1: `alphas_cumprod[i]` is the seed's abar_{i+1}.
+`Schedule` keeps the seed's indexing with an extra t = 0 (abar_0 = 1, clean data), so the
+curriculum's t_k = T - k floor(T/K) runs from T down to 0 exactly as written; the teacher
+network is called with the diffusers index t - 1 (`Teacher.eps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def ddpm_scheduler(cfg: dict):
+    """diffusers DDPMScheduler from the `diffusion` config section (epsilon prediction, no clipping)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=cfg["T"],
+        beta_schedule=cfg.get("beta_schedule", "linear"),
+        beta_start=cfg.get("beta_start", 1e-4),
+        beta_end=cfg.get("beta_end", 0.02),
+        clip_sample=False,
+        prediction_type="epsilon",
+    )
+
+
+def ddim_scheduler(cfg: dict):
+    """DDIMScheduler on the same betas; 'trailing' spacing so one step starts at t = T."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=cfg["T"],
+        beta_schedule=cfg.get("beta_schedule", "linear"),
+        beta_start=cfg.get("beta_start", 1e-4),
+        beta_end=cfg.get("beta_end", 0.02),
+        clip_sample=False,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+        prediction_type="epsilon",
+    )
+
+
+@dataclass
+class Schedule:
+    """beta_t, alpha_t, abar_t for t = 0..T in the seed's indexing (beta_0 = 0, abar_0 = 1)."""
+
+    betas: torch.Tensor  # (T+1,)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Schedule:
+        betas = ddpm_scheduler(cfg).betas.double()  # (T,) diffusers index 0..T-1
+        return cls(torch.cat([torch.zeros(1, dtype=torch.float64), betas]).float())
+
+    @property
+    def T(self) -> int:
+        return self.betas.shape[0] - 1
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        return 1.0 - self.betas
+
+    @property
+    def abar(self) -> torch.Tensor:
+        return torch.cumprod(self.alphas.double(), 0).float()  # abar[0] = 1
+
+    def at(self, name: str, t: torch.Tensor, ndim: int) -> torch.Tensor:
+        """getattr(self, name)[t] shaped (B, 1, ..., 1) to broadcast against a (B, ...) tensor."""
+        v = getattr(self, name).to(t.device)[t.long()]  # (B,)
+        return v.view(-1, *([1] * (ndim - 1)))
+
+
+class Teacher(nn.Module):
+    """Frozen epsilon-prediction DDPM: eps_phi(x_t, t) in the seed's indexing (t >= 1)."""
+
+    def __init__(self, net: nn.Module, schedule: Schedule):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.schedule = schedule
+        self.evals = 0  # teacher forward passes, counted per sample
+
+    @torch.no_grad()
+    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.evals += x.shape[0]
+        idx = (t.long() - 1).clamp(min=0)  # seed t -> diffusers index; t = 0 uses the first step
+        return self.net(x, idx)
+
+
+@torch.no_grad()
+def ddim_jump(teacher: Teacher, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Exact deterministic DDIM move of x from time s to time t (either direction), per sample."""
+    sch = teacher.schedule
+    eps = teacher.eps(x, s)  # (B, ...)
+    a_s, a_t = sch.at("abar", s, x.ndim), sch.at("abar", t, x.ndim)
+    x0 = (x - (1 - a_s).sqrt() * eps) / a_s.sqrt()
+    return a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps
+
+
+@torch.no_grad()
+def ddpm_step(teacher: Teacher, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The seed's single teacher step from s (its posterior mean, no noise); lands at s - 1 whatever t is."""
+    sch = teacher.schedule
+    eps = teacher.eps(x, s)
+    beta, alpha, a_s = (sch.at(n, s, x.ndim) for n in ("betas", "alphas", "abar"))
+    return (x - beta / (1 - a_s).sqrt() * eps) / alpha.sqrt()
+
+
+BRIDGES = {"ddim": ddim_jump, "ddpm": ddpm_step}
+
+
+@torch.no_grad()
+def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_size: int = 8192) -> torch.Tensor:
+    """Teacher DDIM solve (diffusers DDIMScheduler, eta = 0) from noise z (B, ...) to x0."""
+    sched = ddim_scheduler(cfg)
+    sched.set_timesteps(steps)
+    out = []
+    for zb in z.split(batch_size):
+        x = zb.clone()
+        for t in sched.timesteps:
+            eps = net(x, t.expand(x.shape[0]))
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+        out.append(x)
+    return torch.cat(out)

@@ -1,0 +1,104 @@
+"""Evaluation: fixed held-out noise, reference statistics, and the scores of one set of samples.
+
+Every run and every teacher reference row is scored on the same noise z (seed
+`evaluation.noise_seed`) against the same reference sample (rule `reference`, once per dataset).
+The data-vs-data floor is the same metrics between two independent data samples of the same size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onestep import data
+from onestep.metrics import (
+    PRIMARY,
+    FeatureNet,
+    feature_metrics,
+    image_features,
+    points_metrics,
+    train_feature_net,
+)
+
+
+class FeatureError(RuntimeError):
+    pass
+
+
+def kind(cfg: dict) -> str:
+    return "images" if data.is_image(cfg["dataset"]) else "points"
+
+
+def eval_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
+    """The held-out noise every run is scored on: (N, *shape), seed evaluation.noise_seed."""
+    ev = cfg["evaluation"]
+    return torch.randn(ev["num_samples"], *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
+
+
+def fit_features(cfg: dict) -> tuple[FeatureNet, float]:
+    """The dataset's own classifier (digits); its features stand in for Inception."""
+    ds = cfg["dataset"]
+    if ds["name"] != "digits":
+        raise FeatureError(
+            f"evaluation.feature_net: 'classifier' needs labels, which only the digits dataset ships; "
+            f"use 'inception' for dataset '{ds['name']}'"
+        )
+    return train_feature_net(data.load_digits_images(), data.load_digits_labels(), cfg["evaluation"]["feature_steps"])
+
+
+def extractor(cfg: dict, features_path: str | None):
+    """clean-fid feature extractor: the classifier from `features_path`, or clean-fid's Inception."""
+    if cfg["evaluation"]["feature_net"] == "classifier":
+        if not features_path or not Path(features_path).is_file():
+            raise FeatureError(f"evaluation.feature_net: classifier weights not found: {features_path}")
+        ckpt = torch.load(features_path, map_location="cpu", weights_only=False)
+        net = FeatureNet(tuple(ckpt["shape"]), num_classes=ckpt["num_classes"])
+        net.load_state_dict(ckpt["state_dict"])
+        return net.eval().as_extractor()
+    return inception_extractor()
+
+
+def inception_extractor():
+    """clean-fid's Inception (the paper tier); no download at run time: the weights must be in place."""
+    import os
+
+    from cleanfid.features import build_feature_extractor
+
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "inception-2015-12-05.pt")
+    if not os.path.isfile(path):
+        raise FeatureError(
+            f"evaluation.feature_net: 'inception' needs clean-fid's Inception weights at {path} "
+            "(download inception-2015-12-05.pt on a machine with internet and place it there)"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return build_feature_extractor("clean", device, use_dataparallel=False)
+
+
+def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Reference sample (points) or reference features (images), and the data-vs-data floor."""
+    ev, ds = cfg["evaluation"], cfg["dataset"]
+    n = ev["num_samples"]
+    if kind(cfg) == "points":
+        ref = data.sample(ds, n, ev["reference_seed"])
+        other = data.sample(ds, n, ev["reference_seed"] + 1)
+        floor = points_metrics(other, ref, ev)
+        return {"x": ref.numpy()}, {"floor": floor, "num_samples": n, "kind": "points"}
+    images = data.full(ds)
+    ext = extractor(cfg, features_path)
+    feats = image_features(images, ext)
+    perm = np.random.default_rng(ev["reference_seed"]).permutation(len(feats))
+    half = len(feats) // 2
+    floor = feature_metrics(feats[perm[:half]], feats[perm[half:]])
+    return ({"feats": feats, "x": images[:64].numpy()},
+            {"floor": floor, "num_samples": int(len(feats)), "floor_samples": half, "kind": "images"})
+
+
+def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
+    """Metrics of samples x against the stored reference."""
+    if kind(cfg) == "points":
+        metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
+    else:
+        metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"])
+    return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0])}

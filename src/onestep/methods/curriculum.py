@@ -1,0 +1,163 @@
+"""Curriculum Trajectory Matching (seeds/000): a one-step student G_theta(z, t) trained stage by stage.
+
+Grid. t_k = T - k floor(T/K) for k = 0..K, clipped at 0, and t_K = 0 (the last stage is the data).
+t_0 = T is the prior: G^(0)(z) := z, since x_T ~ N(0, I) is exactly the noise z.
+
+Stage k trains, for `steps_per_stage` optimiser steps,
+
+    L_k = E[ w(t_k) || G(z, t_k) - sqrt(abar_{t_k}) x0 ||^2 ],  w(t) = 1 / (2 (1 - abar_t))
+    R_k = E || G(z, t_k) - xhat_{t_k} ||^2,  xhat_{t_k} = teacher step applied to sg[G^(k-1)(z)]
+    total = L_k + lambda R_k
+
+with (z, x0) the teacher pairs, x0 ~ p_teacher(. | z). After training, G(z, 0) is the one-step
+generator.
+
+Choices where the seed is silent (each one a config key under `method`):
+
+- `max_weight` (default 100): w(t) is clipped at this value. w grows without bound as t -> 0
+  (abar_0 = 1), so the last stage would otherwise dwarf R_k.
+- `anchor`: what "stage k-1" means when the order is not forward.
+  `grid` (default): the adjacent noisier grid point t_{k-1} = t_k + floor(T/K), whatever the
+  training order, so the teacher step always goes down the trajectory as the seed writes it and
+  the ordering ablation changes only the order, not the losses. `trained`: the stage trained just
+  before in the chosen order (the prior for the first stage); under reversed or random orders the
+  bridge can then go up in t, which only `consistency_step: ddim` can do (DDIM inversion).
+- `consistency_step`: how the teacher bridges t_{k-1} to t_k when K < T. `ddpm` is the seed's
+  single DDPM step as written (it lands on t_{k-1} - 1, exact only for K = T); `ddim` (default)
+  is the exact deterministic DDIM jump t_{k-1} -> t_k with the teacher's epsilon.
+- `replay` (default 0.25): the share of each batch drawn, uniformly, from the stages already
+  trained, so stage k does not overwrite what earlier stages taught. 0 trains stage k alone.
+- Ordering `random` is a permutation of 1..K seeded by the run seed.
+
+The curriculum is a pure function of the step (`stage_at`), unit-tested and logged each tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from onestep.diffusion import BRIDGES
+from onestep.methods.base import Batch, Context
+
+ORDERINGS = ("forward", "reversed", "random")
+ANCHORS = ("grid", "trained")
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    K: int = 10
+    steps_per_stage: int = 400
+    lam: float = 0.1
+    ordering: str = "forward"
+    anchor: str = "grid"
+    consistency_step: str = "ddim"
+    replay: float = 0.25
+    max_weight: float = 100.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CurriculumConfig:
+        d = {k: v for k, v in d.items() if k != "name"}
+        d["lam"] = d.pop("lambda", d.get("lam", cls.lam))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Stage:
+    position: int  # 0-based position in the training order
+    k: int  # grid index 1..K
+    t: int  # t_k
+    k_anchor: int  # grid index of "stage k-1" (0 = the prior)
+    t_anchor: int
+
+
+def timesteps(T: int, K: int) -> list[int]:
+    """[t_0, ..., t_K] with t_k = T - k floor(T/K), clipped at 0, t_0 = T and t_K = 0."""
+    if not 1 <= K <= T:
+        raise ValueError(f"method.K must be in 1..{T} (T = diffusion.T), got {K}")
+    ts = [max(T - k * (T // K), 0) for k in range(K + 1)]
+    ts[K] = 0
+    return ts
+
+
+def stage_order(K: int, ordering: str, seed: int) -> list[int]:
+    """Grid indices 1..K in training order."""
+    if ordering == "forward":
+        return list(range(1, K + 1))
+    if ordering == "reversed":
+        return list(range(K, 0, -1))
+    if ordering == "random":
+        perm = torch.randperm(K, generator=torch.Generator().manual_seed(seed))
+        return [int(i) + 1 for i in perm]
+    raise ValueError(f"method.ordering must be one of {', '.join(ORDERINGS)}, got '{ordering}'")
+
+
+def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
+    """Which stage, which t_k and which anchor are trained at optimiser step `step`."""
+    ts = timesteps(T, cfg.K)
+    order = stage_order(cfg.K, cfg.ordering, seed)
+    position = min(step // cfg.steps_per_stage, cfg.K - 1)
+    k = order[position]
+    k_anchor = k - 1 if cfg.anchor == "grid" else (order[position - 1] if position > 0 else 0)
+    return Stage(position, k, ts[k], k_anchor, ts[k_anchor])
+
+
+def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """w(t) = 1 / (2 (1 - abar_t)), clipped at max_weight (infinite at t = 0)."""
+    return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
+
+
+class Curriculum:
+    """Curriculum Trajectory Matching; see the module docstring."""
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        self.cfg = CurriculumConfig.from_dict(cfg)
+        self.ctx, self.seed = ctx, seed
+        self.T = ctx.schedule.T
+        self.ts = torch.tensor(timesteps(self.T, self.cfg.K))  # (K+1,)
+        self.order = torch.tensor(stage_order(self.cfg.K, self.cfg.ordering, seed))  # (K,)
+        self.bridge = BRIDGES[self.cfg.consistency_step]
+        self.total_steps = self.cfg.K * self.cfg.steps_per_stage
+
+    def schedule(self, step: int) -> dict[str, float]:
+        s = stage_at(step, self.cfg, self.T, self.seed)
+        return {"phase": s.position, "stage_k": s.k, "t_k": s.t, "t_anchor": s.t_anchor}
+
+    def _stages(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one."""
+        s = stage_at(step, self.cfg, self.T, self.seed)
+        pos = torch.full((n,), s.position)
+        if self.cfg.replay > 0 and s.position > 0:
+            replay = torch.rand(n, generator=gen) < self.cfg.replay
+            pos = torch.where(replay, torch.randint(0, s.position, (n,), generator=gen), pos)
+        k = self.order[pos]  # (n,)
+        if self.cfg.anchor == "grid":
+            k_anchor = k - 1
+        else:
+            k_anchor = torch.where(pos > 0, self.order[(pos - 1).clamp(min=0)], torch.zeros_like(k))
+        return k, k_anchor
+
+    def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
+        z, x0 = batch.z, batch.x0  # (B, *shape)
+        sch, nd = self.ctx.schedule, z.ndim
+        k, k_anchor = self._stages(step, z.shape[0], gen)
+        t, ta = self.ts[k].to(z.device), self.ts[k_anchor].to(z.device)  # (B,)
+
+        g = student(z, t)  # G_theta^(k)(z)
+        abar_t = sch.at("abar", t, nd)
+        L = (loss_weight(abar_t, self.cfg.max_weight) * (g - abar_t.sqrt() * x0) ** 2).flatten(1).sum(1)
+
+        with torch.no_grad():
+            prior = (ta == self.T).view(-1, *[1] * (nd - 1))
+            g_prev = torch.where(prior, z, student(z, ta))  # sg[G^(k-1)(z)], G^(0)(z) = z
+            x_hat = self.bridge(self.ctx.teacher, g_prev, ta, t)
+        R = ((g - x_hat) ** 2).flatten(1).sum(1)
+
+        loss = L + self.cfg.lam * R  # (B,)
+        return loss, {"L_k": L.mean().detach(), "R_k": R.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, student: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        return student(z, torch.zeros(z.shape[0], dtype=torch.long, device=z.device))  # G(z, 0)

@@ -1,0 +1,141 @@
+"""Sample-quality metrics.
+
+2-D: Frechet distance of the raw coordinates (clean-fid's `frechet_distance`), sliced
+Wasserstein-2 distance and the unbiased MMD^2 with a sum of Gaussian kernels.
+Images: FID and KID (clean-fid's `frechet_distance` / `kernel_distance`) on the features of a
+feature network: Inception where its weights are present, else a classifier trained on the
+dataset itself (`FeatureNet`), passed to clean-fid as its feature extractor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, projections: int = 512, seed: int = 0) -> float:
+    """SW_2 = sqrt(mean_theta W_2^2(theta.x, theta.y)) over random unit directions (equal sizes)."""
+    n = min(x.shape[0], y.shape[0])
+    x, y = x[:n].flatten(1).double(), y[:n].flatten(1).double()  # (n, d)
+    theta = torch.randn(x.shape[1], projections, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)  # (d, P)
+    px, _ = torch.sort(x @ theta, dim=0)  # (n, P)
+    py, _ = torch.sort(y @ theta, dim=0)
+    return float(((px - py) ** 2).mean().sqrt())
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.1, 0.3, 1.0), max_n: int = 4096) -> float:
+    """Unbiased MMD^2 with k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2))."""
+    x, y = x[:max_n].flatten(1).double(), y[:max_n].flatten(1).double()
+    m, n = x.shape[0], y.shape[0]
+
+    def k(a, b):
+        d2 = torch.cdist(a, b) ** 2
+        return sum(torch.exp(-d2 / (2 * s * s)) for s in bandwidths)
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(sxx + syy - 2 * kxy.mean())
+
+
+def gaussian_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def frechet(a: np.ndarray, b: np.ndarray) -> float:
+    from cleanfid.fid import frechet_distance
+
+    return float(frechet_distance(*gaussian_stats(a), *gaussian_stats(b)))
+
+
+def points_metrics(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, float]:
+    """All 2-D metrics of samples x against reference samples (same size)."""
+    return {
+        "fd": frechet(x.double().numpy(), ref.double().numpy()),
+        "swd": sliced_wasserstein(x, ref, cfg.get("swd_projections", 512)),
+        "mmd": mmd2(x, ref, tuple(cfg.get("mmd_bandwidths", (0.1, 0.3, 1.0)))),
+    }
+
+
+# ---------------------------------------------------------------- image features
+
+
+class FeatureNet(nn.Module):
+    """Small CNN classifier for tiny images; its penultimate layer is the feature space.
+
+    As a clean-fid feature extractor it takes (B, C, H, W) in [0, 255] at any size (clean-fid
+    resizes to 299 for Inception) and pools back to the dataset's resolution.
+    """
+
+    def __init__(self, shape: tuple[int, ...], num_classes: int = 10, width: int = 64, feat_dim: int = 64):
+        super().__init__()
+        c, h, w = shape
+        self.res = (h, w)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(width * 16, feat_dim), nn.SiLU(),
+        )
+        self.head = nn.Linear(feat_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, feat_dim), x in [-1, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def as_extractor(self):
+        """clean-fid feature-extractor interface: [0, 255] images -> features."""
+
+        def extract(img: torch.Tensor) -> torch.Tensor:
+            img = img.float()
+            if tuple(img.shape[-2:]) != self.res:
+                img = nn.functional.adaptive_avg_pool2d(img, self.res)
+            if img.shape[1] != self.body[0].in_channels:
+                img = img.mean(1, keepdim=True)
+            with torch.no_grad():
+                return self.features(img / 127.5 - 1.0)
+
+        return extract
+
+
+def train_feature_net(images: torch.Tensor, labels: torch.Tensor, steps: int = 600, seed: int = 0) -> tuple[FeatureNet, float]:
+    """Train the dataset's own classifier (held-out accuracy returned)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    perm = torch.randperm(images.shape[0], generator=gen)
+    n_val = images.shape[0] // 10
+    val, tr = perm[:n_val], perm[n_val:]
+    net = FeatureNet(tuple(images.shape[1:]), num_classes=int(labels.max()) + 1)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        idx = tr[torch.randint(0, tr.numel(), (128,), generator=gen)]
+        loss = nn.functional.cross_entropy(net(images[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc = float((net(images[val]).argmax(1) == labels[val]).float().mean())
+    return net.eval(), acc
+
+
+def image_features(images: torch.Tensor, extractor, batch_size: int = 512) -> np.ndarray:
+    """Features of images in [-1, 1] through clean-fid's batch feature call."""
+    from cleanfid.fid import get_batch_features
+
+    u8 = ((images.clamp(-1, 1) + 1) * 127.5).round()  # (N, C, H, W) in [0, 255]
+    feats = [get_batch_features(b, extractor, torch.device("cpu")) for b in u8.split(batch_size)]
+    return np.concatenate(feats)
+
+
+def feature_metrics(feats: np.ndarray, ref_feats: np.ndarray) -> dict[str, float]:
+    from cleanfid.fid import kernel_distance
+
+    np.random.seed(0)  # kernel_distance draws its subsets from numpy's global RNG
+    return {"fid": frechet(feats, ref_feats), "kid": float(kernel_distance(feats, ref_feats, num_subsets=50))}
+
+
+# Which metric is the headline for each kind of data, and whether lower is better.
+PRIMARY = {"points": "swd", "images": "fid"}

@@ -1,0 +1,122 @@
+"""Networks f(x, t) built by name from config: `build_net({"name": "mlp", ...}, sample_shape)`.
+
+Every network maps a batch x (B, *shape) and timesteps t (B,) (integers or floats on the
+DDPM index scale 0..T) to a tensor of the same shape as x. The teacher uses it as
+eps_phi(x_t, t); the student as G_theta(z, t).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of t (B,) -> (B, dim), as in DDPM/Transformer."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)  # (B, dim)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width)
+        self.temb = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        u = self.fc1(nn.functional.silu(self.norm(h))) + self.temb(temb)  # (B, W)
+        return h + self.fc2(nn.functional.silu(u))
+
+
+class MLP(nn.Module):
+    """Residual MLP with a sinusoidal timestep embedding, for 2-D data."""
+
+    def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 4, temb_dim: int = 64):
+        super().__init__()
+        (dim,) = shape
+        self.temb_dim = temb_dim
+        self.temb = nn.Sequential(nn.Linear(temb_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.temb(timestep_embedding(t, self.temb_dim))  # (B, W)
+        h = self.inp(x)  # (B, W)
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.out(h)  # (B, D)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, ch: int, groups: int = 8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, ch)
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.temb = nn.Linear(ch, ch)
+        self.norm2 = nn.GroupNorm(groups, ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        u = self.conv1(nn.functional.silu(self.norm1(h))) + self.temb(temb)[:, :, None, None]  # (B, C, H, W)
+        return h + self.conv2(nn.functional.silu(self.norm2(u)))
+
+
+class ConvNet(nn.Module):
+    """Small residual convnet at full resolution, for tiny images (8x8 digits) on CPU."""
+
+    def __init__(self, shape: tuple[int, ...], channels: int = 64, depth: int = 4, temb_dim: int = 64):
+        super().__init__()
+        c_in = shape[0]
+        self.temb_dim = temb_dim
+        self.temb = nn.Sequential(nn.Linear(temb_dim, channels), nn.SiLU(), nn.Linear(channels, channels))
+        self.inp = nn.Conv2d(c_in, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(ConvBlock(channels) for _ in range(depth))
+        self.out = nn.Sequential(nn.GroupNorm(8, channels), nn.SiLU(), nn.Conv2d(channels, c_in, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.temb(timestep_embedding(t, self.temb_dim))  # (B, C)
+        h = self.inp(x)  # (B, C, H, W)
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.out(h)
+
+
+class UNet(nn.Module):
+    """diffusers' UNet2DModel (32x32 and up) behind the same f(x, t) interface."""
+
+    def __init__(self, shape: tuple[int, ...], **kwargs):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        c, h, _ = shape
+        kwargs.setdefault("block_out_channels", (128, 256, 256, 256))
+        kwargs.setdefault("down_block_types", ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"))
+        kwargs.setdefault("up_block_types", ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+        self.unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **kwargs)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t).sample
+
+
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet}
+
+
+def build_net(cfg: dict, shape: tuple[int, ...]) -> nn.Module:
+    """Build a network from {"name": ..., **kwargs}; the name picks the class from NETS."""
+    kwargs = {k: v for k, v in cfg.items() if k != "name"}
+    try:
+        cls = NETS[cfg["name"]]
+    except KeyError:
+        raise ValueError(f"net.name: unknown network '{cfg['name']}'; allowed: {', '.join(NETS)}") from None
+    return cls(tuple(shape), **kwargs)
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

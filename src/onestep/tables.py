@@ -1,0 +1,115 @@
+"""Paper tables from stored metrics.json files alone (polars): Markdown, LaTeX booktabs, CSV, plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+
+from onestep import plots
+
+METRIC_NAMES = {"swd": "SWD", "fd": "FD", "mmd": "MMD$^2$", "fid": "FID", "kid": "KID"}
+METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
+
+
+def _read(paths) -> list[dict]:
+    out = []
+    for p in paths:
+        with open(p) as f:
+            out.append(json.load(f))
+    return out
+
+
+def collect(run_files, axes: list[str]) -> pl.DataFrame:
+    """One row per run: grid values, seed, metrics, training cost."""
+    rows = []
+    for r in _read(run_files):
+        rows.append({**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
+                     "wall_time_s": r["train"]["wall_time_s"], "samples_per_s": r["train"]["samples_per_s"]})
+    return pl.DataFrame(rows)
+
+
+def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str]) -> pl.DataFrame:
+    """Mean and std over seeds per grid point, grid order kept."""
+    aggs = [pl.len().alias("seeds")]
+    for m in [*metrics, "wall_time_s", "samples_per_s"]:
+        aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
+    return runs.group_by(axes, maintain_order=True).agg(aggs)
+
+
+def _fmt(mean: float, std: float | None, digits: int = 4) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    s = f"{mean:.{digits}g}"
+    return s if std is None or math.isnan(std) else f"{s} ± {std:.2g}"
+
+
+def build(run_files, teacher_files, reference_file, axes: list[str], title: str, out_prefix: str | Path,
+          plot_path: str | Path) -> pl.DataFrame:
+    """Write <out_prefix>.{md,tex,csv} and the plot; return the summary frame."""
+    runs = collect(run_files, axes)
+    ref = _read([reference_file])[0]
+    teachers = sorted(_read(teacher_files), key=lambda r: r["steps"])
+    primary = _read(run_files[:1])[0]["primary"]
+    metrics = list(ref["floor"])
+    summary = summarise(runs, axes, metrics)
+    t50 = next((t for t in teachers if t["steps"] == max(x["steps"] for x in teachers)), None)
+    if t50 is not None:
+        summary = summary.with_columns(
+            (pl.col(f"{primary}_mean") / t50["metrics"][primary]).alias(f"{primary}_ratio_to_teacher_{t50['steps']}")
+        )
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_csv(out_prefix.with_suffix(".csv"))
+
+    best = {m: summary[f"{m}_mean"].min() for m in metrics}
+    ratio_col = f"{primary}_ratio_to_teacher_{t50['steps']}" if t50 else None
+    header = [*[a.split(".")[-1] for a in axes], *[METRIC_MD[m] for m in metrics]]
+    header += [f"{METRIC_MD[primary]} / teacher-{t50['steps']}"] if t50 else []
+    header += ["train s", "seeds"]
+    body_md, body_tex = [], []
+    for row in summary.iter_rows(named=True):
+        cells = [row[a] for a in axes]
+        for m in metrics:
+            c = _fmt(row[f"{m}_mean"], row[f"{m}_std"])
+            cells.append((f"**{c}**", f"\\textbf{{{c}}}") if row[f"{m}_mean"] == best[m] else (c, c))
+        cells_md = [c if isinstance(c, str) else c[0] for c in cells]
+        cells_tex = [c if isinstance(c, str) else c[1] for c in cells]
+        extra = ([f"{row[ratio_col]:.2f}"] if t50 else []) + [f"{row['wall_time_s_mean']:.0f}", str(row["seeds"])]
+        body_md.append(cells_md + extra)
+        body_tex.append(cells_tex + extra)
+    refs = [("data vs data (floor)", ref["floor"])] + [(f"teacher DDIM {t['steps']} steps", t["metrics"]) for t in teachers]
+    ref_rows = []
+    for label, vals in refs:
+        cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics]
+        cells += ([f"{vals[primary] / t50['metrics'][primary]:.2f}"] if t50 else []) + ["", ""]
+        ref_rows.append(cells)
+
+    n = ref.get("num_samples")
+    caption = (f"{title}. Mean ± std over seeds (seeds column) of metrics on {n} one-step samples from the "
+               f"same held-out noise; lower is better, best in bold. Reference rows: data against data at "
+               f"the same sample size, and the teacher's DDIM sampler.")
+    md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(r) + " |" for r in body_md]
+    md += ["| " + " | ".join(f"*{c}*" if c else "" for c in r) + " |" for r in ref_rows]
+    out_prefix.with_suffix(".md").write_text("\n".join(md) + "\n")
+
+    esc = lambda s: str(s).replace("_", r"\_").replace("±", r"$\pm$").replace("²", "$^2$")  # noqa: E731
+    tex = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(caption)}}}",
+           r"\begin{tabular}{" + "l" * len(axes) + "r" * (len(header) - len(axes)) + "}", r"\toprule",
+           " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    tex += [" & ".join(esc(c) for c in r) + r" \\" for r in body_tex]
+    tex += [r"\midrule"] + [" & ".join(esc(c) for c in r) + r" \\" for r in ref_rows]
+    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    out_prefix.with_suffix(".tex").write_text("\n".join(tex) + "\n")
+
+    plot_rows = []
+    for row in summary.iter_rows(named=True):
+        vals = runs.filter(pl.all_horizontal([pl.col(a) == row[a] for a in axes]))[primary].to_list()
+        plot_rows.append({"label": ", ".join(row[a] for a in axes), "mean": row[f"{primary}_mean"],
+                          "std": row[f"{primary}_std"], "values": vals})
+    plot_refs = [{"label": label, "mean": vals[primary]} for label, vals in refs]
+    plots.ablation(plot_rows, plot_refs, METRIC_MD[primary], plot_path, title)
+    return summary

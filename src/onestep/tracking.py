@@ -1,0 +1,137 @@
+"""MLflow as a side channel: every job records a run; no job reads results back from MLflow.
+
+Store: `tracking.uri` (default sqlite:///results/mlflow.db, artifacts under `tracking.artifacts`)
+unless MLFLOW_TRACKING_URI is set. A fresh SQLite store races when several processes create it,
+so `init_store` (its own rule) creates the store and the experiment once before jobs fan out.
+Metrics are buffered and written in batches, never once per optimiser step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+PKG_DIR = Path(__file__).resolve().parent
+
+
+def tracking_uri(cfg: dict) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg["tracking"]["uri"]
+
+
+def experiment_name(cfg: dict) -> str:
+    return cfg["tracking"]["experiment"]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(PKG_DIR), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+    return out
+
+
+def _client(cfg: dict):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    return mlflow.MlflowClient()
+
+
+def _local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def init_store(cfg: dict) -> str:
+    """Create the store and the experiment (idempotent); returns the experiment id."""
+    client = _client(cfg)
+    name = experiment_name(cfg)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    location = Path(cfg["tracking"]["artifacts"]).resolve().as_uri() if _local_store(uri) else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_parent(cfg: dict, ablation: str) -> str:
+    """Create the ablation's parent run; its id goes to a file that child jobs read."""
+    client = _client(cfg)
+    exp_id = init_store(cfg)
+    run = client.create_run(exp_id, run_name=ablation,
+                            tags={"ablation": ablation, "kind": "ablation", "git_commit": git_commit(),
+                                  "dataset": cfg["dataset"]["name"]})
+    return run.info.run_id
+
+
+class Recorder:
+    """Buffered metric logging into one MLflow run."""
+
+    def __init__(self, client, run_id: str, flush_every: int = 200):
+        self.client, self.run_id, self.flush_every = client, run_id, flush_every
+        self.buffer: list = []
+
+    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self.buffer += [Metric(k, float(v), ts, step) for k, v in values.items()]
+        if len(self.buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=self.buffer[i:i + 1000])
+        self.buffer = []
+
+    def params(self, cfg: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in flatten(cfg).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def artifact(self, path: str | Path, subdir: str | None = None) -> None:
+        if Path(path).exists():
+            self.client.log_artifact(self.run_id, str(path), subdir)
+
+
+@contextmanager
+def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None,
+           run_id: str | None = None):
+    """Open a new run (or reopen `run_id`), yield a Recorder; FINISHED on success, FAILED on error."""
+    client = _client(cfg)
+    if run_id is None:
+        exp_id = init_store(cfg)
+        tags = {"git_commit": git_commit(), "dataset": cfg["dataset"]["name"], **(tags or {})}
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    else:
+        client.update_run(run_id, status="RUNNING")
+    rec = Recorder(client, run_id)
+    try:
+        yield rec
+    except BaseException:
+        rec.flush()
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    rec.flush()
+    client.set_terminated(run_id, status="FINISHED")

@@ -1,0 +1,179 @@
+"""Training loops: the DDPM teacher, and a method-blind student trainer.
+
+Checkpoints are dicts {"kind", "net", "shape", "config", "state_dict"} so the config travels with
+the weights (the EMA weights are the ones saved and used).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from onestep import data
+from onestep.diffusion import Schedule, Teacher, ddpm_scheduler
+from onestep.methods import METHODS
+from onestep.methods.base import Batch, Context
+from onestep.nets import build_net, count_params
+
+Logger = Callable[[dict[str, float], int], None]
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (decay per optimiser step)."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(net).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        for s, p in zip(self.shadow.parameters(), net.parameters(), strict=True):
+            s.lerp_(p, 1.0 - self.decay)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
+    """Linear warm-up, then constant or cosine decay to 1% of base."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        frac = (step - warmup) / max(1, total - warmup)
+        return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return base
+
+
+def save_checkpoint(path: str | Path, kind: str, net_cfg: dict, shape, cfg: dict, net: nn.Module) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"kind": kind, "net": net_cfg, "shape": list(shape), "config": cfg, "state_dict": net.state_dict()}, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write never leaves a corrupt checkpoint
+
+
+def load_checkpoint(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
+    """(network with its weights, checkpoint dict); a clear error naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {path} is not a {kind} checkpoint")
+    net = build_net(ckpt["net"], tuple(ckpt["shape"]))
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not match its network config: {e}") from e
+    return net.eval(), ckpt
+
+
+def load_teacher(path: str | Path, device: str = "cpu") -> Teacher:
+    net, ckpt = load_checkpoint(path, "teacher")
+    return Teacher(net.to(device), Schedule.from_config(ckpt["config"]["diffusion"]))
+
+
+def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Epsilon-prediction DDPM (diffusers DDPMScheduler.add_noise), EMA weights returned."""
+    tc = cfg["teacher"]
+    torch.manual_seed(tc["seed"])
+    shape = data.shape(cfg["dataset"])
+    net = build_net(tc["net"], shape).to(device)
+    ema = EMA(net, tc["ema"])
+    opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
+    sched = ddpm_scheduler(cfg["diffusion"])
+    gen = torch.Generator().manual_seed(tc["seed"])
+    pool = None if cfg["dataset"]["name"] in data.TOY else data.full(cfg["dataset"])
+    T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
+    t0, running = time.time(), 0.0
+    for step in tqdm(range(steps), desc="teacher", disable=not progress, mininterval=2.0):
+        if pool is None:
+            x0 = data.TOY[cfg["dataset"]["name"]](B, gen)  # fresh toy samples each step
+        else:
+            x0 = pool[torch.randint(0, pool.shape[0], (B,), generator=gen)]
+        x0 = x0.to(device)
+        eps = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
+        xt = sched.add_noise(x0, eps, t)
+        loss = ((net(xt, t) - eps) ** 2).mean()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, tc["lr"], tc.get("warmup", 0), tc.get("lr_schedule", "cosine"))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update(net)
+        running = running + loss.detach()  # no per-step host sync
+        if (step + 1) % tc["log_every"] == 0:
+            log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"]}, step + 1)
+            running = 0.0
+    wall = time.time() - t0
+    summary = {"wall_time_s": wall, "samples_per_s": steps * B / wall, "steps": steps,
+               "params": count_params(net)}
+    return ema.shadow, summary
+
+
+def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Generator):
+    """Endless minibatches of teacher pairs (z, x0), reshuffled each epoch."""
+    n = pairs["z"].shape[0]
+    while True:
+        for idx in torch.randperm(n, generator=gen).split(batch_size):
+            if idx.numel() == batch_size:
+                yield Batch(pairs["z"][idx], pairs["x0"][idx])
+
+
+def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
+                  progress: bool = True) -> tuple[nn.Module, dict]:
+    """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps."""
+    sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
+    torch.manual_seed(seed)
+    shape = tuple(pairs["z"].shape[1:])
+    ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape)
+    method = METHODS[mc["name"]](mc, ctx, seed)
+    student = build_net(sc["net"], shape).to(device)
+    if sc.get("init_from_teacher"):
+        student.load_state_dict(teacher.net.state_dict())
+    ema = EMA(student, sc["ema"])
+    opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
+    gen = torch.Generator().manual_seed(seed)
+    batches = pair_batches(pairs, sc["batch_size"], gen)
+    total, every = method.total_steps, sc["log_every"]
+    acc: dict[str, float] = {}
+    teacher.evals = 0
+    t0 = time.time()
+    for step in tqdm(range(total), desc=mc["name"], disable=not progress, mininterval=2.0):
+        b = next(batches)
+        batch = Batch(b.z.to(device), b.x0.to(device))
+        loss, logs = method.loss(student, batch, step, gen)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, sc["lr"], sc.get("warmup", 0), sc.get("lr_schedule", "constant"))
+        opt.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        opt.step()
+        ema.update(student)
+        logs["loss"] = loss.mean().detach()
+        for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
+            acc[k] = acc.get(k, 0.0) + v
+        if (step + 1) % every == 0 or step + 1 == total:
+            n = every if (step + 1) % every == 0 else (step + 1) % every
+            log({**{k: float(v) / n for k, v in acc.items()}, **method.schedule(step)}, step + 1)
+            acc = {}
+    wall = time.time() - t0
+    summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
+               "teacher_evals": teacher.evals, "params": count_params(student)}
+    return ema.shadow, summary
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(int(n))

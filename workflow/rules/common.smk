@@ -1,0 +1,52 @@
+# Parse-time set-up: validate the config and every ablation grid (one message, before any job).
+import json
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from onestep.config import ConfigError, dataset_id, load_workflow, sections
+
+try:
+    ABLATIONS = load_workflow(config, workflow.basedir)
+except ConfigError as e:
+    raise WorkflowError(f"invalid configuration: {e}") from None
+
+OUT = config["out"]
+DATA = dataset_id(config)
+ROOT = f"{OUT}/{DATA}"
+LOGS = f"{OUT}/logs"
+IS_IMAGES = config["dataset"]["name"] in ("digits", "npz", "folder")
+USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
+RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
+TEACHER_STEPS = config["evaluation"]["teacher_steps"]
+
+
+wildcard_constraints:
+    ablation="|".join(ABLATIONS) or "(?!)",
+    run="[A-Za-z0-9_.=+-]+",
+    steps=r"\d+",
+
+
+def cfg_json(*keys):
+    """The config sections a job depends on, as JSON (a change re-runs that job)."""
+    return sections(config, *keys)
+
+
+def run_cfg(w):
+    return json.dumps(RUNS[(w.ablation, w.run)].config, sort_keys=True)
+
+
+def features(w=None):
+    return [f"{ROOT}/features.pt"] if USE_CLASSIFIER else []
+
+
+def features_arg(w=None):
+    return f"--features {ROOT}/features.pt" if USE_CLASSIFIER else ""
+
+
+def run_metrics(name):
+    return [f"{ROOT}/{name}/{run.name}/metrics.json" for run in ABLATIONS[name].runs]
+
+
+def ablation_outputs(name):
+    return [f"{OUT}/tables/{name}.md", f"{OUT}/plots/{name}.png"]

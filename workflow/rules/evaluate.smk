@@ -1,0 +1,45 @@
+# One-step samples on the fixed held-out noise, scored against the reference; teacher reference rows.
+rule evaluate:
+    input:
+        ckpt=f"{ROOT}/{{ablation}}/{{run}}/student.pt",
+        summary=f"{ROOT}/{{ablation}}/{{run}}/train.json",
+        config=f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
+        teacher=f"{ROOT}/teacher/teacher.pt",
+        reference=f"{ROOT}/reference.npz",
+        features=features,
+    output:
+        metrics=f"{ROOT}/{{ablation}}/{{run}}/metrics.json",
+        plot=f"{ROOT}/{{ablation}}/{{run}}/samples.png",
+    log:
+        f"{LOGS}/evaluate/{{ablation}}/{{run}}.log",
+    params:
+        run=f"{ROOT}/{{ablation}}/{{run}}",
+        features=features_arg,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    shell:
+        "onestep evaluate --run {params.run} --teacher {input.teacher} --reference {input.reference}"
+        " {params.features} --out {output.metrics} --plot {output.plot} --log {log} > {log} 2>&1"
+
+
+rule teacher_eval:
+    input:
+        teacher=f"{ROOT}/teacher/teacher.pt",
+        reference=f"{ROOT}/reference.npz",
+        features=features,
+    output:
+        metrics=f"{ROOT}/teacher/ddim-{{steps}}/metrics.json",
+        plot=f"{ROOT}/teacher/ddim-{{steps}}/samples.png",
+    log:
+        f"{LOGS}/teacher_eval/{DATA}-ddim-{{steps}}.log",
+    params:
+        cfg=cfg_json("dataset", "diffusion", "evaluation", "tracking", "device", "threads"),
+        features=features_arg,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    shell:
+        "onestep teacher-eval --cfg {params.cfg:q} --teacher {input.teacher} --reference {input.reference}"
+        " {params.features} --steps {wildcards.steps} --out {output.metrics} --plot {output.plot}"
+        " --log {log} > {log} 2>&1"

@@ -1,0 +1,60 @@
+# Teacher preparation: the DDPM teacher, its DDIM pairs p_teacher(x0 | z), data statistics.
+rule teacher:
+    input:
+        f"{OUT}/mlflow/store.json",
+    output:
+        f"{ROOT}/teacher/teacher.pt",
+    log:
+        f"{LOGS}/teacher/{DATA}.log",
+    params:
+        cfg=cfg_json("dataset", "diffusion", "teacher", "tracking", "device", "threads"),
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    shell:
+        "onestep teacher --cfg {params.cfg:q} --out {output} --log {log} > {log} 2>&1"
+
+
+rule pairs:
+    input:
+        teacher=f"{ROOT}/teacher/teacher.pt",
+    output:
+        f"{ROOT}/teacher/pairs.npz",
+    log:
+        f"{LOGS}/pairs/{DATA}.log",
+    params:
+        cfg=cfg_json("diffusion", "pairs", "device", "threads"),
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    shell:
+        "onestep pairs --cfg {params.cfg:q} --teacher {input.teacher} --out {output} > {log} 2>&1"
+
+
+rule features:
+    output:
+        f"{ROOT}/features.pt",
+    log:
+        f"{LOGS}/features/{DATA}.log",
+    params:
+        cfg=cfg_json("dataset", "evaluation", "threads"),
+    threads: config["threads"]
+    shell:
+        "onestep features --cfg {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        features,
+    output:
+        arrays=f"{ROOT}/reference.npz",
+        summary=f"{ROOT}/reference.json",
+    log:
+        f"{LOGS}/reference/{DATA}.log",
+    params:
+        cfg=cfg_json("dataset", "evaluation", "threads"),
+        features=features_arg,
+    threads: config["threads"]
+    shell:
+        "onestep reference --cfg {params.cfg:q} {params.features} --out {output.arrays}"
+        " --summary {output.summary} > {log} 2>&1"
