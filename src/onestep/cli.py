@@ -35,10 +35,12 @@ def _write_json(path: str | Path, obj) -> None:
     tmp.replace(path)
 
 
-def _threads(cfg: dict) -> None:
-    from onestep.train import set_threads
+def _threads(a) -> None:
+    """torch threads = the job's Snakemake `threads` (passed as --threads)."""
+    if getattr(a, "threads", None):
+        import torch
 
-    set_threads(cfg.get("threads"))
+        torch.set_num_threads(a.threads)
 
 
 # ---------------------------------------------------------------- commands
@@ -67,7 +69,7 @@ def cmd_teacher(a) -> None:
     from onestep.train import save_checkpoint, train_teacher
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     data.check(cfg["dataset"])
     with tracking.record(cfg, "teacher", {"kind": "teacher"}) as rec:
         rec.params(cfg)
@@ -76,6 +78,7 @@ def cmd_teacher(a) -> None:
         save_checkpoint(a.out, "teacher", cfg["teacher"]["net"], data.shape(cfg["dataset"]), cfg, net)
         rec.artifact(a.out, "checkpoint")
         rec.artifact(a.log, "logs")
+    _write_json(Path(a.out).with_suffix(".json"), summary)
     print(json.dumps(summary))
 
 
@@ -88,7 +91,7 @@ def cmd_pairs(a) -> None:
     from onestep.train import load_teacher
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     pc = cfg["pairs"]
     teacher = load_teacher(a.teacher, _device(cfg))
     ckpt_shape = tuple(torch.load(a.teacher, map_location="cpu", weights_only=False)["shape"])
@@ -110,7 +113,7 @@ def cmd_features(a) -> None:
     from onestep.evaluate import fit_features
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     net, acc = fit_features(cfg)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": net.state_dict(), "shape": list(net.res and (net.body[0].in_channels, *net.res)),
@@ -124,7 +127,7 @@ def cmd_reference(a) -> None:
     from onestep.evaluate import reference
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     arrays, summary = reference(cfg, a.features)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(a.out, **arrays)
@@ -148,7 +151,7 @@ def cmd_teacher_eval(a) -> None:
     from onestep.train import load_checkpoint
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     ref = _load_ref(a.reference)
     z = eval_noise(cfg, tuple(ckpt["shape"]))
@@ -173,7 +176,7 @@ def cmd_train(a) -> None:
     from onestep.train import load_teacher, save_checkpoint, train_student
 
     cfg = _cfg(a.cfg)
-    _threads(cfg)
+    _threads(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -221,7 +224,7 @@ def cmd_evaluate(a) -> None:
 
     run_dir = Path(a.run)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    _threads(cfg)
+    _threads(a)
     train = json.loads((run_dir / "train.json").read_text())
     device = _device(cfg)
     student, ckpt = load_checkpoint(run_dir / "student.pt", "student")
@@ -289,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     def add(name, fn, *args):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
+        s.add_argument("--threads", type=int, default=None, help="torch threads (the job's Snakemake threads)")
         for arg in args:
             s.add_argument(*arg[0], **arg[1])
         return s

@@ -53,7 +53,7 @@ def build(run_files, teacher_files, reference_file, axes: list[str], title: str,
     ref = _read([reference_file])[0]
     teachers = sorted(_read(teacher_files), key=lambda r: r["steps"])
     primary = _read(run_files[:1])[0]["primary"]
-    metrics = list(ref["floor"])
+    metrics = sorted(ref["floor"], key=lambda m: (m != primary, m))  # headline metric first
     summary = summarise(runs, axes, metrics)
     t50 = next((t for t in teachers if t["steps"] == max(x["steps"] for x in teachers)), None)
     if t50 is not None:
@@ -77,14 +77,15 @@ def build(run_files, teacher_files, reference_file, axes: list[str], title: str,
             cells.append((f"**{c}**", f"\\textbf{{{c}}}") if row[f"{m}_mean"] == best[m] else (c, c))
         cells_md = [c if isinstance(c, str) else c[0] for c in cells]
         cells_tex = [c if isinstance(c, str) else c[1] for c in cells]
-        extra = ([f"{row[ratio_col]:.2f}"] if t50 else []) + [f"{row['wall_time_s_mean']:.0f}", str(row["seeds"])]
+        extra = ([f"{row[ratio_col]:.3g}"] if t50 else []) + [f"{row['wall_time_s_mean']:.0f}", str(row["seeds"])]
         body_md.append(cells_md + extra)
         body_tex.append(cells_tex + extra)
-    refs = [("data vs data (floor)", ref["floor"])] + [(f"teacher DDIM {t['steps']} steps", t["metrics"]) for t in teachers]
+    refs = [("data vs data (floor)", ref["floor"])] + [(f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"])
+                                              for t in teachers]
     ref_rows = []
     for label, vals in refs:
         cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics]
-        cells += ([f"{vals[primary] / t50['metrics'][primary]:.2f}"] if t50 else []) + ["", ""]
+        cells += ([f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []) + ["", ""]
         ref_rows.append(cells)
 
     n = ref.get("num_samples")

@@ -172,8 +172,3 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
                "teacher_evals": teacher.evals, "params": count_params(student)}
     return ema.shadow, summary
-
-
-def set_threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(int(n))

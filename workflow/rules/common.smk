@@ -49,4 +49,5 @@ def run_metrics(name):
 
 
 def ablation_outputs(name):
-    return [f"{OUT}/tables/{name}.md", f"{OUT}/plots/{name}.png"]
+    """Table, plot and every run's metrics: a deleted run is re-run (then the table) by the target."""
+    return [f"{OUT}/tables/{name}.md", f"{OUT}/plots/{name}.png", *run_metrics(name)]

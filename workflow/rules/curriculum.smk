@@ -13,9 +13,9 @@ rule train:
     params:
         cfg=run_cfg,
         out=f"{ROOT}/{{ablation}}/{{run}}",
-    threads: config["threads"]
+    threads: config["threads"]["run"]
     resources:
         gpu=1,
     shell:
-        "onestep train --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
+        "onestep train --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
         " --parent {input.parent} --out {params.out} --log {log} > {log} 2>&1"

@@ -15,11 +15,11 @@ rule evaluate:
     params:
         run=f"{ROOT}/{{ablation}}/{{run}}",
         features=features_arg,
-    threads: config["threads"]
+    threads: config["threads"]["run"]
     resources:
         gpu=1,
     shell:
-        "onestep evaluate --run {params.run} --teacher {input.teacher} --reference {input.reference}"
+        "onestep evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
         " {params.features} --out {output.metrics} --plot {output.plot} --log {log} > {log} 2>&1"
 
 
@@ -34,12 +34,12 @@ rule teacher_eval:
     log:
         f"{LOGS}/teacher_eval/{DATA}-ddim-{{steps}}.log",
     params:
-        cfg=cfg_json("dataset", "diffusion", "evaluation", "tracking", "device", "threads"),
+        cfg=cfg_json("dataset", "diffusion", "evaluation", "tracking", "device"),
         features=features_arg,
-    threads: config["threads"]
+    threads: config["threads"]["run"]
     resources:
         gpu=1,
     shell:
-        "onestep teacher-eval --cfg {params.cfg:q} --teacher {input.teacher} --reference {input.reference}"
+        "onestep teacher-eval --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --reference {input.reference}"
         " {params.features} --steps {wildcards.steps} --out {output.metrics} --plot {output.plot}"
         " --log {log} > {log} 2>&1"

@@ -19,7 +19,7 @@ rule table:
         prefix=f"{OUT}/tables/{{ablation}}",
     localrule: True
     shell:
-        "onestep tables --cfg {params.cfg:q} --ablation {wildcards.ablation} --runs {input.runs}"
+        "onestep tables --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --axes {params.axes}"
         " --title {params.title:q} --out-prefix {params.prefix} --plot {output.plot}"
         " --parent {input.parent} > {log} 2>&1"

@@ -7,12 +7,12 @@ rule teacher:
     log:
         f"{LOGS}/teacher/{DATA}.log",
     params:
-        cfg=cfg_json("dataset", "diffusion", "teacher", "tracking", "device", "threads"),
-    threads: config["threads"]
+        cfg=cfg_json("dataset", "diffusion", "teacher", "tracking", "device"),
+    threads: config["threads"]["prep"]
     resources:
         gpu=1,
     shell:
-        "onestep teacher --cfg {params.cfg:q} --out {output} --log {log} > {log} 2>&1"
+        "onestep teacher --threads {threads} --cfg {params.cfg:q} --out {output} --log {log} > {log} 2>&1"
 
 
 rule pairs:
@@ -23,12 +23,12 @@ rule pairs:
     log:
         f"{LOGS}/pairs/{DATA}.log",
     params:
-        cfg=cfg_json("diffusion", "pairs", "device", "threads"),
-    threads: config["threads"]
+        cfg=cfg_json("diffusion", "pairs", "device"),
+    threads: config["threads"]["prep"]
     resources:
         gpu=1,
     shell:
-        "onestep pairs --cfg {params.cfg:q} --teacher {input.teacher} --out {output} > {log} 2>&1"
+        "onestep pairs --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --out {output} > {log} 2>&1"
 
 
 rule features:
@@ -37,10 +37,10 @@ rule features:
     log:
         f"{LOGS}/features/{DATA}.log",
     params:
-        cfg=cfg_json("dataset", "evaluation", "threads"),
-    threads: config["threads"]
+        cfg=cfg_json("dataset", "evaluation"),
+    threads: config["threads"]["run"]
     shell:
-        "onestep features --cfg {params.cfg:q} --out {output} > {log} 2>&1"
+        "onestep features --threads {threads} --cfg {params.cfg:q} --out {output} > {log} 2>&1"
 
 
 rule reference:
@@ -52,9 +52,9 @@ rule reference:
     log:
         f"{LOGS}/reference/{DATA}.log",
     params:
-        cfg=cfg_json("dataset", "evaluation", "threads"),
+        cfg=cfg_json("dataset", "evaluation"),
         features=features_arg,
-    threads: config["threads"]
+    threads: config["threads"]["run"]
     shell:
-        "onestep reference --cfg {params.cfg:q} {params.features} --out {output.arrays}"
+        "onestep reference --threads {threads} --cfg {params.cfg:q} {params.features} --out {output.arrays}"
         " --summary {output.summary} > {log} 2>&1"

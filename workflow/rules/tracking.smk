@@ -8,7 +8,7 @@ rule init_tracking:
         cfg=cfg_json("tracking", "dataset"),
     localrule: True
     shell:
-        "onestep init-tracking --cfg {params.cfg:q} --out {output} > {log} 2>&1"
+        "onestep init-tracking --threads {threads} --cfg {params.cfg:q} --out {output} > {log} 2>&1"
 
 
 rule mlflow_parent:
@@ -22,4 +22,4 @@ rule mlflow_parent:
         cfg=cfg_json("tracking", "dataset"),
     localrule: True
     shell:
-        "onestep parent --cfg {params.cfg:q} --ablation {wildcards.ablation} --out {output} > {log} 2>&1"
+        "onestep parent --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --out {output} > {log} 2>&1"

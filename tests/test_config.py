@@ -1,0 +1,62 @@
+"""Bad input gets one message naming the key and the allowed values, before any job starts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onestep.config import ConfigError, deep_merge, load_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"method": {"ordering": "sideways"}}, r"method.ordering: 'sideways' is not allowed; allowed values: forward, reversed, random"),
+        ({"dataset": {"name": "cifar"}}, r"dataset.name: 'cifar' is not allowed; allowed values: checkerboard"),
+        ({"method": {"K": 0}}, r"method.K: 0 is out of range; allowed: >= 1"),
+        ({"method": {"K": 1001}}, r"method.K: 1001 is out of range; allowed: 1 <= K <= diffusion.T = 1000"),
+        ({"method": {"lambda": -0.5}}, r"method.lambda: -0.5 is out of range; allowed: >= 0"),
+        ({"seeds": [0, 1.5]}, r"seeds\[1\]: 1.5 must be of type integer"),
+        ({"seeds": [0, "one"]}, r"seeds\[1\]: 'one' must be of type integer"),
+        ({"method": {"stages": 3}}, r"method: unknown key\(s\) stages; allowed keys: .*K"),
+        ({"dataset": {"name": "npz", "path": "/no/such.npz"}}, r"dataset.path: file not found: /no/such.npz"),
+        ({"method": {"consistency_step": "ddpm", "anchor": "trained", "ordering": "reversed"}},
+         r"method.consistency_step: 'ddpm' cannot bridge upward"),
+    ],
+)
+def test_bad_config_one_message(default_config, override, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        load_workflow(deep_merge(default_config, override))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_grid_value_names_the_ablation_file(default_config, tmp_path):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump({"name": "ablate_x", "grid": {"method.ordering": ["up"]}}))
+    with pytest.raises(ConfigError, match=r"o.yaml \(run ordering-up_seed-0\): method.ordering: 'up' is not allowed"):
+        load_workflow({**default_config, "ablations_dir": str(tmp_path)})
+
+
+def test_grid_expands_to_runs(default_config):
+    ab = load_workflow(default_config)["ablate_order"]
+    assert len(ab.runs) == 3 * len(default_config["seeds"])
+    run = ab.runs[0]
+    assert run.name == "ordering-forward_seed-0"
+    assert run.config["method"]["ordering"] == "forward" and run.config["seed"] == 0
+    assert {r.config["method"]["ordering"] for r in ab.runs} == {"forward", "reversed", "random"}
+
+
+def test_snakemake_stops_before_any_job(tmp_path):
+    """A bad value passed to Snakemake fails at parse time with the one message and writes nothing."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"method": {"ordering": "sideways"}, "out": str(tmp_path / "results")}))
+    snakemake = str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv").exists() else "snakemake"
+    p = subprocess.run([snakemake, "ablate_order", "-n", "--cores", "1", "--configfile", str(bad)],
+                       cwd=REPO, capture_output=True, text=True, env={"PATH": str(REPO / ".venv/bin") + ":/usr/bin:/bin"})
+    assert p.returncode != 0
+    assert "method.ordering: 'sideways' is not allowed; allowed values: forward, reversed, random" in p.stdout + p.stderr
+    assert not (tmp_path / "results").exists()
+    assert sys.executable  # the suite runs inside the pinned environment

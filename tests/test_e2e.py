@@ -1,0 +1,130 @@
+"""End to end: a tiny ablate_order (2-D, two orderings, one seed, few steps) through Snakemake."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "out": "results",
+    "seeds": [0],
+    "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
+    "pairs": {"num": 2048, "ddim_steps": 10, "seed": 1},
+    "student": {"batch_size": 128, "log_every": 10},
+    "method": {"K": 3, "steps_per_stage": 20},
+    "evaluation": {"num_samples": 512, "teacher_steps": [1, 10], "swd_projections": 64},
+}
+GRID = {"name": "ablate_order", "title": "Stage ordering (tiny)", "baseline": {"method.ordering": "forward"},
+        "grid": {"method.ordering": ["forward", "reversed"]}}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
+           "--configfile", str(REPO / "config" / "config.yaml"), str(workdir / "tiny.yaml")]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    (work / "ablations").mkdir()
+    (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
+    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
+    p = snakemake(work, "ablate_order")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return work
+
+
+@pytest.mark.e2e
+def test_outputs_exist(finished):
+    r = finished / "results"
+    for ext in ("md", "tex", "csv"):
+        assert (r / "tables" / f"ablate_order.{ext}").stat().st_size > 0
+    assert (r / "plots" / "ablate_order.png").stat().st_size > 0
+    for order in ("forward", "reversed"):
+        run = r / "checkerboard" / "ablate_order" / f"ordering-{order}_seed-0"
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["point"] == {"method.ordering": order} and m["primary"] == "swd"
+        assert m["metrics"]["swd"] > 0 and m["train"]["samples_per_s"] > 0
+        assert (run / "samples.png").exists() and (run / "student.pt").exists()
+        assert yaml.safe_load((run / "config.yaml").read_text())["method"]["ordering"] == order
+    # one log per job
+    assert (r / "logs" / "train" / "ablate_order" / "ordering-forward_seed-0.log").exists()
+
+
+@pytest.mark.e2e
+def test_table_has_its_rows(finished):
+    md = (finished / "results" / "tables" / "ablate_order.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    labels = [row.split("|")[1].strip().strip("*") for row in rows[1:]]
+    assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps"]
+    assert md.count("**") >= 2  # a best value in bold
+    import polars as pl
+
+    csv = pl.read_csv(finished / "results" / "tables" / "ablate_order.csv")
+    assert csv["method.ordering"].to_list() == ["forward", "reversed"]
+    assert (csv["seeds"] == 1).all() and "swd_ratio_to_teacher_10" in csv.columns
+
+
+@pytest.mark.e2e
+def test_mlflow_holds_the_runs(finished):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{finished / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("onestep")
+    runs = client.search_runs([exp.experiment_id])
+    by_kind = {}
+    for run in runs:
+        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
+    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 2
+    parent = by_kind["ablation"][0]
+    children = by_kind["run"]
+    assert len(children) == 2
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert {"L_k", "R_k", "loss", "t_k", "stage_k", "eval_swd", "wall_time_s", "samples_per_s"} <= set(run.data.metrics)
+        assert run.data.params["method.K"] == "3" and run.data.tags["ablation"] == "ablate_order"
+        history = client.get_metric_history(run.info.run_id, "t_k")
+        assert sorted({int(m.value) for m in history}) == [0, 334, 667]  # every stage logged
+        assert "git_commit" in run.data.tags
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
+    assert "tables/ablate_order.md" in arts
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> count."""
+    stats, on = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            on = True
+            continue
+        parts = line.split()
+        if on and parts and parts[0] == "total":
+            break
+        if on and len(parts) == 2 and parts[1].isdigit():
+            stats[parts[0]] = int(parts[1])
+    return stats
+
+
+@pytest.mark.e2e
+def test_tables_rerun_nothing_and_a_deleted_run_reruns_alone(finished):
+    r = finished / "results"
+    p = snakemake(finished, "ablate_order", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr
+    (r / "tables" / "ablate_order.md").unlink()
+    p = snakemake(finished, "ablate_order", "-n")
+    assert planned_jobs(p.stdout) == {"ablate_order": 1, "table": 1}
+    shutil.rmtree(r / "checkerboard" / "ablate_order" / "ordering-reversed_seed-0")
+    p = snakemake(finished, "ablate_order", "-n")
+    assert planned_jobs(p.stdout) == {"ablate_order": 1, "evaluate": 1, "table": 1, "train": 1}
