@@ -71,9 +71,9 @@ class ConvBlock(nn.Module):
 class ConvNet(nn.Module):
     """Small residual convnet at full resolution, for tiny images (8x8 digits) on CPU."""
 
-    def __init__(self, shape: tuple[int, ...], channels: int = 64, depth: int = 4, temb_dim: int = 64):
+    def __init__(self, shape: tuple[int, ...], width: int = 64, depth: int = 4, temb_dim: int = 64):
         super().__init__()
-        c_in = shape[0]
+        c_in, channels = shape[0], width
         self.temb_dim = temb_dim
         self.temb = nn.Sequential(nn.Linear(temb_dim, channels), nn.SiLU(), nn.Linear(channels, channels))
         self.inp = nn.Conv2d(c_in, channels, 3, padding=1)
@@ -89,14 +89,20 @@ class ConvNet(nn.Module):
 
 
 class UNet(nn.Module):
-    """diffusers' UNet2DModel (32x32 and up) behind the same f(x, t) interface."""
+    """diffusers' UNet2DModel (32x32 and up) behind the same f(x, t) interface.
 
-    def __init__(self, shape: tuple[int, ...], **kwargs):
+    `width` is the base channel count (block channels width * (1, 2, 2, 2), the DDPM CIFAR-10 layout),
+    `depth` the ResNet layers per block; `temb_dim` is accepted for a uniform config and unused
+    (UNet2DModel sizes its own embedding). Other UNet2DModel arguments pass through.
+    """
+
+    def __init__(self, shape: tuple[int, ...], width: int = 128, depth: int = 2, temb_dim: int | None = None, **kwargs):
         super().__init__()
         from diffusers import UNet2DModel
 
         c, h, _ = shape
-        kwargs.setdefault("block_out_channels", (128, 256, 256, 256))
+        kwargs.setdefault("block_out_channels", tuple(width * m for m in (1, 2, 2, 2)))
+        kwargs.setdefault("layers_per_block", depth)
         kwargs.setdefault("down_block_types", ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"))
         kwargs.setdefault("up_block_types", ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
         self.unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **kwargs)

@@ -108,8 +108,8 @@ class Recorder:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
-    def artifact(self, path: str | Path, subdir: str | None = None) -> None:
-        if Path(path).exists():
+    def artifact(self, path: str | Path | None, subdir: str | None = None) -> None:
+        if path is not None and Path(path).exists():
             self.client.log_artifact(self.run_id, str(path), subdir)
 
 
