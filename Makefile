@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 TARGET ?= ablate_order
+# rules call the package's CLI (`onestep ...`): the venv's bin comes first on PATH
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv demo test lint ui clean-results bench
 

@@ -88,17 +88,17 @@ def cmd_pairs(a) -> None:
     from tqdm import tqdm
 
     from onestep.diffusion import ddim_sample
-    from onestep.train import load_teacher
+    from onestep.train import load_checkpoint
 
     cfg = _cfg(a.cfg)
     _threads(a)
-    pc = cfg["pairs"]
-    teacher = load_teacher(a.teacher, _device(cfg))
-    ckpt_shape = tuple(torch.load(a.teacher, map_location="cpu", weights_only=False)["shape"])
-    z = torch.randn(pc["num"], *ckpt_shape, generator=torch.Generator().manual_seed(pc["seed"]))
+    pc, device = cfg["pairs"], _device(cfg)
+    net, ckpt = load_checkpoint(a.teacher, "teacher")
+    net.to(device)
+    z = torch.randn(pc["num"], *ckpt["shape"], generator=torch.Generator().manual_seed(pc["seed"]))  # (N, *shape)
     chunks = []
     for zb in tqdm(z.split(4096), desc=f"pairs (DDIM {pc['ddim_steps']} steps)"):
-        chunks.append(ddim_sample(teacher.net, zb.to(_device(cfg)), pc["ddim_steps"], cfg["diffusion"]).cpu())
+        chunks.append(ddim_sample(net, zb.to(device), pc["ddim_steps"], cfg["diffusion"]).cpu())
     x0 = torch.cat(chunks)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out + ".tmp.npz"
@@ -116,8 +116,8 @@ def cmd_features(a) -> None:
     _threads(a)
     net, acc = fit_features(cfg)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net.state_dict(), "shape": list(net.res and (net.body[0].in_channels, *net.res)),
-                "num_classes": net.head.out_features, "val_accuracy": acc}, a.out)
+    torch.save({"state_dict": net.state_dict(), "shape": list(net.shape), "num_classes": net.head.out_features,
+                "val_accuracy": acc}, a.out)
     print(f"feature classifier: held-out accuracy {acc:.3f}")
 
 
@@ -188,24 +188,25 @@ def cmd_train(a) -> None:
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
-    log_rows: list[dict] = []
+    rows: dict[str, list[dict]] = {"step": [], "phase": []}
 
     with tracking.record(cfg, run["name"], tags, parent_id=parent) as rec:
         rec.params(cfg)
 
-        def log(values: dict, step: int) -> None:
+        def log(values: dict, step: int, series: str = "step") -> None:
             rec.metrics(values, step)
-            log_rows.append({"step": step, **values})
+            rows[series].append({series: step, **values})
 
         student, summary = train_student(cfg, teacher, pairs, device, log)
         rec.metrics(summary)
         save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
-        with open(out / "train_log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(log_rows[0]))
-            w.writeheader()
-            w.writerows(log_rows)
-        plots.curves(log_rows, out / "curves.png", f"{run['ablation']}: {run['name']}")
-        for name in ("config.yaml", "train_log.csv", "curves.png", "student.pt"):
+        for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
+            with open(out / name, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[series][0]) if rows[series] else [series])
+                w.writeheader()
+                w.writerows(rows[series])
+        plots.curves(rows["step"], out / "curves.png", f"{run['ablation']}: {run['name']}")
+        for name in ("config.yaml", "train_log.csv", "stages.csv", "curves.png", "student.pt"):
             rec.artifact(out / name)
         rec.artifact(a.log, "logs")
         summary["mlflow_run_id"] = rec.run_id

@@ -72,7 +72,7 @@ class FeatureNet(nn.Module):
     def __init__(self, shape: tuple[int, ...], num_classes: int = 10, width: int = 64, feat_dim: int = 64):
         super().__init__()
         c, h, w = shape
-        self.res = (h, w)
+        self.shape, self.res = tuple(shape), (h, w)
         self.body = nn.Sequential(
             nn.Conv2d(c, width, 3, padding=1), nn.SiLU(),
             nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(4),

@@ -22,7 +22,7 @@ from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
 from onestep.nets import build_net, count_params
 
-Logger = Callable[[dict[str, float], int], None]
+Logger = Callable[..., None]  # log(values: dict[str, float], step: int, series: str = "step")
 
 
 class CheckpointError(RuntimeError):
@@ -149,6 +149,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     batches = pair_batches(pairs, sc["batch_size"], gen)
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
+    phase_acc: dict[str, float] = {}
+    phase_start = 0
     teacher.evals = 0
     t0 = time.time()
     for step in tqdm(range(total), desc=mc["name"], disable=not progress, mininterval=2.0):
@@ -164,10 +166,17 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         logs["loss"] = loss.mean().detach()
         for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
             acc[k] = acc.get(k, 0.0) + v
+            phase_acc[k] = phase_acc.get(k, 0.0) + v
         if (step + 1) % every == 0 or step + 1 == total:
             n = every if (step + 1) % every == 0 else (step + 1) % every
             log({**{k: float(v) / n for k, v in acc.items()}, **method.schedule(step)}, step + 1)
             acc = {}
+        phase = method.schedule(step).get("phase")
+        if phase is not None and (step + 1 == total or method.schedule(step + 1).get("phase") != phase):
+            n = step + 1 - phase_start  # per-phase (curriculum stage) means, logged at step = phase index
+            log({f"phase_{k}": float(v) / n for k, v in phase_acc.items()} | {"phase_end_step": step + 1}, int(phase),
+                series="phase")
+            phase_acc, phase_start = {}, step + 1
     wall = time.time() - t0
     summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
                "teacher_evals": teacher.evals, "params": count_params(student)}
