@@ -21,6 +21,7 @@ def main() -> None:
     p.add_argument("--dataset", default="checkerboard")
     p.add_argument("--ablation", default="ablate_order")
     p.add_argument("--baseline", default="forward", help="grid value the curriculum targets are checked on")
+    p.add_argument("--diagnose", action="store_true", help="also sample the teacher at 50..1000 DDIM steps")
     a = p.parse_args()
     root = Path(a.out) / a.dataset
     ref = json.loads((root / "reference.json").read_text())
@@ -52,6 +53,33 @@ def main() -> None:
                                                                         swd <= 0.6 * t1)]
     for name, good in ok:
         print(f"[{'PASS' if good else 'FAIL'}] {name}")
+    if a.diagnose:
+        diagnose(root, ref)
+
+
+def diagnose(root: Path, ref: dict) -> None:
+    """Where the teacher's 50-step error comes from: DDIM discretisation vs the network itself."""
+    import yaml
+
+    from onestep import data
+    from onestep.diffusion import ddim_sample
+    from onestep.evaluate import eval_noise, score
+    from onestep.train import load_checkpoint
+
+    net, ckpt = load_checkpoint(root / "teacher" / "teacher.pt", "teacher")
+    cfg = ckpt["config"]
+    ev = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["evaluation"]
+    cfg = {**cfg, "evaluation": ev}
+    with __import__("numpy").load(root / "reference.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    noise = eval_noise(cfg, tuple(ckpt["shape"]))
+    std_data = float(data.sample(cfg["dataset"], 20000, 1).std(0).mean())
+    print(f"diagnosis (teacher DDIM at more steps, same noise; data std {std_data:.4f}):")
+    for steps in (50, 100, 250, 1000):
+        x = ddim_sample(net, noise, steps, cfg["diffusion"])
+        swd = score(x, arrays, cfg)["metrics"]["swd"]
+        print(f"  DDIM {steps:>4} steps: SWD {swd:.4f} = {swd / ref['floor']['swd']:.2f} x floor, "
+              f"sample std {float(x.std(0).mean()):.4f}")
 
 
 if __name__ == "__main__":

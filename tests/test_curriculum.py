@@ -34,8 +34,8 @@ class Const(nn.Module):
 
 
 def test_timesteps_follow_the_seed():
-    assert timesteps(1000, 10) == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
-    assert timesteps(1000, 3) == [1000, 667, 334, 0]  # t_3 = 1 clipped to the data at 0
+    assert timesteps(1000, 10) == (1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0)
+    assert timesteps(1000, 3) == (1000, 667, 334, 0)  # t_3 = 1 clipped to the data at 0
     ts = timesteps(1000, 1000)
     assert ts[1] == 999 and ts[-1] == 0 and len(ts) == 1001
     with pytest.raises(ValueError, match="method.K"):
@@ -53,8 +53,8 @@ def test_schedule_matches_diffusers_indexing(schedule):
 
 
 def test_orderings():
-    assert stage_order(5, "forward", 0) == [1, 2, 3, 4, 5]
-    assert stage_order(5, "reversed", 0) == [5, 4, 3, 2, 1]
+    assert stage_order(5, "forward", 0) == (1, 2, 3, 4, 5)
+    assert stage_order(5, "reversed", 0) == (5, 4, 3, 2, 1)
     r0, r1 = stage_order(10, "random", 0), stage_order(10, "random", 1)
     assert sorted(r0) == list(range(1, 11)) and r0 == stage_order(10, "random", 0)
     assert r0 != r1  # a different seed gives a different permutation

@@ -55,7 +55,8 @@ def build(run_files, teacher_files, reference_file, axes: list[str], title: str,
     primary = _read(run_files[:1])[0]["primary"]
     metrics = sorted(ref["floor"], key=lambda m: (m != primary, m))  # headline metric first
     summary = summarise(runs, axes, metrics)
-    t50 = next((t for t in teachers if t["steps"] == max(x["steps"] for x in teachers)), None)
+    # ratio column: against the teacher's 50-step DDIM (the reference), else its most-step row
+    t50 = next((t for t in teachers if t["steps"] == 50), teachers[-1] if teachers else None)
     if t50 is not None:
         summary = summary.with_columns(
             (pl.col(f"{primary}_mean") / t50["metrics"][primary]).alias(f"{primary}_ratio_to_teacher_{t50['steps']}")

@@ -35,6 +35,7 @@ The curriculum is a pure function of the step (`stage_at`), unit-tested and logg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -73,24 +74,26 @@ class Stage:
     t_anchor: int
 
 
-def timesteps(T: int, K: int) -> list[int]:
-    """[t_0, ..., t_K] with t_k = T - k floor(T/K), clipped at 0, t_0 = T and t_K = 0."""
+@lru_cache
+def timesteps(T: int, K: int) -> tuple[int, ...]:
+    """(t_0, ..., t_K) with t_k = T - k floor(T/K), clipped at 0, t_0 = T and t_K = 0."""
     if not 1 <= K <= T:
         raise ValueError(f"method.K must be in 1..{T} (T = diffusion.T), got {K}")
     ts = [max(T - k * (T // K), 0) for k in range(K + 1)]
     ts[K] = 0
-    return ts
+    return tuple(ts)
 
 
-def stage_order(K: int, ordering: str, seed: int) -> list[int]:
+@lru_cache
+def stage_order(K: int, ordering: str, seed: int) -> tuple[int, ...]:
     """Grid indices 1..K in training order."""
     if ordering == "forward":
-        return list(range(1, K + 1))
+        return tuple(range(1, K + 1))
     if ordering == "reversed":
-        return list(range(K, 0, -1))
+        return tuple(range(K, 0, -1))
     if ordering == "random":
         perm = torch.randperm(K, generator=torch.Generator().manual_seed(seed))
-        return [int(i) + 1 for i in perm]
+        return tuple(int(i) + 1 for i in perm)
     raise ValueError(f"method.ordering must be one of {', '.join(ORDERINGS)}, got '{ordering}'")
 
 
