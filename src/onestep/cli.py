@@ -35,6 +35,16 @@ def _write_json(path: str | Path, obj) -> None:
     tmp.replace(path)
 
 
+def _save_npz(path: str | Path, **arrays) -> None:
+    """Write to a temporary name and rename: a killed job never leaves a truncated file."""
+    import numpy as np
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = str(path) + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def _threads(a) -> None:
     """torch threads = the job's Snakemake `threads` (passed as --threads)."""
     if getattr(a, "threads", None):
@@ -83,7 +93,6 @@ def cmd_teacher(a) -> None:
 
 
 def cmd_pairs(a) -> None:
-    import numpy as np
     import torch
     from tqdm import tqdm
 
@@ -99,11 +108,8 @@ def cmd_pairs(a) -> None:
     chunks = []
     for zb in tqdm(z.split(4096), desc=f"pairs (DDIM {pc['ddim_steps']} steps)"):
         chunks.append(ddim_sample(net, zb.to(device), pc["ddim_steps"], cfg["diffusion"]).cpu())
-    x0 = torch.cat(chunks)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out + ".tmp.npz"
-    np.savez(tmp, z=z.numpy(), x0=x0.numpy())
-    os.replace(tmp, a.out)
+    x0 = torch.cat(chunks)  # (N, *shape)
+    _save_npz(a.out, z=z.numpy(), x0=x0.numpy())
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
 
@@ -122,15 +128,12 @@ def cmd_features(a) -> None:
 
 
 def cmd_reference(a) -> None:
-    import numpy as np
-
     from onestep.evaluate import reference
 
     cfg = _cfg(a.cfg)
     _threads(a)
     arrays, summary = reference(cfg, a.features)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(a.out, **arrays)
+    _save_npz(a.out, **arrays)
     _write_json(a.summary, summary)
     print(json.dumps(summary))
 
