@@ -15,34 +15,25 @@ import torch
 from torch import nn
 
 
+def _betas(cfg: dict) -> dict:
+    """The `diffusion` config section as diffusers scheduler arguments (epsilon prediction, no clipping)."""
+    return {"num_train_timesteps": cfg["T"], "beta_schedule": cfg.get("beta_schedule", "linear"),
+            "beta_start": cfg.get("beta_start", 1e-4), "beta_end": cfg.get("beta_end", 0.02),
+            "clip_sample": False, "prediction_type": "epsilon"}
+
+
 def ddpm_scheduler(cfg: dict):
-    """diffusers DDPMScheduler from the `diffusion` config section (epsilon prediction, no clipping)."""
+    """diffusers DDPMScheduler from the `diffusion` config section."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(
-        num_train_timesteps=cfg["T"],
-        beta_schedule=cfg.get("beta_schedule", "linear"),
-        beta_start=cfg.get("beta_start", 1e-4),
-        beta_end=cfg.get("beta_end", 0.02),
-        clip_sample=False,
-        prediction_type="epsilon",
-    )
+    return DDPMScheduler(**_betas(cfg))
 
 
 def ddim_scheduler(cfg: dict):
     """DDIMScheduler on the same betas; 'trailing' spacing so one step starts at t = T."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(
-        num_train_timesteps=cfg["T"],
-        beta_schedule=cfg.get("beta_schedule", "linear"),
-        beta_start=cfg.get("beta_start", 1e-4),
-        beta_end=cfg.get("beta_end", 0.02),
-        clip_sample=False,
-        set_alpha_to_one=True,
-        timestep_spacing="trailing",
-        prediction_type="epsilon",
-    )
+    return DDIMScheduler(**_betas(cfg), set_alpha_to_one=True, timestep_spacing="trailing")
 
 
 @dataclass
