@@ -69,7 +69,7 @@ def cmd_parent(a) -> None:
     from onestep import tracking
 
     cfg = _cfg(a.cfg)
-    run_id = tracking.start_parent(cfg, a.ablation)
+    run_id = tracking.start_parent(cfg, a.ablation, a.kind)
     _write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
     print(f"parent run {run_id} for {a.ablation}")
 
@@ -177,8 +177,9 @@ def cmd_train(a) -> None:
 
     from onestep import plots, tracking
     from onestep.train import load_teacher, save_checkpoint, train_student
+    from onestep.tune import resolve_tuned
 
-    cfg = _cfg(a.cfg)
+    cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
     _threads(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,6 +266,54 @@ def cmd_tables(a) -> None:
             rec.artifact(a.plot, "plots")
 
 
+def cmd_tune_worker(a) -> None:
+    from contextlib import contextmanager
+
+    import numpy as np
+    import optuna
+    import torch
+
+    from onestep import tracking, tune
+    from onestep.train import load_teacher
+
+    cfg = _cfg(a.cfg)
+    _threads(a)
+    device = _device(cfg)
+    teacher = load_teacher(a.teacher, device)
+    with np.load(a.pairs) as z:
+        pairs = {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
+    parent = json.loads(Path(a.parent).read_text())["run_id"] if a.parent else None
+    name = tune.study_name(cfg)
+
+    @contextmanager
+    def trial_run(trial, tcfg):
+        tags = {"kind": "trial", "study": name, "trial": str(trial.number), "worker": str(a.worker)}
+        status = lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else "FAILED"  # noqa: E731
+        with tracking.record(tcfg, f"trial-{trial.number}", tags, parent_id=parent, status_for=status) as rec:
+            rec.params(tcfg)
+            yield rec
+
+    objective = tune.Objective(cfg, teacher, pairs, _load_ref(a.reference), a.features, trial_run, device)
+    result = tune.run_worker(cfg, a.folder, a.worker, objective)
+    _write_json(a.out, result)
+    print(json.dumps(result))
+
+
+def cmd_tune_summary(a) -> None:
+    from onestep import tracking, tune
+
+    cfg = _cfg(a.cfg)
+    best = tune.summarize(cfg, a.folder)
+    print(json.dumps(best))
+    if a.parent:
+        run_id = json.loads(Path(a.parent).read_text())["run_id"]
+        with tracking.record(cfg, tune.study_name(cfg), run_id=run_id) as rec:
+            rec.metrics({"best_value": best["value"], "best_lambda": best["lambda"], "best_trial": best["trial"]})
+            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png",
+                      "lambda_slice.png"):
+                rec.artifact(Path(a.folder) / f, "study")
+
+
 def cmd_where(a) -> None:
     out = a.out
     uri = os.environ.get("MLFLOW_TRACKING_URI") or a.uri
@@ -308,14 +357,18 @@ def main(argv: list[str] | None = None) -> None:
     ref = (["--reference"], {"required": True})
     feats = (["--features"], {"default": None})
     add("init-tracking", cmd_init_tracking, cfg, out)
-    add("parent", cmd_parent, cfg, out, (["--ablation"], {"required": True}))
+    add("parent", cmd_parent, cfg, out, (["--ablation"], {"required": True}), (["--kind"], {"default": "ablation"}))
     add("teacher", cmd_teacher, cfg, out, log)
     add("pairs", cmd_pairs, cfg, teacher, out)
     add("features", cmd_features, cfg, out)
     add("reference", cmd_reference, cfg, out, feats, (["--summary"], {"required": True}))
     add("teacher-eval", cmd_teacher_eval, cfg, teacher, ref, feats, out, log,
         (["--steps"], {"type": int, "required": True}), (["--plot"], {"required": True}))
-    add("train", cmd_train, cfg, teacher, out, log, (["--pairs"], {"required": True}), (["--parent"], {"default": None}))
+    add("train", cmd_train, cfg, teacher, out, log, (["--pairs"], {"required": True}), (["--parent"], {"default": None}),
+        (["--tuned"], {"default": None, "help": "best.yaml of the lambda study (for method.lambda: tuned)"}))
+    add("tune-worker", cmd_tune_worker, cfg, teacher, ref, feats, out, (["--pairs"], {"required": True}),
+        (["--parent"], {"default": None}), (["--folder"], {"required": True}), (["--worker"], {"type": int, "default": 0}))
+    add("tune-summary", cmd_tune_summary, cfg, (["--folder"], {"required": True}), (["--parent"], {"default": None}))
     add("evaluate", cmd_evaluate, teacher, ref, feats, out, log, (["--run"], {"required": True}),
         (["--plot"], {"required": True}))
     add("tables", cmd_tables, cfg, (["--runs"], {"nargs": "+", "required": True}),

@@ -46,6 +46,14 @@ def _key(path) -> str:
     return s or "<top level>"
 
 
+def _describe(schema: dict) -> str:
+    if "const" in schema:
+        return repr(schema["const"])
+    bounds = [f"{op} {schema[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+              if k in schema]
+    return " ".join([f"a {schema.get('type', 'value')}", *bounds])
+
+
 def _message(err) -> str:
     key, v = _key(err.absolute_path), err.validator_value
     if err.validator == "enum":
@@ -59,6 +67,8 @@ def _message(err) -> str:
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         return f"{key}: unknown key(s) {', '.join(extra)}; allowed keys: {allowed}"
+    if err.validator == "oneOf":
+        return f"{key}: {err.instance!r} is not allowed; allowed: {' or '.join(_describe(x) for x in v)}"
     if err.validator == "required":
         return f"{key}: {err.message}"
     return f"{key}: {err.message}"
@@ -86,6 +96,12 @@ def check_semantics(cfg: dict, where: str) -> None:
             f"{where}: method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
             f"under ordering '{m.get('ordering')}'; allowed: consistency_step ddim, or anchor grid"
         )
+    lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
+    if lo >= hi:
+        raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
+    if cfg["tune"]["validation"]["noise_seed"] == cfg["evaluation"]["noise_seed"]:
+        raise ConfigError(f"{where}: tune.validation.noise_seed: must differ from evaluation.noise_seed "
+                          f"({cfg['evaluation']['noise_seed']}); the study must not see the evaluation noise")
     ds = cfg["dataset"]
     if ds["name"] in ("npz", "folder") and not ds.get("path"):
         raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")

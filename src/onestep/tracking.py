@@ -47,10 +47,10 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def _client(cfg: dict):
+    """A client bound to the store (no global mlflow.set_tracking_uri, which also rewrites the environment)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(tracking_uri=tracking_uri(cfg))
 
 
 def _local_store(uri: str) -> bool:
@@ -71,12 +71,12 @@ def init_store(cfg: dict) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def start_parent(cfg: dict, ablation: str) -> str:
-    """Create the ablation's parent run; its id goes to a file that child jobs read."""
+def start_parent(cfg: dict, ablation: str, kind: str = "ablation") -> str:
+    """Create the ablation's (or study's) parent run; its id goes to a file that child jobs read."""
     client = _client(cfg)
     exp_id = init_store(cfg)
     run = client.create_run(exp_id, run_name=ablation,
-                            tags={"ablation": ablation, "kind": "ablation", "git_commit": git_commit(),
+                            tags={"ablation": ablation, "kind": kind, "git_commit": git_commit(),
                                   "dataset": cfg["dataset"]["name"]})
     return run.info.run_id
 
@@ -88,7 +88,8 @@ class Recorder:
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
         self.buffer: list = []
 
-    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+    def metrics(self, values: dict[str, float], step: int = 0, series: str = "step") -> None:
+        """Buffer values at `step`; `series` (step or phase) only says which axis `step` counts."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -108,6 +109,9 @@ class Recorder:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
+    def tag(self, key: str, value) -> None:
+        self.client.set_tag(self.run_id, key, str(value))
+
     def artifact(self, path: str | Path | None, subdir: str | None = None) -> None:
         if path is not None and Path(path).exists():
             self.client.log_artifact(self.run_id, str(path), subdir)
@@ -115,8 +119,9 @@ class Recorder:
 
 @contextmanager
 def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None,
-           run_id: str | None = None):
-    """Open a new run (or reopen `run_id`), yield a Recorder; FINISHED on success, FAILED on error."""
+           run_id: str | None = None, status_for=None):
+    """Open a new run (or reopen `run_id`), yield a Recorder; FINISHED on success, FAILED on error
+    (or `status_for(exception)`, e.g. KILLED for a pruned Optuna trial)."""
     client = _client(cfg)
     if run_id is None:
         exp_id = init_store(cfg)
@@ -129,9 +134,9 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     rec = Recorder(client, run_id)
     try:
         yield rec
-    except BaseException:
+    except BaseException as e:
         rec.flush()
-        client.set_terminated(run_id, status="FAILED")
+        client.set_terminated(run_id, status=status_for(e) if status_for else "FAILED")
         raise
     rec.flush()
     client.set_terminated(run_id, status="FINISHED")

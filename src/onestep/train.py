@@ -29,6 +29,10 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class DivergenceError(RuntimeError):
+    """A non-finite training loss (NaN or Inf)."""
+
+
 class EMA:
     """Exponential moving average of a module's parameters (decay per optimiser step)."""
 
@@ -133,8 +137,13 @@ def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Gen
 
 
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
-                  progress: bool = True) -> tuple[nn.Module, dict]:
-    """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps."""
+                  progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None
+                  ) -> tuple[nn.Module, dict]:
+    """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps.
+
+    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends,
+    e.g. an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError.
+    """
     sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
@@ -169,7 +178,10 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             phase_acc[k] = phase_acc.get(k, 0.0) + v
         if (step + 1) % every == 0 or step + 1 == total:
             n = every if (step + 1) % every == 0 else (step + 1) % every
-            log({**{k: float(v) / n for k, v in acc.items()}, **method.schedule(step)}, step + 1)
+            values = {k: float(v) / n for k, v in acc.items()}
+            if not math.isfinite(values["loss"]):
+                raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
+            log({**values, **method.schedule(step)}, step + 1)
             acc = {}
         phase = method.schedule(step).get("phase")
         if phase is not None and (step + 1 == total or method.schedule(step + 1).get("phase") != phase):
@@ -177,6 +189,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             log({f"phase_{k}": float(v) / n for k, v in phase_acc.items()} | {"phase_end_step": step + 1}, int(phase),
                 series="phase")
             phase_acc, phase_start = {}, step + 1
+            if on_phase_end is not None:
+                on_phase_end(int(phase), step + 1, ema.shadow)
     wall = time.time() - t0
     summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
                "teacher_evals": teacher.evals, "params": count_params(student)}

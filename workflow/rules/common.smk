@@ -19,10 +19,14 @@ IS_IMAGES = config["dataset"]["name"] in ("digits", "npz", "folder")
 USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
 RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
 TEACHER_STEPS = config["evaluation"]["teacher_steps"]
+STUDY = f"{config['tune']['study']}-{DATA}"
+# what a tuning worker depends on: the base config without the ablation bookkeeping
+TUNE_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
 
 
 wildcard_constraints:
-    ablation="|".join(ABLATIONS) or "(?!)",
+    ablation="|".join([*ABLATIONS, STUDY]),
+    worker=r"\d+",
     run="[A-Za-z0-9_.=+-]+",
     steps=r"\d+",
 
@@ -30,6 +34,15 @@ wildcard_constraints:
 def cfg_json(*keys):
     """The config sections a job depends on, as JSON (a change re-runs that job)."""
     return sections(config, *keys)
+
+
+def tuned(w):
+    """best.yaml of the lambda study when this run asks for `method.lambda: tuned` (the DAG tunes first)."""
+    return [f"{OUT}/optuna/{STUDY}/best.yaml"] if RUNS[(w.ablation, w.run)].config["method"].get("lambda") == "tuned" else []
+
+
+def tuned_arg(w):
+    return " ".join(f"--tuned {f}" for f in tuned(w))
 
 
 def run_cfg(w):

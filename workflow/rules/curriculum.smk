@@ -4,6 +4,7 @@ rule train:
         teacher=f"{ROOT}/teacher/teacher.pt",
         pairs=f"{ROOT}/teacher/pairs.npz",
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
+        tuned=tuned,
     output:
         ckpt=f"{ROOT}/{{ablation}}/{{run}}/student.pt",
         summary=f"{ROOT}/{{ablation}}/{{run}}/train.json",
@@ -13,9 +14,10 @@ rule train:
     params:
         cfg=run_cfg,
         out=f"{ROOT}/{{ablation}}/{{run}}",
+        tuned=tuned_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=1,
     shell:
         "onestep train --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
-        " --parent {input.parent} --out {params.out} --log {log} > {log} 2>&1"
+        " --parent {input.parent} {params.tuned} --out {params.out} --log {log} > {log} 2>&1"

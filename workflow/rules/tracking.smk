@@ -20,6 +20,8 @@ rule mlflow_parent:
         f"{LOGS}/mlflow_parent/{{ablation}}.log",
     params:
         cfg=cfg_json("tracking", "dataset"),
+        kind=lambda w: "study" if w.ablation == STUDY else "ablation",
     localrule: True
     shell:
-        "onestep parent --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --out {output} > {log} 2>&1"
+        "onestep parent --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation}"
+        " --kind {params.kind} --out {output} > {log} 2>&1"

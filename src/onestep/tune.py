@@ -1,0 +1,272 @@
+"""Optuna search over lambda (and other knobs from config), pruned at curriculum checkpoints.
+
+- Objective: the dataset's one-step metric (SWD for 2-D, FID for images) of G(z, 0) on a
+  validation sample: noise and data drawn with `tune.validation` seeds, separate from the
+  evaluation noise the tables use.
+- Sampler: TPE seeded with `tune.seed` + the worker index (workers must not propose in lockstep).
+- Pruner: MedianPruner (or HyperbandPruner); a trial reports every `tune.report_every` stages.
+- Storage: Optuna's JournalFileBackend under results/optuna/<study>/ by default (safe for several
+  processes on a shared file system), or `tune.storage` as an RDB URL.
+- Faults: a diverging trial (NaN/Inf loss) is FAIL with its reason in user attr `fail_reason`;
+  each running trial writes a heartbeat (user attr) every `tune.heartbeat_s`; a worker that starts
+  marks RUNNING trials whose heartbeat is older than `tune.grace_s` as FAIL and re-queues their
+  parameters (at most `tune.max_retry` times), so a worker killed mid-trial costs one retry.
+- Every trial is an MLflow run nested under the study's parent run (side channel only).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from onestep import data
+from onestep.config import dataset_id, set_dotted
+from onestep.evaluate import eval_noise, kind, score
+from onestep.methods import METHODS
+from onestep.methods.base import Context
+from onestep.train import DivergenceError, train_student
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def study_name(cfg: dict) -> str:
+    return f"{cfg['tune']['study']}-{dataset_id(cfg)}"
+
+
+def storage(cfg: dict, folder: str | Path):
+    """The journal file under `folder` unless `tune.storage` names an RDB URL."""
+    url = cfg["tune"].get("storage")
+    if url:
+        return optuna.storages.RDBStorage(url)
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(folder) / "journal.log")))
+
+
+def pruner(cfg: dict) -> optuna.pruners.BasePruner:
+    tc = cfg["tune"]
+    if tc["pruner"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg["method"]["K"])
+    return optuna.pruners.MedianPruner(n_startup_trials=tc["startup_trials"], n_warmup_steps=0)
+
+
+def load_study(cfg: dict, folder: str | Path, worker: int = 0) -> optuna.Study:
+    sampler = optuna.samplers.TPESampler(seed=cfg["tune"]["seed"] + worker, n_startup_trials=cfg["tune"]["startup_trials"])
+    return optuna.create_study(study_name=study_name(cfg), storage=storage(cfg, folder), direction="minimize",
+                               sampler=sampler, pruner=pruner(cfg), load_if_exists=True)
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count toward `tune.n_trials`: finished or running, but not failures re-queued as retries."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+               or (t.state == TrialState.FAIL and not t.user_attrs.get("requeued")))
+
+
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def reap_stale(study: optuna.Study, grace_s: float, max_retry: int) -> list[int]:
+    """Fail RUNNING trials with a stale heartbeat and re-queue their parameters; returns their numbers."""
+    now, reaped = time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
+        if now - beat <= grace_s:
+            continue
+        retries = int(t.user_attrs.get("retries", 0))
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"no heartbeat for {now - beat:.0f} s (worker lost)")
+        study._storage.set_trial_user_attr(t._trial_id, "requeued", retries < max_retry)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if retries < max_retry:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": retries + 1},
+                                skip_if_exists=False)
+        reaped.append(t.number)
+    return reaped
+
+
+class Heartbeat:
+    """Writes `heartbeat = time.time()` into the trial's user attrs every `every` seconds."""
+
+    def __init__(self, trial: optuna.Trial, every: float):
+        self.trial, self.every, self.stop = trial, every, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.trial.set_user_attr("heartbeat", time.time())
+
+    def __enter__(self):
+        self.trial.set_user_attr("heartbeat", time.time())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def suggest(trial: optuna.Trial, cfg: dict) -> dict:
+    """The trial's config: lambda (log-uniform) plus any knobs listed in `tune.space`."""
+    tc = cfg["tune"]
+    out = set_dotted(cfg, "seed", tc["seed"])  # every trial trains with the same seed: only the knobs differ
+    out = set_dotted(out, "method.lambda", trial.suggest_float("lambda", tc["lambda"]["low"], tc["lambda"]["high"], log=True))
+    for key, spec in (tc.get("space") or {}).items():
+        out = set_dotted(out, key, trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False)))
+    return out
+
+
+def validation_set(cfg: dict, ref: dict, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict, dict]:
+    """Validation noise and reference, drawn with their own seeds (never the evaluation noise)."""
+    val = cfg["tune"]["validation"]
+    vcfg = {**cfg, "evaluation": {**cfg["evaluation"], "num_samples": val["num_samples"],
+                                  "noise_seed": val["noise_seed"]}}
+    z = eval_noise(vcfg, shape)
+    if kind(cfg) == "points":
+        ref = {"x": data.sample(cfg["dataset"], val["num_samples"], val["reference_seed"]).numpy()}
+    return z, ref, vcfg
+
+
+class Objective:
+    """One trial: train the curriculum with the suggested knobs, report at checkpoints, score."""
+
+    def __init__(self, cfg, teacher, pairs, ref, features, recorder_factory, device="cpu"):
+        self.cfg, self.teacher, self.pairs, self.features = cfg, teacher, pairs, features
+        self.record, self.device = recorder_factory, device
+        self.z, self.ref, self.vcfg = validation_set(cfg, ref, tuple(pairs["z"].shape[1:]))
+
+    def value(self, cfg: dict, model: torch.nn.Module) -> float:
+        shape = tuple(self.pairs["z"].shape[1:])
+        method = METHODS[cfg["method"]["name"]](cfg["method"], Context(self.teacher, self.teacher.schedule, shape),
+                                                cfg["seed"])
+        x = method.sample(model, self.z.to(self.device)).cpu()
+        res = score(x, self.ref, self.vcfg, self.features)
+        return float(res["metrics"][res["primary"]])
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = suggest(trial, self.cfg)
+        every = self.cfg["tune"]["report_every"]
+        with self.record(trial, cfg) as rec, Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]):
+
+            def checkpoint(phase: int, step: int, model: torch.nn.Module) -> None:
+                if (phase + 1) % every:
+                    return
+                v = self.value(cfg, model)
+                trial.report(v, phase + 1)
+                rec.metrics({"val_metric": v}, phase + 1)
+                if trial.should_prune():
+                    rec.tag("state", "PRUNED")
+                    raise optuna.TrialPruned(f"pruned after stage {phase + 1}: {v:.4g}")
+
+            try:
+                model, summary = train_student(cfg, self.teacher, self.pairs, self.device, rec.metrics,
+                                               progress=False, on_phase_end=checkpoint)
+            except DivergenceError as e:
+                trial.set_user_attr("fail_reason", str(e))
+                rec.tag("state", "FAIL")
+                rec.tag("fail_reason", str(e))
+                raise
+            v = self.value(cfg, model)
+            rec.metrics({"val_metric": v, **summary})
+            rec.tag("state", "COMPLETE")
+            return v
+
+
+def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective) -> dict:
+    """Run trials against the shared study until `tune.n_trials` have finished (complete, pruned or failed)."""
+    tc = cfg["tune"]
+    study = load_study(cfg, folder, worker)
+    reaped = reap_stale(study, tc["grace_s"], tc["max_retry"])
+    ran = 0
+    # Two workers that check at the same moment can overshoot n_trials by at most (workers - 1).
+    while budget_used(study) < tc["n_trials"] or waiting(study):
+        study.optimize(objective, n_trials=1, catch=(DivergenceError,))
+        ran += 1
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    return {"study": study.study_name, "worker": worker, "trials_run": ran, "finished_trials": finished,
+            "reaped": reaped}
+
+
+def trials_frame(study: optuna.Study):
+    """One row per trial: number, state, parameters, value, last reported stage, fault notes."""
+    import polars as pl
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "trial": t.number, "state": t.state.name, **{k: float(v) for k, v in t.params.items()},
+            "value": t.value, "last_report": max(t.intermediate_values) if t.intermediate_values else None,
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+            "retry_of": t.user_attrs.get("retry_of"), "fail_reason": t.user_attrs.get("fail_reason"),
+        })
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def summarize(cfg: dict, folder: str | Path) -> dict:
+    """best.yaml, trials.{md,tex,csv} and the three study plots under `folder`; returns the best dict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import yaml
+    from optuna.visualization import matplotlib as ovm
+
+    folder = Path(folder)
+    study = load_study(cfg, folder)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise RuntimeError(f"study {study.study_name} in {folder} has no completed trial")
+    best = study.best_trial
+    metric = "swd" if kind(cfg) == "points" else "fid"
+    out = {"study": study.study_name, "metric": f"validation {metric}", "value": float(best.value),
+           "trial": best.number, "lambda": float(best.params["lambda"]),
+           "params": {k: float(v) for k, v in best.params.items()},
+           "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}}
+    (folder / "best.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
+
+    df = trials_frame(study)
+    df.write_csv(folder / "trials.csv")
+    cols = df.columns
+    fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    md = [f"**Optuna study {study.study_name}: validation {metric.upper()} of G(z, 0) per trial "
+          f"(best: trial {best.number}, lambda = {out['lambda']:.4g}, {best.value:.4g}).**", "",
+          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.iter_rows():
+        cells = [fmt(v) for v in row]
+        md.append("| " + " | ".join(f"**{c}**" if row[0] == best.number else c for c in cells) + " |")
+    (folder / "trials.md").write_text("\n".join(md) + "\n")
+    esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
+    tex = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(esc(c) for c in cols) + r" \\",
+           r"\midrule"] + [" & ".join(esc(fmt(v)) for v in row) + r" \\" for row in df.iter_rows()] + [
+           r"\bottomrule", r"\end{tabular}"]
+    (folder / "trials.tex").write_text("\n".join(tex) + "\n")
+
+    for name, plot in (("history", ovm.plot_optimization_history), ("intermediate", ovm.plot_intermediate_values),
+                       ("lambda_slice", lambda s: ovm.plot_slice(s, params=["lambda"]))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = plot(study)
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+        fig.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return out
+
+
+def resolve_tuned(cfg: dict, best_file: str | Path | None) -> dict:
+    """Replace `method.lambda: tuned` with the study's best lambda (best.yaml from tune_summary)."""
+    if cfg["method"].get("lambda") != "tuned":
+        return cfg
+    if not best_file or not Path(best_file).is_file():
+        raise FileNotFoundError(f"method.lambda: 'tuned' needs the study's best.yaml, not found: {best_file}")
+    import yaml
+
+    best = yaml.safe_load(Path(best_file).read_text())
+    out = set_dotted(cfg, "method.lambda", float(best["lambda"]))
+    return set_dotted(out, "run.lambda_source", f"tuned: {best['study']} trial {best['trial']} ({best_file})")

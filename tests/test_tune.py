@@ -1,0 +1,147 @@
+"""Optuna search over lambda: parallel workers on one journal, pruning, divergence, resume, retry."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from onestep.cli import main
+from onestep.config import deep_merge, validate
+from onestep.tune import load_study, resolve_tuned
+
+BIN = Path(sys.executable).parent
+TINY = {
+    "teacher": {"steps": 150, "batch_size": 256, "log_every": 50, "warmup": 10},
+    "pairs": {"num": 512, "ddim_steps": 5, "seed": 1},
+    "student": {"net": {"name": "mlp", "width": 32, "depth": 1, "temb_dim": 16}, "batch_size": 64, "log_every": 5},
+    "method": {"K": 3, "steps_per_stage": 10},
+    "evaluation": {"num_samples": 256, "swd_projections": 32, "floor_repeats": 1},
+    "tune": {"n_trials": 4, "startup_trials": 1, "report_every": 1, "heartbeat_s": 0.5,
+             "lambda": {"low": 0.001, "high": 1000.0}, "validation": {"num_samples": 256}},
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A tiny teacher, its pairs and the reference, in a fresh folder with its own MLflow store."""
+    work = tmp_path_factory.mktemp("tune")
+    old = os.getcwd()
+    os.chdir(work)
+    with open(Path(__file__).resolve().parents[1] / "config" / "config.yaml") as f:
+        cfg = deep_merge(yaml.safe_load(f), TINY)
+    # absolute store path: MLflow caches one store per URI in a process, and other tests ran elsewhere
+    cfg["tracking"] = {**cfg["tracking"], "uri": f"sqlite:///{work}/results/mlflow.db",
+                       "artifacts": str(work / "results" / "mlartifacts")}
+    validate(cfg)
+    js = json.dumps(cfg)
+    main(["init-tracking", "--cfg", js, "--out", "store.json"])
+    main(["teacher", "--cfg", js, "--out", "teacher.pt"])
+    main(["pairs", "--cfg", js, "--teacher", "teacher.pt", "--out", "pairs.npz"])
+    main(["reference", "--cfg", js, "--out", "ref.npz", "--summary", "ref.json"])
+    os.chdir(old)
+    return work, cfg
+
+
+def worker_argv(work: Path, cfg: dict, folder: str, worker: int = 0, parent: bool = False) -> list[str]:
+    argv = ["tune-worker", "--cfg", json.dumps(cfg), "--teacher", str(work / "teacher.pt"), "--pairs",
+            str(work / "pairs.npz"), "--reference", str(work / "ref.npz"), "--folder", str(work / folder),
+            "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"), "--threads", "1"]
+    return argv + (["--parent", str(work / f"{folder}.parent.json")] if parent else [])
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.get_trials()]
+
+
+def test_two_workers_in_parallel_processes(prepared):
+    work, cfg = prepared
+    cfg = deep_merge(cfg, {"tune": {"study": "parallel"}})
+    main(["parent", "--cfg", json.dumps(cfg), "--ablation", "parallel", "--kind", "study",
+          "--out", str(work / "parallel.parent.json")])
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    procs = [subprocess.Popen([str(BIN / "onestep"), *worker_argv(work, cfg, "parallel", w, parent=True)], cwd=work,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    study = load_study(cfg, work / "parallel")
+    finished = [s for s in states(study) if s in ("COMPLETE", "PRUNED")]
+    assert 4 <= len(study.get_trials()) <= 5 and len(finished) == len(study.get_trials())  # overshoot <= W - 1
+    ran = [json.loads((work / "parallel" / f"worker-{w}.json").read_text())["trials_run"] for w in (0, 1)]
+    assert all(r >= 1 for r in ran)  # both workers took trials
+    # every trial is a nested MLflow run under the study's parent
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+    parent = json.loads((work / "parallel.parent.json").read_text())["run_id"]
+    runs = client.search_runs([client.get_experiment_by_name("onestep").experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(runs) == len(study.get_trials())
+    assert {r.data.tags["state"] for r in runs} <= {"COMPLETE", "PRUNED"}
+    assert all("method.lambda" in r.data.params for r in runs)
+
+    # the summary: best.yaml, trials table, plots
+    main(["tune-summary", "--cfg", json.dumps(cfg), "--folder", str(work / "parallel"),
+          "--parent", str(work / "parallel.parent.json")])
+    best = yaml.safe_load((work / "parallel" / "best.yaml").read_text())
+    assert 0.001 <= best["lambda"] <= 1000 and best["value"] == min(
+        t.value for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    for f in ("trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png", "lambda_slice.png"):
+        assert (work / "parallel" / f).stat().st_size > 0
+    # lambda: tuned picks it up
+    run_cfg = deep_merge(cfg, {"method": {"lambda": "tuned"}, "run": {"name": "x"}})
+    assert resolve_tuned(run_cfg, work / "parallel" / "best.yaml")["method"]["lambda"] == best["lambda"]
+
+
+def test_a_poor_trial_is_pruned(prepared):
+    work, cfg = prepared
+    cfg = deep_merge(cfg, {"tune": {"study": "prune", "n_trials": 6}})
+    main(worker_argv(work, cfg, "prune"))
+    study = load_study(cfg, work / "prune")
+    assert "PRUNED" in states(study) and "COMPLETE" in states(study)
+    pruned = [t for t in study.get_trials() if t.state == TrialState.PRUNED]
+    assert any(len(t.intermediate_values) < cfg["method"]["K"] for t in pruned)  # stopped before the last stage
+
+
+def test_a_diverging_trial_fails_and_the_study_goes_on(prepared):
+    work, cfg = prepared
+    # no clip of 1/(2(1 - abar_t)): infinite at t = 0, so the last stage's loss is Inf
+    cfg = deep_merge(cfg, {"tune": {"study": "diverge", "n_trials": 2}, "method": {"max_weight": float("inf")}})
+    main(worker_argv(work, cfg, "diverge"))
+    study = load_study(cfg, work / "diverge")
+    assert states(study) == ["FAIL", "FAIL"]
+    assert all("non-finite loss" in t.user_attrs["fail_reason"] for t in study.get_trials())
+
+
+def test_rerun_resumes_the_study(prepared):
+    work, cfg = prepared
+    cfg = deep_merge(cfg, {"tune": {"study": "resume", "n_trials": 2}})
+    main(worker_argv(work, cfg, "resume"))
+    first = load_study(cfg, work / "resume")
+    before = [t.params for t in first.get_trials()]
+    assert len(before) == 2
+    main(worker_argv(work, deep_merge(cfg, {"tune": {"n_trials": 3}}), "resume"))
+    again = load_study(cfg, work / "resume")
+    assert again._study_id == first._study_id and len(again.get_trials()) == 3
+    assert [t.params for t in again.get_trials()[:2]] == before
+
+
+def test_a_trial_left_by_a_killed_worker_is_retried(prepared):
+    work, cfg = prepared
+    cfg = deep_merge(cfg, {"tune": {"study": "retry", "n_trials": 1, "grace_s": 5}})
+    study = load_study(cfg, work / "retry")
+    lost = study.ask()  # a worker took a trial and died: RUNNING, heartbeat long gone
+    lam = lost.suggest_float("lambda", 0.001, 1000.0, log=True)
+    lost.set_user_attr("heartbeat", time.time() - 3600)
+    main(worker_argv(work, cfg, "retry"))
+    trials = load_study(cfg, work / "retry").get_trials()
+    assert trials[0].state == TrialState.FAIL and "no heartbeat" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].params["lambda"] == lam and trials[1].user_attrs["retry_of"] == 0
+    assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED) and len(trials) == 2
