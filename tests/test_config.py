@@ -62,3 +62,21 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert "method.ordering: 'sideways' is not allowed; allowed values: forward, reversed, random" in p.stdout + p.stderr
     assert not (tmp_path / "results").exists()
     assert sys.executable  # the suite runs inside the pinned environment
+
+
+def test_lambda_tuned_puts_the_study_before_training(tmp_path):
+    """An ablation with `method.lambda: tuned` makes the DAG run the Optuna study first."""
+    from conftest import planned_jobs
+
+    (tmp_path / "abl").mkdir()
+    (tmp_path / "abl" / "t.yaml").write_text(yaml.safe_dump(
+        {"name": "ablate_tuned", "fixed": {"method": {"lambda": "tuned"}}, "grid": {"method.ordering": ["forward"]}}))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"ablations_dir": str(tmp_path / "abl"), "seeds": [0], "out": str(tmp_path / "r")}))
+    snakemake = str(REPO / ".venv" / "bin" / "snakemake")
+    p = subprocess.run([snakemake, "ablate_tuned", "-n", "-p", "--cores", "1", "--configfile", str(cfg)],
+                       cwd=REPO, capture_output=True, text=True, env={"PATH": str(REPO / ".venv/bin") + ":/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    jobs = planned_jobs(p.stdout)
+    assert jobs["tune_worker"] == 2 and jobs["tune_summary"] == 1 and jobs["train"] == 1
+    assert "--tuned" in p.stdout and "best.yaml" in p.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import planned_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -100,21 +101,6 @@ def test_mlflow_holds_the_runs(finished):
         assert "git_commit" in run.data.tags
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert "tables/ablate_order.md" in arts
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> count."""
-    stats, on = {}, False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            on = True
-            continue
-        parts = line.split()
-        if on and parts and parts[0] == "total":
-            break
-        if on and len(parts) == 2 and parts[1].isdigit():
-            stats[parts[0]] = int(parts[1])
-    return stats
 
 
 @pytest.mark.e2e
