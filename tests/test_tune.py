@@ -133,15 +133,28 @@ def test_rerun_resumes_the_study(prepared):
     assert [t.params for t in again.get_trials()[:2]] == before
 
 
-def test_a_trial_left_by_a_killed_worker_is_retried(prepared):
+def test_a_worker_killed_mid_trial_costs_one_retry(prepared):
+    """SIGKILL a real worker while its trial runs; the next worker fails that trial and re-runs its lambda."""
+    import signal
+
     work, cfg = prepared
-    cfg = deep_merge(cfg, {"tune": {"study": "retry", "n_trials": 1, "grace_s": 5}})
-    study = load_study(cfg, work / "retry")
-    lost = study.ask()  # a worker took a trial and died: RUNNING, heartbeat long gone
-    lam = lost.suggest_float("lambda", 0.001, 1000.0, log=True)
-    lost.set_user_attr("heartbeat", time.time() - 3600)
-    main(worker_argv(work, cfg, "retry"))
-    trials = load_study(cfg, work / "retry").get_trials()
+    cfg = deep_merge(cfg, {"tune": {"study": "kill", "n_trials": 1, "grace_s": 2},
+                           "method": {"steps_per_stage": 400}})  # a trial long enough to be caught running
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "onestep"), *worker_argv(work, cfg, "kill")], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    running = []
+    while time.time() < deadline and not running:
+        time.sleep(0.2)
+        if (work / "kill" / "journal.log").exists():
+            running = load_study(cfg, work / "kill").get_trials(states=(TrialState.RUNNING,))
+    assert running, "the worker never started a trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(2.5)  # past the grace period
+    main(worker_argv(work, cfg, "kill"))
+    trials = load_study(cfg, work / "kill").get_trials()
     assert trials[0].state == TrialState.FAIL and "no heartbeat" in trials[0].user_attrs["fail_reason"]
-    assert trials[1].params["lambda"] == lam and trials[1].user_attrs["retry_of"] == 0
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
     assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED) and len(trials) == 2
