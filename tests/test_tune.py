@@ -23,7 +23,7 @@ TINY = {
     "student": {"net": {"name": "mlp", "width": 32, "depth": 1, "temb_dim": 16}, "batch_size": 64, "log_every": 5},
     "method": {"K": 3, "steps_per_stage": 10},
     "evaluation": {"num_samples": 256, "swd_projections": 32, "floor_repeats": 1},
-    "tune": {"n_trials": 4, "startup_trials": 1, "report_every": 1, "heartbeat_s": 0.5,
+    "tune": {"n_trials": 4, "startup_trials": 1, "report_every": 1, "warmup_stages": 0, "heartbeat_s": 0.5,
              "lambda": {"low": 0.001, "high": 1000.0}, "validation": {"num_samples": 256}},
 }
 

@@ -4,7 +4,9 @@
   validation sample: noise and data drawn with `tune.validation` seeds, separate from the
   evaluation noise the tables use.
 - Sampler: TPE seeded with `tune.seed` + the worker index (workers must not propose in lockstep).
-- Pruner: MedianPruner (or HyperbandPruner); a trial reports every `tune.report_every` stages.
+- Pruner: MedianPruner (or HyperbandPruner); a trial reports every `tune.report_every` stages
+  before the last (whose value is the objective), and is not pruned before `tune.warmup_stages`:
+  under the forward order G(z, 0) is only trained near the end, so early reports are noise.
 - Storage: Optuna's JournalFileBackend under results/optuna/<study>/ by default (safe for several
   processes on a shared file system), or `tune.storage` as an RDB URL.
 - Faults: a diverging trial (NaN/Inf loss) is FAIL with its reason in user attr `fail_reason`;
@@ -54,7 +56,7 @@ def pruner(cfg: dict) -> optuna.pruners.BasePruner:
     tc = cfg["tune"]
     if tc["pruner"] == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg["method"]["K"])
-    return optuna.pruners.MedianPruner(n_startup_trials=tc["startup_trials"], n_warmup_steps=0)
+    return optuna.pruners.MedianPruner(n_startup_trials=tc["startup_trials"], n_warmup_steps=tc["warmup_stages"])
 
 
 def load_study(cfg: dict, folder: str | Path, worker: int = 0) -> optuna.Study:
@@ -156,7 +158,7 @@ class Objective:
         with self.record(trial, cfg) as rec, Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]):
 
             def checkpoint(phase: int, step: int, model: torch.nn.Module) -> None:
-                if (phase + 1) % every:
+                if (phase + 1) % every or phase + 1 >= cfg["method"]["K"]:  # the last stage is the objective itself
                     return
                 v = self.value(cfg, model)
                 trial.report(v, phase + 1)
@@ -240,7 +242,7 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.iter_rows():
         cells = [fmt(v) for v in row]
-        md.append("| " + " | ".join(f"**{c}**" if row[0] == best.number else c for c in cells) + " |")
+        md.append("| " + " | ".join(f"**{c}**" if row[0] == best.number and c else c for c in cells) + " |")
     (folder / "trials.md").write_text("\n".join(md) + "\n")
     esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
     tex = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(esc(c) for c in cols) + r" \\",
