@@ -11,8 +11,9 @@
   processes on a shared file system), or `tune.storage` as an RDB URL.
 - Faults: a diverging trial (NaN/Inf loss) is FAIL with its reason in user attr `fail_reason`;
   each running trial writes a heartbeat (user attr) every `tune.heartbeat_s`; a worker that starts
-  marks RUNNING trials whose heartbeat is older than `tune.grace_s` as FAIL and re-queues their
-  parameters (at most `tune.max_retry` times), so a worker killed mid-trial costs one retry.
+  (and every live worker, between its trials) marks RUNNING trials whose heartbeat is older than
+  `tune.grace_s` as FAIL and re-queues their parameters (at most `tune.max_retry` times), so a
+  worker killed mid-trial costs one retry.
 - Every trial is an MLflow run nested under the study's parent run (side channel only).
 """
 
@@ -191,6 +192,7 @@ def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective)
     while budget_used(study) < tc["n_trials"] or waiting(study):
         study.optimize(objective, n_trials=1, catch=(DivergenceError,))
         ran += 1
+        reaped += reap_stale(study, tc["grace_s"], tc["max_retry"])  # live workers also pick up dead trials
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     return {"study": study.study_name, "worker": worker, "trials_run": ran, "finished_trials": finished,
             "reaped": reaped}
