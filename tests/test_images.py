@@ -25,9 +25,7 @@ TINY_DIGITS = {
 def cfg(default_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    c = deep_merge(default_config, {**TINY_DIGITS, "tracking": {"uri": f"sqlite:///{tmp_path}/results/mlflow.db",
-                                                                 "artifacts": str(tmp_path / "mlartifacts"),
-                                                                 "experiment": "onestep"}})
+    c = deep_merge(default_config, TINY_DIGITS)
     c = {**c, "seed": 0, "run": {"ablation": "ablate_test", "name": "k-2_seed-0", "point": {"method.K": 2}}}
     validate(c)
     return c

@@ -36,9 +36,6 @@ def prepared(tmp_path_factory):
     os.chdir(work)
     with open(Path(__file__).resolve().parents[1] / "config" / "config.yaml") as f:
         cfg = deep_merge(yaml.safe_load(f), TINY)
-    # absolute store path: MLflow caches one store per URI in a process, and other tests ran elsewhere
-    cfg["tracking"] = {**cfg["tracking"], "uri": f"sqlite:///{work}/results/mlflow.db",
-                       "artifacts": str(work / "results" / "mlartifacts")}
     validate(cfg)
     js = json.dumps(cfg)
     main(["init-tracking", "--cfg", js, "--out", "store.json"])

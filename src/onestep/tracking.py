@@ -19,7 +19,13 @@ PKG_DIR = Path(__file__).resolve().parent
 
 
 def tracking_uri(cfg: dict) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg["tracking"]["uri"]
+    """MLFLOW_TRACKING_URI, else `tracking.uri`; a relative SQLite path is made absolute against the
+    job's working directory, so one process never confuses two stores of the same relative name."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg["tracking"]["uri"]
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
 
 
 def experiment_name(cfg: dict) -> str:
@@ -66,7 +72,7 @@ def init_store(cfg: dict) -> str:
         return exp.experiment_id
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # absolute after tracking_uri
     location = Path(cfg["tracking"]["artifacts"]).resolve().as_uri() if _local_store(uri) else None
     return client.create_experiment(name, artifact_location=location)
 
