@@ -45,6 +45,20 @@ def _save_npz(path: str | Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def _load_pairs(path: str) -> dict:
+    """Teacher pairs (z, x0) as tensors."""
+    import numpy as np
+    import torch
+
+    with np.load(path) as z:
+        return {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
+
+
+def _parent_id(path: str | None) -> str | None:
+    """The MLflow parent run id from the file `mlflow_parent` wrote (files are the contract)."""
+    return json.loads(Path(path).read_text())["run_id"] if path else None
+
+
 def _threads(a) -> None:
     """torch threads = the job's Snakemake `threads` (passed as --threads)."""
     if getattr(a, "threads", None):
@@ -172,9 +186,6 @@ def cmd_teacher_eval(a) -> None:
 
 
 def cmd_train(a) -> None:
-    import numpy as np
-    import torch
-
     from onestep import plots, tracking
     from onestep.train import load_teacher, save_checkpoint, train_student
     from onestep.tune import resolve_tuned
@@ -186,9 +197,8 @@ def cmd_train(a) -> None:
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     device = _device(cfg)
     teacher = load_teacher(a.teacher, device)
-    with np.load(a.pairs) as z:
-        pairs = {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
-    parent = json.loads(Path(a.parent).read_text())["run_id"] if a.parent else None
+    pairs = _load_pairs(a.pairs)
+    parent = _parent_id(a.parent)
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
@@ -222,9 +232,7 @@ def cmd_evaluate(a) -> None:
     import torch
 
     from onestep import plots, tracking
-    from onestep.evaluate import eval_noise, score
-    from onestep.methods import METHODS
-    from onestep.methods.base import Context
+    from onestep.evaluate import eval_noise, one_step, score
     from onestep.train import load_checkpoint, load_teacher
 
     run_dir = Path(a.run)
@@ -234,12 +242,10 @@ def cmd_evaluate(a) -> None:
     device = _device(cfg)
     student, ckpt = load_checkpoint(run_dir / "student.pt", "student")
     teacher = load_teacher(a.teacher, device)
-    shape = tuple(ckpt["shape"])
-    method = METHODS[cfg["method"]["name"]](cfg["method"], Context(teacher, teacher.schedule, shape), cfg["seed"])
     ref = _load_ref(a.reference)
-    z = eval_noise(cfg, shape).to(device)
+    z = eval_noise(cfg, tuple(ckpt["shape"])).to(device)
     t0 = time.time()
-    x = torch.cat([method.sample(student.to(device), zb) for zb in z.split(8192)]).cpu()
+    x = one_step(cfg, teacher, student.to(device), z)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
@@ -259,8 +265,7 @@ def cmd_tables(a) -> None:
     print(summary)
     if a.parent:  # side channel: attach the table to the ablation's parent run
         cfg = _cfg(a.cfg)
-        run_id = json.loads(Path(a.parent).read_text())["run_id"]
-        with tracking.record(cfg, a.ablation, run_id=run_id) as rec:
+        with tracking.record(cfg, a.ablation, run_id=_parent_id(a.parent)) as rec:
             for ext in (".md", ".tex", ".csv"):
                 rec.artifact(str(a.out_prefix) + ext, "tables")
             rec.artifact(a.plot, "plots")
@@ -269,9 +274,7 @@ def cmd_tables(a) -> None:
 def cmd_tune_worker(a) -> None:
     from contextlib import contextmanager
 
-    import numpy as np
     import optuna
-    import torch
 
     from onestep import tracking, tune
     from onestep.train import load_teacher
@@ -280,9 +283,8 @@ def cmd_tune_worker(a) -> None:
     _threads(a)
     device = _device(cfg)
     teacher = load_teacher(a.teacher, device)
-    with np.load(a.pairs) as z:
-        pairs = {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
-    parent = json.loads(Path(a.parent).read_text())["run_id"] if a.parent else None
+    pairs = _load_pairs(a.pairs)
+    parent = _parent_id(a.parent)
     name = tune.study_name(cfg)
 
     @contextmanager
@@ -306,8 +308,7 @@ def cmd_tune_summary(a) -> None:
     best = tune.summarize(cfg, a.folder)
     print(json.dumps(best))
     if a.parent:
-        run_id = json.loads(Path(a.parent).read_text())["run_id"]
-        with tracking.record(cfg, tune.study_name(cfg), run_id=run_id) as rec:
+        with tracking.record(cfg, tune.study_name(cfg), run_id=_parent_id(a.parent)) as rec:
             rec.metrics({"best_value": best["value"], "best_lambda": best["lambda"], "best_trial": best["trial"]})
             for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png",
                       "lambda_slice.png"):

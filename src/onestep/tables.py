@@ -22,10 +22,10 @@ def _read(paths) -> list[dict]:
     return out
 
 
-def collect(run_files, axes: list[str]) -> pl.DataFrame:
-    """One row per run: grid values, seed, metrics, training cost."""
+def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
+    """One row per run (its metrics.json): grid values, seed, metrics, training cost."""
     rows = []
-    for r in _read(run_files):
+    for r in records:
         rows.append({**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
                      "wall_time_s": r["train"]["wall_time_s"], "samples_per_s": r["train"]["samples_per_s"]})
     return pl.DataFrame(rows)
@@ -49,10 +49,11 @@ def _fmt(mean: float, std: float | None, digits: int = 4) -> str:
 def build(run_files, teacher_files, reference_file, axes: list[str], title: str, out_prefix: str | Path,
           plot_path: str | Path) -> pl.DataFrame:
     """Write <out_prefix>.{md,tex,csv} and the plot; return the summary frame."""
-    runs = collect(run_files, axes)
+    records = _read(run_files)
+    runs = collect(records, axes)
     ref = _read([reference_file])[0]
     teachers = sorted(_read(teacher_files), key=lambda r: r["steps"])
-    primary = _read(run_files[:1])[0]["primary"]
+    primary = records[0]["primary"]
     metrics = sorted(ref["floor"], key=lambda m: (m != primary, m))  # headline metric first
     summary = summarise(runs, axes, metrics)
     # ratio column: against the teacher's 50-step DDIM (the issue's reference), else its most-step row

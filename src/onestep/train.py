@@ -159,10 +159,24 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
-    phase_start = 0
+    phase, phase_start = None, 0
+
+    def close_phase(end: int) -> None:
+        """Per-phase (curriculum stage) means, logged at step = phase index; then the phase hook."""
+        n = end - phase_start
+        log({f"phase_{k}": float(v) / n for k, v in phase_acc.items()} | {"phase_end_step": end}, int(phase),
+            series="phase")
+        if on_phase_end is not None:
+            on_phase_end(int(phase), end, ema.shadow)
+
     teacher.evals = 0
     t0 = time.time()
     for step in tqdm(range(total), desc=mc["name"], disable=not progress, mininterval=2.0):
+        info = method.schedule(step)  # once per step: what is trained now
+        if phase is not None and info.get("phase") != phase:
+            close_phase(step)
+            phase_acc, phase_start = {}, step
+        phase = info.get("phase")
         b = next(batches)
         batch = Batch(b.z.to(device), b.x0.to(device))
         loss, logs = method.loss(student, batch, step, gen)
@@ -181,16 +195,10 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             values = {k: float(v) / n for k, v in acc.items()}
             if not math.isfinite(values["loss"]):
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
-            log({**values, **method.schedule(step)}, step + 1)
+            log({**values, **info}, step + 1)
             acc = {}
-        phase = method.schedule(step).get("phase")
-        if phase is not None and (step + 1 == total or method.schedule(step + 1).get("phase") != phase):
-            n = step + 1 - phase_start  # per-phase (curriculum stage) means, logged at step = phase index
-            log({f"phase_{k}": float(v) / n for k, v in phase_acc.items()} | {"phase_end_step": step + 1}, int(phase),
-                series="phase")
-            phase_acc, phase_start = {}, step + 1
-            if on_phase_end is not None:
-                on_phase_end(int(phase), step + 1, ema.shadow)
+    if phase is not None:
+        close_phase(total)
     wall = time.time() - t0
     summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
                "teacher_evals": teacher.evals, "params": count_params(student)}

@@ -30,9 +30,8 @@ from optuna.trial import TrialState
 
 from onestep import data
 from onestep.config import dataset_id, set_dotted
-from onestep.evaluate import eval_noise, kind, score
-from onestep.methods import METHODS
-from onestep.methods.base import Context
+from onestep.evaluate import eval_noise, kind, one_step, score
+from onestep.metrics import PRIMARY
 from onestep.train import DivergenceError, train_student
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -146,10 +145,7 @@ class Objective:
         self.z, self.ref, self.vcfg = validation_set(cfg, ref, tuple(pairs["z"].shape[1:]))
 
     def value(self, cfg: dict, model: torch.nn.Module) -> float:
-        shape = tuple(self.pairs["z"].shape[1:])
-        method = METHODS[cfg["method"]["name"]](cfg["method"], Context(self.teacher, self.teacher.schedule, shape),
-                                                cfg["seed"])
-        x = method.sample(model, self.z.to(self.device)).cpu()
+        x = one_step(cfg, self.teacher, model, self.z.to(self.device))
         res = score(x, self.ref, self.vcfg, self.features)
         return float(res["metrics"][res["primary"]])
 
@@ -228,7 +224,7 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
     if not done:
         raise RuntimeError(f"study {study.study_name} in {folder} has no completed trial")
     best = study.best_trial
-    metric = "swd" if kind(cfg) == "points" else "fid"
+    metric = PRIMARY[kind(cfg)]
     out = {"study": study.study_name, "metric": f"validation {metric}", "value": float(best.value),
            "trial": best.number, "lambda": float(best.params["lambda"]),
            "params": {k: float(v) for k, v in best.params.items()},

@@ -102,9 +102,15 @@ def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
     ts = timesteps(T, cfg.K)
     order = stage_order(cfg.K, cfg.ordering, seed)
     position = min(step // cfg.steps_per_stage, cfg.K - 1)
-    k = order[position]
-    k_anchor = k - 1 if cfg.anchor == "grid" else (order[position - 1] if position > 0 else 0)
+    k, k_anchor = order[position], anchor_of(order, position, cfg.anchor)
     return Stage(position, k, ts[k], k_anchor, ts[k_anchor])
+
+
+def anchor_of(order: tuple[int, ...], position: int, anchor: str) -> int:
+    """Grid index of "stage k-1" for the stage at `position` of the training order (0 = the prior)."""
+    if anchor == "grid":
+        return order[position] - 1
+    return order[position - 1] if position > 0 else 0
 
 
 def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
@@ -120,7 +126,9 @@ class Curriculum:
         self.ctx, self.seed = ctx, seed
         self.T = ctx.schedule.T
         self.ts = torch.tensor(timesteps(self.T, self.cfg.K))  # (K+1,)
-        self.order = torch.tensor(stage_order(self.cfg.K, self.cfg.ordering, seed))  # (K,)
+        order = stage_order(self.cfg.K, self.cfg.ordering, seed)
+        self.order = torch.tensor(order)  # (K,) grid index by position
+        self.anchor = torch.tensor([anchor_of(order, p, self.cfg.anchor) for p in range(self.cfg.K)])  # (K,)
         self.bridge = BRIDGES[self.cfg.consistency_step]
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
 
@@ -135,12 +143,7 @@ class Curriculum:
         if self.cfg.replay > 0 and s.position > 0:
             replay = torch.rand(n, generator=gen) < self.cfg.replay
             pos = torch.where(replay, torch.randint(0, s.position, (n,), generator=gen), pos)
-        k = self.order[pos]  # (n,)
-        if self.cfg.anchor == "grid":
-            k_anchor = k - 1
-        else:
-            k_anchor = torch.where(pos > 0, self.order[(pos - 1).clamp(min=0)], torch.zeros_like(k))
-        return k, k_anchor
+        return self.order[pos], self.anchor[pos]  # (n,), (n,)
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         z, x0 = batch.z, batch.x0  # (B, *shape)
