@@ -37,14 +37,16 @@ def eval_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(ev["num_samples"], *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
 
 
-def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    """Samples of a trained student from noise z through its method's own sampler (method-blind)."""
+def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_size: int = 8192,
+             steps: int = 1) -> torch.Tensor:
+    """Samples of a trained student from noise z through its method's own sampler (method-blind);
+    `steps` > 1 only for methods that list it in `sample_steps`."""
     from onestep.methods import METHODS
     from onestep.methods.base import Context
 
     ctx = Context(teacher, teacher.schedule, tuple(z.shape[1:]))
     method = METHODS[cfg["method"]["name"]](cfg["method"], ctx, cfg["seed"])
-    return torch.cat([method.sample(model, zb) for zb in z.split(batch_size)]).cpu()
+    return torch.cat([method.sample(model, zb, steps) for zb in z.split(batch_size)]).cpu()
 
 
 def fit_features(cfg: dict) -> tuple[FeatureNet, float]:

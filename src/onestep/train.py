@@ -98,15 +98,11 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
     sched = ddpm_scheduler(cfg["diffusion"])
     gen = torch.Generator().manual_seed(tc["seed"])
-    pool = None if cfg["dataset"]["name"] in data.TOY else data.full(cfg["dataset"])
     T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
+    batches = data_batches(cfg["dataset"], B, gen)
     t0, running = time.time(), 0.0
     for step in tqdm(range(steps), desc="teacher", disable=not progress, mininterval=2.0):
-        if pool is None:
-            x0 = data.TOY[cfg["dataset"]["name"]](B, gen)  # fresh toy samples each step
-        else:
-            x0 = pool[torch.randint(0, pool.shape[0], (B,), generator=gen)]
-        x0 = x0.to(device)
+        x0 = next(batches).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
         xt = sched.add_noise(x0, eps, t)
@@ -125,6 +121,16 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
     summary = {"wall_time_s": wall, "samples_per_s": steps * B / wall, "steps": steps,
                "params": count_params(net)}
     return ema.shadow, summary
+
+
+def data_batches(ds: dict, batch_size: int, gen: torch.Generator):
+    """Endless minibatches of real data (B, *shape): fresh toy samples, or draws from the image pool."""
+    pool = None if ds["name"] in data.TOY else data.full(ds)
+    while True:
+        if pool is None:
+            yield data.TOY[ds["name"]](batch_size, gen)
+        else:
+            yield pool[torch.randint(0, pool.shape[0], (batch_size,), generator=gen)]
 
 
 def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Generator):
@@ -148,7 +154,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape)
-    method = METHODS[mc["name"]](mc, ctx, seed)
+    method = METHODS[mc["name"]](mc, ctx, seed).to(device)
     student = build_net(sc["net"], shape).to(device)
     if sc.get("init_from_teacher"):
         student.load_state_dict(teacher.net.state_dict())
@@ -156,6 +162,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
     gen = torch.Generator().manual_seed(seed)
     batches = pair_batches(pairs, sc["batch_size"], gen)
+    # real data for methods that train from data, on its own generator so pair draws stay the same
+    reals = data_batches(cfg["dataset"], sc["batch_size"], torch.Generator().manual_seed(seed + 1)) if method.needs_data else None
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
@@ -178,8 +186,10 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             phase_acc, phase_start = {}, step
         phase = info.get("phase")
         b = next(batches)
-        batch = Batch(b.z.to(device), b.x0.to(device))
+        batch = Batch(b.z.to(device), b.x0.to(device), None if reals is None else next(reals).to(device))
+        aux = method.aux_step(student, batch, step, gen)  # the method's own networks, if any
         loss, logs = method.loss(student, batch, step, gen)
+        logs = {**aux, **logs}
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, sc["lr"], sc.get("warmup", 0), sc.get("lr_schedule", "constant"))
         opt.zero_grad(set_to_none=True)

@@ -1,13 +1,24 @@
 """The contract every one-step method follows; the trainer knows nothing else.
 
-A method is built once per run as `METHODS[name](cfg, ctx)` with its config section and a
-`Context` (frozen teacher, schedule, sample shape). The trainer then calls, for step = 0..total_steps-1:
+A method is built once per run as `METHODS[name](cfg, ctx, seed)` with its config section, a
+`Context` (frozen teacher, schedule, sample shape) and the run seed. The trainer then calls, for
+step = 0..total_steps-1:
 
-    info = method.schedule(step)                 # pure function of the step: what is trained now
-    loss, logs = method.loss(student, batch, step, gen)   # loss: (B,) per-sample
+    info = method.schedule(step)                          # pure function of the step: what is trained now
+    aux = method.aux_step(student, batch, step, gen)      # the method's own networks (discriminator,
+                                                          # fake score), own optimisers; {} for most
+    loss, logs = method.loss(student, batch, step, gen)   # loss: (B,) per-sample, for the student
 
-and samples with `method.sample(student, z)`. `info` and `logs` are flat dicts of numbers that
-the trainer logs as they are; `info["phase"]` (when present) marks curriculum boundaries.
+and samples with `method.sample(student, z, steps)` for each `steps` in `method.sample_steps`.
+`info`, `aux` and `logs` are flat dicts of numbers that the trainer logs as they are;
+`info["phase"]` (when present) marks phase boundaries (curriculum stages, distillation rounds).
+
+Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
+then fills `Batch.data` with real data samples of the same batch size. `state_dict` /
+`load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
+copies of the student) through a training checkpoint.
+
+`MethodBase` gives the defaults of every optional part; a method subclasses it.
 """
 
 from __future__ import annotations
@@ -32,15 +43,48 @@ class Context:
 class Batch:
     z: torch.Tensor  # (B, *shape) fixed noise of a teacher pair
     x0: torch.Tensor  # (B, *shape) teacher DDIM solve from z: x0 ~ p_teacher(. | z)
+    data: torch.Tensor | None = None  # (B, *shape) real data, only for methods with needs_data
 
 
 class Method(Protocol):
     total_steps: int
+    needs_data: bool
+    sample_steps: tuple[int, ...]
 
     def schedule(self, step: int) -> dict[str, float]: ...
+
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]: ...
 
     def loss(
         self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
-    def sample(self, student: nn.Module, z: torch.Tensor) -> torch.Tensor: ...
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class MethodBase:
+    """Defaults for the optional parts of the contract."""
+
+    total_steps: int
+    needs_data = False
+    sample_steps: tuple[int, ...] = (1,)
+
+    def schedule(self, step: int) -> dict[str, float]:
+        return {}
+
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+    def to(self, device: str | torch.device) -> MethodBase:
+        """Move the method's own networks (none by default) to `device`."""
+        return self

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from onestep.diffusion import BRIDGES
-from onestep.methods.base import Batch, Context
+from onestep.methods.base import Batch, Context, MethodBase
 
 ORDERINGS = ("forward", "reversed", "random")
 ANCHORS = ("grid", "trained")
@@ -118,7 +118,7 @@ def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
     return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
 
 
-class Curriculum:
+class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
@@ -165,5 +165,5 @@ class Curriculum:
         return loss, {"L_k": L.mean().detach(), "R_k": R.mean().detach()}
 
     @torch.no_grad()
-    def sample(self, student: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
         return student(z, torch.zeros(z.shape[0], dtype=torch.long, device=z.device))  # G(z, 0)
