@@ -41,6 +41,7 @@ def set_dotted(cfg: dict, key: str, value) -> dict:
 
 def _key(path) -> str:
     s = ""
+    path = list(path)
     for p in path:
         s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
     return s or "<top level>"
@@ -54,8 +55,8 @@ def _describe(schema: dict) -> str:
     return " ".join([f"a {schema.get('type', 'value')}", *bounds])
 
 
-def _message(err) -> str:
-    key, v = _key(err.absolute_path), err.validator_value
+def _message(err, prefix: tuple = ()) -> str:
+    key, v = _key([*prefix, *err.absolute_path]), err.validator_value
     if err.validator == "enum":
         return f"{key}: {err.instance!r} is not allowed; allowed values: {', '.join(map(str, v))}"
     if err.validator == "type":
@@ -74,16 +75,40 @@ def _message(err) -> str:
     return f"{key}: {err.message}"
 
 
-def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
-    """Check against workflow/schemas/<schema>.schema.yaml; raise ConfigError with one message."""
+def method_names() -> list[str]:
+    """Methods with a schema (workflow/schemas/methods/<name>.schema.yaml)."""
+    return sorted(p.name.removesuffix(".schema.yaml") for p in (SCHEMAS / "methods").glob("*.schema.yaml"))
+
+
+def _check(instance, schema: str, where: str, prefix: tuple = ()) -> None:
     import jsonschema
 
     with open(SCHEMAS / f"{schema}.schema.yaml") as f:
         sch = yaml.safe_load(f)
-    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ConfigError(f"{where}: {_message(errors[0])}")
-    check_semantics(cfg, where) if schema == "config" else None
+        raise ConfigError(f"{where}: {_message(errors[0], prefix)}")
+
+
+def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
+    """Check against workflow/schemas/<schema>.schema.yaml (and the method's own schema for a config);
+    raise ConfigError with one message."""
+    _check(cfg, schema, where)
+    if schema != "config":
+        return
+    name, names = cfg["method"]["name"], method_names()
+    if name not in names:
+        raise ConfigError(f"{where}: method.name: {name!r} is not allowed; allowed values: {', '.join(names)}")
+    _check(cfg["method"], f"methods/{name}", where, ("method",))
+    check_semantics(cfg, where)
+
+
+def with_method(cfg: dict, section: dict) -> dict:
+    """`cfg` with its method section set from `section` (nested keys). Switching to another method
+    starts from that method's defaults (`methods.<name>`, else its own), not the current method's keys."""
+    name = section.get("name", cfg["method"]["name"])
+    start = cfg["method"] if name == cfg["method"]["name"] else {**(cfg.get("methods") or {}).get(name, {}), "name": name}
+    return {**cfg, "method": deep_merge(start, section)}
 
 
 def check_semantics(cfg: dict, where: str) -> None:
@@ -152,14 +177,16 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{where}: cannot read ablation file ({e})") from e
     validate(spec, "ablation", where)
-    base = deep_merge(base_config(cfg), spec.get("fixed") or {})
+    fixed = copy.deepcopy(spec.get("fixed") or {})
+    base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
+                       fixed.get("method") or {})
     seeds = spec.get("seeds", cfg["seeds"])
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, spec["grid"], spec.get("baseline") or {})
     keys = list(spec["grid"])
     for values in itertools.product(*(spec["grid"][k] for k in keys)):
         point = dict(zip(keys, values, strict=True))
         for seed in seeds:
-            run_cfg = base
+            run_cfg = with_method(base, {"name": point["method.name"]}) if "method.name" in point else base
             for k, v in point.items():
                 run_cfg = set_dotted(run_cfg, k, v)
             name = run_name(point, seed)
