@@ -3,6 +3,11 @@
 Every network maps a batch x (B, *shape) and timesteps t (B,) (integers or floats on the
 DDPM index scale 0..T) to a tensor of the same shape as x. The teacher uses it as
 eps_phi(x_t, t); the student as G_theta(z, t).
+
+Built with `times: 2`, a network takes a second time s (B,) as well, f(x, t, s): methods that jump
+from t to s (CTM, MeanFlow's (t, r), shortcut's step size) use it. The second embedding is its own
+module, so a two-time student still loads a one-time teacher's weights (strict=False, the extra
+embedding fresh).
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)  # (B, dim)
 
 
+def time_embedding(net: nn.Module, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """temb(t), plus temb_s(s) for a two-time network; (B, W)."""
+    temb = net.temb(timestep_embedding(t, net.temb_dim))
+    if (s is None) != (net.temb_s is None):
+        raise ValueError("a network built with times: 2 needs f(x, t, s); one built with times: 1 takes no s")
+    return temb if s is None else temb + net.temb_s(timestep_embedding(s, net.temb_dim))
+
+
 class ResBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
@@ -37,17 +50,18 @@ class ResBlock(nn.Module):
 class MLP(nn.Module):
     """Residual MLP with a sinusoidal timestep embedding, for 2-D data."""
 
-    def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 4, temb_dim: int = 64):
+    def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 4, temb_dim: int = 64, times: int = 1):
         super().__init__()
         (dim,) = shape
         self.temb_dim = temb_dim
         self.temb = nn.Sequential(nn.Linear(temb_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.temb_s = nn.Sequential(nn.Linear(temb_dim, width), nn.SiLU(), nn.Linear(width, width)) if times == 2 else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = self.temb(timestep_embedding(t, self.temb_dim))  # (B, W)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        temb = time_embedding(self, t, s)  # (B, W)
         h = self.inp(x)  # (B, W)
         for block in self.blocks:
             h = block(h, temb)
@@ -71,17 +85,19 @@ class ConvBlock(nn.Module):
 class ConvNet(nn.Module):
     """Small residual convnet at full resolution, for tiny images (8x8 digits) on CPU."""
 
-    def __init__(self, shape: tuple[int, ...], width: int = 64, depth: int = 4, temb_dim: int = 64):
+    def __init__(self, shape: tuple[int, ...], width: int = 64, depth: int = 4, temb_dim: int = 64, times: int = 1):
         super().__init__()
         c_in, channels = shape[0], width
         self.temb_dim = temb_dim
         self.temb = nn.Sequential(nn.Linear(temb_dim, channels), nn.SiLU(), nn.Linear(channels, channels))
+        self.temb_s = (nn.Sequential(nn.Linear(temb_dim, channels), nn.SiLU(), nn.Linear(channels, channels))
+                       if times == 2 else None)
         self.inp = nn.Conv2d(c_in, channels, 3, padding=1)
         self.blocks = nn.ModuleList(ConvBlock(channels) for _ in range(depth))
         self.out = nn.Sequential(nn.GroupNorm(8, channels), nn.SiLU(), nn.Conv2d(channels, c_in, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = self.temb(timestep_embedding(t, self.temb_dim))  # (B, C)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        temb = time_embedding(self, t, s)  # (B, C)
         h = self.inp(x)  # (B, C, H, W)
         for block in self.blocks:
             h = block(h, temb)
@@ -93,13 +109,17 @@ class UNet(nn.Module):
 
     `width` is the base channel count (block channels width * (1, 2, 2, 2), the DDPM CIFAR-10 layout),
     `depth` the ResNet layers per block; `temb_dim` is accepted for a uniform config and unused
-    (UNet2DModel sizes its own embedding). Other UNet2DModel arguments pass through.
+    (UNet2DModel sizes its own embedding). `times: 2` feeds s through UNet2DModel's timestep-type
+    class embedding. Other UNet2DModel arguments pass through.
     """
 
-    def __init__(self, shape: tuple[int, ...], width: int = 128, depth: int = 2, temb_dim: int | None = None, **kwargs):
+    def __init__(self, shape: tuple[int, ...], width: int = 128, depth: int = 2, temb_dim: int | None = None,
+                 times: int = 1, **kwargs):
         super().__init__()
         from diffusers import UNet2DModel
 
+        if times == 2:
+            kwargs.setdefault("class_embed_type", "timestep")
         c, h, _ = shape
         kwargs.setdefault("block_out_channels", tuple(width * m for m in (1, 2, 2, 2)))
         kwargs.setdefault("layers_per_block", depth)
@@ -107,8 +127,8 @@ class UNet(nn.Module):
         kwargs.setdefault("up_block_types", ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
         self.unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **kwargs)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t).sample
+    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(x, t, class_labels=s).sample
 
 
 NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet}

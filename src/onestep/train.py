@@ -156,8 +156,11 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape)
     method = METHODS[mc["name"]](mc, ctx, seed).to(device)
     student = build_net(sc["net"], shape).to(device)
-    if sc.get("init_from_teacher"):
-        student.load_state_dict(teacher.net.state_dict())
+    if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
+        missing, unexpected = student.load_state_dict(teacher.net.state_dict(), strict=False)
+        if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
+            raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     ema = EMA(student, sc["ema"])
     opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
     gen = torch.Generator().manual_seed(seed)
