@@ -187,6 +187,7 @@ def cmd_teacher_eval(a) -> None:
 
 def cmd_train(a) -> None:
     from onestep import plots, tracking
+    from onestep.evaluate import load_feature_net
     from onestep.train import load_teacher, save_checkpoint, train_student
     from onestep.tune import resolve_tuned
 
@@ -211,7 +212,8 @@ def cmd_train(a) -> None:
             rec.metrics(values, step)
             rows[series].append({series: step, **values})
 
-        student, summary = train_student(cfg, teacher, pairs, device, log)
+        feats = load_feature_net(a.features) if a.features else None
+        student, summary = train_student(cfg, teacher, pairs, device, log, features=feats)
         rec.metrics(summary)
         save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
         for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     add("reference", cmd_reference, cfg, out, feats, (["--summary"], {"required": True}))
     add("teacher-eval", cmd_teacher_eval, cfg, teacher, ref, feats, out, log,
         (["--steps"], {"type": int, "required": True}), (["--plot"], {"required": True}))
-    add("train", cmd_train, cfg, teacher, out, log, (["--pairs"], {"required": True}), (["--parent"], {"default": None}),
+    add("train", cmd_train, cfg, teacher, out, log, feats, (["--pairs"], {"required": True}), (["--parent"], {"default": None}),
         (["--tuned"], {"default": None, "help": "best.yaml of the lambda study (for method.lambda: tuned)"}))
     add("tune-worker", cmd_tune_worker, cfg, teacher, ref, feats, out, (["--pairs"], {"required": True}),
         (["--parent"], {"default": None}), (["--folder"], {"required": True}), (["--worker"], {"type": int, "default": 0}))
@@ -387,9 +389,10 @@ def main(argv: list[str] | None = None) -> None:
         from onestep.config import ConfigError
         from onestep.data import DataError
         from onestep.evaluate import FeatureError
+        from onestep.methods.losses import PerceptualError
         from onestep.train import CheckpointError
 
-        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | FileNotFoundError):
+        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | PerceptualError | FileNotFoundError):
             print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
             sys.exit(2)
         raise

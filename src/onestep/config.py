@@ -121,6 +121,17 @@ def check_semantics(cfg: dict, where: str) -> None:
             f"{where}: method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
             f"under ordering '{m.get('ordering')}'; allowed: consistency_step ddim, or anchor grid"
         )
+    if m.get("consistency") == "global" and m.get("consistency_step") == "ddpm":
+        raise ConfigError(f"{where}: method.consistency_step: 'ddpm' does not apply to consistency 'global', which "
+                          "ties stage k to every earlier t_j by exact DDIM jumps; allowed: ddim")
+    if m.get("loss") == "perceptual" and cfg["dataset"]["name"] not in ("digits", "npz", "folder"):
+        raise ConfigError(f"{where}: method.loss: 'perceptual' needs images; dataset '{cfg['dataset']['name']}' is 2-D "
+                          "points with no perceptual feature space; allowed here: l2, pseudo_huber, adversarial")
+    if m.get("loss") == "perceptual" and (m.get("perceptual") or {}).get("backbone", "features") == "features" \
+            and cfg["evaluation"].get("feature_net") != "classifier":
+        raise ConfigError(f"{where}: method.perceptual.backbone: 'features' uses the dataset's classifier features, but "
+                          f"evaluation.feature_net is '{cfg['evaluation'].get('feature_net')}'; allowed: lpips, or "
+                          "evaluation.feature_net classifier")
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")

@@ -60,15 +60,20 @@ def fit_features(cfg: dict) -> tuple[FeatureNet, float]:
     return train_feature_net(data.load_digits_images(), data.load_digits_labels(), cfg["evaluation"]["feature_steps"])
 
 
+def load_feature_net(features_path: str | None) -> FeatureNet:
+    """The dataset's classifier (rule `features`), frozen."""
+    if not features_path or not Path(features_path).is_file():
+        raise FeatureError(f"evaluation.feature_net: classifier weights not found: {features_path}")
+    ckpt = torch.load(features_path, map_location="cpu", weights_only=False)
+    net = FeatureNet(tuple(ckpt["shape"]), num_classes=ckpt["num_classes"])
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval().requires_grad_(False)
+
+
 def extractor(cfg: dict, features_path: str | None):
     """clean-fid feature extractor: the classifier from `features_path`, or clean-fid's Inception."""
     if cfg["evaluation"]["feature_net"] == "classifier":
-        if not features_path or not Path(features_path).is_file():
-            raise FeatureError(f"evaluation.feature_net: classifier weights not found: {features_path}")
-        ckpt = torch.load(features_path, map_location="cpu", weights_only=False)
-        net = FeatureNet(tuple(ckpt["shape"]), num_classes=ckpt["num_classes"])
-        net.load_state_dict(ckpt["state_dict"])
-        return net.eval().as_extractor()
+        return load_feature_net(features_path).as_extractor()
     return inception_extractor()
 
 

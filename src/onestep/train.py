@@ -143,17 +143,19 @@ def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Gen
 
 
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
-                  progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None
-                  ) -> tuple[nn.Module, dict]:
+                  progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
+                  features: nn.Module | None = None) -> tuple[nn.Module, dict]:
     """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps.
 
+    `features` (images): the dataset's frozen feature network, offered to methods as `ctx.features`.
     `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends,
     e.g. an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError.
     """
     sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
-    ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape)
+    ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
+                  features=None if features is None else features.to(device).features)
     method = METHODS[mc["name"]](mc, ctx, seed).to(device)
     student = build_net(sc["net"], shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding

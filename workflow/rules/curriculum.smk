@@ -5,6 +5,7 @@ rule train:
         pairs=f"{ROOT}/teacher/pairs.npz",
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         tuned=tuned,
+        features=features,
     output:
         ckpt=f"{ROOT}/{{ablation}}/{{run}}/student.pt",
         summary=f"{ROOT}/{{ablation}}/{{run}}/train.json",
@@ -15,9 +16,10 @@ rule train:
         cfg=run_cfg,
         out=f"{ROOT}/{{ablation}}/{{run}}",
         tuned=tuned_arg,
+        features=features_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=1,
     shell:
         "onestep train --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
-        " --parent {input.parent} {params.tuned} --out {params.out} --log {log} > {log} 2>&1"
+        " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log} > {log} 2>&1"

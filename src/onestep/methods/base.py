@@ -23,6 +23,7 @@ copies of the student) through a training checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,7 @@ class Context:
     teacher: Teacher
     schedule: Schedule
     shape: tuple[int, ...]
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None  # frozen image features phi(x), x in [-1, 1]
 
 
 @dataclass

@@ -28,23 +28,40 @@ Choices where the seed is silent (each one a config key under `method`):
 - `replay` (default 0.25): the share of each batch drawn, uniformly, from the stages already
   trained, so stage k does not overwrite what earlier stages taught. 0 trains stage k alone.
 - Ordering `random` is a permutation of 1..K seeded by the run seed.
+- `budget` (optional): a fixed total of optimiser steps; `steps_per_stage` then follows as
+  floor(budget / K), so the K ablation compares curricula at equal cost.
+
+Open questions of the seed, as knobs:
+
+- `loss` at late stages: the distance in L_k for stages with t_k <= `late_t` (l2 before it):
+  L_k = E[ w(t_k) d(G(z, t_k), sqrt(abar_{t_k}) x0) ] with d from `losses.DISTANCES` (`l2`,
+  `pseudo_huber`, `perceptual`), or `adversarial`: l2 plus `adversarial.weight` times a generator
+  term from a discriminator D(x, t) trained alongside on real sqrt(abar_t) x0 against G(z, t)
+  (its own optimiser, `aux_step`). `perceptual.backbone` names the feature network and is recorded.
+- `consistency`: `adjacent` is the seed's R_k (stage k tied to its anchor k-1 through
+  `consistency_step`). `global` ties stage k to earlier grid points j < k (j = 0 the prior) through
+  exact teacher DDIM jumps t_j -> t_k: R_k = mean over j of || G(z, t_k) - DDIM_{t_j -> t_k}(sg[G(z, t_j)]) ||^2,
+  with `global_stages` draws of j per sample and step (each one teacher evaluation and one student
+  forward pass more than adjacent; logged as `teacher_evals_per_sample`).
 
 The curriculum is a pure function of the step (`stage_at`), unit-tested and logged each tick.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
 from torch import nn
 
-from onestep.diffusion import BRIDGES
+from onestep.diffusion import BRIDGES, ddim_jump
 from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.losses import DISTANCES, L2, Adversarial, lpips_features
 
 ORDERINGS = ("forward", "reversed", "random")
 ANCHORS = ("grid", "trained")
+SCOPES = ("adjacent", "global")
 
 
 @dataclass(frozen=True)
@@ -57,11 +74,20 @@ class CurriculumConfig:
     consistency_step: str = "ddim"
     replay: float = 0.25
     max_weight: float = 100.0
+    budget: int | None = None
+    consistency: str = "adjacent"
+    global_stages: int = 4
+    loss: str = "l2"
+    late_t: int = 250
+    perceptual: dict = field(default_factory=lambda: {"backbone": "features"})
+    adversarial: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> CurriculumConfig:
         d = {k: v for k, v in d.items() if k != "name"}
         d["lam"] = d.pop("lambda", d.get("lam", cls.lam))
+        if d.get("budget") is not None:  # a fixed total of steps: the steps per stage follow from K
+            d["steps_per_stage"] = max(1, d["budget"] // d.get("K", cls.K))
         return cls(**d)
 
 
@@ -131,6 +157,11 @@ class Curriculum(MethodBase):
         self.anchor = torch.tensor([anchor_of(order, p, self.cfg.anchor) for p in range(self.cfg.K)])  # (K,)
         self.bridge = BRIDGES[self.cfg.consistency_step]
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
+        self.l2 = L2(ctx.shape)
+        self.adv = Adversarial(ctx.shape, **self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
+        late = "l2" if self.cfg.loss == "adversarial" else self.cfg.loss
+        features = lpips_features(ctx.shape) if late == "perceptual" and self.cfg.perceptual["backbone"] == "lpips" else ctx.features
+        self.distance = DISTANCES[late](ctx.shape, features)
 
     def schedule(self, step: int) -> dict[str, float]:
         s = stage_at(step, self.cfg, self.T, self.seed)
@@ -145,24 +176,78 @@ class Curriculum(MethodBase):
             pos = torch.where(replay, torch.randint(0, s.position, (n,), generator=gen), pos)
         return self.order[pos], self.anchor[pos]  # (n,), (n,)
 
+    def _anchors(self, k: torch.Tensor, k_anchor: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+        """Grid indices the consistency term ties stage k to: its anchor, or `global_stages` draws of j < k."""
+        if self.cfg.consistency == "adjacent":
+            return [k_anchor]
+        return [(torch.rand(k.shape, generator=gen) * k).long() for _ in range(self.cfg.global_stages)]  # j ~ U{0..k-1}
+
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         z, x0 = batch.z, batch.x0  # (B, *shape)
         sch, nd = self.ctx.schedule, z.ndim
         k, k_anchor = self._stages(step, z.shape[0], gen)
-        t, ta = self.ts[k].to(z.device), self.ts[k_anchor].to(z.device)  # (B,)
+        t = self.ts[k].to(z.device)  # (B,)
 
         g = student(z, t)  # G_theta^(k)(z)
         abar_t = sch.at("abar", t, nd)
-        L = (loss_weight(abar_t, self.cfg.max_weight) * (g - abar_t.sqrt() * x0) ** 2).flatten(1).sum(1)
+        target = abar_t.sqrt() * x0  # (B, *shape)
+        w = loss_weight(abar_t.flatten(), self.cfg.max_weight)  # (B,)
+        late = t <= self.cfg.late_t  # (B,) stages that get the late-stage loss
+        d = self.l2(g, target)  # (B,)
+        if late.any() and not isinstance(self.distance, L2):
+            d = torch.where(late, self.distance(g, target), d)
+        L = w * d  # (B,)
+        logs = {"L_k": L.mean().detach()}
 
-        with torch.no_grad():
-            prior = (ta == self.T).view(-1, *[1] * (nd - 1))
-            g_prev = torch.where(prior, z, student(z, ta))  # sg[G^(k-1)(z)], G^(0)(z) = z
-            x_hat = self.bridge(self.ctx.teacher, g_prev, ta, t)
-        R = ((g - x_hat) ** 2).flatten(1).sum(1)
+        x_hats = self._targets(student, z, t, self._anchors(k, k_anchor, gen))
+        R = torch.stack([self.l2(g, x_hat) for x_hat in x_hats]).mean(0)  # (B,)
+        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": torch.tensor(float(len(x_hats)))}
 
         loss = L + self.cfg.lam * R  # (B,)
-        return loss, {"L_k": L.mean().detach(), "R_k": R.mean().detach()}
+        if self.adv is not None:
+            A = torch.where(late, self.adv(g, t), torch.zeros_like(L))  # (B,) generator term, late stages only
+            loss = loss + A
+            logs["adv_g"] = A.mean().detach()
+        return loss, logs
+
+    @torch.no_grad()
+    def _targets(self, student: nn.Module, z: torch.Tensor, t: torch.Tensor, anchors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """xhat_{t_k} = teacher bridge t_j -> t_k applied to sg[G^(j)(z)], one per anchor draw j (B,)."""
+        bridge = self.bridge if self.cfg.consistency == "adjacent" else ddim_jump
+        out = []
+        for j in anchors:
+            tj = self.ts[j].to(z.device)  # (B,)
+            prior = (tj == self.T).view(-1, *[1] * (z.ndim - 1))
+            g_prev = torch.where(prior, z, student(z, tj))  # sg[G^(j)(z)], G^(0)(z) = z
+            out.append(bridge(self.ctx.teacher, g_prev, tj, t))  # (B, *shape)
+        return out
+
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Adversarial loss only: one discriminator step on the current stage's late samples."""
+        if self.adv is None:
+            return {}
+        s = stage_at(step, self.cfg, self.T, self.seed)
+        if s.t > self.cfg.late_t:
+            return {}
+        z, x0 = batch.z, batch.x0
+        t = torch.full((z.shape[0],), s.t, device=z.device)  # (B,)
+        abar_t = self.ctx.schedule.at("abar", t, z.ndim)
+        real = abar_t.sqrt() * x0[torch.randperm(x0.shape[0], generator=gen).to(z.device)]  # unpaired with z
+        with torch.no_grad():
+            fake = student(z, t)
+        return {"adv_d": self.adv.step(real, fake, t)}
+
+    def to(self, device) -> Curriculum:
+        if self.adv is not None:
+            self.adv.to(device)
+        return self
+
+    def state_dict(self) -> dict:
+        return {"adversarial": self.adv.state_dict()} if self.adv is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.adv is not None:
+            self.adv.load_state_dict(state["adversarial"])
 
     @torch.no_grad()
     def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
