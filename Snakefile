@@ -1,6 +1,8 @@
 # onestep: one-step diffusion ablations. Targets only; the rules live in workflow/rules/.
 #   snakemake --cores 2 ablate_order      the stage-ordering ablation (table, plot, MLflow runs)
-#   snakemake --cores 2 all               every ablation grid in config/ablations/
+#   snakemake --cores 2 ablate_all        every ablation that applies to the dataset, and the main table
+#   snakemake --cores 2 tables            rebuild the tables of finished ablations from their metrics.json
+#   (ablate_loss needs images: snakemake --cores 2 ablate_loss --configfile config/digits.yaml)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
 # Every config/ablations/<file>.yaml with `name: X` is a target X.
 
@@ -21,15 +23,26 @@ rule tune_lambda:
         rules.tune_summary.output,
 
 
+rule ablate_all:
+    input:
+        [ablation_outputs(name) for name in APPLICABLE],
+        rules.main_table.output,
+
+
 rule all:
     input:
-        [ablation_outputs(name) for name in ABLATIONS],
+        rules.ablate_all.input,
 
 
-for _name in ABLATIONS:
+rule tables:
+    input:
+        stored_tables,
+
+
+for _name, _ab in ABLATIONS.items():
 
     rule:
         name:
             _name
         input:
-            ablation_outputs(_name),
+            (lambda w, n=_name: ablation_outputs(n)) if _ab.skipped else ablation_outputs(_name),

@@ -50,8 +50,9 @@ def finished(tmp_path_factory):
 def test_outputs_exist(finished):
     r = finished / "results"
     for ext in ("md", "tex", "csv"):
-        assert (r / "tables" / f"ablate_order.{ext}").stat().st_size > 0
-    assert (r / "plots" / "ablate_order.png").stat().st_size > 0
+        assert (r / "tables" / "checkerboard" / f"ablate_order.{ext}").stat().st_size > 0
+    for fig in ("ablate_order", "ablate_order_curves", "ablate_order_samples"):
+        assert (r / "plots" / "checkerboard" / f"{fig}.png").stat().st_size > 0
     for order in ("forward", "reversed"):
         run = r / "checkerboard" / "ablate_order" / f"ordering-{order}_seed-0"
         m = json.loads((run / "metrics.json").read_text())
@@ -65,14 +66,14 @@ def test_outputs_exist(finished):
 
 @pytest.mark.e2e
 def test_table_has_its_rows(finished):
-    md = (finished / "results" / "tables" / "ablate_order.md").read_text()
+    md = (finished / "results" / "tables" / "checkerboard" / "ablate_order.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     labels = [row.split("|")[1].strip().strip("*") for row in rows[1:]]
     assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps"]
     assert md.count("**") >= 2  # a best value in bold
     import polars as pl
 
-    csv = pl.read_csv(finished / "results" / "tables" / "ablate_order.csv")
+    csv = pl.read_csv(finished / "results" / "tables" / "checkerboard" / "ablate_order.csv").filter(pl.col("kind") == "run")
     assert csv["method.ordering"].to_list() == ["forward", "reversed"]
     assert (csv["seeds"] == 1).all() and "swd_ratio_to_teacher_10" in csv.columns
 
@@ -101,6 +102,7 @@ def test_mlflow_holds_the_runs(finished):
         assert "git_commit" in run.data.tags
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert "tables/ablate_order.md" in arts
+    assert "plots/ablate_order_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
 
 
 @pytest.mark.e2e
@@ -108,7 +110,7 @@ def test_tables_rerun_nothing_and_a_deleted_run_reruns_alone(finished):
     r = finished / "results"
     p = snakemake(finished, "ablate_order", "-n")
     assert "Nothing to be done" in p.stdout + p.stderr
-    (r / "tables" / "ablate_order.md").unlink()
+    (r / "tables" / "checkerboard" / "ablate_order.md").unlink()
     p = snakemake(finished, "ablate_order", "-n")
     assert planned_jobs(p.stdout) == {"ablate_order": 1, "table": 1}
     shutil.rmtree(r / "checkerboard" / "ablate_order" / "ordering-reversed_seed-0")

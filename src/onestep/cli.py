@@ -263,14 +263,23 @@ def cmd_evaluate(a) -> None:
 def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
-    summary = tables.build(a.runs, a.teachers, a.reference, a.axes, a.title, a.out_prefix, a.plot)
+    summary = tables.build(a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
-    if a.parent:  # side channel: attach the table to the ablation's parent run
+    if a.parent:  # side channel: attach the table and figures to the ablation's parent run
         cfg = _cfg(a.cfg)
+        stem = str(a.plot)[: -len(".png")]
         with tracking.record(cfg, a.ablation, run_id=_parent_id(a.parent)) as rec:
             for ext in (".md", ".tex", ".csv"):
                 rec.artifact(str(a.out_prefix) + ext, "tables")
-            rec.artifact(a.plot, "plots")
+            for suffix in ("", "_curves", "_samples"):
+                for ext in (".png", ".pdf"):
+                    rec.artifact(stem + suffix + ext, "plots")
+
+
+def cmd_main_table(a) -> None:
+    from onestep import tables
+
+    print(tables.build_main(a.tables, a.out_prefix, a.plot))
 
 
 def cmd_tune_worker(a) -> None:
@@ -375,9 +384,11 @@ def main(argv: list[str] | None = None) -> None:
     add("evaluate", cmd_evaluate, teacher, ref, feats, out, log, (["--run"], {"required": True}),
         (["--plot"], {"required": True}))
     add("tables", cmd_tables, cfg, (["--runs"], {"nargs": "+", "required": True}),
-        (["--teachers"], {"nargs": "*", "default": []}), ref, (["--axes"], {"nargs": "+", "required": True}),
-        (["--title"], {"default": ""}), (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}),
+        (["--teachers"], {"nargs": "*", "default": []}), ref, (["--spec"], {"required": True, "help": "the ablation YAML"}),
+        (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}),
         (["--parent"], {"default": None}), (["--ablation"], {"required": True}))
+    add("main-table", cmd_main_table, (["--tables"], {"nargs": "+", "required": True, "help": "per-ablation table CSVs"}),
+        (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}))
     add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}),
         (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
     add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),

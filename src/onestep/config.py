@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+IMAGE_DATASETS = ("digits", "npz", "folder")
 SCHEMAS = REPO / "workflow" / "schemas"
 
 
@@ -157,13 +158,29 @@ class Ablation:
     name: str
     title: str
     file: str
-    grid: dict
+    points: list[dict]  # grid points (dotted key -> value), in table order
     baseline: dict
+    caption: str = ""
+    requires: str | None = None  # "images": runs only on an image dataset
+    skipped: str | None = None  # why this ablation does not apply to the configured dataset
     runs: list[Run] = field(default_factory=list)
 
     @property
     def axes(self) -> list[str]:
-        return list(self.grid)
+        return list(self.points[0]) if self.points else []
+
+
+def grid_points(spec: dict, where: str) -> list[dict]:
+    """The ablation's points: the product of `grid` values, or the explicit `points` list (same keys each)."""
+    if "grid" in spec:
+        keys = list(spec["grid"])
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(spec["grid"][k] for k in keys))]
+    points = spec["points"]
+    for i, p in enumerate(points):
+        if list(p) != list(points[0]):
+            raise ConfigError(f"{where}: points[{i}]: keys {sorted(p)} differ from points[0] {sorted(points[0])}; "
+                              "every point sets the same keys")
+    return points
 
 
 def _slug(v) -> str:
@@ -188,14 +205,20 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{where}: cannot read ablation file ({e})") from e
     validate(spec, "ablation", where)
+    points = grid_points(spec, where)
+    ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},
+                  spec.get("caption", ""), spec.get("requires"))
+    if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
+        raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
+    if ab.requires == "images" and cfg["dataset"]["name"] not in IMAGE_DATASETS:
+        ab.skipped = (f"{ab.name} ({where}) runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points. "
+                      f"Run it with an image config, e.g. snakemake --cores 2 {ab.name} --configfile config/digits.yaml")
+        return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
                        fixed.get("method") or {})
     seeds = spec.get("seeds", cfg["seeds"])
-    ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, spec["grid"], spec.get("baseline") or {})
-    keys = list(spec["grid"])
-    for values in itertools.product(*(spec["grid"][k] for k in keys)):
-        point = dict(zip(keys, values, strict=True))
+    for point in points:
         for seed in seeds:
             run_cfg = with_method(base, {"name": point["method.name"]}) if "method.name" in point else base
             for k, v in point.items():

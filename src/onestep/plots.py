@@ -78,3 +78,95 @@ def curves(log_rows: list[dict], path: str | Path, title: str, keys=("L_k", "R_k
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def line(rows: list[dict], ref_rows: list[dict], metric: str, xlabel: str, path: str | Path, title: str,
+         log_x: bool) -> None:
+    """Metric against a numeric axis (mean +- std over seeds, seeds as dots); on a log axis a 0 is drawn
+    one decade left of the smallest positive value and labelled 0, behind a break mark."""
+    xs = [float(r["x"]) for r in rows]
+    pos = [x for x in xs if x > 0]
+    zero_at = min(pos) / 10 if log_x and pos and 0.0 in xs else None
+    px = [zero_at if (x == 0 and zero_at) else x for x in xs]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.errorbar(px, [r["mean"] for r in rows], yerr=[r["std"] or 0.0 for r in rows], marker="o", capsize=4, c="C0")
+    for x, r in zip(px, rows, strict=True):
+        ax.scatter([x] * len(r["values"]), r["values"], s=10, c="k", zorder=3)
+    styles = ["--", "-.", ":", (0, (1, 1)), "-"]
+    for j, r in enumerate(ref_rows):
+        ax.axhline(r["mean"], ls=styles[j % len(styles)], c=f"C{j + 1}", lw=1, label=r["label"])
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(px, ["0" if (zero_at and p == zero_at) else f"{x:g}" for p, x in zip(px, xs, strict=True)])
+        ax.minorticks_off()
+        if zero_at:
+            ax.axvline(zero_at * 10**0.5, c="0.5", lw=0.8, ls=(0, (2, 2)))  # the break between 0 and the log axis
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric)
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)
+
+
+def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=("L_k", "R_k")) -> None:
+    """Per-stage training curves of each point (its train_log.csv), stage boundaries marked."""
+    import csv
+
+    runs = [(label, Path(f)) for label, f in runs if Path(f).is_file()]
+    n = max(1, len(runs))
+    cols = min(3, n)
+    rows_n = (n + cols - 1) // cols
+    fig, axs = plt.subplots(rows_n, cols, figsize=(4 * cols, 2.8 * rows_n), squeeze=False, sharey=True)
+    for ax, (label, f) in zip(axs.flat, runs, strict=False):
+        with open(f) as fh:
+            log = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
+        steps = [r["step"] for r in log]
+        for key in keys:
+            if log and key in log[0]:
+                ax.plot(steps, [r[key] for r in log], lw=1, label=key)
+        for i in range(1, len(log)):
+            if log[i].get("phase") != log[i - 1].get("phase"):
+                ax.axvline(steps[i - 1], c="0.75", lw=0.5)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in list(axs.flat)[len(runs):]:
+        ax.axis("off")
+    if axs.flat[0].get_legend_handles_labels()[0]:
+        axs.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def samples_side_by_side(images: list[tuple[str, Path]], path: str | Path, title: str) -> None:
+    """The points' sample figures (samples.png of one seed) in one row."""
+    images = [(label, Path(f)) for label, f in images if Path(f).is_file()]
+    n = max(1, len(images))
+    fig, axs = plt.subplots(1, n, figsize=(3 * n, 3.2), squeeze=False)
+    for ax, (label, f) in zip(axs.flat, images, strict=False):
+        ax.imshow(plt.imread(f))
+        ax.set_title(label, fontsize=8)
+    for ax in axs.flat:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def main(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Path) -> None:
+    """Baseline and best point of each ablation: mean with its 95% interval, teacher lines."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.8))
+    for i, r in enumerate(rows):
+        lo, hi = r["lo"], r["hi"]
+        err = [[r["mean"] - lo], [hi - r["mean"]]] if lo == lo and hi == hi else None  # nan-safe
+        ax.errorbar([i], [r["mean"]], yerr=err, marker="s" if r["baseline"] else "o", capsize=4,
+                    c="C0" if r["baseline"] else "C3")
+    styles = ["--", "-.", ":", (0, (1, 1)), "-"]
+    for j, r in enumerate(ref_rows):
+        ax.axhline(r["mean"], ls=styles[j % len(styles)], c=f"C{j + 1}", lw=1, label=r["label"])
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], fontsize=7)
+    ax.set_ylabel(f"{metric} (95% CI)")
+    ax.set_yscale("log")
+    ax.set_title("Baseline (square) and best point (circle) of each ablation", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)

@@ -15,6 +15,9 @@ OUT = config["out"]
 DATA = dataset_id(config)
 ROOT = f"{OUT}/{DATA}"
 LOGS = f"{OUT}/logs"
+TABLES = f"{OUT}/tables/{DATA}"
+PLOTS = f"{OUT}/plots/{DATA}"
+APPLICABLE = [name for name, ab in ABLATIONS.items() if not ab.skipped]
 IS_IMAGES = config["dataset"]["name"] in ("digits", "npz", "folder")
 USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
 RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
@@ -63,4 +66,20 @@ def run_metrics(name):
 
 def ablation_outputs(name):
     """Table, plot and every run's metrics: a deleted run is re-run (then the table) by the target."""
-    return [f"{OUT}/tables/{name}.md", f"{OUT}/plots/{name}.png", *run_metrics(name)]
+    if ABLATIONS[name].skipped:
+        raise WorkflowError(ABLATIONS[name].skipped)
+    return [f"{TABLES}/{name}.md", f"{PLOTS}/{name}.png", *run_metrics(name)]
+
+
+def finished(name):
+    """Every run of the ablation has its metrics.json on disk (what `tables` rebuilds from)."""
+    return not ABLATIONS[name].skipped and all(Path(f).is_file() for f in run_metrics(name))
+
+
+def stored_tables(w=None):
+    """`tables`: the tables of every finished ablation, and the main table once all of them are finished."""
+    done = [name for name in APPLICABLE if finished(name)]
+    if not done:
+        raise WorkflowError(f"tables: no finished ablation under {ROOT}; run one first, e.g. snakemake --cores 2 ablate_order")
+    main = [f"{TABLES}/main.md"] if len(done) == len(APPLICABLE) else []
+    return [f for name in done for f in (f"{TABLES}/{name}.md", f"{PLOTS}/{name}.png")] + main

@@ -1,25 +1,43 @@
-# Paper table and plot of one ablation, from the stored metrics.json files alone (no training).
+# Paper tables and figures, from the stored metrics.json files (and the runs' logs) alone: no training.
 rule table:
     input:
         runs=lambda w: run_metrics(w.ablation),
         teachers=expand(f"{ROOT}/teacher/ddim-{{steps}}/metrics.json", steps=TEACHER_STEPS),
         reference=f"{ROOT}/reference.json",
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
+        spec=lambda w: ABLATIONS[w.ablation].file,
     output:
-        md=f"{OUT}/tables/{{ablation}}.md",
-        tex=f"{OUT}/tables/{{ablation}}.tex",
-        csv=f"{OUT}/tables/{{ablation}}.csv",
-        plot=f"{OUT}/plots/{{ablation}}.png",
+        md=f"{TABLES}/{{ablation}}.md",
+        tex=f"{TABLES}/{{ablation}}.tex",
+        csv=f"{TABLES}/{{ablation}}.csv",
+        plot=f"{PLOTS}/{{ablation}}.png",
+        curves=f"{PLOTS}/{{ablation}}_curves.png",
+        samples=f"{PLOTS}/{{ablation}}_samples.png",
     log:
         f"{LOGS}/table/{{ablation}}.log",
     params:
         cfg=cfg_json("tracking", "dataset"),
-        axes=lambda w: " ".join(ABLATIONS[w.ablation].axes),
-        title=lambda w: ABLATIONS[w.ablation].title,
-        prefix=f"{OUT}/tables/{{ablation}}",
+        prefix=f"{TABLES}/{{ablation}}",
     localrule: True
     shell:
         "onestep tables --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --runs {input.runs}"
-        " --teachers {input.teachers} --reference {input.reference} --axes {params.axes}"
-        " --title {params.title:q} --out-prefix {params.prefix} --plot {output.plot}"
-        " --parent {input.parent} > {log} 2>&1"
+        " --teachers {input.teachers} --reference {input.reference} --spec {input.spec}"
+        " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} > {log} 2>&1"
+
+
+# The main table: baseline and best point of every ablation that applies to the dataset.
+rule main_table:
+    input:
+        [f"{TABLES}/{name}.csv" for name in APPLICABLE],
+    output:
+        md=f"{TABLES}/main.md",
+        tex=f"{TABLES}/main.tex",
+        csv=f"{TABLES}/main.csv",
+        plot=f"{PLOTS}/main.png",
+    log:
+        f"{LOGS}/table/main.log",
+    params:
+        prefix=f"{TABLES}/main",
+    localrule: True
+    shell:
+        "onestep main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} > {log} 2>&1"
