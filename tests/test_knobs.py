@@ -94,9 +94,13 @@ def test_perceptual_is_rejected_on_points_and_needs_features(default_config):
     with pytest.raises(ConfigError, match="method.loss: 'perceptual' needs images"):
         validate(cfg)
     with pytest.raises(PerceptualError, match="needs images"):
-        METHODS["curriculum"]({**BASE, "loss": "perceptual"}, context(), 0)
+        METHODS["curriculum"]({**BASE, "loss": "perceptual", "late_t": 1000}, context(), 0).loss(
+            build_net({"name": "mlp", "width": 8, "depth": 1}, (2,)), batch(), 0, torch.Generator())
+    m = METHODS["curriculum"]({**BASE, "loss": "perceptual", "late_t": 1000}, context((1, 8, 8)), 0)
+    z = torch.randn(2, 1, 8, 8)
+    assert m.sample(lambda x, t: x, z).shape == z.shape  # sampling needs no feature network
     with pytest.raises(PerceptualError, match="feature network"):
-        METHODS["curriculum"]({**BASE, "loss": "perceptual"}, context((1, 8, 8)), 0)
+        m.loss(build_net({"name": "convnet", "width": 8, "depth": 1}, (1, 8, 8)), batch((1, 8, 8)), 0, torch.Generator())
 
 
 def test_perceptual_compares_in_feature_space():

@@ -218,7 +218,8 @@ def cmd_train(a) -> None:
         save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
         for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
             with open(out / name, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[series][0]) if rows[series] else [series])
+                keys = list(dict.fromkeys(k for r in rows[series] for k in r)) or [series]  # logs may add keys later
+                w = csv.DictWriter(f, fieldnames=keys)
                 w.writeheader()
                 w.writerows(rows[series])
         plots.curves(rows["step"], out / "curves.png", f"{run['ablation']}: {run['name']}")

@@ -50,7 +50,7 @@ The curriculum is a pure function of the step (`stage_at`), unit-tested and logg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 from torch import nn
@@ -159,9 +159,13 @@ class Curriculum(MethodBase):
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
         self.l2 = L2(ctx.shape)
         self.adv = Adversarial(ctx.shape, **self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
+
+    @cached_property
+    def distance(self):
+        """The late-stage distance, built at the first loss (sampling alone needs no feature network)."""
         late = "l2" if self.cfg.loss == "adversarial" else self.cfg.loss
-        features = lpips_features(ctx.shape) if late == "perceptual" and self.cfg.perceptual["backbone"] == "lpips" else ctx.features
-        self.distance = DISTANCES[late](ctx.shape, features)
+        lpips = late == "perceptual" and self.cfg.perceptual["backbone"] == "lpips"
+        return DISTANCES[late](self.ctx.shape, lpips_features(self.ctx.shape) if lpips else self.ctx.features)
 
     def schedule(self, step: int) -> dict[str, float]:
         s = stage_at(step, self.cfg, self.T, self.seed)
