@@ -332,13 +332,13 @@ def cmd_where(a) -> None:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or a.uri
     print(f"""
 Done: {a.target}
-  table : {out}/tables/{a.target}.md  (also .tex, .csv)
-  plot  : {out}/plots/{a.target}.png  (also .pdf)
+  table : {out}/tables/{a.dataset}/{a.target}.md  (also .tex, .csv)
+  plots : {out}/plots/{a.dataset}/{a.target}.png, _curves.png, _samples.png  (also .pdf)
   runs  : {out}/<dataset>/{a.target}/<run>/  (metrics.json, samples.png, curves.png)
   MLflow: {uri}  (artifacts in {a.artifacts})
 Open the MLflow UI:  make ui   (or: .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000)
 """)
-    table = Path(out) / "tables" / f"{a.target}.md"
+    table = Path(out) / "tables" / a.dataset / f"{a.target}.md"
     if table.is_file():
         print(table.read_text())
 
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         (["--parent"], {"default": None}), (["--ablation"], {"required": True}))
     add("main-table", cmd_main_table, (["--tables"], {"nargs": "+", "required": True, "help": "per-ablation table CSVs"}),
         (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}))
-    add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}),
+    add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}), (["--dataset"], {"default": "checkerboard"}),
         (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
     add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),
         (["--port"], {"type": int, "default": 5000}))
