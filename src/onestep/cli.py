@@ -18,13 +18,19 @@ def _cfg(s: str) -> dict:
     return json.loads(s)
 
 
+_DEVICES: dict[str, str] = {}
+
+
 def _device(cfg: dict) -> str:
+    """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
     import torch
 
+    from onestep.devices import pick_device
+
     want = cfg.get("device", "auto")
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return want
+    if want not in _DEVICES:
+        _DEVICES[want] = pick_device(want, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    return _DEVICES[want]
 
 
 def _write_json(path: str | Path, obj) -> None:
