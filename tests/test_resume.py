@@ -241,3 +241,51 @@ def test_cli_killed_twice_resumes_to_the_same_result(cfg, tmp_path):
         logged = {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f)}
     history = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "loss")}
     assert history == pytest.approx(logged, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_snakemake_retry_resumes_a_killed_train_job(tmp_path):
+    """Snakemake deletes a failed job's declared outputs; the resume checkpoint is none of them, so the
+    retry (--retries 1) picks up where the killed job stopped."""
+    import psutil
+    import yaml
+    from test_e2e import GRID, REPO, TINY
+
+    run = tmp_path / "results" / "checkerboard" / "ablate_order" / "ordering-forward_seed-0"
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "order.yaml").write_text(yaml.safe_dump({**GRID, "grid": {"method.ordering": ["forward"]}}))
+    over = {**TINY, "ablations_dir": str(tmp_path / "ablations"),
+            "student": {**TINY["student"], "batch_size": 64, "checkpoint_every": 25},
+            "method": {"K": 3, "steps_per_stage": 100}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(over))
+    # the train job's inputs, made by hand (in DAG order, for their mtimes) so that only `train` runs
+    (tmp_path / "results" / "mlflow").mkdir(parents=True)
+    (tmp_path / "results" / "mlflow" / "store.json").write_text("{}")
+    (tmp_path / "results" / "mlflow" / "ablate_order.parent.json").write_text(json.dumps({"run_id": "none"}))
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    teacher_dir = tmp_path / "results" / "checkerboard" / "teacher"
+    torch.manual_seed(0)
+    save_checkpoint(teacher_dir / "teacher.pt", "teacher", NET, (2,), cfg, build_net(NET, (2,)))
+    pairs = make_pairs(512)
+    np.savez(teacher_dir / "pairs.npz", z=pairs["z"].numpy(), x0=pairs["x0"].numpy())
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [str(BIN / "snakemake"), "--cores", "1", "--retries", "1", "-s", str(REPO / "Snakefile"),
+           "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "tiny.yaml"),
+           "--", str((run / "train.json").relative_to(tmp_path))]
+    with open(tmp_path / "snakemake.out", "w") as out:
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _wait_for_new_checkpoint(run / "resume.pt", p)
+        trainers = [c for c in psutil.Process(p.pid).children(recursive=True)
+                    if "train" in c.cmdline() and any("onestep" in part for part in c.cmdline())]
+        assert len(trainers) == 1
+        trainers[0].kill()  # SIGKILL: a lost node; nothing saved after the last periodic checkpoint
+        assert p.wait(timeout=600) == 0, (tmp_path / "snakemake.out").read_text()[-3000:]
+    log = (tmp_path / "results" / "logs" / "train" / "ablate_order" / "ordering-forward_seed-0.log").read_text()
+    assert f"resuming from {Path('results/checkerboard/ablate_order/ordering-forward_seed-0/resume.pt')} at step" in log
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["resumed_from_step"] > 0 and summary["resumed_from_step"] % 25 == 0
+    assert (run / "student.pt").exists() and not (run / "resume.pt").exists()
+    assert "Trying to restart job" in (tmp_path / "snakemake.out").read_text()

@@ -219,13 +219,15 @@ def _on_sigterm(resume) -> None:
 
 
 def cmd_train(a) -> None:
-    from onestep import plots, tracking
+    from onestep import tracking
+
+    tracking.check_server(_cfg(a.cfg))  # before the heavy imports: an unreachable server fails at once
+    from onestep import plots
     from onestep.train import Preempted, Resume, load_teacher, save_checkpoint, train_student
     from onestep.tune import resolve_tuned
 
     cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
     _threads(a)
-    tracking.check_server(cfg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
