@@ -5,10 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 TARGET ?= ablate_order
+# `make mlflow-server`: one tracking server that many jobs log to over HTTP (MLFLOW_TRACKING_URI)
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/results/mlflow.db
+MLFLOW_ARTIFACTS ?= $(CURDIR)/results/mlartifacts
+MLFLOW_ALLOWED_HOSTS ?=
 # rules call the package's CLI (`onestep ...`): the venv's bin comes first on PATH
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo test lint ui clean-results bench
+.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench
 
 venv: $(STAMP)
 
@@ -23,6 +29,10 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
 	@$(BIN)/onestep where $(TARGET)
 
+# the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables)
+slurm: $(STAMP)
+	$(BIN)/snakemake --profile slurm $(TARGET)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -31,6 +41,14 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/onestep ui
+
+# MLFLOW_BACKEND may be a PostgreSQL URL (postgresql://user:pass@host:5432/mlflow); MLFLOW_HOST=0.0.0.0 to
+# serve compute nodes, with MLFLOW_ALLOWED_HOSTS=$$(hostname),$$(hostname -f) for their Host headers
+mlflow-server: $(STAMP)
+	mkdir -p results
+	@echo "jobs log here with: export MLFLOW_TRACKING_URI=http://$(if $(filter 0.0.0.0,$(MLFLOW_HOST)),$$(hostname -f),$(MLFLOW_HOST)):$(MLFLOW_PORT)"
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination $(MLFLOW_ARTIFACTS) \
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(if $(MLFLOW_ALLOWED_HOSTS),--allowed-hosts $(MLFLOW_ALLOWED_HOSTS))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/figures.py

@@ -18,13 +18,19 @@ def _cfg(s: str) -> dict:
     return json.loads(s)
 
 
+_DEVICES: dict[str, str] = {}
+
+
 def _device(cfg: dict) -> str:
+    """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
     import torch
 
+    from onestep.devices import pick_device
+
     want = cfg.get("device", "auto")
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return want
+    if want not in _DEVICES:
+        _DEVICES[want] = pick_device(want, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    return _DEVICES[want]
 
 
 def _write_json(path: str | Path, obj) -> None:
@@ -74,6 +80,7 @@ def cmd_init_tracking(a) -> None:
     from onestep import tracking
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     exp = tracking.init_store(cfg)
     _write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
     print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
@@ -83,6 +90,7 @@ def cmd_parent(a) -> None:
     from onestep import tracking
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     run_id = tracking.start_parent(cfg, a.ablation, a.kind)
     _write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
     print(f"parent run {run_id} for {a.ablation}")
@@ -90,19 +98,32 @@ def cmd_parent(a) -> None:
 
 def cmd_teacher(a) -> None:
     from onestep import data, tracking
-    from onestep.train import save_checkpoint, train_teacher
+    from onestep.train import Preempted, Resume, save_checkpoint, train_teacher
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     _threads(a)
     data.check(cfg["dataset"])
-    with tracking.record(cfg, "teacher", {"kind": "teacher"}) as rec:
-        rec.params(cfg)
-        net, summary = train_teacher(cfg, _device(cfg), rec.metrics)
+    # next to the output, not a declared output: it survives a failed job (see cmd_train)
+    resume = Resume.open(Path(a.out).with_suffix(".resume.pt"), cfg["teacher"].get("checkpoint_every", 0), cfg)
+    prior = resume.state["loop"]["extra"] if resume.state else {}
+    _on_sigterm(resume)
+    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    with tracking.record(cfg, "teacher", {"kind": "teacher"}, run_id=prior.get("mlflow_run_id"), status_for=status) as rec:
+        if resume.state:
+            rec.tag("resumed_from_step", resume.state["step"])
+        else:
+            rec.params(cfg)
+        if resume.every > 0:
+            rec.flush_every = 1 << 30
+        resume.extra, resume.on_save = {"mlflow_run_id": rec.run_id}, rec.flush
+        net, summary = train_teacher(cfg, _device(cfg), rec.metrics, resume=resume)
         rec.metrics(summary)
         save_checkpoint(a.out, "teacher", cfg["teacher"]["net"], data.shape(cfg["dataset"]), cfg, net)
         rec.artifact(a.out, "checkpoint")
         rec.artifact(a.log, "logs")
     _write_json(Path(a.out).with_suffix(".json"), summary)
+    resume.path.unlink(missing_ok=True)
     print(json.dumps(summary))
 
 
@@ -168,6 +189,7 @@ def cmd_teacher_eval(a) -> None:
     from onestep.train import load_checkpoint
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     _threads(a)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     ref = _load_ref(a.reference)
@@ -185,16 +207,33 @@ def cmd_teacher_eval(a) -> None:
     print(json.dumps(result["metrics"]))
 
 
+def _on_sigterm(resume) -> None:
+    """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
+    import signal
+
+    def handler(signum, frame):
+        resume.preempted = True
+        print("SIGTERM: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_train(a) -> None:
-    from onestep import plots, tracking
+    from onestep import tracking
+
+    tracking.check_server(_cfg(a.cfg))  # before the heavy imports: an unreachable server fails at once
+    from onestep import plots
     from onestep.evaluate import load_feature_net
-    from onestep.train import load_teacher, save_checkpoint, train_student
+    from onestep.train import Preempted, Resume, load_teacher, save_checkpoint, train_student
     from onestep.tune import resolve_tuned
 
     cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
     _threads(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
+    resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
+    prior = resume.state["loop"]["extra"] if resume.state else {}
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     device = _device(cfg)
     teacher = load_teacher(a.teacher, device)
@@ -203,17 +242,28 @@ def cmd_train(a) -> None:
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
-    rows: dict[str, list[dict]] = {"step": [], "phase": []}
+    rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
+    _on_sigterm(resume)
 
-    with tracking.record(cfg, run["name"], tags, parent_id=parent) as rec:
-        rec.params(cfg)
+    # a resumed run continues its MLflow run; metrics go to MLflow at each checkpoint, so the steps a
+    # kill loses (after the last checkpoint) are not in MLflow either and are logged once, on resume
+    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    with tracking.record(cfg, run["name"], tags, parent_id=parent, run_id=prior.get("mlflow_run_id"),
+                         status_for=status) as rec:
+        if resume.state:
+            rec.tag("resumed_from_step", resume.state["step"])
+        else:
+            rec.params(cfg)
+        if resume.every > 0:
+            rec.flush_every = 1 << 30
+        resume.extra, resume.on_save = {"rows": rows, "mlflow_run_id": rec.run_id}, rec.flush
 
         def log(values: dict, step: int, series: str = "step") -> None:
             rec.metrics(values, step)
             rows[series].append({series: step, **values})
 
         feats = load_feature_net(a.features) if a.features else None
-        student, summary = train_student(cfg, teacher, pairs, device, log, features=feats)
+        student, summary = train_student(cfg, teacher, pairs, device, log, features=feats, resume=resume)
         rec.metrics(summary)
         save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
         for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
@@ -228,6 +278,7 @@ def cmd_train(a) -> None:
         rec.artifact(a.log, "logs")
         summary["mlflow_run_id"] = rec.run_id
     _write_json(out / "train.json", summary)
+    resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
     print(json.dumps(summary))
 
 
@@ -240,6 +291,7 @@ def cmd_evaluate(a) -> None:
 
     run_dir = Path(a.run)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    tracking.check_server(cfg)
     _threads(a)
     train = json.loads((run_dir / "train.json").read_text())
     device = _device(cfg)
@@ -264,6 +316,8 @@ def cmd_evaluate(a) -> None:
 def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
+    if a.parent:
+        tracking.check_server(_cfg(a.cfg))
     summary = tables.build(a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
     if a.parent:  # side channel: attach the table and figures to the ablation's parent run
@@ -292,6 +346,7 @@ def cmd_tune_worker(a) -> None:
     from onestep.train import load_teacher
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     _threads(a)
     device = _device(cfg)
     teacher = load_teacher(a.teacher, device)
@@ -317,6 +372,7 @@ def cmd_tune_summary(a) -> None:
     from onestep import tracking, tune
 
     cfg = _cfg(a.cfg)
+    tracking.check_server(cfg)
     best = tune.summarize(cfg, a.folder)
     print(json.dumps(best))
     if a.parent:
@@ -402,9 +458,14 @@ def main(argv: list[str] | None = None) -> None:
         from onestep.data import DataError
         from onestep.evaluate import FeatureError
         from onestep.methods.losses import PerceptualError
-        from onestep.train import CheckpointError
+        from onestep.tracking import TrackingError
+        from onestep.train import CheckpointError, Preempted
 
-        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | PerceptualError | FileNotFoundError):
+        if isinstance(e, Preempted):
+            print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
+            sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
+        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | TrackingError | PerceptualError
+                      | FileNotFoundError):
             print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -28,6 +28,34 @@ def tracking_uri(cfg: dict) -> str:
     return uri
 
 
+class TrackingError(RuntimeError):
+    """The MLflow tracking server cannot be reached."""
+
+
+def check_server(cfg: dict, timeout: float | None = None) -> None:
+    """For an http(s) tracking URI: fail at once, naming the URI, when the server does not answer its
+    /health endpoint within `timeout` seconds (ONESTEP_TRACKING_TIMEOUT, default 10), so a job never
+    trains for an hour and then loses its record. Local stores (SQLite, files) need no check."""
+    import urllib.error
+    import urllib.request
+
+    uri = tracking_uri(cfg)
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT", 10)) if timeout is None else timeout
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            if r.status == 200:
+                return
+            reason = f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        reason = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it (make mlflow-server) "
+                        "or point MLFLOW_TRACKING_URI / tracking.uri at a running one")
+
+
 def experiment_name(cfg: dict) -> str:
     return cfg["tracking"]["experiment"]
 

@@ -7,9 +7,11 @@ the weights (the EMA weights are the ones saved and used).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +33,10 @@ class CheckpointError(RuntimeError):
 
 class DivergenceError(RuntimeError):
     """A non-finite training loss (NaN or Inf)."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM (SLURM preemption, scancel, a timeout) during training; the resume checkpoint is saved."""
 
 
 class EMA:
@@ -88,8 +94,10 @@ def load_teacher(path: str | Path, device: str = "cpu") -> Teacher:
     return Teacher(net.to(device), Schedule.from_config(ckpt["config"]["diffusion"]))
 
 
-def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) -> tuple[nn.Module, dict]:
-    """Epsilon-prediction DDPM (diffusers DDPMScheduler.add_noise), EMA weights returned."""
+def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
+                  resume: Resume | None = None) -> tuple[nn.Module, dict]:
+    """Epsilon-prediction DDPM (diffusers DDPMScheduler.add_noise), EMA weights returned; resumable like
+    train_student."""
     tc = cfg["teacher"]
     torch.manual_seed(tc["seed"])
     shape = data.shape(cfg["dataset"])
@@ -100,8 +108,14 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
     gen = torch.Generator().manual_seed(tc["seed"])
     T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
     batches = data_batches(cfg["dataset"], B, gen)
-    t0, running = time.time(), 0.0
-    for step in tqdm(range(steps), desc="teacher", disable=not progress, mininterval=2.0):
+    running, start = 0.0, 0
+    modules, gens = {"net": net, "ema": ema.shadow, "opt": opt}, {"gen": gen}
+    if resume is not None and resume.state is not None:
+        running, start = restore_resume(resume.state, resume.path, modules, gens, device)["running"], resume.state["step"]
+        print(f"resuming from {resume.path} at step {start} of {steps}", flush=True)
+    t0 = time.time()
+    for step in tqdm(range(start, steps), desc="teacher", disable=not progress, mininterval=2.0, initial=start,
+                     total=steps):
         x0 = next(batches).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
@@ -117,9 +131,15 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
         if (step + 1) % tc["log_every"] == 0:
             log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"]}, step + 1)
             running = 0.0
+        if resume is not None and resume.due(step + 1, steps):
+            if resume.on_save is not None:
+                resume.on_save()
+            save_resume(resume.path, cfg, step + 1, modules, gens, {"running": running, "extra": resume.extra})
+            if resume.preempted:
+                raise Preempted(f"stopped at step {step + 1} of {steps}; resume checkpoint saved to {resume.path}")
     wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": steps * B / wall, "steps": steps,
-               "params": count_params(net)}
+    summary = {"wall_time_s": wall, "samples_per_s": (steps - start) * B / wall, "steps": steps,
+               "params": count_params(net), "resumed_from_step": start}
     return ema.shadow, summary
 
 
@@ -133,23 +153,144 @@ def data_batches(ds: dict, batch_size: int, gen: torch.Generator):
             yield pool[torch.randint(0, pool.shape[0], (batch_size,), generator=gen)]
 
 
-def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Generator):
-    """Endless minibatches of teacher pairs (z, x0), reshuffled each epoch."""
-    n = pairs["z"].shape[0]
-    while True:
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
-            if idx.numel() == batch_size:
-                yield Batch(pairs["z"][idx], pairs["x0"][idx])
+class PairBatches:
+    """Endless minibatches of teacher pairs (z, x0), reshuffled each epoch (full batches only).
+
+    Epoch e is shuffled by a permutation seeded by (seed, e), so where the stream stands is one integer,
+    `position` (batches drawn so far), which a resume checkpoint saves and restores.
+    """
+
+    def __init__(self, pairs: dict[str, torch.Tensor], batch_size: int, seed: int, position: int = 0):
+        self.pairs, self.batch_size, self.seed, self.position = pairs, batch_size, seed, position
+        self.per_epoch = pairs["z"].shape[0] // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"student.batch_size ({batch_size}) exceeds the number of teacher pairs "
+                             f"({pairs['z'].shape[0]}, pairs.num)")
+        self._epoch, self._perm = -1, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Batch:
+        epoch, i = divmod(self.position, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.pairs["z"].shape[0], generator=gen)
+        idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]  # (B,)
+        self.position += 1
+        return Batch(self.pairs["z"][idx], self.pairs["x0"][idx])
+
+
+# ---------------------------------------------------------------- resume checkpoints (preemption)
+
+RESUME_IGNORED = ("device", "threads", "tracking")  # config keys that may change between attempts
+
+
+def _resume_key(cfg: dict) -> dict:
+    """The part of the config a resume checkpoint must match (checkpoint_every may change)."""
+    key = {k: v for k, v in cfg.items() if k not in RESUME_IGNORED}
+    for section in ("student", "teacher"):
+        if section in key:
+            key[section] = {k: v for k, v in key[section].items() if k != "checkpoint_every"}
+    return json.loads(json.dumps(key, sort_keys=True))
+
+
+def _diff(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+@dataclass
+class Resume:
+    """The resume checkpoint of one training run: where, how often, and what the caller adds.
+
+    `state` is the checkpoint found at start (None: a fresh run); `extra` is the caller's own state (the
+    CLI's log rows, its MLflow run id), saved as is; `on_save()` runs just before each save (the CLI
+    flushes its MLflow buffer there). `preempted` is set by a SIGTERM handler: the trainer then saves at
+    the end of the current step and raises Preempted.
+    """
+
+    path: Path
+    every: int
+    state: dict | None = None
+    extra: dict = field(default_factory=dict)
+    on_save: Callable[[], None] | None = None
+    preempted: bool = False
+
+    @classmethod
+    def open(cls, path: str | Path, every: int, cfg: dict) -> Resume:
+        return cls(Path(path), every, load_resume(path, cfg))
+
+    def due(self, done: int, total: int) -> bool:
+        return done < total and (self.preempted or (self.every > 0 and done % self.every == 0))
+
+
+def save_resume(path: str | Path, cfg: dict, step: int, modules: dict, gens: dict[str, torch.Generator],
+                loop: dict) -> None:
+    """Everything to continue bit-for-bit at `step`: module/optimiser states, every RNG, the loop's state."""
+    rng = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = {"kind": "resume", "config": _resume_key(cfg), "step": step, "rng": rng, "loop": loop,
+             "modules": {k: m.state_dict() for k, m in modules.items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint
+
+
+def load_resume(path: str | Path, cfg: dict) -> dict | None:
+    """The resume checkpoint at `path` (None if there is none); CheckpointError naming the file when it
+    is unreadable or was written for another config."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"resume checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e}); "
+                              "delete it to train from scratch") from e
+    if not isinstance(state, dict) or state.get("kind") != "resume":
+        raise CheckpointError(f"{path} is not a resume checkpoint; delete it to train from scratch")
+    diff = _diff(state["config"], _resume_key(cfg))
+    if diff:
+        raise CheckpointError(f"resume checkpoint {path} was written for another config (differs at "
+                              f"{', '.join(diff[:5])}); delete it to train from scratch")
+    return state
+
+
+def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str, torch.Generator],
+                   device: str | torch.device) -> dict:
+    """Load module/optimiser states and RNGs from `state`; returns the loop's state (accumulators on `device`)."""
+    try:
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, g in gens.items():
+            g.set_state(state["rng"][k])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"resume checkpoint {path} does not match this run ({type(e).__name__}: {e}); "
+                              "delete it to train from scratch") from e
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    to = lambda d: {k: v.to(device) if torch.is_tensor(v) else v for k, v in d.items()}  # noqa: E731
+    loop = state["loop"]
+    return {**loop, **{k: to(loop[k]) for k in ("acc", "phase_acc") if k in loop},
+            **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
 
 
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
-                  features: nn.Module | None = None) -> tuple[nn.Module, dict]:
+                  features: nn.Module | None = None, resume: Resume | None = None) -> tuple[nn.Module, dict]:
     """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps.
 
     `features` (images): the dataset's frozen feature network, offered to methods as `ctx.features`.
     `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends,
     e.g. an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError.
+    With `resume`, training continues from `resume.state` and saves a resume checkpoint every
+    `resume.every` steps (and on SIGTERM); on CPU the result is bit-for-bit that of an uninterrupted run.
     """
     sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
@@ -166,13 +307,21 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     ema = EMA(student, sc["ema"])
     opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
     gen = torch.Generator().manual_seed(seed)
-    batches = pair_batches(pairs, sc["batch_size"], gen)
+    batches = PairBatches(pairs, sc["batch_size"], seed)
     # real data for methods that train from data, on its own generator so pair draws stay the same
-    reals = data_batches(cfg["dataset"], sc["batch_size"], torch.Generator().manual_seed(seed + 1)) if method.needs_data else None
+    reals_gen = torch.Generator().manual_seed(seed + 1)
+    reals = data_batches(cfg["dataset"], sc["batch_size"], reals_gen) if method.needs_data else None
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
-    phase, phase_start = None, 0
+    phase, phase_start, start = None, 0, 0
+    modules, gens = {"student": student, "ema": ema.shadow, "opt": opt, "method": method}, {"gen": gen, "reals": reals_gen}
+    teacher.evals = 0
+    if resume is not None and resume.state is not None:
+        loop = restore_resume(resume.state, resume.path, modules, gens, device)
+        start, batches.position, teacher.evals = resume.state["step"], loop["batches"], loop["teacher_evals"]
+        acc, phase_acc, phase, phase_start = loop["acc"], loop["phase_acc"], loop["phase"], loop["phase_start"]
+        print(f"resuming from {resume.path} at step {start} of {total}", flush=True)
 
     def close_phase(end: int) -> None:
         """Per-phase (curriculum stage) means, logged at step = phase index; then the phase hook."""
@@ -182,9 +331,9 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if on_phase_end is not None:
             on_phase_end(int(phase), end, ema.shadow)
 
-    teacher.evals = 0
     t0 = time.time()
-    for step in tqdm(range(total), desc=mc["name"], disable=not progress, mininterval=2.0):
+    for step in tqdm(range(start, total), desc=mc["name"], disable=not progress, mininterval=2.0,
+                     initial=start, total=total):
         info = method.schedule(step)  # once per step: what is trained now
         if phase is not None and info.get("phase") != phase:
             close_phase(step)
@@ -212,9 +361,17 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
             log({**values, **info}, step + 1)
             acc = {}
+        if resume is not None and resume.due(step + 1, total):
+            if resume.on_save is not None:
+                resume.on_save()
+            loop = {"acc": acc, "phase_acc": phase_acc, "phase": phase, "phase_start": phase_start,
+                    "batches": batches.position, "teacher_evals": teacher.evals, "extra": resume.extra}
+            save_resume(resume.path, cfg, step + 1, modules, gens, loop)
+            if resume.preempted:
+                raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
     if phase is not None:
         close_phase(total)
     wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": total * sc["batch_size"] / wall, "steps": total,
-               "teacher_evals": teacher.evals, "params": count_params(student)}
+    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * sc["batch_size"] / wall, "steps": total,
+               "teacher_evals": teacher.evals, "params": count_params(student), "resumed_from_step": start}
     return ema.shadow, summary

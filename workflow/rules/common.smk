@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from onestep.config import ConfigError, dataset_id, load_workflow, sections
+from onestep.devices import visible_gpus
 
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
@@ -25,6 +26,12 @@ TEACHER_STEPS = config["evaluation"]["teacher_steps"]
 STUDY = f"{config['tune']['study']}-{DATA}"
 # what a tuning worker depends on: the base config without the ablation bookkeeping
 TUNE_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
+
+
+# Local runs (no --jobs, i.e. no cluster executor): at most one `gpu=1` job per visible GPU. With no GPU
+# the constraint scales `gpu=1` down to 0 and the jobs run on CPU. An explicit --resources gpu=N wins.
+if workflow.nodes is None and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", visible_gpus())
 
 
 wildcard_constraints:

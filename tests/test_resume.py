@@ -1,0 +1,291 @@
+"""Preemption: a training run interrupted at step k and resumed ends bit-for-bit like an uninterrupted one
+(in process, and through the `onestep train` CLI killed with SIGTERM, then SIGKILL)."""
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from onestep.diffusion import Schedule, Teacher
+from onestep.nets import build_net
+from onestep.train import CheckpointError, PairBatches, Resume, load_resume, save_checkpoint, train_student, train_teacher
+
+BIN = Path(sys.executable).parent
+NET = {"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16}
+
+
+@pytest.fixture
+def cfg(default_config):
+    c = copy.deepcopy(default_config)
+    c["teacher"].update(net=NET, steps=40, batch_size=64, log_every=10, checkpoint_every=10, warmup=5)
+    c["student"].update(net=NET, batch_size=32, log_every=10, checkpoint_every=10, warmup=5)
+    c["method"].update(K=3, steps_per_stage=20)  # replay > 0: the method draws from the generator too
+    c["seed"] = 0
+    c["run"] = {"ablation": "ablate_order", "name": "ordering-forward_seed-0", "point": {"method.ordering": "forward"}}
+    return c
+
+
+def make_teacher(cfg) -> Teacher:
+    torch.manual_seed(0)
+    return Teacher(build_net(NET, (2,)), Schedule.from_config(cfg["diffusion"]))
+
+
+def make_pairs(n: int = 200) -> dict:
+    g = torch.Generator().manual_seed(3)
+    return {"z": torch.randn(n, 2, generator=g), "x0": torch.randn(n, 2, generator=g)}  # (N, 2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: threads only contend (and the CLI runs use --threads 1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Stop(Exception):
+    pass
+
+
+def logger(rows: list, stop_at: int | None = None):
+    def log(values, step, series="step"):
+        rows.append((series, step, {k: float(v) for k, v in values.items()}))
+        if series == "step" and step == stop_at:
+            raise Stop
+
+    return log
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_pair_batches_position_is_the_whole_state():
+    pairs = make_pairs(100)
+    full = PairBatches(pairs, 32, seed=5)
+    ref = [next(full).z for _ in range(10)]  # 3 batches per epoch: crosses three epochs
+    late = PairBatches(pairs, 32, seed=5, position=7)
+    assert all(torch.equal(next(late).z, ref[i]) for i in range(7, 10))
+    assert not torch.equal(ref[0], ref[3])  # each epoch is reshuffled
+    with pytest.raises(ValueError, match="batch_size"):
+        PairBatches(pairs, 101, seed=0)
+
+
+def test_student_resumed_at_step_k_matches_uninterrupted(cfg, tmp_path):
+    pairs = make_pairs()
+    rows_full: list = []
+    full, summary = train_student(cfg, make_teacher(cfg), pairs, "cpu", logger(rows_full), progress=False)
+
+    path = tmp_path / "resume.pt"
+    rows_a: list = []
+    with pytest.raises(Stop):  # killed at step 35: the last checkpoint is step 30
+        train_student(cfg, make_teacher(cfg), pairs, "cpu", logger(rows_a, stop_at=40), progress=False,
+                      resume=Resume.open(path, 10, cfg))
+    state = load_resume(path, cfg)
+    assert state["step"] == 30
+    torch.manual_seed(1234)  # the global RNG is part of the checkpoint: disturbing it changes nothing
+    rows_b: list = []
+    resumed, summary_b = train_student(cfg, make_teacher(cfg), pairs, "cpu", logger(rows_b), progress=False,
+                                       resume=Resume.open(path, 10, cfg))
+    assert summary_b["resumed_from_step"] == 30 and summary_b["teacher_evals"] == summary["teacher_evals"]
+    assert same_weights(resumed, full)
+    # the resumed run logs exactly what the uninterrupted one logged after step 30 (stage means included)
+    after = [r for r in rows_full if r[1] > 30 or r[0] == "phase" and r[1] >= 1]
+    assert rows_b == after
+
+
+def test_student_without_resume_checkpoint_is_unchanged(cfg, tmp_path):
+    """Saving checkpoints draws no random numbers: the same run with and without them is identical."""
+    pairs = make_pairs()
+    a, _ = train_student(cfg, make_teacher(cfg), pairs, "cpu", logger([]), progress=False)
+    b, _ = train_student(cfg, make_teacher(cfg), pairs, "cpu", logger([]), progress=False,
+                         resume=Resume.open(tmp_path / "r.pt", 7, cfg))
+    assert same_weights(a, b)
+
+
+def test_teacher_resumes_bit_for_bit(cfg, tmp_path):
+    full, _ = train_teacher(cfg, "cpu", logger([]), progress=False)
+    path = tmp_path / "teacher.resume.pt"
+    with pytest.raises(Stop):
+        train_teacher(cfg, "cpu", logger([], stop_at=30), progress=False, resume=Resume.open(path, 10, cfg))
+    assert load_resume(path, cfg)["step"] == 20  # the stop at the log tick of step 30 precedes its save
+    resumed, summary = train_teacher(cfg, "cpu", logger([]), progress=False, resume=Resume.open(path, 10, cfg))
+    assert summary["resumed_from_step"] == 20 and same_weights(resumed, full)
+
+
+def test_corrupt_or_foreign_checkpoints_name_the_file(cfg, tmp_path):
+    bad = tmp_path / "resume.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"{bad}.*corrupt"):
+        Resume.open(bad, 10, cfg)
+    save_checkpoint(bad, "student", NET, (2,), cfg, build_net(NET, (2,)))
+    with pytest.raises(CheckpointError, match=f"{bad} is not a resume checkpoint"):
+        Resume.open(bad, 10, cfg)
+    # a checkpoint of another config: named file and key
+    path = tmp_path / "r.pt"
+    with pytest.raises(Stop):
+        train_student(cfg, make_teacher(cfg), make_pairs(), "cpu", logger([], stop_at=20), progress=False,
+                      resume=Resume.open(path, 10, cfg))
+    other = copy.deepcopy(cfg)
+    other["method"]["lambda"] = 0.5
+    with pytest.raises(CheckpointError, match=f"{path} was written for another config.*method.lambda"):
+        Resume.open(path, 10, other)
+    # device, tracking, threads and checkpoint_every may change between attempts
+    other = copy.deepcopy(cfg)
+    other.update(device="cpu", tracking={**cfg["tracking"], "uri": "http://elsewhere"})
+    other["student"]["checkpoint_every"] = 3
+    assert Resume.open(path, 3, other).state["step"] == 10
+    # a network that does not fit the checkpoint's weights
+    state = load_resume(path, cfg)
+    state["modules"]["student"] = {"nope": torch.zeros(1)}
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"{path} does not match"):
+        train_student(cfg, make_teacher(cfg), make_pairs(), "cpu", logger([]), progress=False,
+                      resume=Resume.open(path, 10, cfg))
+
+
+# ---------------------------------------------------------------- the CLI, killed for real
+
+
+def _inputs(cfg, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    torch.manual_seed(0)
+    save_checkpoint(teacher, "teacher", NET, (2,), cfg, build_net(NET, (2,)))
+    pairs = make_pairs(512)
+    np.savez(tmp_path / "pairs.npz", z=pairs["z"].numpy(), x0=pairs["x0"].numpy())
+    return teacher, tmp_path / "pairs.npz"
+
+
+def _train(cfg, tmp_path, out: Path, store: str) -> subprocess.Popen:
+    teacher, pairs = _inputs(cfg, tmp_path) if not (tmp_path / "pairs.npz").exists() else (
+        tmp_path / "teacher.pt", tmp_path / "pairs.npz")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / store}"}
+    log = open(out.with_suffix(".log"), "a")
+    return subprocess.Popen([str(BIN / "onestep"), "train", "--threads", "1", "--cfg", json.dumps(cfg),
+                             "--teacher", str(teacher), "--pairs", str(pairs), "--out", str(out)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+
+
+def _wait_for_new_checkpoint(path: Path, proc: subprocess.Popen, after: float = 0.0) -> None:
+    deadline = time.time() + 240
+    while not (path.exists() and path.stat().st_mtime > after):
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_cli_killed_twice_resumes_to_the_same_result(cfg, tmp_path):
+    import mlflow
+
+    cfg["method"].update(K=3, steps_per_stage=100)
+    cfg["student"].update(checkpoint_every=25, batch_size=64)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert _train(cfg, tmp_path, full, "mlflow.db").wait(timeout=600) == 0
+
+    # 1. SIGTERM (SLURM preemption): the trainer saves at the end of the step and exits 143
+    p = _train(cfg, tmp_path, cut, "mlflow.db")
+    _wait_for_new_checkpoint(cut / "resume.pt", p)
+    p.send_signal(signal.SIGTERM)
+    try:
+        rc = p.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # the "then SIGKILL" of a scheduler whose grace period ran out
+        p.kill()
+        rc = p.wait()
+    log = cut.with_suffix(".log").read_text()
+    assert rc == 143 and "preempted: stopped at step" in log, log[-2000:]
+    step_term = torch.load(cut / "resume.pt", weights_only=False)["step"]
+
+    # 2. resumed, then SIGKILL (no chance to save): the next attempt starts from the last periodic checkpoint
+    p = _train(cfg, tmp_path, cut, "mlflow.db")
+    _wait_for_new_checkpoint(cut / "resume.pt", p, after=(cut / "resume.pt").stat().st_mtime)
+    p.kill()
+    assert p.wait() == -9
+    step_kill = torch.load(cut / "resume.pt", weights_only=False)["step"]
+    assert step_kill > step_term and step_kill % 25 == 0
+
+    # 3. runs to the end
+    assert _train(cfg, tmp_path, cut, "mlflow.db").wait(timeout=600) == 0
+    log = cut.with_suffix(".log").read_text()
+    assert f"at step {step_term} of 300" in log and f"resuming from {cut / 'resume.pt'} at step {step_kill}" in log
+    assert not (cut / "resume.pt").exists()  # done: the next attempt would start afresh
+
+    a = torch.load(full / "student.pt", weights_only=False)["state_dict"]
+    b = torch.load(cut / "student.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("train_log.csv", "stages.csv"):
+        assert (full / name).read_text() == (cut / name).read_text()
+    ta, tb = (json.loads((d / "train.json").read_text()) for d in (full, cut))
+    assert tb["resumed_from_step"] == step_kill and ta["teacher_evals"] == tb["teacher_evals"]
+
+    # MLflow: one run per training (all three attempts in one), FINISHED, each logged step exactly once
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("onestep").experiment_id])
+    assert {r.info.run_id for r in runs} == {ta["mlflow_run_id"], tb["mlflow_run_id"]}
+    runs = [r for r in runs if r.info.run_id == tb["mlflow_run_id"]]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["resumed_from_step"] == str(step_kill)
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+    assert sorted(steps) == list(range(10, 301, 10))
+    with open(full / "train_log.csv") as f:
+        logged = {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f)}
+    history = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "loss")}
+    assert history == pytest.approx(logged, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_snakemake_retry_resumes_a_killed_train_job(tmp_path):
+    """Snakemake deletes a failed job's declared outputs; the resume checkpoint is none of them, so the
+    retry (--retries 1) picks up where the killed job stopped."""
+    import psutil
+    import yaml
+    from test_e2e import GRID, REPO, TINY
+
+    run = tmp_path / "results" / "checkerboard" / "ablate_order" / "ordering-forward_seed-0"
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "order.yaml").write_text(yaml.safe_dump({**GRID, "grid": {"method.ordering": ["forward"]}}))
+    over = {**TINY, "ablations_dir": str(tmp_path / "ablations"),
+            "student": {**TINY["student"], "batch_size": 64, "checkpoint_every": 25},
+            "method": {"K": 3, "steps_per_stage": 100}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(over))
+    # the train job's inputs, made by hand (in DAG order, for their mtimes) so that only `train` runs
+    (tmp_path / "results" / "mlflow").mkdir(parents=True)
+    (tmp_path / "results" / "mlflow" / "store.json").write_text("{}")
+    (tmp_path / "results" / "mlflow" / "ablate_order.parent.json").write_text(json.dumps({"run_id": "none"}))
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    teacher_dir = tmp_path / "results" / "checkerboard" / "teacher"
+    torch.manual_seed(0)
+    save_checkpoint(teacher_dir / "teacher.pt", "teacher", NET, (2,), cfg, build_net(NET, (2,)))
+    pairs = make_pairs(512)
+    np.savez(teacher_dir / "pairs.npz", z=pairs["z"].numpy(), x0=pairs["x0"].numpy())
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [str(BIN / "snakemake"), "--cores", "1", "--retries", "1", "-s", str(REPO / "Snakefile"),
+           "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "tiny.yaml"),
+           "--", str((run / "train.json").relative_to(tmp_path))]
+    with open(tmp_path / "snakemake.out", "w") as out:
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _wait_for_new_checkpoint(run / "resume.pt", p)
+        trainers = [c for c in psutil.Process(p.pid).children(recursive=True)
+                    if "train" in c.cmdline() and any("onestep" in part for part in c.cmdline())]
+        assert len(trainers) == 1
+        trainers[0].kill()  # SIGKILL: a lost node; nothing saved after the last periodic checkpoint
+        assert p.wait(timeout=600) == 0, (tmp_path / "snakemake.out").read_text()[-3000:]
+    log = (tmp_path / "results" / "logs" / "train" / "ablate_order" / "ordering-forward_seed-0.log").read_text()
+    assert f"resuming from {Path('results/checkerboard/ablate_order/ordering-forward_seed-0/resume.pt')} at step" in log
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["resumed_from_step"] > 0 and summary["resumed_from_step"] % 25 == 0
+    assert (run / "student.pt").exists() and not (run / "resume.pt").exists()
+    assert "Trying to restart job" in (tmp_path / "snakemake.out").read_text()
