@@ -3,8 +3,12 @@
 Trains from DATA, not from the teacher (needs_data): x = Batch.data, e = Batch.z (standard normal,
 independent of the data batch); the teacher is never called.
 
-Flow convention and time scale: methods/flow.py. z_t = (1 - t) x + t e, v = e - x; the two-time
-student u_theta(z_t, r, t) is the network f(z_t, T t, T r). The MeanFlow identity
+Flow convention: methods/flow.py, z_t = (1 - t) x + t e, v = e - x. Time scale: the two-time
+student u_theta(z_t, r, t) is the network f(z_t, S t, S r) with S = `time_scale`, by default 1 (t and
+r in [0, 1] enter the sinusoidal embedding as they are, as in MeanFlow's code), NOT the T t of the
+other flow methods: on the 0..T scale the embedding's frequencies reach 1 rad per unit, so du/dt is
+O(T) at initialisation and the JVP target feeds back until the loss diverges (measured: the tiny-MLP
+2-D loss grows 10 -> 5000 in 200 steps at S = T; falls 2.4 -> 1.5 at S = 1). The MeanFlow identity
 
     u(z_t, r, t) = v(z_t, t) - (t - r) d/dt u(z_t, r, t),   d/dt = v . d_z + d_t
 
@@ -42,6 +46,7 @@ class MeanFlowConfig:
     time_std: float = 1.0
     p: float = 0.75
     c: float = 1e-3
+    time_scale: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> MeanFlowConfig:
@@ -57,12 +62,12 @@ def sample_times(n: int, cfg: MeanFlowConfig, gen: torch.Generator) -> tuple[tor
 
 
 def meanflow_target(student: nn.Module, x: torch.Tensor, e: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
-                    T: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    S: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(u_theta(z_t, r, t) with its graph, u_tgt = sg[v - (t - r) du/dt]) by one forward-mode JVP."""
     z_t, v = interpolate(x, e, t), e - x  # (B, *shape)
 
     def u(z, t_, r_):
-        return student(z, T * t_, T * r_)
+        return student(z, S * t_, S * r_)
 
     u_pred, dudt = torch.func.jvp(u, (z_t, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
     return u_pred, (v - expand(t - r, x.ndim) * dudt).detach()
@@ -77,14 +82,14 @@ class MeanFlow(MethodBase):
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = MeanFlowConfig.from_dict(cfg)
-        self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T
+        self.ctx, self.seed, self.S = ctx, seed, self.cfg.time_scale
         self.total_steps = self.cfg.steps
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x, e = batch.data.float(), batch.z.float()  # (B, *shape)
         t, r = (s.to(x.device) for s in sample_times(x.shape[0], self.cfg, gen))  # (B,)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            u_pred, u_tgt = meanflow_target(student, x, e, t, r, self.T)
+            u_pred, u_tgt = meanflow_target(student, x, e, t, r, self.S)
             err = ((u_pred - u_tgt) ** 2).flatten(1).sum(1)  # (B,)
         w = (err.detach() + self.cfg.c) ** -self.cfg.p
         return w * err, {"mse": err.mean().detach()}
@@ -95,5 +100,5 @@ class MeanFlow(MethodBase):
         for i in range(steps):
             t = torch.full((z.shape[0],), 1.0 - i / steps, device=z.device)
             r = t - 1.0 / steps
-            x = x - student(x, self.T * t, self.T * r.clamp(min=0)) / steps
+            x = x - student(x, self.S * t, self.S * r.clamp(min=0)) / steps
         return x
