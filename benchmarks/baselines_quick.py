@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/onestep_baselines")
     p.add_argument("--teacher", default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="method key override for every listed method, e.g. --set reg_weight=0.25")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(open(REPO / "config" / "config.yaml")) | {"seed": 0}
@@ -58,7 +60,8 @@ def main() -> None:
         tswd[steps] = score(ddim_sample(teacher.net, z, steps, cfg["diffusion"]), ref, cfg)["metrics"]["swd"]
         print(f"teacher DDIM {steps:>2} steps SWD {tswd[steps]:.4f}", flush=True)
     for name in a.methods:
-        c = with_method(cfg, {"name": name})
+        over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+        c = with_method(cfg, {"name": name, **over})
         t0 = time.time()
         student, summary = train_student(c, teacher, pairs, "cpu", lambda *x, **k: None, progress=False)
         wall = time.time() - t0
@@ -66,7 +69,7 @@ def main() -> None:
         swd = {k: score(one_step(c, teacher, student, z, steps=k), ref, c)["metrics"]["swd"] for k in steps}
         bar1 = swd[1] <= 0.7 * tswd[1]
         bar50 = swd[1] <= 1.25 * tswd[50] if name in DISTILLATIONS else None
-        print(f"{name:<10} SWD " + " ".join(f"{k}-step {v:.4f}" for k, v in swd.items())
+        print(f"{name:<10}{' ' + str(over) if over else ''} SWD " + " ".join(f"{k}-step {v:.4f}" for k, v in swd.items())
               + f" | wall {wall:.0f}s steps {summary['steps']} teacher_evals {summary['teacher_evals']}"
               + f" | beats 0.7 x teacher-1 ({0.7 * tswd[1]:.4f}): {bar1}"
               + ("" if bar50 is None else f" | within 1.25 x teacher-50 ({1.25 * tswd[50]:.4f}): {bar50}"), flush=True)
