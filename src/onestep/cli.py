@@ -224,7 +224,7 @@ def cmd_train(a) -> None:
     tracking.check_server(_cfg(a.cfg))  # before the heavy imports: an unreachable server fails at once
     from onestep import plots
     from onestep.evaluate import load_feature_net
-    from onestep.train import Preempted, Resume, load_teacher, save_checkpoint, train_student
+    from onestep.train import Preempted, Resume, load_teacher, save_checkpoint, student_net, train_student
     from onestep.tune import resolve_tuned
 
     cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
@@ -265,7 +265,7 @@ def cmd_train(a) -> None:
         feats = load_feature_net(a.features) if a.features else None
         student, summary = train_student(cfg, teacher, pairs, device, log, features=feats, resume=resume)
         rec.metrics(summary)
-        save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
+        save_checkpoint(out / "student.pt", "student", student_net(cfg), pairs["z"].shape[1:], cfg, student)
         for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
             with open(out / name, "w", newline="") as f:
                 keys = list(dict.fromkeys(k for r in rows[series] for k in r)) or [series]  # logs may add keys later

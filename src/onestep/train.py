@@ -281,6 +281,12 @@ def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str,
             **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
 
 
+def student_net(cfg: dict) -> dict:
+    """The student's net config: `student.net`, with `times: 2` for a method whose class says `times = 2`."""
+    times = METHODS[cfg["method"]["name"]].times
+    return cfg["student"]["net"] if times == 1 else {**cfg["student"]["net"], "times": times}
+
+
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
                   features: nn.Module | None = None, resume: Resume | None = None) -> tuple[nn.Module, dict]:
@@ -298,7 +304,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
                   features=None if features is None else features.to(device).features)
     method = METHODS[mc["name"]](mc, ctx, seed).to(device)
-    student = build_net(sc["net"], shape).to(device)
+    student = build_net(student_net(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
         missing, unexpected = student.load_state_dict(teacher.net.state_dict(), strict=False)
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):

@@ -18,6 +18,9 @@ then fills `Batch.data` with real data samples of the same batch size. `state_di
 `load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
 copies of the student) through a training checkpoint.
 
+A method whose student takes two times (f(x, t, s): MeanFlow's (t, r), the shortcut step size, a
+jump target) sets `times = 2`; the trainer then builds `student.net` with `times: 2` (train.student_net).
+
 `MethodBase` gives the defaults of every optional part; a method subclasses it.
 """
 
@@ -74,6 +77,7 @@ class MethodBase:
     total_steps: int
     needs_data = False
     sample_steps: tuple[int, ...] = (1,)
+    times = 1  # 2: the student is a two-time network f(x, t, s)
 
     def schedule(self, step: int) -> dict[str, float]:
         return {}

@@ -1,0 +1,104 @@
+"""Rectified flow with one reflow round on the teacher pairs, then one-step distillation (Liu et al. 2022).
+
+Distils the teacher: it trains on the teacher pairs (z, x0), never on data, and calls the teacher
+network zero times during training (the pairs are paid for once, by the `pairs` rule).
+
+Flow convention and time scale: methods/flow.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
+sees T t). The student is a velocity field v_theta(x_t, t).
+
+Phase 0, reflow (`reflow_steps` optimiser steps). The teacher's DDIM solve is the first flow; its
+pairs (z, x0) are the coupling the reflowed ("2-rectified") flow is trained on:
+
+    L_flow = E_{t ~ U(0, 1)} || v_theta(x_t, t) - (z - x0) ||^2,   x_t = (1 - t) x0 + t z
+
+Phase 1, distillation (`distill_steps`). At the phase boundary the student is frozen as v_2 and
+the one-step map z - v_theta(z, 1) is regressed on the reflowed flow's own ODE solve from the same z
+(`distill_ode_steps` Euler steps of v_2, stop-gradient):
+
+    L_distill = || z - v_theta(z, 1) - sg[ODE_{v_2}(z)] ||^2  +  flow_weight L_flow
+
+The L_flow term keeps the rest of the field, so 2- and 4-step Euler sampling stay usable.
+Sampling: Euler from t = 1 to 0 in 1, 2 or 4 steps.
+
+Cost (network forward equivalents, forward = 1, forward + backward = 3, batch 512): phase 0 costs 3
+per step, phase 1 3 + distill_ode_steps + 3 flow_weight-term = 10; defaults 3000 x 3 + 1000 x 10 =
+19k, about the curriculum default's 4000 x 5 = 20k (student pass + backward, student anchor, teacher).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.flow import euler, interpolate
+
+
+@dataclass(frozen=True)
+class ReflowConfig:
+    reflow_steps: int = 3000
+    distill_steps: int = 1000
+    distill_ode_steps: int = 4
+    flow_weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReflowConfig:
+        return cls(**{k: v for k, v in d.items() if k != "name"})
+
+
+def flow_loss(v_net, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, T: int) -> torch.Tensor:
+    """|| v(x_t, t) - (z - x0) ||^2 per sample, (B,)."""
+    v = v_net(interpolate(x0, z, t), T * t)  # (B, *shape)
+    return ((v - (z - x0)) ** 2).flatten(1).sum(1)
+
+
+class Reflow(MethodBase):
+    """One reflow round on the teacher pairs, then one-step distillation; see the module docstring."""
+
+    sample_steps = (1, 2, 4)
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        self.cfg = ReflowConfig.from_dict(cfg)
+        self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T
+        self.total_steps = self.cfg.reflow_steps + self.cfg.distill_steps
+        self.frozen: nn.Module | None = None  # v_2, the reflowed flow frozen at the phase boundary
+
+    def schedule(self, step: int) -> dict[str, float]:
+        return {"phase": int(step >= self.cfg.reflow_steps)}
+
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        if step >= self.cfg.reflow_steps and self.frozen is None:
+            self.frozen = copy.deepcopy(student).eval().requires_grad_(False)
+        return {}
+
+    def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
+        z, x0 = batch.z, batch.x0  # (B, *shape)
+        t = torch.rand(z.shape[0], generator=gen).to(z.device)  # (B,)
+        L_flow = flow_loss(student, x0, z, t, self.T)
+        if step < self.cfg.reflow_steps:
+            return L_flow, {"L_flow": L_flow.mean().detach()}
+        if self.frozen is None:
+            raise RuntimeError("reflow: the distillation phase needs aux_step to freeze the reflowed flow first")
+        ones = torch.ones(z.shape[0], device=z.device)
+        x_hat = euler(lambda x, s: self.frozen(x, self.T * s), z, self.cfg.distill_ode_steps)  # sg[ODE_{v_2}(z)]
+        L_distill = ((z - student(z, self.T * ones) - x_hat) ** 2).flatten(1).sum(1)
+        loss = L_distill + self.cfg.flow_weight * L_flow
+        return loss, {"L_flow": L_flow.mean().detach(), "L_distill": L_distill.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        return euler(lambda x, s: student(x, self.T * s), z, steps)
+
+    def state_dict(self) -> dict:
+        return {} if self.frozen is None else {"frozen": self.frozen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.frozen = state.get("frozen")
+
+    def to(self, device: str | torch.device) -> Reflow:
+        if self.frozen is not None:
+            self.frozen.to(device)
+        return self

@@ -1,0 +1,166 @@
+"""TDM, trajectory distribution matching for a few-step student (Luo et al. 2025, seeds/003).
+
+Distils the teacher; data-free (noise z only, no teacher ODE solves, no pairs used).
+
+Student. A K-step deterministic sampler on the grid t^K_i = T - i T/K (i = 0..K, t_0 = T, t_K = 0):
+from x_{t_0} = z, the two-time student predicts x0_hat_i = G_theta(x_{t_i}, t_i, t_{i+1}) and a DDIM
+step moves x_{t_i} -> x_{t_{i+1}} = sqrt(abar_{t_{i+1}}) x0_hat_i + sqrt(1 - abar_{t_{i+1}}) eps_hat_i,
+eps_hat_i = (x_{t_i} - sqrt(abar_{t_i}) x0_hat_i) / sqrt(1 - abar_{t_i}). The second time t_{i+1}
+tells the student the step size, i.e. K (TDM-unify's step-count conditioning).
+
+Objective. For step i the student's sample is diffused only over its own interval
+tau in [t_{i+1}, t_i) (intervals of different steps do not overlap), x_tau = sqrt(abar_tau) x0_hat_i +
+sqrt(1 - abar_tau) eps, and matched to the teacher's marginal p_{phi, tau} by score distillation, as
+in DMD (methods/dmd2.py): grad = (D_psi - D_phi)(x_tau) / mean|x0_hat_i - D_phi(x_tau)|, with the
+seed's pseudo-Huber surrogate
+
+    L = sqrt(|| x0_hat_i - sg(x0_hat_i - grad) ||^2 + c^2) - c,   c = 0.00054 sqrt(d)
+
+Gradients flow through the last student step only (the earlier steps of the trajectory are run
+without gradient, as the seed's memory-saving choice). The step count K of a training step is a pure
+function of the step (cycling through `ks`), and each K has its own fake score psi_K (steps-aware
+fake scores: a shared one is biased, seed 003), each a copy of the teacher trained online in
+`aux_step` by denoising on detached student samples of its own intervals, with its own optimiser.
+Where the seed is silent: the sample diffused over interval i is the student's x0 prediction of
+that step (not x_{t_{i+1}}), which keeps the fake score a plain DDPM epsilon network; tau >= t_min.
+
+Cost (forward = 1, forward + backward = 3), mean over K in (1, 2, 4): trajectory (K - 1)/2 forwards,
+student 3, teacher 1, fake 1, aux step (K + 1)/2 + 3 fake_updates: about 19 per step with
+fake_updates = 4; the default 1000 steps = 19.3k, about the curriculum default (4000 x 5 = 20k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.dmd2 import denoising_loss, dm_gradient, fake_score
+
+
+@dataclass(frozen=True)
+class TDMConfig:
+    steps: int = 1000
+    ks: tuple[int, ...] = field(default=(1, 2, 4))
+    fake_updates: int = 4
+    fake_lr: float = 3e-3
+    t_min: int = 20
+    huber_c: float | None = None  # None: 0.00054 sqrt(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TDMConfig:
+        d = {k: v for k, v in d.items() if k != "name"}
+        if "ks" in d:
+            d["ks"] = tuple(d["ks"])
+        return cls(**d)
+
+
+def grid(T: int, K: int) -> torch.Tensor:
+    """t^K_i = T - i T/K (rounded), i = 0..K; (K+1,)."""
+    return torch.tensor([round(T - i * T / K) for i in range(K + 1)])
+
+
+def ddim_move(x: torch.Tensor, x0_hat: torch.Tensor, abar_s: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """DDIM step s -> t with the predicted x0 (abar_* broadcastable to x)."""
+    eps_hat = (x - abar_s.sqrt() * x0_hat) / (1 - abar_s).sqrt()
+    return abar_t.sqrt() * x0_hat + (1 - abar_t).sqrt() * eps_hat
+
+
+def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    """sqrt(||a - b||^2 + c^2) - c per sample, (B,)."""
+    return (((a - b) ** 2).flatten(1).sum(1) + c * c).sqrt() - c
+
+
+class TDM(MethodBase):
+    """Trajectory distribution matching; see the module docstring."""
+
+    times = 2
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        self.cfg = TDMConfig.from_dict(cfg)
+        self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T
+        if any(not 1 <= k <= self.T for k in self.cfg.ks) or not self.cfg.ks:
+            raise ValueError(f"method.ks must be step counts in 1..T = {self.T}, got {list(self.cfg.ks)}")
+        self.sample_steps = tuple(sorted(set(self.cfg.ks)))
+        self.total_steps = self.cfg.steps
+        self.c = self.cfg.huber_c if self.cfg.huber_c is not None else 0.00054 * float(torch.tensor(ctx.shape).prod()) ** 0.5
+        self.fakes = nn.ModuleDict({str(k): fake_score(ctx.teacher) for k in self.sample_steps})  # psi_K
+        self.opt = torch.optim.Adam(self.fakes.parameters(), lr=self.cfg.fake_lr)
+
+    def schedule(self, step: int) -> dict[str, float]:
+        return {"K": self.cfg.ks[step % len(self.cfg.ks)]}
+
+    def _steps(self, K: int, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample: the trajectory step i ~ U{0..K-1}; (t_i, t_{i+1}), (B,) each."""
+        ts = grid(self.T, K)
+        i = torch.randint(0, K, (x.shape[0],), generator=gen)
+        return ts[i].to(x.device), ts[i + 1].to(x.device)
+
+    @torch.no_grad()
+    def trajectory(self, student: nn.Module, z: torch.Tensor, K: int, t_i: torch.Tensor) -> torch.Tensor:
+        """x_{t_i} of the K-step student sampler from z, per sample (no gradient); (B, *shape)."""
+        ts, sch, x = grid(self.T, K).to(z.device), self.ctx.schedule, z
+        for j in range(K - 1):
+            s, t = ts[j].expand(z.shape[0]), ts[j + 1].expand(z.shape[0])
+            moved = ddim_move(x, student(x, s, t), sch.at("abar", s, x.ndim), sch.at("abar", t, x.ndim))
+            x = torch.where((t_i < s).view(-1, *[1] * (x.ndim - 1)), moved, x)  # samples whose t_i is below s move on
+        return x
+
+    def _tau(self, t_i: torch.Tensor, t_next: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """tau ~ U{max(t_{i+1}, t_min) .. t_i - 1}: step i's own interval."""
+        lo = t_next.clamp(min=self.cfg.t_min)
+        u = torch.rand(t_i.shape[0], generator=gen).to(t_i.device)
+        return (lo + (u * (t_i - lo).clamp(min=1)).long()).clamp(max=self.T)
+
+    def _x0_hat(self, student: nn.Module, z: torch.Tensor, K: int, gen: torch.Generator):
+        t_i, t_next = self._steps(K, z, gen)
+        x = self.trajectory(student, z, K, t_i)
+        return student(x, t_i, t_next), t_i, t_next
+
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        K = self.cfg.ks[step % len(self.cfg.ks)]
+        fake = self.fakes[str(K)]
+        with torch.no_grad():
+            x0_hat, t_i, t_next = self._x0_hat(student, batch.z, K, gen)
+        total = 0.0
+        for _ in range(self.cfg.fake_updates):
+            tau = self._tau(t_i, t_next, gen)
+            eps = torch.randn(x0_hat.shape, generator=gen).to(x0_hat.device)
+            loss = denoising_loss(fake, self.ctx.schedule, x0_hat, tau, eps).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total = total + loss.detach()
+        self.opt.zero_grad(set_to_none=True)  # no fake-score gradients left behind
+        return {"fake_loss": total / max(1, self.cfg.fake_updates)}
+
+    def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
+        K = self.cfg.ks[step % len(self.cfg.ks)]
+        x0_hat, t_i, t_next = self._x0_hat(student, batch.z, K, gen)  # gradient through the last step only
+        tau = self._tau(t_i, t_next, gen)
+        eps = torch.randn(x0_hat.shape, generator=gen).to(x0_hat.device)
+        grad = dm_gradient(self.ctx.teacher, self.fakes[str(K)], x0_hat.detach(), tau, eps)
+        loss = pseudo_huber(x0_hat, (x0_hat - grad).detach(), self.c)
+        return loss, {"L_tdm": loss.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        ts, sch, x = grid(self.T, steps).to(z.device), self.ctx.schedule, z
+        for j in range(steps):
+            s, t = ts[j].expand(z.shape[0]), ts[j + 1].expand(z.shape[0])
+            x0_hat = student(x, s, t)
+            x = ddim_move(x, x0_hat, sch.at("abar", s, x.ndim), sch.at("abar", t, x.ndim))
+        return x  # t_K = 0: abar = 1, x = x0_hat
+
+    def state_dict(self) -> dict:
+        return {"fakes": self.fakes.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fakes.load_state_dict(state["fakes"])
+        self.opt.load_state_dict(state["opt"])
+
+    def to(self, device: str | torch.device) -> TDM:
+        self.fakes.to(device)
+        return self
