@@ -1,7 +1,12 @@
 # Teacher preparation: the DDPM teacher, its DDIM pairs p_teacher(x0 | z), data statistics.
+# teacher.pretrained (a local diffusers folder): the rule imports it instead of training.
+PRETRAINED = [config["teacher"]["pretrained"]] if config["teacher"].get("pretrained") else []
+
+
 rule teacher:
     input:
         f"{OUT}/mlflow/store.json",
+        PRETRAINED,
     output:
         f"{ROOT}/teacher/teacher.pt",
     log:
