@@ -199,9 +199,13 @@ def check_test_double(ev: dict) -> None:
                            f"(meaningless FID), refused unless {TEST_DOUBLE_ENV}=1; use 'inception'")
 
 
+FEATURE_LABELS = {"classifier": "the dataset's own classifier (not Inception)", "inception": "Inception (clean-fid)",
+                  TEST_DOUBLE: "TEST DOUBLE with random weights, not Inception (meaningless FID)"}
+
+
 def feature_info(ev: dict) -> dict:
     """What the image metrics were computed with (metrics.json, reference.json, table caption)."""
-    info = {"features": ev["feature_net"]}
+    info = {"features": ev["feature_net"], "feature_label": FEATURE_LABELS[ev["feature_net"]]}
     if ev["feature_net"] != "classifier":
         info["fid_mode"] = ev.get("fid_mode", "clean")
     return info

@@ -94,6 +94,10 @@ def build(run_files, teacher_files, reference_file, axes: list[str], title: str,
     caption = (f"{title}. Mean ± std over seeds (seeds column) of metrics on {n} one-step samples from the "
                f"same held-out noise; lower is better, best in bold. Reference rows: data against data at "
                f"the same sample size, and the teacher's DDIM sampler.")
+    if "features" in ref:  # images: the feature network (and clean-fid mode) behind FID / KID
+        caption += (f" FID and KID of {records[0]['num_samples']} samples per row against the statistics of the "
+                    f"{n} training images; features: {ref.get('feature_label', ref['features'])}"
+                    + (f", clean-fid mode {ref['fid_mode']}" if "fid_mode" in ref else "") + ".")
     md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in body_md]
     md += ["| " + " | ".join(f"*{c}*" if c else "" for c in r) + " |" for r in ref_rows]
