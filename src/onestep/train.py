@@ -182,9 +182,11 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     model, cl = accel.maybe_compile(student, sc.get("compile", False)), sc.get("channels_last", False)
     micro = accel.micro_slices(sc["batch_size"], sc.get("grad_accum", 1))
     accel.reset_memory(device)
-    batches = pair_batches(pairs, sc["batch_size"], gen)
+    on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
+    batches = pair_batches({k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, sc["batch_size"], gen)
     # real data for methods that train from data, on its own generator so pair draws stay the same
-    reals = data_batches(cfg["dataset"], sc["batch_size"], torch.Generator().manual_seed(seed + 1)) if method.needs_data else None
+    reals = (data_batches(cfg["dataset"], sc["batch_size"], torch.Generator().manual_seed(seed + 1), device)
+             if method.needs_data else None)
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
