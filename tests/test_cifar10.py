@@ -118,9 +118,14 @@ def test_pretrained_teacher_mismatches_are_named(default_config, npz, ddpm_dir, 
 
 
 def test_missing_dataset_path_is_named(default_config, npz, ddpm_dir):
+    from onestep import data
+
     cfg = cifar_config(default_config, npz, ddpm_dir, dataset={"path": None}, seed=0)
     with pytest.raises(ConfigError, match="dataset.path: dataset 'npz' needs a path"):
         validate(cfg)
+    cfg = cifar_config(default_config, npz, ddpm_dir, dataset={"shape": [3, 16, 16]})
+    with pytest.raises(data.DataError, match=r"dataset.shape: expected \(3, 16, 16\) .* are \(3, 32, 32\)"):
+        data.shape(cfg["dataset"])
 
 
 def test_trained_unet_teacher_and_student_from_its_weights(default_config, npz, ddpm_dir):
@@ -169,6 +174,30 @@ def test_precision_resolution_and_context():
         assert lin(torch.randn(2, 4)).dtype == torch.float32
     assert accel.micro_slices(8, 2) == [slice(0, 4), slice(4, 8)]
     assert accel.memory_stats("cpu") == {}
+
+
+def test_bf16_student_training_and_the_fp32_opt_out(default_config, monkeypatch):
+    """precision: bf16 trains under autocast (CPU has bf16 autocast too); a method with
+    fp32_only = True is trained in fp32 whatever the key, read generically by the trainer."""
+    from onestep.diffusion import Schedule, Teacher
+    from onestep.methods import METHODS
+    from onestep.nets import build_net
+    from onestep.train import train_student
+
+    cfg = deep_merge(default_config, {"student": {"precision": "bf16", "batch_size": 16, "log_every": 2},
+                                      "method": {"K": 2, "steps_per_stage": 2}})
+    cfg["seed"] = 0
+    teacher = Teacher(build_net(cfg["teacher"]["net"], (2,)), Schedule.from_config(cfg["diffusion"]))
+    pairs = {"z": torch.randn(32, 2), "x0": torch.randn(32, 2)}
+    _, s = train_student(cfg, teacher, pairs, "cpu", lambda *a, **k: None, progress=False)
+    assert s["precision"] == "bf16"
+
+    class JVPLike(METHODS["curriculum"]):
+        fp32_only = True
+
+    monkeypatch.setitem(METHODS, "curriculum", JVPLike)
+    net, s = train_student(cfg, teacher, pairs, "cpu", lambda *a, **k: None, progress=False)
+    assert s["precision"] == "fp32" and all(p.dtype == torch.float32 for p in net.parameters())
 
 
 # ---------------------------------------------------------------- evaluation: noise, Inception

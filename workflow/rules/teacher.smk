@@ -60,6 +60,8 @@ rule reference:
         cfg=cfg_json("dataset", "evaluation"),
         features=features_arg,
     threads: config["threads"]["run"]
+    resources:
+        gpu=1,  # Inception features of the whole training set (50k images for CIFAR-10)
     shell:
         "onestep reference --threads {threads} --cfg {params.cfg:q} {params.features} --out {output.arrays}"
         " --summary {output.summary} > {log} 2>&1"
