@@ -130,7 +130,7 @@ def test_missing_dataset_path_is_named(default_config, npz, ddpm_dir):
 
 def test_trained_unet_teacher_and_student_from_its_weights(default_config, npz, ddpm_dir):
     """The other teacher route (trained by the pipeline, EMA) gives the same interface; the student
-    UNet starts from the teacher's weights; grad_accum and channels-last run on CPU."""
+    UNet starts from the teacher's weights; grad_accum runs on CPU."""
     from onestep.diffusion import Schedule, Teacher
     from onestep.train import train_student, train_teacher
 
@@ -174,6 +174,9 @@ def test_precision_resolution_and_context():
         assert lin(torch.randn(2, 4)).dtype == torch.float32
     assert accel.micro_slices(8, 2) == [slice(0, 4), slice(4, 8)]
     assert accel.memory_stats("cpu") == {}
+    assert accel.use_channels_last("cuda:0", True) and not accel.use_channels_last("cpu", True)
+    x = accel.memory_format(torch.randn(2, 3, 4, 4), True)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def test_bf16_student_training_and_the_fp32_opt_out(default_config, monkeypatch):
@@ -317,3 +320,14 @@ def test_cifar10_dag_mlflow(finished):
         assert {"eval_fid", "eval_kid", "samples_per_s", "loss", "L_k"} <= keys
         assert any(k.startswith("system/") for k in keys)  # MLflow system metrics were on
         assert run.data.params["student.grad_accum"] == "2" and run.data.params["evaluation.feature_net"] == "test_double"
+
+
+@pytest.mark.e2e
+def test_cifar10_reference_and_teacher_are_reused(finished):
+    from conftest import planned_jobs
+
+    p = snakemake(finished, "ablate_order", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr
+    (finished / "results" / "tiny_cifar" / "ablate_order" / "ordering-reversed_seed-0" / "metrics.json").unlink()
+    p = snakemake(finished, "ablate_order", "-n")
+    assert planned_jobs(p.stdout) == {"ablate_order": 1, "evaluate": 1, "table": 1}  # no reference, no teacher

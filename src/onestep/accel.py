@@ -5,7 +5,8 @@ All read from a training section (`teacher` or `student`):
     precision: fp32 | bf16 | auto      autocast dtype of the forward passes; master weights stay fp32.
                                        auto = bf16 where the device has it (CUDA with bf16), else fp32
     compile: false | true              torch.compile the trained network's forward
-    channels_last: false | true        channels-last memory format for 4-D (image) inputs
+    channels_last: false | true        channels-last memory format for 4-D (image) inputs, on CUDA only
+                                       (on CPU it slows GroupNorm-heavy UNets down, so it is ignored there)
     grad_accum: 1                      micro-batches per optimiser step; batch_size is the global batch
 
 The defaults (fp32, no compile, contiguous, grad_accum 1) leave the CPU computation unchanged.
@@ -45,6 +46,10 @@ def precision_context(device: str | torch.device, precision: str):
 def maybe_compile(net: nn.Module, enabled: bool) -> nn.Module:
     """torch.compile(net) sharing its parameters (save, EMA and state_dict use `net` itself)."""
     return torch.compile(net) if enabled else net
+
+
+def use_channels_last(device: str | torch.device, enabled: bool) -> bool:
+    return bool(enabled) and torch.device(device).type == "cuda"
 
 
 def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

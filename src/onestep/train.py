@@ -93,13 +93,14 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
     tc = cfg["teacher"]
     torch.manual_seed(tc["seed"])
     shape = data.shape(cfg["dataset"])
-    net = accel.prepare_net(build_net(tc["net"], shape).to(device), shape, tc.get("channels_last", False))
+    cl = accel.use_channels_last(device, tc.get("channels_last", False))
+    net = accel.prepare_net(build_net(tc["net"], shape).to(device), shape, cl)
     ema = EMA(net, tc["ema"])
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
     sched = ddpm_scheduler(cfg["diffusion"])
     gen = torch.Generator().manual_seed(tc["seed"])
     T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
-    prec, cl = accel.resolve_precision(device, tc.get("precision", "fp32")), tc.get("channels_last", False)
+    prec = accel.resolve_precision(device, tc.get("precision", "fp32"))
     fwd, micro = accel.maybe_compile(net, tc.get("compile", False)), accel.micro_slices(B, tc.get("grad_accum", 1))
     batches = data_batches(cfg["dataset"], B, gen, device)
     accel.reset_memory(device)
@@ -173,13 +174,14 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
             raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    student = accel.prepare_net(student, shape, sc.get("channels_last", False))
+    cl = accel.use_channels_last(device, sc.get("channels_last", False))
+    student = accel.prepare_net(student, shape, cl)
     ema = EMA(student, sc["ema"])
     opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
     gen = torch.Generator().manual_seed(seed)
     # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
     prec = accel.resolve_precision(device, sc.get("precision", "fp32"), getattr(method, "fp32_only", False))
-    model, cl = accel.maybe_compile(student, sc.get("compile", False)), sc.get("channels_last", False)
+    model = accel.maybe_compile(student, sc.get("compile", False))
     micro = accel.micro_slices(sc["batch_size"], sc.get("grad_accum", 1))
     accel.reset_memory(device)
     on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
