@@ -124,7 +124,7 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True) ->
         if (step + 1) % tc["log_every"] == 0:
             now = time.time()
             log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"],
-                 "samples_per_s": tc["log_every"] * B / (now - tick)}, step + 1)
+                 "samples_per_s": tc["log_every"] * B / (now - tick), **accel.memory_stats(device)}, step + 1)
             running, tick = 0.0, now
     accel.synchronize(device)
     wall = time.time() - t0
@@ -238,7 +238,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             values = {k: float(v) / n for k, v in acc.items()}
             if not math.isfinite(values["loss"]):
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
-            log({**values, **info, "samples_per_s": n * sc["batch_size"] / (time.time() - tick)}, step + 1)
+            log({**values, **info, "samples_per_s": n * sc["batch_size"] / (time.time() - tick),
+                 **accel.memory_stats(device)}, step + 1)
             acc, tick = {}, time.time()
     if phase is not None:
         close_phase(total)
