@@ -104,12 +104,14 @@ def cmd_teacher(a) -> None:
     tracking.check_server(cfg)
     _threads(a)
     data.check(cfg["dataset"])
+    shape, pre = data.shape(cfg["dataset"]), cfg["teacher"].get("pretrained")
     # next to the output, not a declared output: it survives a failed job (see cmd_train)
     resume = Resume.open(Path(a.out).with_suffix(".resume.pt"), cfg["teacher"].get("checkpoint_every", 0), cfg)
     prior = resume.state["loop"]["extra"] if resume.state else {}
     _on_sigterm(resume)
     status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
-    with tracking.record(cfg, "teacher", {"kind": "teacher"}, run_id=prior.get("mlflow_run_id"), status_for=status) as rec:
+    with tracking.record(cfg, "teacher", {"kind": "teacher", "source": "pretrained" if pre else "trained"},
+                         run_id=prior.get("mlflow_run_id"), status_for=status, system_metrics=True) as rec:
         if resume.state:
             rec.tag("resumed_from_step", resume.state["step"])
         else:
@@ -117,9 +119,15 @@ def cmd_teacher(a) -> None:
         if resume.every > 0:
             rec.flush_every = 1 << 30
         resume.extra, resume.on_save = {"mlflow_run_id": rec.run_id}, rec.flush
-        net, summary = train_teacher(cfg, _device(cfg), rec.metrics, resume=resume)
+        if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
+            from onestep.pretrained import import_teacher
+
+            net, net_cfg = import_teacher(pre, cfg, shape)
+            summary = {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
+        else:
+            (net, summary), net_cfg = train_teacher(cfg, _device(cfg), rec.metrics, resume=resume), cfg["teacher"]["net"]
         rec.metrics(summary)
-        save_checkpoint(a.out, "teacher", cfg["teacher"]["net"], data.shape(cfg["dataset"]), cfg, net)
+        save_checkpoint(a.out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(a.out, "checkpoint")
         rec.artifact(a.log, "logs")
     _write_json(Path(a.out).with_suffix(".json"), summary)
@@ -185,7 +193,7 @@ def cmd_teacher_eval(a) -> None:
 
     from onestep import plots, tracking
     from onestep.diffusion import ddim_sample
-    from onestep.evaluate import eval_noise, score
+    from onestep.evaluate import generate, score, to_unit
     from onestep.train import load_checkpoint
 
     cfg = _cfg(a.cfg)
@@ -193,13 +201,15 @@ def cmd_teacher_eval(a) -> None:
     _threads(a)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     ref = _load_ref(a.reference)
-    z = eval_noise(cfg, tuple(ckpt["shape"]))
+    device = _device(cfg)
+    net.to(device)
     with tracking.record(cfg, f"teacher-ddim-{a.steps}", {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
         t0 = time.time()
-        x = ddim_sample(net.to(_device(cfg)), z.to(_device(cfg)), a.steps, cfg["diffusion"]).cpu()
+        x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": f"teacher DDIM {a.steps}"}
         rec.metrics(result["metrics"])
+        x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
         plots.samples(x, a.plot, f"teacher DDIM {a.steps} steps", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
         rec.artifact(a.plot, "plots")
         rec.artifact(a.log, "logs")
@@ -249,7 +259,7 @@ def cmd_train(a) -> None:
     # kill loses (after the last checkpoint) are not in MLflow either and are logged once, on resume
     status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
     with tracking.record(cfg, run["name"], tags, parent_id=parent, run_id=prior.get("mlflow_run_id"),
-                         status_for=status) as rec:
+                         status_for=status, system_metrics=True) as rec:
         if resume.state:
             rec.tag("resumed_from_step", resume.state["step"])
         else:
@@ -286,7 +296,7 @@ def cmd_evaluate(a) -> None:
     import torch
 
     from onestep import plots, tracking
-    from onestep.evaluate import eval_noise, one_step, score
+    from onestep.evaluate import generate, one_step, score, to_unit
     from onestep.train import load_checkpoint, load_teacher
 
     run_dir = Path(a.run)
@@ -298,12 +308,13 @@ def cmd_evaluate(a) -> None:
     student, ckpt = load_checkpoint(run_dir / "student.pt", "student")
     teacher = load_teacher(a.teacher, device)
     ref = _load_ref(a.reference)
-    z = eval_noise(cfg, tuple(ckpt["shape"])).to(device)
+    student.to(device)
     t0 = time.time()
-    x = one_step(cfg, teacher, student.to(device), z)
+    x = generate(cfg, tuple(ckpt["shape"]), lambda z: one_step(cfg, teacher, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
+    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
     plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
@@ -458,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
         from onestep.data import DataError
         from onestep.evaluate import FeatureError
         from onestep.methods.losses import PerceptualError
+        from onestep.pretrained import PretrainedError
         from onestep.tracking import TrackingError
         from onestep.train import CheckpointError, Preempted
 
@@ -465,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
             sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
         if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | TrackingError | PerceptualError
-                      | FileNotFoundError):
+                      | PretrainedError | FileNotFoundError):
             print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -142,6 +142,27 @@ def check_semantics(cfg: dict, where: str) -> None:
     ds = cfg["dataset"]
     if ds["name"] in ("npz", "folder") and not ds.get("path"):
         raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
+    check_gpu_tier(cfg, where)
+
+
+def check_gpu_tier(cfg: dict, where: str) -> None:
+    """The paper tier's keys: a pretrained teacher folder, accumulation, the Inception test double."""
+    import os
+
+    pre = cfg["teacher"].get("pretrained")
+    if pre and not Path(pre).is_dir():
+        raise ConfigError(f"{where}: teacher.pretrained: folder not found: {pre} (a local diffusers UNet2DModel + "
+                          "DDPMScheduler directory, e.g. google/ddpm-cifar10-32)")
+    if cfg["student"].get("pretrained"):
+        raise ConfigError(f"{where}: student.pretrained: only the teacher can be loaded from a diffusers folder; "
+                          "the student starts from the teacher (student.init_from_teacher)")
+    for sec in ("teacher", "student"):
+        b, k = cfg[sec].get("batch_size", 1), cfg[sec].get("grad_accum", 1)
+        if b % k:
+            raise ConfigError(f"{where}: {sec}.grad_accum: {k} must divide {sec}.batch_size ({b}), the global batch")
+    if cfg["evaluation"].get("feature_net") == "test_double" and os.environ.get("ONESTEP_ALLOW_TEST_DOUBLE") != "1":
+        raise ConfigError(f"{where}: evaluation.feature_net: 'test_double' is the test suite's random stand-in for "
+                          "Inception (meaningless FID), refused unless ONESTEP_ALLOW_TEST_DOUBLE=1; use 'inception'")
 
 
 @dataclass

@@ -192,4 +192,7 @@ def shape(cfg: dict) -> tuple[int, ...]:
     """Shape of one sample."""
     if cfg["name"] in TOY:
         return (2,)
-    return tuple(full(cfg).shape[1:])
+    got = tuple(full(cfg).shape[1:])
+    if cfg.get("shape") and tuple(cfg["shape"]) != got:
+        raise DataError(f"dataset.shape: expected {tuple(cfg['shape'])} but the images in {cfg.get('path')} are {got}")
+    return got

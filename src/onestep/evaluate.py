@@ -7,6 +7,7 @@ The data-vs-data floor is the same metrics between two independent data samples 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from onestep.metrics import (
     PRIMARY,
     FeatureNet,
     feature_metrics,
+    gaussian_stats,
     image_features,
     points_metrics,
     train_feature_net,
@@ -35,6 +37,48 @@ def eval_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     """The held-out noise every run is scored on: (N, *shape), seed evaluation.noise_seed."""
     ev = cfg["evaluation"]
     return torch.randn(ev["num_samples"], *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
+
+
+def chunk_seed(noise_seed: int, chunk: int) -> int:
+    """The seed of noise chunk j: a fixed function of (noise_seed, j)."""
+    return int(np.random.SeedSequence([noise_seed, chunk]).generate_state(1, dtype=np.uint64)[0])
+
+
+def noise_chunks(cfg: dict, shape: tuple[int, ...]):
+    """The held-out noise in pieces (never all N x shape in memory at once). With
+    `evaluation.noise_chunk: c`, noise i is row i % c of chunk i // c, drawn from seed
+    chunk_seed(noise_seed, i // c): fixed per sample whatever the sampling batch size, so every method
+    sees the same noise. Without it, one piece: eval_noise."""
+    ev = cfg["evaluation"]
+    c, n = ev.get("noise_chunk"), ev["num_samples"]
+    if not c:
+        yield eval_noise(cfg, shape)
+        return
+    for j in range(-(-n // c)):
+        gen = torch.Generator().manual_seed(chunk_seed(ev["noise_seed"], j))
+        yield torch.randn(min(c, n - j * c), *shape, generator=gen)  # (c, *shape)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 [0, 255] (what is saved as a PNG and what Inception sees)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images back to floats in [-1, 1] (plots); floats pass through."""
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+
+
+def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.Tensor:
+    """sampler(z) over the held-out noise chunks: points as floats, images stored as uint8 (N, C, H, W)."""
+    from tqdm import tqdm
+
+    images = data.is_image(cfg["dataset"])
+    out = []
+    for z in tqdm(noise_chunks(cfg, shape), desc="sampling", mininterval=5.0, disable=not images):
+        x = sampler(z.to(device)).cpu()
+        out.append(to_uint8(x) if images else x)
+    return torch.cat(out)
 
 
 def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_size: int = 8192,
@@ -71,26 +115,105 @@ def load_feature_net(features_path: str | None) -> FeatureNet:
 
 
 def extractor(cfg: dict, features_path: str | None):
-    """clean-fid feature extractor: the classifier from `features_path`, or clean-fid's Inception."""
-    if cfg["evaluation"]["feature_net"] == "classifier":
+    """clean-fid feature extractor: the classifier from `features_path`, clean-fid's Inception, or
+    (tests only) the Inception test double."""
+    ev = cfg["evaluation"]
+    if ev["feature_net"] == TEST_DOUBLE:
+        check_test_double(ev)
+        return inception_interface(InceptionTestDouble(), ev.get("fid_mode", "clean"), torch.device("cpu"))
+    if ev["feature_net"] == "classifier":
         return load_feature_net(features_path).as_extractor()
-    return inception_extractor()
+    return inception_extractor(ev)
 
 
-def inception_extractor():
-    """clean-fid's Inception (the paper tier); no download at run time: the weights must be in place."""
-    import os
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+FID_MODES = ("clean", "legacy_tensorflow")
+TEST_DOUBLE = "test_double"
+TEST_DOUBLE_ENV = "ONESTEP_ALLOW_TEST_DOUBLE"
 
-    from cleanfid.features import build_feature_extractor
 
-    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "inception-2015-12-05.pt")
-    if not os.path.isfile(path):
+def inception_path(ev: dict) -> Path:
+    """Where the Inception weights must be: evaluation.inception_dir, else clean-fid's own cache (/tmp)."""
+    return Path(ev.get("inception_dir") or "/tmp") / INCEPTION_FILE
+
+
+def inception_extractor(ev: dict):
+    """clean-fid's Inception (the paper tier) in mode evaluation.fid_mode; no download at run time:
+    the weights must be in place."""
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    path, mode = inception_path(ev), ev.get("fid_mode", "clean")
+    if not path.is_file():
         raise FeatureError(
-            f"evaluation.feature_net: 'inception' needs clean-fid's Inception weights at {path} "
-            "(download inception-2015-12-05.pt on a machine with internet and place it there)"
+            f"evaluation.feature_net: 'inception' needs clean-fid's Inception weights {INCEPTION_FILE} at {path} "
+            f"(set evaluation.inception_dir to the folder holding it; download it on a machine with internet "
+            f"from {INCEPTION_URL})"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return build_feature_extractor("clean", device, use_dataparallel=False)
+    net = InceptionV3W(str(path.parent), download=False, resize_inside=mode == "legacy_tensorflow").to(device).eval()
+    return inception_interface(net, mode, device)
+
+
+def inception_interface(net, mode: str, device: torch.device, batch_size: int = 100):
+    """clean-fid's pipeline around an Inception-like net: [0, 255] images (B, C, H, W) -> features.
+    clean: each image resized to 299 x 299 by clean-fid's PIL bicubic resizer first;
+    legacy_tensorflow: the net resizes inside (as clean-fid does in that mode)."""
+    from cleanfid.resize import build_resizer
+
+    if mode not in FID_MODES:
+        raise FeatureError(f"evaluation.fid_mode: {mode!r} is not allowed; allowed values: {', '.join(FID_MODES)}")
+    resize = build_resizer(mode)
+
+    @torch.no_grad()
+    def extract(img: torch.Tensor) -> torch.Tensor:
+        img = img.float().cpu()
+        img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img  # grey -> RGB
+        feats = []
+        for b in img.split(batch_size):
+            if mode == "clean":
+                b = torch.stack([torch.from_numpy(resize(x.permute(1, 2, 0).numpy())).permute(2, 0, 1) for x in b])
+            feats.append(net(b.to(device)).float().cpu())
+        return torch.cat(feats)  # (B, D)
+
+    return extract
+
+
+class InceptionTestDouble(torch.nn.Module):
+    """TEST DOUBLE for clean-fid's Inception, for the CPU test suite only: the same interface
+    ([0, 255] images at 299 x 299, or any size in legacy_tensorflow mode -> (B, D) features) with
+    fixed random weights. Its FID is meaningless; `evaluation.feature_net: test_double` is refused
+    unless ONESTEP_ALLOW_TEST_DOUBLE=1 is set, and every score made with it says so."""
+
+    dim = 64
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.proj = torch.nn.Parameter(torch.randn(3 * 16, self.dim, generator=gen) / 7.0, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.adaptive_avg_pool2d(x / 128.0 - 1.0, 4).flatten(1)  # (B, 48)
+        return torch.tanh(h @ self.proj)  # (B, D)
+
+
+def check_test_double(ev: dict) -> None:
+    """The test double is never what a user gets by accident: it needs the env flag."""
+    if ev.get("feature_net") == TEST_DOUBLE and os.environ.get(TEST_DOUBLE_ENV) != "1":
+        raise FeatureError(f"evaluation.feature_net: '{TEST_DOUBLE}' is the test suite's random stand-in for Inception "
+                           f"(meaningless FID), refused unless {TEST_DOUBLE_ENV}=1; use 'inception'")
+
+
+FEATURE_LABELS = {"classifier": "the dataset's own classifier (not Inception)", "inception": "Inception (clean-fid)",
+                  TEST_DOUBLE: "TEST DOUBLE with random weights, not Inception (meaningless FID)"}
+
+
+def feature_info(ev: dict) -> dict:
+    """What the image metrics were computed with (metrics.json, reference.json, table caption)."""
+    info = {"features": ev["feature_net"], "feature_label": FEATURE_LABELS[ev["feature_net"]]}
+    if ev["feature_net"] != "classifier":
+        info["fid_mode"] = ev.get("fid_mode", "clean")
+    return info
 
 
 def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -113,8 +236,10 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
     perm = np.random.default_rng(ev["reference_seed"]).permutation(len(feats))
     half = len(feats) // 2
     floor = feature_metrics(feats[perm[:half]], feats[perm[half:]])
-    return ({"feats": feats, "x": images[:64].numpy()},
-            {"floor": floor, "num_samples": int(len(feats)), "floor_samples": half, "kind": "images"})
+    mu, sigma = gaussian_stats(feats)  # computed once here, reused by every score
+    return ({"feats": feats, "mu": mu, "sigma": sigma, "x": images[:64].numpy()},
+            {"floor": floor, "num_samples": int(len(feats)), "floor_samples": half, "kind": "images",
+             **feature_info(ev)})
 
 
 def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
@@ -122,5 +247,8 @@ def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path:
     if kind(cfg) == "points":
         metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
     else:
-        metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"])
-    return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0])}
+        stats = (ref["mu"], ref["sigma"]) if "mu" in ref else None
+        metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"], stats)
+    extra = feature_info(cfg["evaluation"]) if kind(cfg) == "images" else {}
+    return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0]),
+            **extra}

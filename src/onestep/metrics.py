@@ -125,16 +125,18 @@ def image_features(images: torch.Tensor, extractor, batch_size: int = 512) -> np
     """Features of images in [-1, 1] through clean-fid's batch feature call."""
     from cleanfid.fid import get_batch_features
 
-    u8 = ((images.clamp(-1, 1) + 1) * 127.5).round()  # (N, C, H, W) in [0, 255]
+    u8 = images if images.dtype == torch.uint8 else ((images.clamp(-1, 1) + 1) * 127.5).round()  # (N, C, H, W) in [0, 255]
     feats = [get_batch_features(b, extractor, torch.device("cpu")) for b in u8.split(batch_size)]
     return np.concatenate(feats)
 
 
-def feature_metrics(feats: np.ndarray, ref_feats: np.ndarray) -> dict[str, float]:
-    from cleanfid.fid import kernel_distance
+def feature_metrics(feats: np.ndarray, ref_feats: np.ndarray, ref_stats=None) -> dict[str, float]:
+    """FID and KID; `ref_stats` (mu, sigma) of ref_feats when stored already (reference.npz)."""
+    from cleanfid.fid import frechet_distance, kernel_distance
 
+    fid = frechet(feats, ref_feats) if ref_stats is None else float(frechet_distance(*gaussian_stats(feats), *ref_stats))
     np.random.seed(0)  # kernel_distance draws its subsets from numpy's global RNG
-    return {"fid": frechet(feats, ref_feats), "kid": float(kernel_distance(feats, ref_feats, num_subsets=50))}
+    return {"fid": fid, "kid": float(kernel_distance(feats, ref_feats, num_subsets=50))}
 
 
 # Which metric is the headline for each kind of data, and whether lower is better.

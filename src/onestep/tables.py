@@ -157,7 +157,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     csv = summary.with_columns(pl.lit("run").alias("kind"), pl.lit(name).alias("ablation"),
                                pl.lit(title).alias("title"), pl.lit(primary).alias("primary"),
                                pl.Series("setting", [setting(r, axes) for r in summary.iter_rows(named=True)]),
-                               pl.lit(ref.get("num_samples")).alias("samples"))
+                               pl.lit(records[0].get("num_samples", ref.get("num_samples"))).alias("samples"))
     ref_df = pl.DataFrame([{"kind": "reference", "setting": label, "ablation": name, "title": title, "primary": primary,
                             **{f"{m}_mean": float(v[m]) for m in metrics}} for label, v in refs])
     out_prefix = Path(out_prefix)
@@ -184,12 +184,17 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", ""] + [_num(vals[m]) for m in metrics[1:]]
         ref_rows.append(cells + ([f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []) + ["", "", ""])
     n_seeds = sorted(set(summary["seeds"].to_list()))
-    caption = (f"{title}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {ref.get('num_samples')} "
+    n = records[0].get("num_samples", ref.get("num_samples"))
+    caption = (f"{title}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
                f"one-step samples from the same held-out noise; lower is better, best in bold. "
                f"{pm} 95% CI: Student t over seeds; p: paired t-test of {pm} against the baseline "
                f"({setting(spec.get('baseline') or {}, list(spec.get('baseline') or {}))}) on the same seeds. "
                f"Reference rows: data against data at the same sample size, and the teacher's DDIM sampler."
                + (f" {spec['caption']}" if spec.get("caption") else ""))
+    if "features" in ref:  # images: the feature network (and clean-fid mode) behind FID / KID
+        caption += (f" FID and KID of {n} samples per row against the statistics of the {ref.get('num_samples')} "
+                    f"training images; features: {ref.get('feature_label', ref['features'])}"
+                    + (f", clean-fid mode {ref['fid_mode']}" if "fid_mode" in ref else "") + ".")
     md, tex = render(header, body, ref_rows, caption, len(axes), name)
     out_prefix.with_suffix(".md").write_text(md)
     out_prefix.with_suffix(".tex").write_text(tex)

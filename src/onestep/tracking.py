@@ -123,11 +123,15 @@ class Recorder:
         self.buffer: list = []
 
     def metrics(self, values: dict[str, float], step: int = 0, series: str = "step") -> None:
-        """Buffer values at `step`; `series` (step or phase) only says which axis `step` counts."""
+        """Buffer values at `step`; `series` (step or phase) only says which axis `step` counts.
+        A string value (e.g. the resolved precision) is a label: it becomes a tag."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self.buffer += [Metric(k, float(v), ts, step) for k, v in values.items()]
+        for k, v in values.items():
+            if isinstance(v, str):
+                self.tag(k, v)
+        self.buffer += [Metric(k, float(v), ts, step) for k, v in values.items() if not isinstance(v, str)]
         if len(self.buffer) >= self.flush_every:
             self.flush()
 
@@ -151,11 +155,25 @@ class Recorder:
             self.client.log_artifact(self.run_id, str(path), subdir)
 
 
+def system_monitor(cfg: dict, run_id: str):
+    """MLflow's system metrics (CPU, memory, GPU via nvidia-ml-py) for this run, sampled every
+    `tracking.system_metrics_s` seconds; None when that key is unset or 0."""
+    every = cfg["tracking"].get("system_metrics_s")
+    if not every:
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=every, tracking_uri=tracking_uri(cfg))
+    monitor.start()
+    return monitor
+
+
 @contextmanager
 def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None,
-           run_id: str | None = None, status_for=None):
+           run_id: str | None = None, status_for=None, system_metrics: bool = False):
     """Open a new run (or reopen `run_id`), yield a Recorder; FINISHED on success, FAILED on error
-    (or `status_for(exception)`, e.g. KILLED for a pruned Optuna trial)."""
+    (or `status_for(exception)`, e.g. KILLED for a pruned Optuna trial). `system_metrics`: sample
+    MLflow system metrics while the run is open (when `tracking.system_metrics_s` is set)."""
     client = _client(cfg)
     if run_id is None:
         exp_id = init_store(cfg)
@@ -166,11 +184,16 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     else:
         client.update_run(run_id, status="RUNNING")
     rec = Recorder(client, run_id)
+    monitor = system_monitor(cfg, run_id) if system_metrics else None
     try:
         yield rec
     except BaseException as e:
         rec.flush()
+        if monitor is not None:
+            monitor.finish()
         client.set_terminated(run_id, status=status_for(e) if status_for else "FAILED")
         raise
     rec.flush()
+    if monitor is not None:
+        monitor.finish()
     client.set_terminated(run_id, status="FINISHED")

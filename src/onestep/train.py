@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from onestep import data
+from onestep import accel, data
 from onestep.diffusion import Schedule, Teacher, ddpm_scheduler
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
@@ -101,51 +101,64 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
     tc = cfg["teacher"]
     torch.manual_seed(tc["seed"])
     shape = data.shape(cfg["dataset"])
-    net = build_net(tc["net"], shape).to(device)
+    cl = accel.use_channels_last(device, tc.get("channels_last", False))
+    net = accel.prepare_net(build_net(tc["net"], shape).to(device), shape, cl)
     ema = EMA(net, tc["ema"])
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
     sched = ddpm_scheduler(cfg["diffusion"])
     gen = torch.Generator().manual_seed(tc["seed"])
     T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
-    batches = data_batches(cfg["dataset"], B, gen)
+    prec = accel.resolve_precision(device, tc.get("precision", "fp32"))
+    fwd, micro = accel.maybe_compile(net, tc.get("compile", False)), accel.micro_slices(B, tc.get("grad_accum", 1))
+    batches = data_batches(cfg["dataset"], B, gen, device)
     running, start = 0.0, 0
     modules, gens = {"net": net, "ema": ema.shadow, "opt": opt}, {"gen": gen}
     if resume is not None and resume.state is not None:
         running, start = restore_resume(resume.state, resume.path, modules, gens, device)["running"], resume.state["step"]
         print(f"resuming from {resume.path} at step {start} of {steps}", flush=True)
-    t0 = time.time()
+    accel.reset_memory(device)
+    t0 = tick = time.time()
     for step in tqdm(range(start, steps), desc="teacher", disable=not progress, mininterval=2.0, initial=start,
                      total=steps):
         x0 = next(batches).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
-        xt = sched.add_noise(x0, eps, t)
-        loss = ((net(xt, t) - eps) ** 2).mean()
+        xt = accel.memory_format(sched.add_noise(x0, eps, t), cl)  # (B, *shape)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, tc["lr"], tc.get("warmup", 0), tc.get("lr_schedule", "cosine"))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for sl in micro:  # gradient accumulation over micro-batches of the global batch B
+            with accel.precision_context(device, prec):
+                out = fwd(xt[sl], t[sl])
+            loss = ((out.float() - eps[sl]) ** 2).mean() / len(micro)
+            loss.backward()
+            running = running + loss.detach()  # no per-step host sync
         opt.step()
         ema.update(net)
-        running = running + loss.detach()  # no per-step host sync
         if (step + 1) % tc["log_every"] == 0:
-            log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"]}, step + 1)
-            running = 0.0
+            now = time.time()
+            log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"],
+                 "samples_per_s": tc["log_every"] * B / (now - tick), **accel.memory_stats(device)}, step + 1)
+            running, tick = 0.0, now
         if resume is not None and resume.due(step + 1, steps):
             if resume.on_save is not None:
                 resume.on_save()
             save_resume(resume.path, cfg, step + 1, modules, gens, {"running": running, "extra": resume.extra})
             if resume.preempted:
                 raise Preempted(f"stopped at step {step + 1} of {steps}; resume checkpoint saved to {resume.path}")
+    accel.synchronize(device)
     wall = time.time() - t0
     summary = {"wall_time_s": wall, "samples_per_s": (steps - start) * B / wall, "steps": steps,
-               "params": count_params(net), "resumed_from_step": start}
+               "params": count_params(net), "resumed_from_step": start, "precision": prec, **accel.memory_stats(device)}
     return ema.shadow, summary
 
 
-def data_batches(ds: dict, batch_size: int, gen: torch.Generator):
-    """Endless minibatches of real data (B, *shape): fresh toy samples, or draws from the image pool."""
+def data_batches(ds: dict, batch_size: int, gen: torch.Generator, device: str | None = None):
+    """Endless minibatches of real data (B, *shape): fresh toy samples, or draws from the image pool
+    (held on the GPU when training there: no loader between the data and the device)."""
     pool = None if ds["name"] in data.TOY else data.full(ds)
+    if pool is not None and device is not None and torch.device(device).type == "cuda":
+        pool = pool.to(device)
     while True:
         if pool is None:
             yield data.TOY[ds["name"]](batch_size, gen)
@@ -310,13 +323,21 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
             raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    cl = accel.use_channels_last(device, sc.get("channels_last", False))
+    student = accel.prepare_net(student, shape, cl)
     ema = EMA(student, sc["ema"])
     opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
     gen = torch.Generator().manual_seed(seed)
-    batches = PairBatches(pairs, sc["batch_size"], seed)
+    # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
+    prec = accel.resolve_precision(device, sc.get("precision", "fp32"), getattr(method, "fp32_only", False))
+    model = accel.maybe_compile(student, sc.get("compile", False))
+    micro = accel.micro_slices(sc["batch_size"], sc.get("grad_accum", 1))
+    accel.reset_memory(device)
+    on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
+    batches = PairBatches({k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, sc["batch_size"], seed)
     # real data for methods that train from data, on its own generator so pair draws stay the same
     reals_gen = torch.Generator().manual_seed(seed + 1)
-    reals = data_batches(cfg["dataset"], sc["batch_size"], reals_gen) if method.needs_data else None
+    reals = data_batches(cfg["dataset"], sc["batch_size"], reals_gen, device) if method.needs_data else None
     total, every = method.total_steps, sc["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
@@ -337,7 +358,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if on_phase_end is not None:
             on_phase_end(int(phase), end, ema.shadow)
 
-    t0 = time.time()
+    t0 = tick = time.time()
     for step in tqdm(range(start, total), desc=mc["name"], disable=not progress, mininterval=2.0,
                      initial=start, total=total):
         info = method.schedule(step)  # once per step: what is trained now
@@ -346,17 +367,25 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             phase_acc, phase_start = {}, step
         phase = info.get("phase")
         b = next(batches)
-        batch = Batch(b.z.to(device), b.x0.to(device), None if reals is None else next(reals).to(device))
-        aux = method.aux_step(student, batch, step, gen)  # the method's own networks, if any
-        loss, logs = method.loss(student, batch, step, gen)
-        logs = {**aux, **logs}
+        batch = Batch(*(None if x is None else accel.memory_format(x.to(device), cl)
+                        for x in (b.z, b.x0, None if reals is None else next(reals))))
+        with accel.precision_context(device, prec):
+            aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, sc["lr"], sc.get("warmup", 0), sc.get("lr_schedule", "constant"))
         opt.zero_grad(set_to_none=True)
-        loss.mean().backward()
+        logs = {}
+        for sl in micro:  # gradient accumulation: micro-batches of the global batch
+            mb = Batch(*(None if x is None else x[sl] for x in (batch.z, batch.x0, batch.data)))
+            with accel.precision_context(device, prec):
+                loss, mlogs = method.loss(model, mb, step, gen)
+            (loss.float().mean() / len(micro)).backward()
+            mlogs["loss"] = loss.float().mean().detach()
+            for k, v in mlogs.items():
+                logs[k] = logs.get(k, 0.0) + v / len(micro)
+        logs = {**aux, **logs}
         opt.step()
         ema.update(student)
-        logs["loss"] = loss.mean().detach()
         for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
             acc[k] = acc.get(k, 0.0) + v
             phase_acc[k] = phase_acc.get(k, 0.0) + v
@@ -365,8 +394,9 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             values = {k: float(v) / n for k, v in acc.items()}
             if not math.isfinite(values["loss"]):
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
-            log({**values, **info}, step + 1)
-            acc = {}
+            log({**values, **info, "samples_per_s": n * sc["batch_size"] / (time.time() - tick),
+                 **accel.memory_stats(device)}, step + 1)
+            acc, tick = {}, time.time()
         if resume is not None and resume.due(step + 1, total):
             if resume.on_save is not None:
                 resume.on_save()
@@ -377,7 +407,9 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
                 raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
     if phase is not None:
         close_phase(total)
+    accel.synchronize(device)
     wall = time.time() - t0
     summary = {"wall_time_s": wall, "samples_per_s": (total - start) * sc["batch_size"] / wall, "steps": total,
-               "teacher_evals": teacher.evals, "params": count_params(student), "resumed_from_step": start}
+               "teacher_evals": teacher.evals, "params": count_params(student), "resumed_from_step": start,
+               "precision": prec, **accel.memory_stats(device)}
     return ema.shadow, summary

@@ -1,7 +1,12 @@
 # Teacher preparation: the DDPM teacher, its DDIM pairs p_teacher(x0 | z), data statistics.
+# teacher.pretrained (a local diffusers folder): the rule imports it instead of training.
+PRETRAINED = [config["teacher"]["pretrained"]] if config["teacher"].get("pretrained") else []
+
+
 rule teacher:
     input:
         f"{OUT}/mlflow/store.json",
+        PRETRAINED,
     output:
         f"{ROOT}/teacher/teacher.pt",
     log:
@@ -55,6 +60,8 @@ rule reference:
         cfg=cfg_json("dataset", "evaluation"),
         features=features_arg,
     threads: config["threads"]["run"]
+    resources:
+        gpu=1,  # Inception features of the whole training set (50k images for CIFAR-10)
     shell:
         "onestep reference --threads {threads} --cfg {params.cfg:q} {params.features} --out {output.arrays}"
         " --summary {output.summary} > {log} 2>&1"
