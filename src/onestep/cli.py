@@ -187,7 +187,7 @@ def cmd_teacher_eval(a) -> None:
 
 def cmd_train(a) -> None:
     from onestep import plots, tracking
-    from onestep.train import load_teacher, save_checkpoint, train_student
+    from onestep.train import load_teacher, save_checkpoint, student_net_config, train_student
     from onestep.tune import resolve_tuned
 
     cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
@@ -213,7 +213,7 @@ def cmd_train(a) -> None:
 
         student, summary = train_student(cfg, teacher, pairs, device, log)
         rec.metrics(summary)
-        save_checkpoint(out / "student.pt", "student", cfg["student"]["net"], pairs["z"].shape[1:], cfg, student)
+        save_checkpoint(out / "student.pt", "student", student_net_config(cfg), pairs["z"].shape[1:], cfg, student)
         for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
             with open(out / name, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(rows[series][0]) if rows[series] else [series])

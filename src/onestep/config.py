@@ -121,6 +121,8 @@ def check_semantics(cfg: dict, where: str) -> None:
             f"{where}: method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
             f"under ordering '{m.get('ordering')}'; allowed: consistency_step ddim, or anchor grid"
         )
+    if m.get("s1", 1) < m.get("s0", 1):
+        raise ConfigError(f"{where}: method.s1: {m['s1']} is below method.s0 = {m['s0']}; allowed: s1 >= s0")
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")

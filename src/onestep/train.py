@@ -142,6 +142,13 @@ def pair_batches(pairs: dict[str, torch.Tensor], batch_size: int, gen: torch.Gen
                 yield Batch(pairs["z"][idx], pairs["x0"][idx])
 
 
+def student_net_config(cfg: dict) -> dict:
+    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times)."""
+    net = dict(cfg["student"]["net"])
+    times = max(net.get("times", 1), METHODS[cfg["method"]["name"]].times)
+    return {**net, "times": times} if times != 1 else net
+
+
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None
                   ) -> tuple[nn.Module, dict]:
@@ -155,7 +162,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape)
     method = METHODS[mc["name"]](mc, ctx, seed).to(device)
-    student = build_net(sc["net"], shape).to(device)
+    student = build_net(student_net_config(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
         missing, unexpected = student.load_state_dict(teacher.net.state_dict(), strict=False)
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):

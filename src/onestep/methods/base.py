@@ -18,6 +18,10 @@ then fills `Batch.data` with real data samples of the same batch size. `state_di
 `load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
 copies of the student) through a training checkpoint.
 
+A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
+`times = 2`: the trainer builds the student with `student.net.times` raised to it
+(`train.student_net_config`), so one grid over `method.name` needs no per-method net keys.
+
 `MethodBase` gives the defaults of every optional part; a method subclasses it.
 """
 
@@ -49,6 +53,7 @@ class Batch:
 class Method(Protocol):
     total_steps: int
     needs_data: bool
+    times: int
     sample_steps: tuple[int, ...]
 
     def schedule(self, step: int) -> dict[str, float]: ...
@@ -71,6 +76,7 @@ class MethodBase:
 
     total_steps: int
     needs_data = False
+    times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
 
     def schedule(self, step: int) -> dict[str, float]:
