@@ -232,7 +232,7 @@ def cmd_evaluate(a) -> None:
     import torch
 
     from onestep import plots, tracking
-    from onestep.evaluate import eval_noise, one_step, score
+    from onestep.evaluate import eval_noise, multi_step_scores, one_step, score
     from onestep.train import load_checkpoint, load_teacher
 
     run_dir = Path(a.run)
@@ -249,9 +249,11 @@ def cmd_evaluate(a) -> None:
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
+    result["multistep"] = multi_step_scores(cfg, teacher, student, z, ref, a.features)  # e.g. swd@2, swd@4
     plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
+        rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         rec.artifact(a.plot, "plots")
         rec.artifact(a.log, "logs")
     _write_json(a.out, result)
@@ -261,7 +263,7 @@ def cmd_evaluate(a) -> None:
 def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
-    summary = tables.build(a.runs, a.teachers, a.reference, a.axes, a.title, a.out_prefix, a.plot)
+    summary = tables.TABLES[a.table](a.runs, a.teachers, a.reference, a.axes, a.title, a.out_prefix, a.plot)
     print(summary)
     if a.parent:  # side channel: attach the table to the ablation's parent run
         cfg = _cfg(a.cfg)
@@ -375,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     add("tables", cmd_tables, cfg, (["--runs"], {"nargs": "+", "required": True}),
         (["--teachers"], {"nargs": "*", "default": []}), ref, (["--axes"], {"nargs": "+", "required": True}),
         (["--title"], {"default": ""}), (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}),
-        (["--parent"], {"default": None}), (["--ablation"], {"required": True}))
+        (["--parent"], {"default": None}), (["--ablation"], {"required": True}),
+        (["--table"], {"default": "default", "help": "table kind (the ablation's `table:` key)"}))
     add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}),
         (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
     add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),

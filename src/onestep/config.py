@@ -151,6 +151,7 @@ class Ablation:
     grid: dict
     baseline: dict
     runs: list[Run] = field(default_factory=list)
+    table: str = "default"  # which tables.TABLES builder writes its table
 
     @property
     def axes(self) -> list[str]:
@@ -183,7 +184,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
                        fixed.get("method") or {})
     seeds = spec.get("seeds", cfg["seeds"])
-    ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, spec["grid"], spec.get("baseline") or {})
+    ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, spec["grid"], spec.get("baseline") or {},
+                  table=spec.get("table", "default"))
     keys = list(spec["grid"])
     for values in itertools.product(*(spec["grid"][k] for k in keys)):
         point = dict(zip(keys, values, strict=True))

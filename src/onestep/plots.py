@@ -78,3 +78,24 @@ def curves(log_rows: list[dict], path: str | Path, title: str, keys=("L_k", "R_k
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def quality_vs_cost(points: list[dict], ref_rows: list[dict], metric: str, path: str | Path, title: str) -> None:
+    """Quality (mean +- std over seeds) against training wall time and teacher evaluations, one point per
+    method; reference lines for the data floor and the teacher's DDIM."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    styles = ["--", "-.", ":", (0, (1, 1)), "-"]
+    for ax, key, xlabel in ((axes[0], "wall_time_s", "training wall time (s)"),
+                            (axes[1], "teacher_evals", "teacher evaluations in training (per sample)")):
+        for i, p in enumerate(points):
+            ax.errorbar([p[key]], [p["mean"]], yerr=[p["std"] or 0.0], fmt="o", c=f"C{i % 10}", capsize=3)
+            ax.annotate(p["label"], (p[key], p["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for j, r in enumerate(ref_rows):
+            ax.axhline(r["mean"], ls=styles[j % len(styles)], c="0.4", lw=0.8, label=r["label"])
+        ax.set_xscale("symlog" if key == "teacher_evals" else "log")
+        ax.set_xlabel(xlabel)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"{metric} (one step)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)

@@ -17,9 +17,10 @@ rule table:
         axes=lambda w: " ".join(ABLATIONS[w.ablation].axes),
         title=lambda w: ABLATIONS[w.ablation].title,
         prefix=f"{OUT}/tables/{{ablation}}",
+        table=lambda w: ABLATIONS[w.ablation].table,
     localrule: True
     shell:
         "onestep tables --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --axes {params.axes}"
         " --title {params.title:q} --out-prefix {params.prefix} --plot {output.plot}"
-        " --parent {input.parent} > {log} 2>&1"
+        " --parent {input.parent} --table {params.table} > {log} 2>&1"
