@@ -67,6 +67,7 @@ def curves(log_rows: list[dict], path: str | Path, title: str, keys=("L_k", "R_k
     """Per-stage training curves against step, stage boundaries marked."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     steps = [r["step"] for r in log_rows]
+    keys = [k for k in keys if log_rows and k in log_rows[0]] or ["loss"]  # methods without L_k, R_k: their loss
     for key in keys:
         ax.plot(steps, [r[key] for r in log_rows], label=key, lw=1)
     phases = [r.get("phase") for r in log_rows]

@@ -161,7 +161,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
 
     best = {m: summary[f"{m}_mean"].min() for m in [*metrics, *few]}
     name = METRIC_MD[primary]
-    header = [*[a.split(".")[-1] for a in axes], *[METRIC_MD[m] for m in metrics], f"{name} 2 steps", f"{name} 4 steps"]
+    header = [*[a.split(".")[-2 if a == "method.name" else -1] for a in axes], *[METRIC_MD[m] for m in metrics],
+              f"{name} 2 steps", f"{name} 4 steps"]
     header += [f"{name} / DDIM-{n}" for n in bars] + [*COST.values(), "seeds"]
     body = []
     for row in summary.iter_rows(named=True):
