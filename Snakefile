@@ -1,6 +1,7 @@
 # onestep: one-step diffusion ablations. Targets only; the rules live in workflow/rules/.
 #   snakemake --cores 2 ablate_order      the stage-ordering ablation (table, plot, MLflow runs)
 #   snakemake --cores 2 all               every ablation grid in config/ablations/
+#   snakemake --cores 2 baselines         the seeds' one-step methods vs the curriculum (quality and training cost)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
 # Every config/ablations/<file>.yaml with `name: X` is a target X.
 
