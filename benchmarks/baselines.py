@@ -17,6 +17,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -31,7 +32,10 @@ def main() -> None:
     a = p.parse_args()
     if a.run:
         cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", a.cores, a.ablation]
-        cmd += ["--config", f"seeds=[{a.seeds}]"] if a.seeds else []
+        if a.seeds:  # a config file on top of the defaults (--config would pass the seeds as strings)
+            seeds = Path(tempfile.mkdtemp()) / "seeds.yaml"
+            seeds.write_text(f"seeds: [{a.seeds}]\n")
+            cmd += ["--configfile", "config/config.yaml", str(seeds)]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
 
