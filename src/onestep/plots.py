@@ -93,7 +93,12 @@ def quality_vs_cost(points: list[dict], ref_rows: list[dict], metric: str, path:
             ax.annotate(p["label"], (p[key], p["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         for j, r in enumerate(ref_rows):
             ax.axhline(r["mean"], ls=styles[j % len(styles)], c="0.4", lw=0.8, label=r["label"])
-        ax.set_xscale("symlog" if key == "teacher_evals" else "log")
+        if key == "teacher_evals":  # data- and pair-trained methods spend none: a linear stretch around 0
+            ax.set_xscale("symlog", linthresh=1e3)
+            ax.set_xlim(-100, 4 * max([p[key] for p in points] + [1e3]))
+            ax.set_xticks([0] + [10**k for k in range(3, 10) if 10**k < 4 * max([p[key] for p in points] + [1e3])])
+        else:
+            ax.set_xscale("log")
         ax.set_xlabel(xlabel)
     axes[0].set_yscale("log")
     axes[0].set_ylabel(f"{metric} (one step)")
