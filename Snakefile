@@ -3,6 +3,7 @@
 #   snakemake --cores 2 ablate_all        every ablation that applies to the dataset, and the main table
 #   snakemake --cores 2 tables            rebuild the tables of finished ablations from their metrics.json
 #   (ablate_loss needs images: snakemake --cores 2 ablate_loss --configfile config/digits.yaml)
+#   snakemake --cores 2 baselines         the seeds' one-step methods vs the curriculum (quality and training cost)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
 # Every config/ablations/<file>.yaml with `name: X` is a target X.
 

@@ -296,7 +296,7 @@ def cmd_evaluate(a) -> None:
     import torch
 
     from onestep import plots, tracking
-    from onestep.evaluate import generate, one_step, score, to_unit
+    from onestep.evaluate import generate, multi_step_scores, one_step, score, to_unit
     from onestep.train import load_checkpoint, load_teacher
 
     run_dir = Path(a.run)
@@ -314,10 +314,12 @@ def cmd_evaluate(a) -> None:
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
+    result["multistep"] = multi_step_scores(cfg, teacher, student, tuple(ckpt["shape"]), ref, a.features, device)
     x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
     plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
+        rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         rec.artifact(a.plot, "plots")
         rec.artifact(a.log, "logs")
     _write_json(a.out, result)
@@ -329,7 +331,8 @@ def cmd_tables(a) -> None:
 
     if a.parent:
         tracking.check_server(_cfg(a.cfg))
-    summary = tables.build(a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
+    summary = tables.TABLES[tables.load_spec(a.spec).get("table", "default")](
+        a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
     if a.parent:  # side channel: attach the table and figures to the ablation's parent run
         cfg = _cfg(a.cfg)

@@ -133,6 +133,8 @@ def check_semantics(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: method.perceptual.backbone: 'features' uses the dataset's classifier features, but "
                           f"evaluation.feature_net is '{cfg['evaluation'].get('feature_net')}'; allowed: lpips, or "
                           "evaluation.feature_net classifier")
+    if m.get("s1", 1) < m.get("s0", 1):
+        raise ConfigError(f"{where}: method.s1: {m['s1']} is below method.s0 = {m['s0']}; allowed: s1 >= s0")
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
@@ -185,6 +187,7 @@ class Ablation:
     requires: str | None = None  # "images": runs only on an image dataset
     skipped: str | None = None  # why this ablation does not apply to the configured dataset
     runs: list[Run] = field(default_factory=list)
+    table: str = "default"  # which tables.TABLES builder writes its table
 
     @property
     def axes(self) -> list[str]:
@@ -228,7 +231,7 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     validate(spec, "ablation", where)
     points = grid_points(spec, where)
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},
-                  spec.get("caption", ""), spec.get("requires"))
+                  spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"))
     if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
         raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
     if ab.requires == "images" and cfg["dataset"]["name"] not in IMAGE_DATASETS:

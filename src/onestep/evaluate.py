@@ -93,6 +93,26 @@ def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_
     return torch.cat([method.sample(model, zb, steps) for zb in z.split(batch_size)]).cpu()
 
 
+FEW_STEPS = (2, 4)  # besides one step, scored for methods whose sampler supports them
+
+
+def few_steps(cfg: dict) -> tuple[int, ...]:
+    """The step counts of FEW_STEPS the run's method samples with (its `sample_steps`)."""
+    from onestep.methods import METHODS
+
+    return tuple(n for n in FEW_STEPS if n in METHODS[cfg["method"]["name"]].sample_steps)
+
+
+def multi_step_scores(cfg: dict, teacher, model: torch.nn.Module, shape: tuple[int, ...], ref: dict[str, np.ndarray],
+                      features_path: str | None = None, device: str = "cpu") -> dict[str, float]:
+    """{"<metric>@<n>": value} for every n in few_steps(cfg): the same noise, the method's n-step sampler."""
+    out = {}
+    for n in few_steps(cfg):
+        x = generate(cfg, shape, lambda z, n=n: one_step(cfg, teacher, model, z, steps=n), device)
+        out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path)["metrics"].items()}
+    return out
+
+
 def fit_features(cfg: dict) -> tuple[FeatureNet, float]:
     """The dataset's own classifier (digits); its features stand in for Inception."""
     ds = cfg["dataset"]

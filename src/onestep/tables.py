@@ -200,14 +200,22 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     out_prefix.with_suffix(".tex").write_text(tex)
 
     figure(spec, summary, runs, refs, primary, plot_path)
+    run_figures(spec, records, run_files, plot_path)
+    return summary
+
+
+def run_figures(spec: dict, records: list[dict], run_files, plot_path: str | Path) -> None:
+    """<stem>_curves.png (training curves of each point) and <stem>_samples.png (its samples), lowest seed."""
+    axes, title = spec["axes"], spec.get("title", spec["name"])
+    seed = min(r["seed"] for r in records)
     run_dirs = {tuple(str(r["point"][a]) for a in axes): Path(f).parent for r, f in zip(records, run_files, strict=True)
-                if r["seed"] == min(x["seed"] for x in records)}
+                if r["seed"] == seed}
+    order = [tuple(str(p[a]) for a in axes) for p in spec["points"]]
     labelled = [(setting(dict(zip(axes, k, strict=True)), axes), run_dirs[k]) for k in order if k in run_dirs]
     stem = str(plot_path)[: -len(".png")]
     plots.curves_grid([(lab, d / "train_log.csv") for lab, d in labelled], f"{stem}_curves.png", f"{title}: training")
     plots.samples_side_by_side([(lab, d / "samples.png") for lab, d in labelled], f"{stem}_samples.png",
-                               f"{title}: one-step samples (seed {min(x['seed'] for x in records)})")
-    return summary
+                               f"{title}: one-step samples (seed {seed})")
 
 
 def figure(spec: dict, summary: pl.DataFrame, runs: pl.DataFrame, refs, primary: str, path) -> None:
@@ -283,3 +291,103 @@ def _dedup(main: pl.DataFrame) -> list[dict]:
             seen.add((r["ablation"], r["setting"]))
             out.append(r)
     return out
+# ---------------------------------------------------------------- baselines: quality and training cost per method
+
+BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_evals": "teacher evals", "params": "params"}
+
+
+def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.DataFrame:
+    """One row per run: grid values, seed, one-step metrics, few-step metrics (null where the method has
+    no such sampler) and the training costs of train.json."""
+    rows = []
+    for r in records:
+        ms = r.get("multistep") or {}
+        rows.append({**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
+                     **{k: ms.get(k) for k in few}, **{c: float(r["train"].get(c, float("nan"))) for c in BASELINE_COST}})
+    schema = {k: (pl.Float64 if k not in axes and k != "seed" else None) for k in rows[0]}
+    return pl.DataFrame(rows, schema_overrides={k: v for k, v in schema.items() if v is not None})
+
+
+def baselines(run_files, teacher_files, reference_file, axes: list[str], title: str, out_prefix: str | Path,
+              plot_path: str | Path) -> pl.DataFrame:
+    """The baselines table (ablation `table: baselines`): per method, one-step quality, the primary metric
+    at 2 and 4 steps where the method samples so, ratios to the teacher's 1- and 50-step DDIM, and the
+    training cost (wall time, optimiser steps, teacher evaluations in training, parameters); teacher rows.
+    Writes <out_prefix>.{md,tex,csv} and the quality-vs-cost plot; returns the summary frame."""
+    records = read_json(run_files)
+    ref = read_json([reference_file])[0]
+    teachers = sorted(read_json(teacher_files), key=lambda r: r["steps"])
+    primary = records[0]["primary"]
+    metrics = sorted(ref["floor"], key=lambda m: (m != primary, m))
+    few = [f"{primary}@{n}" for n in (2, 4)]
+    runs = collect_costs(records, axes, few)
+    aggs = [pl.len().alias("seeds")]
+    for m in [*metrics, *few, *BASELINE_COST]:
+        aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
+    summary = runs.group_by(axes, maintain_order=True).agg(aggs)
+    bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50)}
+    for n, v in bars.items():
+        summary = summary.with_columns((pl.col(f"{primary}_mean") / v).alias(f"{primary}_ratio_to_teacher_{n}"))
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_csv(out_prefix.with_suffix(".csv"))
+
+    best = {m: summary[f"{m}_mean"].min() for m in [*metrics, *few]}
+    name = METRIC_MD[primary]
+    header = [*[a.split(".")[-2 if a == "method.name" else -1] for a in axes], *[METRIC_MD[m] for m in metrics],
+              f"{name} 2 steps", f"{name} 4 steps"]
+    header += [f"{name} / DDIM-{n}" for n in bars] + [*BASELINE_COST.values(), "seeds"]
+    body = []
+    for row in summary.iter_rows(named=True):
+        cells = [(row[a], row[a]) for a in axes]
+        for m in [*metrics, *few]:
+            c = _fmt(row[f"{m}_mean"], row[f"{m}_std"])
+            top = row[f"{m}_mean"] is not None and row[f"{m}_mean"] == best[m]
+            cells.append((f"**{c}**", f"\\textbf{{{c}}}") if top else (c, c))
+        extra = [f"{row[f'{primary}_ratio_to_teacher_{n}']:.3g}" for n in bars]
+        extra += [f"{row['wall_time_s_mean']:.0f}", f"{row['steps_mean']:.0f}", f"{row['teacher_evals_mean']:.3g}",
+                  f"{row['params_mean']:.0f}", str(row["seeds"])]
+        body.append(cells + [(c, c) for c in extra])
+    refs = [("data vs data (floor)", ref["floor"])] + [
+        (f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"]) for t in teachers]
+    for label, vals in refs:
+        cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics] + ["", ""]
+        cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [""] * (len(BASELINE_COST) + 1)
+        body.append([(f"*{c}*" if c else "", c) for c in cells])
+
+    caption = (f"{title}. Mean ± std over seeds of metrics on {ref.get('num_samples')} samples from the same "
+               f"held-out noise (one step unless the column says 2 or 4; '-' where the method has no such "
+               f"sampler); lower is better, best in bold. Training cost per run: wall time, optimiser steps, "
+               f"teacher network evaluations (per sample) spent in training; the one-off teacher pairs that "
+               f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM.")
+    md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(c[0] for c in r) + " |" for r in body]
+    out_prefix.with_suffix(".md").write_text("\n".join(md) + "\n")
+    esc = lambda s: str(s).replace("_", r"\_").replace("±", r"$\pm$").replace("²", "$^2$")  # noqa: E731
+    tex = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(caption)}}}",
+           r"\begin{tabular}{" + "l" * len(axes) + "r" * (len(header) - len(axes)) + "}", r"\toprule",
+           " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    n_runs = summary.height
+    tex += [" & ".join(esc(c[1]) for c in r) + r" \\" for r in body[:n_runs]]
+    tex += [r"\midrule"] + [" & ".join(esc(c[1]) for c in r) + r" \\" for r in body[n_runs:]]
+    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    out_prefix.with_suffix(".tex").write_text("\n".join(tex) + "\n")
+
+    points = [{"label": ", ".join(row[a] for a in axes), "mean": row[f"{primary}_mean"], "std": row[f"{primary}_std"],
+               "wall_time_s": row["wall_time_s_mean"], "teacher_evals": row["teacher_evals_mean"]}
+              for row in summary.iter_rows(named=True)]
+    plots.quality_vs_cost(points, [{"label": lb, "mean": v[primary]} for lb, v in refs], name, plot_path, title)
+    return summary
+
+
+def build_baselines(spec_path: str | Path, run_files, teacher_files, reference_file, out_prefix: str | Path,
+                    plot_path: str | Path) -> pl.DataFrame:
+    """The `table: baselines` kind, with the same interface and figures as `build`."""
+    spec = load_spec(spec_path)
+    summary = baselines(run_files, teacher_files, reference_file, spec["axes"], spec.get("title", spec["name"]),
+                        out_prefix, plot_path)
+    run_figures(spec, read_json(run_files), run_files, plot_path)
+    return summary
+
+
+TABLES = {"default": build, "baselines": build_baselines}  # picked by the ablation's optional `table:` key

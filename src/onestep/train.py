@@ -295,9 +295,10 @@ def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str,
 
 
 def student_net(cfg: dict) -> dict:
-    """The student's net config: `student.net`, with `times: 2` for a method whose class says `times = 2`."""
-    times = METHODS[cfg["method"]["name"]].times
-    return cfg["student"]["net"] if times == 1 else {**cfg["student"]["net"], "times": times}
+    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times)."""
+    net = dict(cfg["student"]["net"])
+    times = max(net.get("times", 1), METHODS[cfg["method"]["name"]].times)
+    return {**net, "times": times} if times != 1 else net
 
 
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,

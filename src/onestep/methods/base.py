@@ -18,8 +18,9 @@ then fills `Batch.data` with real data samples of the same batch size. `state_di
 `load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
 copies of the student) through a training checkpoint.
 
-A method whose student takes two times (f(x, t, s): MeanFlow's (t, r), the shortcut step size, a
-jump target) sets `times = 2`; the trainer then builds `student.net` with `times: 2` (train.student_net).
+A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
+`times = 2`: the trainer builds the student with `student.net.times` raised to it
+(`train.student_net`), so one grid over `method.name` needs no per-method net keys.
 
 `MethodBase` gives the defaults of every optional part; a method subclasses it.
 """
@@ -54,6 +55,7 @@ class Batch:
 class Method(Protocol):
     total_steps: int
     needs_data: bool
+    times: int
     sample_steps: tuple[int, ...]
 
     def schedule(self, step: int) -> dict[str, float]: ...
@@ -76,6 +78,7 @@ class MethodBase:
 
     total_steps: int
     needs_data = False
+    times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
     times = 1  # 2: the student is a two-time network f(x, t, s)
 

@@ -1,0 +1,138 @@
+"""Consistency Trajectory Models (Kim et al. 2024): any-t-to-any-s jumps, soft consistency, DSM term.
+
+Symbols (methods.md, EDM): G_theta(x_t, t, s) = (s/t) x_t + (1 - s/t) D_theta(x_t, t, s), a jump from
+t to any s <= t, with the EDM-preconditioned denoiser D = c_skip x + c_out F_theta,
+c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2). Loss, for t, s <= u < t:
+
+    x_est = G_sg(theta)(G_theta(x_t, t, s), s, 0)
+    x_tgt = sg[ G_theta(G_theta(x_u, u, s), s, 0) ],   x_u = teacher Heun steps from x_t down to u
+    L = ||x_est - x_tgt||^2 + dsm_weight ||D_theta(x_t, t, t) - x0||^2
+
+(soft consistency: matched after both are carried to s and then to 0 by the same map; the outer
+s -> 0 jump of x_est uses stop-gradient weights, so the gradient reaches theta through the inner
+jump only, as in CTM). The target uses the current weights under stop-gradient (iCT's finding; CTM
+uses an EMA copy); the distance is squared L2 in data space (CTM: LPIPS on images, a feature
+distance we do not have for 2-D); the DSM term has a fixed weight (CTM balances it by gradient norm);
+no GAN term.
+
+VP index mapping (as ct.py): index t has EDM level sigma_t = sqrt((1 - abar_t) / abar_t) and EDM
+state x_t / sqrt(abar_t). So, with F_theta fed the VP state and both indices, F_theta(x_t, t, s)
+(a two-time network: `times = 2`, the trainer builds it so),
+    D(x_t, t, s) = c_skip(sigma_t) x_t / sqrt(abar_t) + c_out(sigma_t) F_theta(x_t, t, s)
+    G(x_t, t, s) = sqrt(abar_s) [ (sigma_s / sigma_t) x_t / sqrt(abar_t) + (1 - sigma_s / sigma_t) D ]
+returns the VP state at s; at s = 0 (sigma_0 = 0, abar_0 = 1) G = D, the one-step sample.
+Times: t, u, s on the index grid {0} + the Karras rho = 7 grid of `N` levels (ct.index_grid),
+t at grid position >= 2, s uniform below t, u uniform in [max(s, grid point 1), t); the teacher
+solves t -> u by one Heun step per grid interval (up to N - 1 steps, two evaluations each).
+x0 are the teacher's samples (the pairs): data-free. Sampling with 1, 2 or 4 deterministic jumps
+T -> T (n-1)/n -> ... -> 0 (gamma = 0 sampling).
+
+Defaults: `steps` = 4000 optimiser steps (the curriculum default's count), N = 18 (CTM's CIFAR-10
+grid), dsm_weight = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.cd import pf_ode_step
+from onestep.methods.ct import bcast, edm_sigmas, index_grid
+
+
+@dataclass(frozen=True)
+class CTMConfig:
+    steps: int = 4000
+    N: int = 18
+    rho: float = 7.0
+    sigma_data: float = 0.5
+    dsm_weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CTMConfig:
+        return cls(**{k: v for k, v in d.items() if k != "name"})
+
+
+class CTM(MethodBase):
+    """Consistency trajectory model; see the module docstring."""
+
+    times = 2
+    sample_steps = (1, 2, 4)
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        self.cfg = c = CTMConfig.from_dict(cfg)
+        self.ctx, self.T = ctx, ctx.schedule.T
+        self.total_steps = c.steps
+        self.sigma, self.abar = edm_sigmas(ctx.schedule), ctx.schedule.abar  # (T+1,), (T+1,)
+        self.grid = torch.tensor((0, *index_grid(tuple(self.sigma.double().tolist()), c.N, c.rho)))  # (M,)
+        if len(self.grid) < 3:
+            raise ValueError(f"method.N: {c.N} gives fewer than 3 grid times; allowed: N >= 2")
+
+    def D(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """EDM-preconditioned denoiser D(x_t, t, s) in data space."""
+        sig = bcast(self.sigma.to(x.device)[t], x.ndim)
+        a = bcast(self.abar.to(x.device)[t], x.ndim)
+        c_skip = self.cfg.sigma_data**2 / (sig**2 + self.cfg.sigma_data**2)
+        c_out = sig * self.cfg.sigma_data / (sig**2 + self.cfg.sigma_data**2).sqrt()
+        return c_skip * x / a.sqrt() + c_out * net(x, t, s)
+
+    def G(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Jump from VP index t to s <= t: the VP state at s."""
+        sig, ab = self.sigma.to(x.device), self.abar.to(x.device)
+        r = torch.where(s == t, 1.0, sig[s] / sig[t].clamp(min=1e-12))  # sigma_s / sigma_t in [0, 1]; G(x, t, t) = x
+        r = bcast(r, x.ndim)
+        xt = x / bcast(ab[t], x.ndim).sqrt()  # EDM state
+        return bcast(ab[s], x.ndim).sqrt() * (r * xt + (1 - r) * self.D(net, x, t, s))
+
+    def G_sg(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """G with stop-gradient weights: the gradient flows through x only."""
+        params = {k: v.detach() for k, v in net.named_parameters()}
+        frozen = lambda x_, t_, s_: torch.func.functional_call(net, params, (x_, t_, s_))  # noqa: E731
+        return self.G(frozen, x, t, s)
+
+    def times_at(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Grid positions (i_t, i_s, i_u), (n,) each: i_t >= 2, i_s < i_t, max(i_s, 1) <= i_u < i_t."""
+        M = len(self.grid)
+        i_t = torch.randint(2, M, (n,), generator=gen)
+        i_s = (torch.rand(n, generator=gen) * i_t).long()  # uniform in 0..i_t-1
+        lo = i_s.clamp(min=1)
+        i_u = lo + (torch.rand(n, generator=gen) * (i_t - lo)).long()  # uniform in lo..i_t-1
+        return i_t, i_s, i_u
+
+    @torch.no_grad()
+    def solve(self, x: torch.Tensor, i_t: torch.Tensor, i_u: torch.Tensor) -> torch.Tensor:
+        """Teacher Heun steps along the grid from position i_t down to i_u (per sample)."""
+        grid = self.grid.to(x.device)
+        x, pos = x.clone(), i_t.clone()
+        while bool((pos > i_u).any()):
+            act = pos > i_u  # (B,) samples still above their u
+            x[act] = pf_ode_step(self.ctx.teacher, x[act], grid[pos[act]], grid[pos[act] - 1])
+            pos = torch.where(act, pos - 1, pos)
+        return x
+
+    def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
+        x0 = batch.x0  # (B, *shape) teacher samples
+        dev, grid = x0.device, self.grid.to(x0.device)
+        i_t, i_s, i_u = (i.to(dev) for i in self.times_at(x0.shape[0], gen))
+        t, s, u = grid[i_t], grid[i_s], grid[i_u]
+        zero = torch.zeros_like(t)
+        a = bcast(self.abar.to(dev)[t], x0.ndim)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(dev)
+        x_u = self.solve(x_t, i_t, i_u)
+        x_est = self.G_sg(student, self.G(student, x_t, t, s), s, zero)
+        with torch.no_grad():
+            x_tgt = self.G(student, self.G(student, x_u, u, s), s, zero)
+        L_ctm = ((x_est - x_tgt) ** 2).flatten(1).sum(1)  # (B,)
+        L_dsm = ((self.D(student, x_t, t, t) - x0) ** 2).flatten(1).sum(1)
+        return L_ctm + self.cfg.dsm_weight * L_dsm, {"L_ctm": L_ctm.mean().detach(), "L_dsm": L_dsm.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        x = z
+        for j in range(steps, 0, -1):
+            t = torch.full((z.shape[0],), round(j * self.T / steps), dtype=torch.long, device=z.device)
+            x = self.G(student, x, t, torch.full_like(t, round((j - 1) * self.T / steps)))
+        return x

@@ -1,0 +1,134 @@
+"""The `baselines` target: a tiny run through Snakemake (curriculum + kd, progressive, cd, ct, ctm, one
+seed, a few steps each) and dry runs of the real grid on checkerboard and on digits."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import planned_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+METHODS_A = ["curriculum", "kd", "progressive", "cd", "ct", "ctm"]
+
+TINY = {
+    "out": "results",
+    "seeds": [0],
+    "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
+    "pairs": {"num": 2048, "ddim_steps": 10, "seed": 1},
+    "student": {"batch_size": 64, "log_every": 5},
+    "method": {"K": 3, "steps_per_stage": 10},
+    "methods": {"kd": {"steps": 20}, "progressive": {"start_steps": 2, "steps_per_round": 10},
+                "cd": {"steps": 20, "s0": 2, "s1": 4}, "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}},
+    "evaluation": {"num_samples": 256, "teacher_steps": [1], "swd_projections": 32, "floor_repeats": 2},
+}
+GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.name": "curriculum"},
+        "table": "baselines", "grid": {"method.name": METHODS_A}}
+
+
+def snakemake(workdir: Path, *args: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
+           "--configfile", str(REPO / "config" / "config.yaml"), *extra]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    work = tmp_path_factory.mktemp("baselines")
+    (work / "ablations").mkdir()
+    (work / "ablations" / "baselines.yaml").write_text(yaml.safe_dump(GRID))
+    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
+    p = snakemake(work, "baselines", extra=(str(work / "tiny.yaml"),))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return work
+
+
+@pytest.mark.e2e
+def test_baselines_table_has_a_row_per_method_and_the_costs(finished):
+    r = finished / "results"
+    csv = pl.read_csv(r / "tables" / "baselines.csv")
+    assert csv["method.name"].to_list() == METHODS_A and (csv["seeds"] == 1).all()
+    for col in ("swd_mean", "swd@2_mean", "swd@4_mean", "wall_time_s_mean", "steps_mean", "teacher_evals_mean",
+                "params_mean", "swd_ratio_to_teacher_1"):
+        assert col in csv.columns, col
+    row = {m: csv.row(i, named=True) for i, m in enumerate(METHODS_A)}
+    assert [row[m]["steps_mean"] for m in METHODS_A] == [30, 20, 20, 20, 20, 20]  # each method's own budget
+    assert row["kd"]["teacher_evals_mean"] == 0 and row["ct"]["teacher_evals_mean"] == 0  # pairs / data only
+    assert row["cd"]["teacher_evals_mean"] == 2 * 64 * 20  # one Heun step (two evaluations) per sample and step
+    assert row["ctm"]["params_mean"] > row["kd"]["params_mean"]  # its two-time student
+    assert row["kd"]["swd@2_mean"] is None and row["progressive"]["swd@2_mean"] > 0  # few steps where sampled so
+    md = (r / "tables" / "baselines.md").read_text()
+    labels = [line.split("|")[1].strip().strip("*") for line in md.splitlines() if line.startswith("| ")][1:]
+    assert labels == [*METHODS_A, "data vs data (floor)", "teacher DDIM 1 step"]
+    assert "teacher evals" in md and "optimiser steps" in md and "params" in md
+    assert (r / "plots" / "baselines.png").stat().st_size > 0 and (r / "plots" / "baselines.pdf").exists()
+    m = json.loads((r / "checkerboard" / "baselines" / "name-ctm_seed-0" / "metrics.json").read_text())
+    assert set(m["multistep"]) >= {"swd@2", "swd@4"} and m["method"] == "ctm"
+
+
+def _grid_runs() -> int:
+    spec = yaml.safe_load((REPO / "config" / "ablations" / "baselines.yaml").read_text())
+    seeds = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["seeds"]
+    return len(spec["grid"]["method.name"]) * len(spec.get("seeds", seeds))
+
+
+@pytest.mark.e2e
+def test_baselines_dry_run(tmp_path):
+    p = snakemake(tmp_path, "-n", "baselines")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    jobs = planned_jobs(p.stdout)
+    assert jobs["train"] == jobs["evaluate"] == _grid_runs() and jobs["table"] == 1
+
+
+@pytest.mark.e2e
+def test_baselines_dry_run_on_digits(tmp_path):
+    """config/digits.yaml when it exists; else the digits overrides tests/test_images.py uses."""
+    digits = REPO / "config" / "digits.yaml"
+    if not digits.exists():
+        net = {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}
+        digits = tmp_path / "digits.yaml"
+        digits.write_text(yaml.safe_dump({"dataset": {"name": "digits"}, "teacher": {"net": net}, "student": {"net": net}}))
+    p = snakemake(tmp_path, "-n", "baselines", extra=(str(digits),))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "results/digits/baselines/name-ctm_seed-0/metrics.json" in p.stdout
+    assert planned_jobs(p.stdout)["train"] == _grid_runs()
+
+
+def test_baselines_table_from_files(tmp_path):
+    """The table builder alone on hand-written metrics.json files: means over seeds, '-' where a method
+    has no few-step sampler, ratios to the teacher's DDIM, the cost columns, teacher rows."""
+    from onestep import tables
+
+    def run(name, seed, swd, few, evals):
+        m = {"point": {"method.name": name}, "seed": seed, "method": name, "primary": "swd",
+             "metrics": {"swd": swd, "mmd": 0.01}, "multistep": few,
+             "train": {"wall_time_s": 10.0 + seed, "samples_per_s": 1.0, "steps": 4000, "teacher_evals": evals,
+                       "params": 1000}}
+        f = tmp_path / f"{name}-{seed}.json"
+        f.write_text(json.dumps(m))
+        return f
+
+    runs = [run("kd", 0, 0.02, {}, 0), run("kd", 1, 0.04, {}, 0),
+            run("cd", 0, 0.05, {"swd@2": 0.03, "mmd@2": 0.0, "swd@4": 0.02, "mmd@4": 0.0}, 512)]
+    teachers = []
+    for n, v in ((1, 0.5), (50, 0.025)):
+        teachers.append(tmp_path / f"t{n}.json")
+        teachers[-1].write_text(json.dumps({"steps": n, "metrics": {"swd": v, "mmd": 0.1}}))
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
+    s = tables.TABLES["baselines"](runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    kd, cd = s.row(0, named=True), s.row(1, named=True)
+    assert kd["seeds"] == 2 and kd["swd_mean"] == pytest.approx(0.03) and kd["swd@2_mean"] is None
+    assert kd["swd_ratio_to_teacher_1"] == pytest.approx(0.06) and kd["swd_ratio_to_teacher_50"] == pytest.approx(1.2)
+    assert cd["swd@4_mean"] == pytest.approx(0.02) and cd["teacher_evals_mean"] == 512 and kd["wall_time_s_mean"] == 10.5
+    md = (tmp_path / "out" / "b.md").read_text()
+    assert "| method | SWD | MMD² | SWD 2 steps | SWD 4 steps | SWD / DDIM-1 | SWD / DDIM-50 | train s |" in md
+    assert "| kd | **0.03 ± 0.014** | **0.01 ± 0** | - | - | 0.06 | 1.2 | 10 | 4000 | 0 | 1000 | 2 |" in md
+    assert "*teacher DDIM 50 steps*" in md and (tmp_path / "b.pdf").exists()
