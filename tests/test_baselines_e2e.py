@@ -53,7 +53,7 @@ def finished(tmp_path_factory):
 @pytest.mark.e2e
 def test_baselines_table_has_a_row_per_method_and_the_costs(finished):
     r = finished / "results"
-    csv = pl.read_csv(r / "tables" / "baselines.csv")
+    csv = pl.read_csv(r / "tables" / "checkerboard" / "baselines.csv")
     assert csv["method.name"].to_list() == METHODS_A and (csv["seeds"] == 1).all()
     for col in ("swd_mean", "swd@2_mean", "swd@4_mean", "wall_time_s_mean", "steps_mean", "teacher_evals_mean",
                 "params_mean", "swd_ratio_to_teacher_1"):
@@ -64,11 +64,12 @@ def test_baselines_table_has_a_row_per_method_and_the_costs(finished):
     assert row["cd"]["teacher_evals_mean"] == 2 * 64 * 20  # one Heun step (two evaluations) per sample and step
     assert row["ctm"]["params_mean"] > row["kd"]["params_mean"]  # its two-time student
     assert row["kd"]["swd@2_mean"] is None and row["progressive"]["swd@2_mean"] > 0  # few steps where sampled so
-    md = (r / "tables" / "baselines.md").read_text()
+    md = (r / "tables" / "checkerboard" / "baselines.md").read_text()
     labels = [line.split("|")[1].strip().strip("*") for line in md.splitlines() if line.startswith("| ")][1:]
     assert labels == [*METHODS_A, "data vs data (floor)", "teacher DDIM 1 step"]
     assert "teacher evals" in md and "optimiser steps" in md and "params" in md
-    assert (r / "plots" / "baselines.png").stat().st_size > 0 and (r / "plots" / "baselines.pdf").exists()
+    plots = r / "plots" / "checkerboard"
+    assert (plots / "baselines.png").stat().st_size > 0 and (plots / "baselines.pdf").exists()
     m = json.loads((r / "checkerboard" / "baselines" / "name-ctm_seed-0" / "metrics.json").read_text())
     assert set(m["multistep"]) >= {"swd@2", "swd@4"} and m["method"] == "ctm"
 
@@ -123,7 +124,7 @@ def test_baselines_table_from_files(tmp_path):
         teachers[-1].write_text(json.dumps({"steps": n, "metrics": {"swd": v, "mmd": 0.1}}))
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
-    s = tables.TABLES["baselines"](runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    s = tables.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
     kd, cd = s.row(0, named=True), s.row(1, named=True)
     assert kd["seeds"] == 2 and kd["swd_mean"] == pytest.approx(0.03) and kd["swd@2_mean"] is None
     assert kd["swd_ratio_to_teacher_1"] == pytest.approx(0.06) and kd["swd_ratio_to_teacher_50"] == pytest.approx(1.2)

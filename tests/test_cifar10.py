@@ -297,7 +297,7 @@ def test_cifar10_dag_outputs(finished):
         assert (run / "samples.png").stat().st_size > 0
     teacher = torch.load(r / "tiny_cifar" / "teacher" / "teacher.pt", weights_only=False)
     assert teacher["net"]["name"] == "unet2d" and teacher["shape"] == [3, 32, 32]
-    md = (r / "tables" / "ablate_order.md").read_text()
+    md = (r / "tables" / "tiny_cifar" / "ablate_order.md").read_text()
     assert "TEST DOUBLE" in md and "clean-fid mode clean" in md and "FID and KID of 40 samples per row" in md
     assert "teacher DDIM 2 steps" in md and "statistics of the 48 training images" in md
 

@@ -230,7 +230,7 @@ def test_jobs_went_through_sbatch(finished, cluster):
 def test_outputs_exist(finished):
     work, _ = finished
     r = work / "results"
-    assert (r / "tables" / "ablate_order.md").stat().st_size > 0
+    assert (r / "tables" / "checkerboard" / "ablate_order.md").stat().st_size > 0
     for order in ("forward", "reversed"):
         run = r / "checkerboard" / "ablate_order" / f"ordering-{order}_seed-0"
         m = json.loads((run / "metrics.json").read_text())
