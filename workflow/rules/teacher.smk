@@ -61,7 +61,7 @@ rule reference:
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
-        gpu=1,  # Inception features of the whole training set (50k images for CIFAR-10)
+        gpu=1 if IS_IMAGES else 0,  # images: Inception features of the training set (50k for CIFAR-10); points: CPU
     shell:
         "onestep reference --threads {threads} --cfg {params.cfg:q} {params.features} --out {output.arrays}"
         " --summary {output.summary} > {log} 2>&1"
