@@ -21,15 +21,14 @@ Defaults: `steps` = 4000 (the curriculum default's count), iCT's s0 = 10, s1 = 1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from onestep.diffusion import Teacher
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.ct import Consistency, ICTGrid, bcast, edm_sigmas, huber_c, pseudo_huber
+from onestep.methods.base import Batch, Context
+from onestep.methods.ct import ICTMethod, bcast, edm_sigmas, pseudo_huber
 
 
 @dataclass(frozen=True)
@@ -64,24 +63,14 @@ def pf_ode_step(teacher: Teacher, x: torch.Tensor, t: torch.Tensor, s: torch.Ten
     return a_s.sqrt() * xs
 
 
-class CD(MethodBase):
+class CD(ICTMethod):
     """Consistency distillation (iCT settings, Heun teacher steps); see the module docstring."""
 
-    sample_steps = (1, 2, 4)
-
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = c = CDConfig.from_dict(cfg)
+        c = CDConfig.from_dict(cfg)
         if c.solver not in ("heun", "euler"):
             raise ValueError(f"method.solver must be heun or euler, got '{c.solver}'")
-        self.ctx, self.seed = ctx, seed
-        self.total_steps = c.steps
-        self.f = Consistency(ctx.schedule, c.sigma_data)
-        self.grid = ICTGrid(ctx.schedule, c.steps, c.s0, c.s1, c.rho, c.p_mean, c.p_std)
-        self.c = huber_c(c.huber_c, ctx.shape)
-
-    def schedule(self, step: int) -> dict[str, float]:
-        n = self.grid.size(step)
-        return {"phase": int(math.log2((n - 1) / self.cfg.s0)), "N": n}
+        super().__init__(c, ctx, seed)
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x0 = batch.x0  # (B, *shape) teacher samples

@@ -163,24 +163,31 @@ class ICTGrid:
         return g[i], g[i + 1]
 
 
-class CT(MethodBase):
-    """Consistency training (iCT settings); see the module docstring."""
+class ICTMethod(MethodBase):
+    """What consistency training and distillation share: the parameterisation f, the iCT grid N(k)
+    (the phase is the doubling round of N), the pseudo-Huber constant; `cfg` set by the subclass."""
 
-    needs_data = True
     sample_steps = (1, 2, 4)
 
-    def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = CTConfig.from_dict(cfg)
-        self.ctx, self.seed = ctx, seed
-        self.total_steps = self.cfg.steps
-        c = self.cfg
-        self.f = Consistency(ctx.schedule, c.sigma_data)
-        self.grid = ICTGrid(ctx.schedule, c.steps, c.s0, c.s1, c.rho, c.p_mean, c.p_std)
-        self.c = huber_c(c.huber_c, ctx.shape)
+    def __init__(self, cfg, ctx: Context, seed: int):
+        self.cfg, self.ctx, self.seed = cfg, ctx, seed
+        self.total_steps = cfg.steps
+        self.f = Consistency(ctx.schedule, cfg.sigma_data)
+        self.grid = ICTGrid(ctx.schedule, cfg.steps, cfg.s0, cfg.s1, cfg.rho, cfg.p_mean, cfg.p_std)
+        self.c = huber_c(cfg.huber_c, ctx.shape)
 
     def schedule(self, step: int) -> dict[str, float]:
         n = self.grid.size(step)
         return {"phase": int(math.log2((n - 1) / self.cfg.s0)), "N": n}
+
+
+class CT(ICTMethod):
+    """Consistency training (iCT settings); see the module docstring."""
+
+    needs_data = True
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        super().__init__(CTConfig.from_dict(cfg), ctx, seed)
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x0 = batch.data  # (B, *shape) real data
