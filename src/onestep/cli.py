@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -98,7 +99,7 @@ def cmd_parent(a) -> None:
 
 def cmd_teacher(a) -> None:
     from onestep import data, tracking
-    from onestep.train import Preempted, Resume, save_checkpoint, train_teacher
+    from onestep.train import Resume, save_checkpoint, train_teacher
 
     cfg = _cfg(a.cfg)
     tracking.check_server(cfg)
@@ -107,18 +108,8 @@ def cmd_teacher(a) -> None:
     shape, pre = data.shape(cfg["dataset"]), cfg["teacher"].get("pretrained")
     # next to the output, not a declared output: it survives a failed job (see cmd_train)
     resume = Resume.open(Path(a.out).with_suffix(".resume.pt"), cfg["teacher"].get("checkpoint_every", 0), cfg)
-    prior = resume.state["loop"]["extra"] if resume.state else {}
-    _on_sigterm(resume)
-    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
-    with tracking.record(cfg, "teacher", {"kind": "teacher", "source": "pretrained" if pre else "trained"},
-                         run_id=prior.get("mlflow_run_id"), status_for=status, system_metrics=True) as rec:
-        if resume.state:
-            rec.tag("resumed_from_step", resume.state["step"])
-        else:
-            rec.params(cfg)
-        if resume.every > 0:
-            rec.flush_every = 1 << 30
-        resume.extra, resume.on_save = {"mlflow_run_id": rec.run_id}, rec.flush
+    tags = {"kind": "teacher", "source": "pretrained" if pre else "trained"}
+    with _resumable_record(cfg, "teacher", tags, resume, {}) as rec:
         if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
             from onestep.pretrained import import_teacher
 
@@ -228,13 +219,36 @@ def _on_sigterm(resume) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+@contextmanager
+def _resumable_record(cfg: dict, name: str, tags: dict, resume, extra: dict, parent_id: str | None = None):
+    """The job's MLflow run, continued by a resumed attempt. Metrics go to MLflow at each resume
+    checkpoint, so the steps a kill loses (after the last checkpoint) are not in MLflow either and are
+    logged once, on resume; a preempted run is KILLED, not FAILED; SIGTERM saves a checkpoint first."""
+    from onestep import tracking
+    from onestep.train import Preempted
+
+    prior = resume.state["loop"]["extra"] if resume.state else {}
+    _on_sigterm(resume)
+    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
+                         status_for=status, system_metrics=True) as rec:
+        if resume.state:
+            rec.tag("resumed_from_step", resume.state["step"])
+        else:
+            rec.params(cfg)
+        if resume.every > 0:
+            rec.flush_every = 1 << 30
+        resume.extra, resume.on_save = {**extra, "mlflow_run_id": rec.run_id}, rec.flush
+        yield rec
+
+
 def cmd_train(a) -> None:
     from onestep import tracking
 
     tracking.check_server(_cfg(a.cfg))  # before the heavy imports: an unreachable server fails at once
     from onestep import plots
     from onestep.evaluate import load_feature_net
-    from onestep.train import Preempted, Resume, load_teacher, save_checkpoint, student_net, train_student
+    from onestep.train import Resume, load_teacher, save_checkpoint, student_net, train_student
     from onestep.tune import resolve_tuned
 
     cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
@@ -253,20 +267,8 @@ def cmd_train(a) -> None:
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
     rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
-    _on_sigterm(resume)
 
-    # a resumed run continues its MLflow run; metrics go to MLflow at each checkpoint, so the steps a
-    # kill loses (after the last checkpoint) are not in MLflow either and are logged once, on resume
-    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
-    with tracking.record(cfg, run["name"], tags, parent_id=parent, run_id=prior.get("mlflow_run_id"),
-                         status_for=status, system_metrics=True) as rec:
-        if resume.state:
-            rec.tag("resumed_from_step", resume.state["step"])
-        else:
-            rec.params(cfg)
-        if resume.every > 0:
-            rec.flush_every = 1 << 30
-        resume.extra, resume.on_save = {"rows": rows, "mlflow_run_id": rec.run_id}, rec.flush
+    with _resumable_record(cfg, run["name"], tags, resume, {"rows": rows}, parent) as rec:
 
         def log(values: dict, step: int, series: str = "step") -> None:
             rec.metrics(values, step)
@@ -296,7 +298,7 @@ def cmd_evaluate(a) -> None:
     import torch
 
     from onestep import plots, tracking
-    from onestep.evaluate import generate, multi_step_scores, one_step, score, to_unit
+    from onestep.evaluate import build_method, generate, multi_step_scores, sample, score, to_unit
     from onestep.train import load_checkpoint, load_teacher
 
     run_dir = Path(a.run)
@@ -310,11 +312,12 @@ def cmd_evaluate(a) -> None:
     ref = _load_ref(a.reference)
     student.to(device)
     t0 = time.time()
-    x = generate(cfg, tuple(ckpt["shape"]), lambda z: one_step(cfg, teacher, student, z), device)
+    method = build_method(cfg, teacher, tuple(ckpt["shape"]))  # once, not per noise chunk
+    x = generate(cfg, tuple(ckpt["shape"]), lambda z: sample(method, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
-    result["multistep"] = multi_step_scores(cfg, teacher, student, tuple(ckpt["shape"]), ref, a.features, device)
+    result["multistep"] = multi_step_scores(cfg, method, student, tuple(ckpt["shape"]), ref, a.features, device)
     x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
     plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:

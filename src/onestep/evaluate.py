@@ -81,16 +81,24 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
     return torch.cat(out)
 
 
-def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_size: int = 8192,
-             steps: int = 1) -> torch.Tensor:
-    """Samples of a trained student from noise z through its method's own sampler (method-blind);
-    `steps` > 1 only for methods that list it in `sample_steps`."""
+def build_method(cfg: dict, teacher, shape: tuple[int, ...]):
+    """The run's method (METHODS[cfg.method.name]) around the teacher: what samples a trained student."""
     from onestep.methods import METHODS
     from onestep.methods.base import Context
 
-    ctx = Context(teacher, teacher.schedule, tuple(z.shape[1:]))
-    method = METHODS[cfg["method"]["name"]](cfg["method"], ctx, cfg["seed"])
+    return METHODS[cfg["method"]["name"]](cfg["method"], Context(teacher, teacher.schedule, tuple(shape)), cfg["seed"])
+
+
+def sample(method, model: torch.nn.Module, z: torch.Tensor, steps: int = 1, batch_size: int = 8192) -> torch.Tensor:
+    """Samples of a trained student from noise z through its method's own sampler (method-blind);
+    `steps` > 1 only for methods that list it in `sample_steps`."""
     return torch.cat([method.sample(model, zb, steps) for zb in z.split(batch_size)]).cpu()
+
+
+def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_size: int = 8192,
+             steps: int = 1) -> torch.Tensor:
+    """`sample` for a single batch of noise (builds the method; use build_method + sample over many chunks)."""
+    return sample(build_method(cfg, teacher, tuple(z.shape[1:])), model, z, steps, batch_size)
 
 
 FEW_STEPS = (2, 4)  # besides one step, scored for methods whose sampler supports them
@@ -103,12 +111,12 @@ def few_steps(cfg: dict) -> tuple[int, ...]:
     return tuple(n for n in FEW_STEPS if n in METHODS[cfg["method"]["name"]].sample_steps)
 
 
-def multi_step_scores(cfg: dict, teacher, model: torch.nn.Module, shape: tuple[int, ...], ref: dict[str, np.ndarray],
+def multi_step_scores(cfg: dict, method, model: torch.nn.Module, shape: tuple[int, ...], ref: dict[str, np.ndarray],
                       features_path: str | None = None, device: str = "cpu") -> dict[str, float]:
     """{"<metric>@<n>": value} for every n in few_steps(cfg): the same noise, the method's n-step sampler."""
     out = {}
     for n in few_steps(cfg):
-        x = generate(cfg, shape, lambda z, n=n: one_step(cfg, teacher, model, z, steps=n), device)
+        x = generate(cfg, shape, lambda z, n=n: sample(method, model, z, n), device)
         out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path)["metrics"].items()}
     return out
 

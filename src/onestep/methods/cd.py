@@ -28,24 +28,14 @@ from torch import nn
 
 from onestep.diffusion import Teacher
 from onestep.methods.base import Batch, Context
-from onestep.methods.ct import ICTMethod, bcast, edm_sigmas, pseudo_huber
+from onestep.methods.ct import CTConfig, ICTMethod, bcast, edm_sigmas, pseudo_huber
 
 
 @dataclass(frozen=True)
-class CDConfig:
-    steps: int = 4000
-    s0: int = 10
-    s1: int = 1280
-    rho: float = 7.0
-    p_mean: float = -1.1
-    p_std: float = 2.0
-    sigma_data: float = 0.5
-    huber_c: float | None = None
-    solver: str = "heun"  # heun | euler (= DDIM)
+class CDConfig(CTConfig):
+    """CT's iCT settings, plus the teacher's ODE solver."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CDConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    solver: str = "heun"  # heun | euler (= DDIM)
 
 
 @torch.no_grad()

@@ -205,7 +205,7 @@ class Curriculum(MethodBase):
 
         x_hats = self._targets(student, z, t, self._anchors(k, k_anchor, gen))
         R = torch.stack([self.l2(g, x_hat) for x_hat in x_hats]).mean(0)  # (B,)
-        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": torch.tensor(float(len(x_hats)))}
+        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats))}
 
         loss = L + self.cfg.lam * R  # (B,)
         if self.adv is not None:
