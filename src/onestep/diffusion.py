@@ -111,8 +111,8 @@ def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_si
     out = []
     for zb in z.split(batch_size):
         x = zb.clone()
-        for t in sched.timesteps:
-            eps = net(x, t.expand(x.shape[0]))
+        for t in sched.timesteps:  # diffusers keeps these on the CPU: move each to the network's device
+            eps = net(x, t.to(x.device).expand(x.shape[0]))  # (B, ...)
             x = sched.step(eps, t, x, eta=0.0).prev_sample
         out.append(x)
     return torch.cat(out)
