@@ -104,24 +104,27 @@ class CTM(MethodBase):
 
     @torch.no_grad()
     def solve(self, x: torch.Tensor, i_t: torch.Tensor, i_u: torch.Tensor) -> torch.Tensor:
-        """Teacher Heun steps along the grid from position i_t down to i_u (per sample)."""
+        """Teacher Heun steps along the grid from position i_t down to i_u (per sample). The positions
+        are host tensors: which samples still move is decided on the host, so no step waits on the device."""
         grid = self.grid.to(x.device)
-        x, pos = x.clone(), i_t.clone()
-        while bool((pos > i_u).any()):
-            act = pos > i_u  # (B,) samples still above their u
-            x[act] = pf_ode_step(self.ctx.teacher, x[act], grid[pos[act]], grid[pos[act] - 1])
-            pos = torch.where(act, pos - 1, pos)
+        x, pos, i_t, i_u = x.clone(), i_t.cpu().clone(), i_t.cpu(), i_u.cpu()
+        for _ in range(int((i_t - i_u).max())):
+            act = (pos > i_u).nonzero().flatten()  # (A,) host indices of samples still above their u
+            a = act.to(x.device)
+            x[a] = pf_ode_step(self.ctx.teacher, x[a], grid[pos[act]].to(x.device), grid[pos[act] - 1].to(x.device))
+            pos[act] -= 1
         return x
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x0 = batch.x0  # (B, *shape) teacher samples
         dev, grid = x0.device, self.grid.to(x0.device)
-        i_t, i_s, i_u = (i.to(dev) for i in self.times_at(x0.shape[0], gen))
+        pos = self.times_at(x0.shape[0], gen)  # host tensors (the solve's schedule is planned there)
+        i_t, i_s, i_u = (i.to(dev) for i in pos)
         t, s, u = grid[i_t], grid[i_s], grid[i_u]
         zero = torch.zeros_like(t)
         a = bcast(self.abar.to(dev)[t], x0.ndim)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(dev)
-        x_u = self.solve(x_t, i_t, i_u)
+        x_u = self.solve(x_t, pos[0], pos[2])
         x_est = self.G_sg(student, self.G(student, x_t, t, s), s, zero)
         with torch.no_grad():
             x_tgt = self.G(student, self.G(student, x_u, u, s), s, zero)

@@ -196,9 +196,10 @@ class Curriculum(MethodBase):
         abar_t = sch.at("abar", t, nd)
         target = abar_t.sqrt() * x0  # (B, *shape)
         w = loss_weight(abar_t.flatten(), self.cfg.max_weight)  # (B,)
-        late = t <= self.cfg.late_t  # (B,) stages that get the late-stage loss
+        late_k = self.ts[k] <= self.cfg.late_t  # (B,) on the host: stages that get the late-stage loss
+        late = late_k.to(z.device)  # (B,)
         d = self.l2(g, target)  # (B,)
-        if late.any() and not isinstance(self.distance, L2):
+        if bool(late_k.any()) and not isinstance(self.distance, L2):  # decided on the host: no device sync
             d = torch.where(late, self.distance(g, target), d)
         L = w * d  # (B,)
         logs = {"L_k": L.mean().detach()}

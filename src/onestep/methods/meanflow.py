@@ -88,7 +88,7 @@ class MeanFlow(MethodBase):
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x, e = batch.data.float(), batch.z.float()  # (B, *shape)
         t, r = (s.to(x.device) for s in sample_times(x.shape[0], self.cfg, gen))  # (B,)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type="cuda" if x.is_cuda else "cpu", enabled=False):  # JVP in fp32
             u_pred, u_tgt = meanflow_target(student, x, e, t, r, self.S)
             err = ((u_pred - u_tgt) ** 2).flatten(1).sum(1)  # (B,)
         w = (err.detach() + self.cfg.c) ** -self.cfg.p
