@@ -4,12 +4,22 @@ All read from a training section (`teacher` or `student`):
 
     precision: fp32 | bf16 | auto      autocast dtype of the forward passes; master weights stay fp32.
                                        auto = bf16 where the device has it (CUDA with bf16), else fp32
-    compile: false | true              torch.compile the trained network's forward
+    compile: false | true | reduce-overhead | max-autotune
+                                       torch.compile the trained network's forward (a string is the
+                                       compile mode: reduce-overhead captures CUDA graphs, which pays for
+                                       the small 2-D nets whose steps are launch-bound)
     channels_last: false | true        channels-last memory format for 4-D (image) inputs, on CUDA only
                                        (on CPU it slows GroupNorm-heavy UNets down, so it is ignored there)
     grad_accum: 1                      micro-batches per optimiser step; batch_size is the global batch
 
 The defaults (fp32, no compile, contiguous, grad_accum 1) leave the CPU computation unchanged.
+On CUDA the optimisers are the fused Adam kernels (`adam`), one launch per step instead of one per
+parameter tensor; on CPU the default implementation, so CPU results stay bit-for-bit.
+
+Throughput is reported as model FLOPs utilisation next to samples/s (`train_flops`, `peak_tflops`,
+`mfu`): the FLOPs of one training step of the network counted by torch's FlopCounterMode (forward +
+backward, matmuls and convolutions), over the device's dense bf16 peak. A method's extra forward
+passes (teacher evaluations, targets) are not in that count: its utilisation is a lower bound.
 A method whose loss needs fp32 throughout (JVP-based ones) sets the class attribute
 `fp32_only = True`; the trainer reads it generically and ignores `precision` then.
 """
@@ -20,6 +30,8 @@ import contextlib
 
 import torch
 from torch import nn
+
+from onestep.errors import OnestepError
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -43,9 +55,21 @@ def precision_context(device: str | torch.device, precision: str):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def maybe_compile(net: nn.Module, enabled: bool) -> nn.Module:
-    """torch.compile(net) sharing its parameters (save, EMA and state_dict use `net` itself)."""
-    return torch.compile(net) if enabled else net
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "default")
+
+
+def maybe_compile(net: nn.Module, enabled: bool | str) -> nn.Module:
+    """torch.compile(net) sharing its parameters (save, EMA and state_dict use `net` itself); a string
+    picks the compile mode (reduce-overhead: CUDA graphs)."""
+    if not enabled:
+        return net
+    return torch.compile(net, mode=enabled) if isinstance(enabled, str) else torch.compile(net)
+
+
+def adam(params, lr: float, device: str | torch.device, **kw) -> torch.optim.Adam:
+    """Adam; the fused CUDA kernel on CUDA (one launch per step), the default implementation elsewhere."""
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.Adam(params, lr=lr, **({"fused": True} if fused else {}), **kw)
 
 
 def use_channels_last(device: str | torch.device, enabled: bool) -> bool:
@@ -86,3 +110,54 @@ def synchronize(device: str | torch.device) -> None:
     """Wait for queued kernels (honest wall times on CUDA)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- running out of GPU memory
+
+
+class OutOfMemory(OnestepError):
+    """The GPU ran out of memory; the message names the batch-size key to lower."""
+
+
+@contextlib.contextmanager
+def explain_oom(key: str, value, hint: str = ""):
+    """Turn torch's OutOfMemoryError into one message naming the config key that sets the batch."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
+        more = f" {hint}" if hint else ""
+        raise OutOfMemory(f"GPU out of memory ({first}); lower {key} (now {value}){more}") from None
+
+
+# ---------------------------------------------------------------- model FLOPs utilisation
+
+# Dense bf16 tensor-core peak (TFLOP/s, no sparsity), from the vendors' data sheets; matched by name.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "B200": 2250.0, "A100": 312.0,
+                    "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0}
+
+
+def peak_tflops(device: str | torch.device) -> float | None:
+    """The device's dense bf16 peak from PEAK_BF16_TFLOPS (None: unknown, or not a CUDA device)."""
+    if torch.device(device).type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    hits = [k for k in PEAK_BF16_TFLOPS if k in name]
+    return PEAK_BF16_TFLOPS[max(hits, key=len)] if hits else None
+
+
+def train_flops(net: nn.Module, *inputs: torch.Tensor) -> float:
+    """FLOPs of one forward + backward of `net` on `inputs`, per sample of the batch (FlopCounterMode):
+    the forward, every weight gradient, and input gradients where they flow (not into the data)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(*inputs).float().square().mean().backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / inputs[0].shape[0]
+
+
+def mfu(flops_per_sample: float, samples_per_s: float, peak: float | None) -> float | None:
+    """Achieved FLOP/s as a fraction of `peak` TFLOP/s (None when the peak is unknown)."""
+    return None if not peak else flops_per_sample * samples_per_s / (peak * 1e12)

@@ -167,6 +167,32 @@ def check_gpu_tier(cfg: dict, where: str) -> None:
                           "Inception (meaningless FID), refused unless ONESTEP_ALLOW_TEST_DOUBLE=1; use 'inception'")
 
 
+def check_device(cfg: dict, where: str = "config") -> None:
+    """`device: cuda[:N]` / `mps` on a machine that lacks it stops at parse time (local runs; a cluster's
+    login node may have no GPU, its jobs check again where they run)."""
+    from onestep.devices import device_problem, torch_devices
+
+    want = cfg.get("device", "auto")
+    if want in ("auto", "cpu"):
+        return  # always possible; no torch import at parse time
+    problem = device_problem(want, *torch_devices())
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+
+
+def gpu_per_job(cfg: dict) -> int:
+    """GPUs a training / sampling job requests: `gpu_per_job`, where `auto` is 1 on images, 0 on 2-D points."""
+    want = cfg.get("gpu_per_job", "auto")
+    return int(cfg["dataset"]["name"] in IMAGE_DATASETS) if want == "auto" else int(want)
+
+
+def job_device(cfg: dict) -> str:
+    """The `device` a job is given: `auto` becomes `cpu` where the job requests no GPU (gpu_per_job 0), so a
+    local 2-D job does not take a GPU slot that Snakemake never counted for it."""
+    want = cfg.get("device", "auto")
+    return "cpu" if want == "auto" and gpu_per_job(cfg) == 0 else want
+
+
 @dataclass
 class Run:
     ablation: str
@@ -249,6 +275,7 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
                 run_cfg = set_dotted(run_cfg, k, v)
             name = run_name(point, seed)
             run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
+            run_cfg["device"] = job_device(run_cfg)
             validate(run_cfg, "config", f"{where} (run {name})")
             ab.runs.append(Run(ab.name, name, point, seed, run_cfg))
     return ab
@@ -279,7 +306,10 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
 
 def sections(cfg: dict, *keys: str) -> str:
     """JSON of the named config sections: what a rule's job depends on (params -> rerun on change)."""
-    return json.dumps({k: cfg[k] for k in keys if k in cfg}, sort_keys=True)
+    out = {k: cfg[k] for k in keys if k in cfg}
+    if "device" in keys:
+        out["device"] = job_device(cfg)
+    return json.dumps(out, sort_keys=True)
 
 
 def dataset_id(cfg: dict) -> str:

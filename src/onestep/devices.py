@@ -68,6 +68,28 @@ def lock_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("ONESTEP_GPU_LOCK_DIR") or tempfile.gettempdir())
 
 
+def device_problem(want: str, count: int, mps: bool = False) -> str | None:
+    """Why `device: want` cannot run here with `count` CUDA devices (None: it can). cuda:N needs N < count."""
+    if want.startswith("cuda"):
+        idx = int(want.split(":", 1)[1]) if ":" in want else 0
+        if count == 0:
+            return f"device: {want!r} but no CUDA device was found here; allowed here: auto, cpu"
+        if idx >= count:
+            return (f"device: {want!r} but only {count} CUDA device(s) are visible (cuda:0..cuda:{count - 1}); "
+                    "allowed here: auto, cpu, " + ", ".join(f"cuda:{i}" for i in range(count)))
+    if want == "mps" and not mps:
+        return "device: 'mps' but Apple's MPS backend is not available here; allowed here: auto, cpu"
+    return None
+
+
+def torch_devices() -> tuple[int, bool]:
+    """(CUDA devices torch sees, whether MPS is available): what a job on this machine could use."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count, bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def pick_device(want: str, count: int, env: Mapping[str, str] | None = None) -> str:
     """The torch device for `device: want` with `count` visible CUDA devices (see the module docstring)."""
     env = os.environ if env is None else env

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from onestep.config import ConfigError, dataset_id, load_workflow, sections
+from onestep.config import ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, sections
 from onestep.devices import visible_gpus
 
 try:
@@ -29,10 +29,19 @@ STUDY = f"{config['tune']['study']}-{DATA}"
 TUNE_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
 
 
+# GPUs a training / sampling job requests (`gpu_per_job`): 1 on images, 0 on the 2-D tier by default.
+GPU_PER_JOB = gpu_per_job(config)
+
 # Local runs (no --jobs, i.e. no cluster executor): at most one `gpu=1` job per visible GPU. With no GPU
 # the constraint scales `gpu=1` down to 0 and the jobs run on CPU. An explicit --resources gpu=N wins.
-if workflow.nodes is None and "gpu" not in workflow.global_resources:
-    workflow.register_resource("gpu", visible_gpus())
+# `device: cuda` on a machine without one stops here (a cluster's login node may lack a GPU: its jobs check).
+if workflow.nodes is None:
+    try:
+        check_device(config)
+    except ConfigError as e:
+        raise WorkflowError(f"invalid configuration: {e}") from None
+    if "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", visible_gpus())
 
 
 wildcard_constraints:

@@ -19,7 +19,7 @@ rule train:
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep train --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
         " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log} > {log} 2>&1"

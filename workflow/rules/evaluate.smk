@@ -17,7 +17,7 @@ rule evaluate:
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
         " {params.features} --out {output.metrics} --plot {output.plot} --log {log} > {log} 2>&1"
@@ -38,7 +38,7 @@ rule teacher_eval:
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep teacher-eval --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --reference {input.reference}"
         " {params.features} --steps {wildcards.steps} --out {output.metrics} --plot {output.plot}"

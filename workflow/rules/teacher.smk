@@ -15,7 +15,7 @@ rule teacher:
         cfg=cfg_json("dataset", "diffusion", "teacher", "tracking", "device"),
     threads: config["threads"]["prep"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep teacher --threads {threads} --cfg {params.cfg:q} --out {output} --log {log} > {log} 2>&1"
 
@@ -31,7 +31,7 @@ rule pairs:
         cfg=cfg_json("diffusion", "pairs", "device"),
     threads: config["threads"]["prep"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep pairs --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --out {output} > {log} 2>&1"
 

@@ -19,7 +19,7 @@ rule tune_worker:
         folder=TUNE_DIR,
     threads: config["threads"]["run"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "onestep tune-worker --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
