@@ -14,7 +14,7 @@ MLFLOW_ALLOWED_HOSTS ?=
 # rules call the package's CLI (`onestep ...`): the venv's bin comes first on PATH
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench
+.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench gpu-check
 
 venv: $(STAMP)
 
@@ -52,3 +52,9 @@ mlflow-server: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/figures.py
+
+# on a GPU node: every method's training and sampling on CUDA (fp32, bf16), then teacher, pairs and
+# evaluation through the CLI as the rules call them; one PASS/FAIL line per path (docs/gpu.md)
+GPU_DEVICE ?= cuda
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --device $(GPU_DEVICE)

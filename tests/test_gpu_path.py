@@ -107,3 +107,18 @@ def test_compile_mode_string_is_passed_on(monkeypatch):
     assert accel.maybe_compile(net, False) is net and not seen
     accel.maybe_compile(net, "reduce-overhead")
     assert seen == {"mode": "reduce-overhead"}
+
+
+def test_gpu_check_script_reports_each_path(tmp_path):
+    """`make gpu-check`'s script, as a CPU smoke run: one PASS line per method, tier and precision."""
+    p = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+                        "--no-pipeline", "--methods", "kd", "curriculum", "--precisions", "fp32"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    lines = [s for s in p.stdout.splitlines() if s.startswith(("PASS", "FAIL"))]
+    assert [s.split()[:4] for s in lines] == [["PASS", m, t, "fp32"] for m in ("kd", "curriculum")
+                                             for t in ("points", "images")]
+    bad = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cuda:7"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    if not torch.cuda.is_available():
+        assert bad.returncode != 0 and "finds no CUDA device here" in bad.stderr
