@@ -66,7 +66,7 @@ def _method(schedule, **kw):
     return METHODS["curriculum"](cfg, Context(teacher, schedule, (2,)), seed=0)
 
 
-def test_marginal_loss_is_the_gaussian_kl(schedule):
+def test_l_k_is_the_gaussian_kl(schedule):
     m = _method(schedule, max_weight=1e9)
     z = torch.tensor([[0.5, -1.0]])
     x0 = torch.tensor([[1.0, 2.0]])
