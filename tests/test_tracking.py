@@ -48,6 +48,7 @@ def test_ui_url_opens_the_runs_table_of_the_experiment(cfg, tmp_path):
     assert tracking.ui_url(uri, "onestep", "0.0.0.0", 5001) == (
         f"http://0.0.0.0:5001/#/experiments/{exp_id}/runs?workflowType=machine_learning")
     assert tracking.ui_url(uri, "other") == "http://127.0.0.1:5000/#/experiments"
+    assert tracking.ui_url("http://127.0.0.1:9") == "http://127.0.0.1:5000/#/experiments"  # a server: no lookup, no wait
 
 
 def test_onestep_ui_prints_the_runs_table_before_starting_the_server(cfg, monkeypatch, capsys):

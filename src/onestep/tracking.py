@@ -140,12 +140,12 @@ def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port:
     `mlflow.workflowType`, default "genai") and the `workflowType` query parameter overrides it; the
     experiment tag `mlflow.experimentKind` is not consulted by MLflow 3.17's UI. The runs table, with
     each ablation's parent run and its runs nested under it, is `#/experiments/<id>/runs`. The id is
-    looked up in the store without writing to it; with no store or no such experiment yet the address
-    is the experiment list."""
+    looked up in a local SQLite store without writing to it; with no such store (or another kind of
+    store) or no such experiment yet the address is the experiment list."""
     base = f"http://{host}:{port}/"
     uri = tracking_uri({"tracking": {"uri": uri}})
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        return base + "#/experiments"  # opening a client would create an empty store
+    if not uri.startswith("sqlite:///") or not Path(uri[len("sqlite:///"):]).exists():
+        return base + "#/experiments"  # no local store: opening a client would create one (or wait on a server)
     import mlflow
 
     exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
