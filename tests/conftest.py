@@ -1,16 +1,84 @@
+"""The tests' shared harness: the tiny configs, the Snakemake runner, the toy teachers, the dry-run parser.
+
+Test files import the plain helpers with `from conftest import ...`; `default_config` and `schedule`
+are fixtures."""
+
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch import nn
+
+from onestep.diffusion import Schedule
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}  # config/config.yaml's
+
+# The one tiny 2-D config of the end-to-end tests (over config/config.yaml): a test adds only what its
+# assertions need (more seeds, a method's budget, other teacher rows), e.g. deep_merge(TINY, {...}).
+TINY = {
+    "out": "results",
+    "seeds": [0],
+    "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
+    "pairs": {"num": 1024, "ddim_steps": 10, "seed": 1},
+    "student": {"batch_size": 64, "log_every": 10},
+    "method": {"K": 3, "steps_per_stage": 10},
+    "evaluation": {"num_samples": 256, "teacher_steps": [1, 10], "swd_projections": 32},
+}
+# The same for images: scikit-learn's 8x8 digits with small convnets.
+TINY_DIGITS = {
+    "out": "results",
+    "seeds": [0],
+    "dataset": {"name": "digits"},
+    "teacher": {"net": {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}, "steps": 40, "batch_size": 32,
+                "log_every": 10},
+    "student": {"net": {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}, "batch_size": 16, "log_every": 5},
+    "pairs": {"num": 128, "ddim_steps": 2, "seed": 1},
+    "method": {"K": 2, "steps_per_stage": 4, "late_t": 1000,
+               "adversarial": {"net": {"name": "convnet", "width": 8, "depth": 1, "temb_dim": 8}}},
+    "evaluation": {"num_samples": 64, "feature_steps": 60, "teacher_steps": [1]},
+}
 
 
 @pytest.fixture
 def default_config() -> dict:
     with open(REPO / "config" / "config.yaml") as f:
         return copy.deepcopy(yaml.safe_load(f))
+
+
+@pytest.fixture(scope="session")
+def schedule() -> Schedule:
+    return Schedule.from_config(DIFF)
+
+
+# ---------------------------------------------------------------- Snakemake
+
+
+def write_tiny(work: Path, tiny: dict, grids: dict[str, dict]) -> Path:
+    """`work/ablations/<file>.yaml` for each grid and `work/tiny.yaml` (the tiny config pointing at them)."""
+    (work / "ablations").mkdir(exist_ok=True)
+    for name, spec in grids.items():
+        (work / "ablations" / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    path = work / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**tiny, "ablations_dir": str(work / "ablations")}))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, configs=("tiny.yaml",), env: dict | None = None,
+              timeout: int = 900) -> subprocess.CompletedProcess:
+    """The repository's Snakefile run in `workdir` with config/config.yaml, then `configs` (relative to
+    `workdir` or absolute), the venv's bin first on PATH and no MLFLOW_TRACKING_URI from the caller."""
+    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
+           "--configfile", str(REPO / "config" / "config.yaml"), *[str(workdir / c) for c in configs]]
+    full = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    full.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full, timeout=timeout)
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -26,3 +94,29 @@ def planned_jobs(output: str) -> dict[str, int]:
         if on and len(parts) == 2 and parts[1].isdigit():
             stats[parts[0]] = int(parts[1])
     return stats
+
+
+# ---------------------------------------------------------------- toy teachers (called with diffusers' index i = t - 1)
+
+
+class LinearEps(nn.Module):
+    """A hand-checkable 'teacher': eps(x, i) = 0.3 x + 0.001 i."""
+
+    def forward(self, x, i):
+        return 0.3 * x + 0.001 * i.float().view(-1, *[1] * (x.ndim - 1))
+
+
+class GaussEps(nn.Module):
+    """The exact eps of N(mu, s^2 I) data, eps(x_t, t) = sqrt(1 - abar_t) (x_t - sqrt(abar_t) mu) /
+    (abar_t s^2 + 1 - abar_t), plus `residual(x, i)` when given (a network a fake score copied from the
+    teacher can train). With s = 0 (the single point mu) every DDIM or Heun step is exact."""
+
+    def __init__(self, schedule: Schedule, mu: torch.Tensor, s: float, residual: nn.Module | None = None):
+        super().__init__()
+        self.abar, self.mu, self.s = schedule.abar, mu, s
+        self.res = residual
+
+    def forward(self, x, i):
+        a = self.abar[i.long() + 1].view(-1, *[1] * (x.ndim - 1))
+        eps = (1 - a).sqrt() * (x - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
+        return eps if self.res is None else eps + self.res(x, i)

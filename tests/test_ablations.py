@@ -6,29 +6,16 @@ Images (tiny digits): ablate_loss with all four late-stage losses.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import planned_jobs
+from conftest import REPO, TINY, TINY_DIGITS, planned_jobs, snakemake, write_tiny
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from onestep.config import deep_merge
+
 SHIPPED = sorted(yaml.safe_load(p.read_text())["name"] for p in (REPO / "config" / "ablations").glob("*.yaml"))
-
-TINY = {
-    "out": "results",
-    "seeds": [0, 1],
-    "teacher": {"steps": 150, "batch_size": 256, "log_every": 50, "warmup": 10},
-    "pairs": {"num": 1024, "ddim_steps": 8, "seed": 1},
-    "student": {"batch_size": 64, "log_every": 10},
-    "method": {"K": 3, "steps_per_stage": 10},
-    "evaluation": {"num_samples": 256, "teacher_steps": [1, 8], "swd_projections": 32},
-}
+TINY_2SEEDS = deep_merge(TINY, {"seeds": [0, 1]})  # two seeds: the paired tests have something to pair
 GRIDS = {  # the shipped grids, shrunk
     "K": {"name": "ablate_K", "baseline": {"method.K": 2}, "fixed": {"method": {"budget": 24}},
           "caption": "Fixed budget of 24 steps.", "grid": {"method.K": [2, 4]}, "plot": {"kind": "line", "log_x": True}},
@@ -39,33 +26,11 @@ GRIDS = {  # the shipped grids, shrunk
                                {"method.consistency": "adjacent", "method.consistency_step": "ddim"},
                                {"method.consistency": "global", "method.consistency_step": "ddim"}]},
 }
-TINY_DIGITS = {
-    "out": "results",
-    "seeds": [0],
-    "dataset": {"name": "digits"},
-    "teacher": {"net": {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}, "steps": 40, "batch_size": 32,
-                "log_every": 10},
-    "student": {"net": {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}, "batch_size": 16, "log_every": 5},
-    "pairs": {"num": 128, "ddim_steps": 2, "seed": 1},
-    "method": {"K": 2, "steps_per_stage": 4, "late_t": 1000,
-               "adversarial": {"net": {"name": "convnet", "width": 8, "depth": 1, "temb_dim": 8}}},
-    "evaluation": {"num_samples": 64, "feature_steps": 60, "teacher_steps": [1]},
-}
 
 
-def snakemake(workdir: Path, *args: str, configs=("tiny.yaml",)) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "config" / "config.yaml"), *[str(workdir / c) for c in configs]]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
-
-
-def shipped(tmp_path: Path, *args: str, configs=()) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "config" / "config.yaml"), *[str(REPO / "config" / c) for c in configs]]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+def shipped(tmp_path, *args: str, configs=()):
+    """A dry run on the shipped config files (config/<name> for each of `configs`)."""
+    return snakemake(tmp_path, *args, configs=[REPO / "config" / c for c in configs], timeout=300)
 
 
 def test_every_target_plans_on_the_default_config(tmp_path):
@@ -94,10 +59,7 @@ def test_digits_targets_plan_and_loss_needs_images(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     work = tmp_path_factory.mktemp("ablations")
-    (work / "ablations").mkdir()
-    for name, spec in GRIDS.items():
-        (work / "ablations" / f"{name}.yaml").write_text(yaml.safe_dump(spec))
-    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
+    write_tiny(work, TINY_2SEEDS, GRIDS)
     p = snakemake(work, "ablate_all")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return work
@@ -143,10 +105,8 @@ def test_tables_rebuild_from_stored_metrics_alone(finished):
 
 @pytest.mark.e2e
 def test_loss_ablation_on_digits(tmp_path):
-    (tmp_path / "ablations").mkdir()
     spec = yaml.safe_load((REPO / "config" / "ablations" / "loss.yaml").read_text())
-    (tmp_path / "ablations" / "loss.yaml").write_text(yaml.safe_dump(spec))
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY_DIGITS, "ablations_dir": str(tmp_path / "ablations")}))
+    write_tiny(tmp_path, TINY_DIGITS, {"loss": spec})
     p = snakemake(tmp_path, "ablate_loss", configs=("tiny.yaml",))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     csv = pl.read_csv(tmp_path / "results" / "tables" / "digits" / "ablate_loss.csv").filter(pl.col("kind") == "run")

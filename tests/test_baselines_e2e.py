@@ -2,50 +2,30 @@
 seed, a few steps each) and dry runs of the real grid on checkerboard and on digits."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import planned_jobs
+from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from onestep.config import deep_merge
+
 METHODS_A = ["curriculum", "kd", "progressive", "cd", "ct", "ctm"]
-
-TINY = {
-    "out": "results",
-    "seeds": [0],
-    "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
-    "pairs": {"num": 2048, "ddim_steps": 10, "seed": 1},
-    "student": {"batch_size": 64, "log_every": 5},
-    "method": {"K": 3, "steps_per_stage": 10},
+TINY_BASELINES = deep_merge(TINY, {  # each method's own tiny budget; one teacher row
+    "student": {"log_every": 5},
     "methods": {"kd": {"steps": 20}, "progressive": {"start_steps": 2, "steps_per_round": 10},
                 "cd": {"steps": 20, "s0": 2, "s1": 4}, "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}},
-    "evaluation": {"num_samples": 256, "teacher_steps": [1], "swd_projections": 32, "floor_repeats": 2},
-}
+    "evaluation": {"teacher_steps": [1], "floor_repeats": 2},
+})
 GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.name": "curriculum"},
         "table": "baselines", "grid": {"method.name": METHODS_A}}
-
-
-def snakemake(workdir: Path, *args: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "config" / "config.yaml"), *extra]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     work = tmp_path_factory.mktemp("baselines")
-    (work / "ablations").mkdir()
-    (work / "ablations" / "baselines.yaml").write_text(yaml.safe_dump(GRID))
-    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
-    p = snakemake(work, "baselines", extra=(str(work / "tiny.yaml"),))
+    write_tiny(work, TINY_BASELINES, {"baselines": GRID})
+    p = snakemake(work, "baselines")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return work
 
@@ -82,7 +62,7 @@ def _grid_runs() -> int:
 
 @pytest.mark.e2e
 def test_baselines_dry_run(tmp_path):
-    p = snakemake(tmp_path, "-n", "baselines")
+    p = snakemake(tmp_path, "-n", "baselines", configs=())
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     jobs = planned_jobs(p.stdout)
     assert jobs["train"] == jobs["evaluate"] == _grid_runs() and jobs["table"] == 1
@@ -96,7 +76,7 @@ def test_baselines_dry_run_on_digits(tmp_path):
         net = {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}
         digits = tmp_path / "digits.yaml"
         digits.write_text(yaml.safe_dump({"dataset": {"name": "digits"}, "teacher": {"net": net}, "student": {"net": net}}))
-    p = snakemake(tmp_path, "-n", "baselines", extra=(str(digits),))
+    p = snakemake(tmp_path, "-n", "baselines", configs=(digits,))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "results/digits/baselines/name-ctm_seed-0/metrics.json" in p.stdout
     assert planned_jobs(p.stdout)["train"] == _grid_runs()

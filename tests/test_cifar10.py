@@ -3,20 +3,17 @@ own save_pretrained) and a small random 32x32 .npz standing in for google/ddpm-c
 CIFAR-10, the Inception test double standing in for Inception. No GPU, no download."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO, write_tiny
 
 from onestep.config import ConfigError, deep_merge, validate
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8,
         "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}
 TINY = {
@@ -259,22 +256,17 @@ def test_clean_mode_resizes_to_inception_size(default_config, monkeypatch):
 # ---------------------------------------------------------------- the whole DAG through Snakemake
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2", "--configfile",
-           str(REPO / "config" / "config.yaml"), str(REPO / "config" / "cifar10.yaml"), str(workdir / "tiny.yaml")]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ONESTEP_ALLOW_TEST_DOUBLE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
+def snakemake(workdir: Path, *args: str):
+    """The shared runner over config/cifar10.yaml, with the Inception test double allowed."""
+    return conftest.snakemake(workdir, *args, configs=(REPO / "config" / "cifar10.yaml", "tiny.yaml"),
+                              env={"ONESTEP_ALLOW_TEST_DOUBLE": "1"})
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, npz, ddpm_dir):
     work = tmp_path_factory.mktemp("cifar10")
-    (work / "ablations").mkdir()
-    (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
-    tiny = deep_merge(TINY, {"ablations_dir": str(work / "ablations"), "dataset": {"path": str(npz)},
-                             "teacher": {"pretrained": str(ddpm_dir)}})
-    (work / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    write_tiny(work, deep_merge(TINY, {"dataset": {"path": str(npz)}, "teacher": {"pretrained": str(ddpm_dir)}}),
+               {"order": GRID})
     p = snakemake(work, "ablate_order")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return work

@@ -4,26 +4,13 @@ import math
 
 import pytest
 import torch
+from conftest import LinearEps
 from torch import nn
 
-from onestep.diffusion import Schedule, Teacher, ddim_jump, ddpm_step
+from onestep.diffusion import Teacher, ddim_jump, ddpm_step
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
 from onestep.methods.curriculum import CurriculumConfig, loss_weight, stage_at, stage_order, timesteps
-
-DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
-
-
-@pytest.fixture(scope="module")
-def schedule():
-    return Schedule.from_config(DIFF)
-
-
-class LinearEps(nn.Module):
-    """A hand-checkable 'teacher': eps(x, i) = 0.3 x + 0.001 i (diffusers index i)."""
-
-    def forward(self, x, i):
-        return 0.3 * x + 0.001 * i.float().view(-1, *[1] * (x.ndim - 1))
 
 
 class Const(nn.Module):
@@ -79,7 +66,7 @@ def _method(schedule, **kw):
     return METHODS["curriculum"](cfg, Context(teacher, schedule, (2,)), seed=0)
 
 
-def test_marginal_loss_is_the_gaussian_kl(schedule):
+def test_l_k_is_the_gaussian_kl(schedule):
     m = _method(schedule, max_weight=1e9)
     z = torch.tensor([[0.5, -1.0]])
     x0 = torch.tensor([[1.0, 2.0]])

@@ -1,46 +1,20 @@
 """End to end: a tiny ablate_order (2-D, two orderings, one seed, few steps) through Snakemake."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import planned_jobs
+from conftest import TINY, planned_jobs, snakemake, write_tiny
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-TINY = {
-    "out": "results",
-    "seeds": [0],
-    "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
-    "pairs": {"num": 2048, "ddim_steps": 10, "seed": 1},
-    "student": {"batch_size": 128, "log_every": 10},
-    "method": {"K": 3, "steps_per_stage": 20},
-    "evaluation": {"num_samples": 512, "teacher_steps": [1, 10], "swd_projections": 64},
-}
 GRID = {"name": "ablate_order", "title": "Stage ordering (tiny)", "baseline": {"method.ordering": "forward"},
         "grid": {"method.ordering": ["forward", "reversed"]}}
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "config" / "config.yaml"), str(workdir / "tiny.yaml")]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
-    (work / "ablations").mkdir()
-    (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
-    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
+    write_tiny(work, TINY, {"order": GRID})
     p = snakemake(work, "ablate_order")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return work

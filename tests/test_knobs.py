@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import yaml
+from conftest import DIFF, LinearEps
 from torch import nn
 
 from onestep.config import ConfigError, validate
@@ -15,13 +16,7 @@ from onestep.methods.curriculum import CurriculumConfig
 from onestep.methods.losses import Adversarial, PerceptualError, PseudoHuber
 from onestep.nets import build_net
 
-DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 BASE = {"name": "curriculum", "K": 10, "steps_per_stage": 5, "lambda": 1.0, "replay": 0.0}
-
-
-class LinearEps(nn.Module):
-    def forward(self, x, i):
-        return 0.3 * x + 0.001 * i.float().view(-1, *[1] * (x.ndim - 1))
 
 
 def context(shape=(2,), features=None):

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from conftest import DIFF, GaussEps
 from torch import nn
 
 from onestep.diffusion import Schedule, Teacher
@@ -21,25 +22,12 @@ from onestep.methods.progressive import ProgressiveConfig, round_at, student_ste
 from onestep.nets import build_net
 from onestep.train import student_net
 
-DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 MU = torch.tensor([1.0, -0.5])
 
 
 @pytest.fixture(scope="module")
 def sch():
     return Schedule.from_config(DIFF)
-
-
-class GaussEps(nn.Module):
-    """The exact eps of N(mu, s^2 I) data, called with the diffusers index i = t - 1."""
-
-    def __init__(self, sch, mu, s):
-        super().__init__()
-        self.abar, self.mu, self.s = sch.abar, mu, s
-
-    def forward(self, x, i):
-        a = self.abar[i.long() + 1].view(-1, *[1] * (x.ndim - 1))
-        return (1 - a).sqrt() * (x - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
 
 
 class Recorder(nn.Module):

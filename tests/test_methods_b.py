@@ -4,6 +4,7 @@ gradients only where they should flow, and a short training run that moves the l
 import copy
 import math
 
+import conftest
 import pytest
 import torch
 from torch import nn
@@ -21,7 +22,6 @@ from onestep.methods.tdm import grid, pseudo_huber
 from onestep.nets import build_net
 from onestep.train import student_net
 
-DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 NAMES = ("reflow", "meanflow", "dmd2", "shortcut", "drifting", "tdm")
 MU, SD = torch.tensor([1.5, -1.0]), 0.5  # the Gaussian "data" of the distribution-matching tests
 
@@ -35,29 +35,19 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def schedule():
-    return Schedule.from_config(DIFF)
-
-
 def tiny(times: int = 1) -> nn.Module:
     return build_net({"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16, "times": times}, (2,))
 
 
-class GaussEps(nn.Module):
-    """Exact epsilon of N(MU, SD^2 I) data at diffusers index i (seed t = i + 1), plus a residual MLP
-    that starts at zero: a fake score copied from it can learn."""
+class GaussEps(conftest.GaussEps):
+    """Exact epsilon of N(MU, SD^2 I) data plus a residual MLP that starts at zero: a fake score copied
+    from it can learn."""
 
     def __init__(self, schedule: Schedule):
-        super().__init__()
-        self.abar = schedule.abar
-        self.res = tiny()
-        nn.init.zeros_(self.res.out[-1].weight)
-        nn.init.zeros_(self.res.out[-1].bias)
-
-    def forward(self, x, i):
-        a = self.abar[i.long() + 1].view(-1, 1)
-        return (1 - a).sqrt() * (x - a.sqrt() * MU) / (a * SD**2 + 1 - a) + self.res(x, i)
+        res = tiny()
+        nn.init.zeros_(res.out[-1].weight)
+        nn.init.zeros_(res.out[-1].bias)
+        super().__init__(schedule, MU, SD, res)
 
 
 class Param(nn.Module):

@@ -421,6 +421,10 @@ def cmd_ui(a) -> None:
     argv = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
             "--host", a.host, "--port", str(a.port)]
     print(" ".join(argv))
+    from onestep.tracking import ui_url
+
+    print(f"runs table (ablation parents, runs nested under them): {ui_url(uri, a.experiment, a.host, a.port)}",
+          flush=True)
     os.execv(argv[0], argv)
 
 
@@ -466,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}), (["--dataset"], {"default": "checkerboard"}),
         (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
     add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),
-        (["--port"], {"type": int, "default": 5000}))
+        (["--port"], {"type": int, "default": 5000}),
+        (["--experiment"], {"default": "onestep", "help": "the experiment whose runs table to open (tracking.experiment)"}))
     a = p.parse_args(argv)
     try:
         a.fn(a)

@@ -102,7 +102,56 @@ def init_store(cfg: dict) -> str:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # absolute after tracking_uri
     location = Path(cfg["tracking"]["artifacts"]).resolve().as_uri() if _local_store(uri) else None
-    return client.create_experiment(name, artifact_location=location)
+    exp_id = client.create_experiment(name, artifact_location=location)
+    retire_default(client, keep=exp_id)
+    return exp_id
+
+
+def retire_default(client, keep: str | None = None) -> bool:
+    """Delete MLflow's "Default" experiment (id 0) when it holds no runs; True when it was deleted.
+
+    MLflow's SQL store inserts experiment 0, named Default, whenever it opens a store without one, with
+    an artifact location relative to the working directory of the process that opened it (./mlruns/0).
+    No job logs there, so it only shows up in the UI as an empty experiment next to ours. A deleted
+    experiment still exists (lifecycle stage "deleted"), so the store does not recreate it; a permanent
+    delete would bring it back the next time a process opens the store."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        default = client.get_experiment("0")
+    except MlflowException:
+        return False
+    if default is None or default.lifecycle_stage != "active" or default.experiment_id == keep:
+        return False
+    if client.search_runs(["0"], max_results=1, run_view_type=3):  # 3: ViewType.ALL
+        return False
+    try:
+        client.delete_experiment("0")
+    except MlflowException:  # another process deleted it first
+        return False
+    return True
+
+
+def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The address of `experiment`'s runs table in `mlflow ui --backend-store-uri uri` on host:port.
+
+    MLflow 3's UI opens an experiment on its GenAI overview (traces, token usage) unless the browser's
+    workflow type is "machine_learning": the sidebar switch keeps it in the browser (localStorage
+    `mlflow.workflowType`, default "genai") and the `workflowType` query parameter overrides it; the
+    experiment tag `mlflow.experimentKind` is not consulted by MLflow 3.17's UI. The runs table, with
+    each ablation's parent run and its runs nested under it, is `#/experiments/<id>/runs`. The id is
+    looked up in a local SQLite store without writing to it; with no such store (or another kind of
+    store) or no such experiment yet the address is the experiment list."""
+    base = f"http://{host}:{port}/"
+    uri = tracking_uri({"tracking": {"uri": uri}})
+    if not uri.startswith("sqlite:///") or not Path(uri[len("sqlite:///"):]).exists():
+        return base + "#/experiments"  # no local store: opening a client would create one (or wait on a server)
+    import mlflow
+
+    exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return base + "#/experiments"
+    return f"{base}#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
 
 
 def start_parent(cfg: dict, ablation: str, kind: str = "ablation") -> str:

@@ -12,6 +12,11 @@ Stage k trains, for `steps_per_stage` optimiser steps,
 with (z, x0) the teacher pairs, x0 ~ p_teacher(. | z). After training, G(z, 0) is the one-step
 generator.
 
+What L_k matches: sqrt(abar_{t_k}) x0 is the mean of q(x_{t_k} | x0), not a sample of the marginal
+q(x_{t_k}), so the deterministic G(z, t_k) learns a shrunk endpoint (0.28 x0 at t = 500, 0.017 x0
+at t = 900 for the linear schedule), and with w clipped at `max_weight` the last stage (t_K = 0,
+w = 100 against lambda = 0.1) is close to endpoint distillation (kd). docs/curriculum.md discusses both.
+
 Choices where the seed is silent (each one a config key under `method`):
 
 - `max_weight` (default 100): w(t) is clipped at this value. w grows without bound as t -> 0
