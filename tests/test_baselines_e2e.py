@@ -23,12 +23,13 @@ TINY = {
     "pairs": {"num": 2048, "ddim_steps": 10, "seed": 1},
     "student": {"batch_size": 64, "log_every": 5},
     "method": {"K": 3, "steps_per_stage": 10},
-    "methods": {"kd": {"steps": 20}, "progressive": {"start_steps": 2, "steps_per_round": 10},
-                "cd": {"steps": 20, "s0": 2, "s1": 4}, "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}},
     "evaluation": {"num_samples": 256, "teacher_steps": [1], "swd_projections": 32, "floor_repeats": 2},
 }
 GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.name": "curriculum"},
-        "table": "baselines", "grid": {"method.name": METHODS_A}}
+        "table": "baselines", "grid": {"method.name": METHODS_A},
+        "per_method": {"kd": {"steps": 20},
+                       "progressive": {"start_steps": 2, "steps_per_round": 10}, "cd": {"steps": 20, "s0": 2, "s1": 4},
+                       "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}}}
 
 
 def snakemake(workdir: Path, *args: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from onestep.config import ConfigError, deep_merge, load_workflow, method_names, validate, with_method
 from onestep.methods import METHODS, defaults
@@ -126,3 +127,18 @@ def test_bad_knob_one_message(default_config, section, message):
     with pytest.raises(ConfigError, match=message) as e:
         validate({**cfg, "method": section})
     assert "\n" not in str(e.value)
+
+
+def test_per_method_knobs_of_an_ablation(default_config, tmp_path):
+    """An ablation over method.name sets each method's own knobs (`per_method`), checked like any run."""
+    spec = {"name": "ab", "grid": {"method.name": ["curriculum", "kd"]}, "per_method": {"kd": {"steps": 20}}}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(spec))
+    runs = load_workflow({**default_config, "ablations_dir": str(tmp_path)})["ab"].runs
+    kd = [r.config["method"] for r in runs if r.config["method"]["name"] == "kd"]
+    assert kd and all(m == {**defaults("kd"), "steps": 20} for m in kd)
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump({**spec, "per_method": {"kd": {"steps": 0}}}))
+    with pytest.raises(ConfigError, match=r"ab.yaml \(run name-kd_seed-0\): method.steps: 0 is out of range"):
+        load_workflow({**default_config, "ablations_dir": str(tmp_path)})
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump({**spec, "per_method": {"kdd": {}}}))
+    with pytest.raises(ConfigError, match=r"per_method: unknown method\(s\) kdd"):
+        load_workflow({**default_config, "ablations_dir": str(tmp_path)})

@@ -247,10 +247,16 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
                        fixed.get("method") or {})
+    per_method = spec.get("per_method") or {}
+    unknown = sorted(set(per_method) - set(method_names()))
+    if unknown:
+        raise ConfigError(f"{where}: per_method: unknown method(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(method_names())}")
     seeds = spec.get("seeds", cfg["seeds"])
     for point in points:
         for seed in seeds:
-            run_cfg = with_method(base, {"name": point["method.name"]}) if "method.name" in point else base
+            switch = point.get("method.name")
+            run_cfg = with_method(base, {**per_method.get(switch, {}), "name": switch}) if switch else base
             for k, v in point.items():
                 run_cfg = set_dotted(run_cfg, k, v)
             name = run_name(point, seed)

@@ -3,7 +3,7 @@
 Trains from DATA, not from the teacher (needs_data): x = Batch.data, e = Batch.z (standard normal,
 independent of the data batch); the teacher is never called.
 
-Flow convention: methods/flow.py, z_t = (1 - t) x + t e, v = e - x. Time scale: the two-time
+Flow convention: methods/common.py, z_t = (1 - t) x + t e, v = e - x. Time scale: the two-time
 student u_theta(z_t, r, t) is the network f(z_t, S t, S r) with S = `time_scale`, by default 1 (t and
 r in [0, 1] enter the sinusoidal embedding as they are, as in MeanFlow's code), NOT the T t of the
 other flow methods: on the 0..T scale the embedding's frequencies reach 1 rad per unit, so du/dt is

@@ -3,7 +3,7 @@
 Distils the teacher: it trains on the teacher pairs (z, x0), never on data, and calls the teacher
 network zero times during training (the pairs are paid for once, by the `pairs` rule).
 
-Flow convention and time scale: methods/flow.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
+Flow convention and time scale: methods/common.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
 sees T t). The student is a velocity field v_theta(x_t, t).
 
 Phase 0, reflow (`reflow_steps` optimiser steps). The teacher's DDIM solve is the first flow; its

@@ -3,7 +3,7 @@
 Trains from DATA, not from the teacher (needs_data): x = Batch.data, e = Batch.z; the teacher is
 never called.
 
-Flow convention and time scale: methods/flow.py (x_t = (1 - t) x + t e, sampling runs t = 1 -> 0,
+Flow convention and time scale: methods/common.py (x_t = (1 - t) x + t e, sampling runs t = 1 -> 0,
 so a step of size d goes x_{t-d} = x_t - d s). The two-time student s_theta(x_t, t, d) is the
 network f(x_t, T t, T d). Per batch, a share 1 - `bootstrap` is plain flow matching (d = 0),
 the rest self-consistency with 2d on the dyadic grid {1, 1/2, ..., 2/M} (M = `max_steps`) and
