@@ -1,6 +1,6 @@
 """The contract every one-step method follows; the trainer knows nothing else.
 
-A method is built once per run as `METHODS[name](cfg, ctx, seed)` with its config section, a
+A method is built once per run (`methods.build_method`: `METHODS[name](cfg, ctx, seed)`) with its config section, a
 `Context` (frozen teacher, schedule, sample shape) and the run seed. The trainer then calls, for
 step = 0..total_steps-1:
 
@@ -20,7 +20,7 @@ copies of the student) through a training checkpoint.
 
 A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
 `times = 2`: the trainer builds the student with `student.net.times` raised to it
-(`train.student_net`), so one grid over `method.name` needs no per-method net keys.
+(`methods.student_net`), so one grid over `method.name` needs no per-method net keys.
 
 `MethodBase` gives the defaults of every optional part; a method subclasses it.
 
