@@ -11,14 +11,15 @@ from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
 from onestep.config import deep_merge
 
 METHODS_A = ["curriculum", "kd", "progressive", "cd", "ct", "ctm"]
-TINY_BASELINES = deep_merge(TINY, {  # each method's own tiny budget; one teacher row
+TINY_BASELINES = deep_merge(TINY, {  # one teacher row; each method's tiny budget is the grid's per_method
     "student": {"log_every": 5},
-    "methods": {"kd": {"steps": 20}, "progressive": {"start_steps": 2, "steps_per_round": 10},
-                "cd": {"steps": 20, "s0": 2, "s1": 4}, "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}},
     "evaluation": {"teacher_steps": [1], "floor_repeats": 2},
 })
 GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.name": "curriculum"},
-        "table": "baselines", "grid": {"method.name": METHODS_A}}
+        "table": "baselines", "grid": {"method.name": METHODS_A},
+        "per_method": {"kd": {"steps": 20},
+                       "progressive": {"start_steps": 2, "steps_per_round": 10}, "cd": {"steps": 20, "s0": 2, "s1": 4},
+                       "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}}}
 
 
 @pytest.fixture(scope="module")

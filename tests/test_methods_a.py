@@ -14,13 +14,11 @@ from conftest import DIFF, GaussEps
 from torch import nn
 
 from onestep.diffusion import Schedule, Teacher
-from onestep.methods import METHODS
+from onestep.methods import METHODS, student_net
 from onestep.methods.base import Batch, Context
-from onestep.methods.cd import pf_ode_step
-from onestep.methods.ct import Consistency, edm_sigmas, grid_size, index_grid, lognormal_probs, pseudo_huber
+from onestep.methods.common import Consistency, edm_sigmas, grid_size, index_grid, lognormal_probs, pf_ode_step, pseudo_huber
 from onestep.methods.progressive import ProgressiveConfig, round_at, student_steps, target_x
 from onestep.nets import build_net
-from onestep.train import student_net
 
 MU = torch.tensor([1.0, -0.5])
 

@@ -11,16 +11,14 @@ from torch import nn
 
 from onestep.config import validate, with_method
 from onestep.diffusion import Schedule, Teacher
-from onestep.methods import METHODS
+from onestep.methods import METHODS, student_net
 from onestep.methods.base import Batch, Context
-from onestep.methods.dmd2 import dm_gradient
+from onestep.methods.common import dm_gradient, interpolate, pseudo_huber
 from onestep.methods.drifting import drift_field
-from onestep.methods.flow import interpolate
 from onestep.methods.meanflow import MeanFlowConfig, meanflow_target, sample_times
 from onestep.methods.shortcut import consistency_target, consistency_times
-from onestep.methods.tdm import grid, pseudo_huber
+from onestep.methods.tdm import grid
 from onestep.nets import build_net
-from onestep.train import student_net
 
 NAMES = ("reflow", "meanflow", "dmd2", "shortcut", "drifting", "tdm")
 MU, SD = torch.tensor([1.5, -1.0]), 0.5  # the Gaussian "data" of the distribution-matching tests
@@ -88,8 +86,8 @@ def test_registry_schemas_and_defaults(default_config):
     cfg = {**default_config, "seed": 0}
     for name in NAMES:
         c = with_method(cfg, {"name": name})
-        validate(c)  # the `methods:` defaults pass the method's schema
-        assert c["method"] == default_config["methods"][name]
+        validate(c)  # the dataclass defaults pass the method's schema
+        assert c["method"] == {"name": name, **METHODS[name].Config.defaults()}
         assert student_net(c).get("times", 1) == METHODS[name].times
     assert [n for n in NAMES if METHODS[n].needs_data] == ["meanflow", "shortcut", "drifting"]
     bad = with_method(cfg, {"name": "meanflow", "K": 3})

@@ -2,6 +2,10 @@
 
 The Snakefile calls `load_workflow(config, repo)` when the workflow is parsed, so every bad value
 stops the run with one message naming the key (and the file) before any job starts.
+
+The `method` section is checked against the method's own knobs: its schema, its defaults and its
+cross-key rules all come from the method's dataclass (`METHODS[name].Config`, methods/base.py), so a
+config names only the knobs it changes and each resolved run config holds every knob.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_DATASETS = ("digits", "npz", "folder")
 SCHEMAS = REPO / "workflow" / "schemas"
 
 
@@ -77,64 +80,65 @@ def _message(err, prefix: tuple = ()) -> str:
 
 
 def method_names() -> list[str]:
-    """Methods with a schema (workflow/schemas/methods/<name>.schema.yaml)."""
-    return sorted(p.name.removesuffix(".schema.yaml") for p in (SCHEMAS / "methods").glob("*.schema.yaml"))
+    """The registered methods (methods.METHODS), in registry order."""
+    from onestep.methods import METHODS
+
+    return list(METHODS)
 
 
-def _check(instance, schema: str, where: str, prefix: tuple = ()) -> None:
+def _check(instance, schema: str | dict, where: str, prefix: tuple = ()) -> None:
     import jsonschema
 
-    with open(SCHEMAS / f"{schema}.schema.yaml") as f:
-        sch = yaml.safe_load(f)
-    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if isinstance(schema, str):
+        with open(SCHEMAS / f"{schema}.schema.yaml") as f:
+            schema = yaml.safe_load(f)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"{where}: {_message(errors[0], prefix)}")
 
 
 def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
-    """Check against workflow/schemas/<schema>.schema.yaml (and the method's own schema for a config);
-    raise ConfigError with one message."""
+    """Check against workflow/schemas/<schema>.schema.yaml (and, for a config, the method section
+    against its dataclass's schema and rules); raise ConfigError with one message."""
     _check(cfg, schema, where)
     if schema != "config":
         return
+    from onestep.methods import METHODS
+
     name, names = cfg["method"]["name"], method_names()
     if name not in names:
         raise ConfigError(f"{where}: method.name: {name!r} is not allowed; allowed values: {', '.join(names)}")
-    _check(cfg["method"], f"methods/{name}", where, ("method",))
+    _check(cfg["method"], METHODS[name].Config.schema(name), where, ("method",))
+    try:
+        METHODS[name].Config.check(method_section(cfg["method"]), cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     check_semantics(cfg, where)
 
 
+def method_section(section: dict) -> dict:
+    """`section` over its method's defaults (every knob of METHODS[name].Config); as is for an unknown name."""
+    from onestep.methods import METHODS, defaults
+
+    name = section.get("name")
+    return deep_merge(defaults(name), section) if name in METHODS else copy.deepcopy(section)
+
+
+def resolve(cfg: dict) -> dict:
+    """`cfg` with its method section filled from the method's dataclass defaults."""
+    return {**cfg, "method": method_section(cfg["method"])}
+
+
 def with_method(cfg: dict, section: dict) -> dict:
-    """`cfg` with its method section set from `section` (nested keys). Switching to another method
-    starts from that method's defaults (`methods.<name>`, else its own), not the current method's keys."""
+    """`cfg` with its method section set from `section` (nested keys), every knob filled. Switching to
+    another method starts from that method's dataclass defaults, not the current method's keys."""
     name = section.get("name", cfg["method"]["name"])
-    start = cfg["method"] if name == cfg["method"]["name"] else {**(cfg.get("methods") or {}).get(name, {}), "name": name}
-    return {**cfg, "method": deep_merge(start, section)}
+    start = cfg["method"] if name == cfg["method"]["name"] else {"name": name}
+    return {**cfg, "method": method_section(deep_merge(start, section))}
 
 
 def check_semantics(cfg: dict, where: str) -> None:
-    """Rules a JSON schema cannot say."""
-    T, m = cfg["diffusion"]["T"], cfg["method"]
-    if "K" in m and not 1 <= m["K"] <= T:
-        raise ConfigError(f"{where}: method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
-    if m.get("consistency_step") == "ddpm" and m.get("anchor") == "trained" and m.get("ordering") != "forward":
-        raise ConfigError(
-            f"{where}: method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
-            f"under ordering '{m.get('ordering')}'; allowed: consistency_step ddim, or anchor grid"
-        )
-    if m.get("consistency") == "global" and m.get("consistency_step") == "ddpm":
-        raise ConfigError(f"{where}: method.consistency_step: 'ddpm' does not apply to consistency 'global', which "
-                          "ties stage k to every earlier t_j by exact DDIM jumps; allowed: ddim")
-    if m.get("loss") == "perceptual" and cfg["dataset"]["name"] not in ("digits", "npz", "folder"):
-        raise ConfigError(f"{where}: method.loss: 'perceptual' needs images; dataset '{cfg['dataset']['name']}' is 2-D "
-                          "points with no perceptual feature space; allowed here: l2, pseudo_huber, adversarial")
-    if m.get("loss") == "perceptual" and (m.get("perceptual") or {}).get("backbone", "features") == "features" \
-            and cfg["evaluation"].get("feature_net") != "classifier":
-        raise ConfigError(f"{where}: method.perceptual.backbone: 'features' uses the dataset's classifier features, but "
-                          f"evaluation.feature_net is '{cfg['evaluation'].get('feature_net')}'; allowed: lpips, or "
-                          "evaluation.feature_net classifier")
-    if m.get("s1", 1) < m.get("s0", 1):
-        raise ConfigError(f"{where}: method.s1: {m['s1']} is below method.s0 = {m['s0']}; allowed: s1 >= s0")
+    """Rules a JSON schema cannot say, outside the method section (the method's own: `Config.check`)."""
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
@@ -183,7 +187,9 @@ def check_device(cfg: dict, where: str = "config") -> None:
 def gpu_per_job(cfg: dict) -> int:
     """GPUs a training / sampling job requests: `gpu_per_job`, where `auto` is 1 on images, 0 on 2-D points."""
     want = cfg.get("gpu_per_job", "auto")
-    return int(cfg["dataset"]["name"] in IMAGE_DATASETS) if want == "auto" else int(want)
+    from onestep.data import is_image
+
+    return int(is_image(cfg["dataset"])) if want == "auto" else int(want)
 
 
 def job_device(cfg: dict) -> str:
@@ -260,17 +266,25 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
                   spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"))
     if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
         raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
-    if ab.requires == "images" and cfg["dataset"]["name"] not in IMAGE_DATASETS:
+    from onestep import data
+
+    if ab.requires == "images" and not data.is_image(cfg["dataset"]):
         ab.skipped = (f"{ab.name} ({where}) runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points. "
                       f"Run it with an image config, e.g. snakemake --cores 2 {ab.name} --configfile config/digits.yaml")
         return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
                        fixed.get("method") or {})
+    per_method = spec.get("per_method") or {}
+    unknown = sorted(set(per_method) - set(method_names()))
+    if unknown:
+        raise ConfigError(f"{where}: per_method: unknown method(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(method_names())}")
     seeds = spec.get("seeds", cfg["seeds"])
     for point in points:
         for seed in seeds:
-            run_cfg = with_method(base, {"name": point["method.name"]}) if "method.name" in point else base
+            switch = point.get("method.name")
+            run_cfg = with_method(base, {**per_method.get(switch, {}), "name": switch}) if switch else base
             for k, v in point.items():
                 run_cfg = set_dotted(run_cfg, k, v)
             name = run_name(point, seed)

@@ -74,11 +74,16 @@ class Teacher(nn.Module):
         self.schedule = schedule
         self.evals = 0  # teacher forward passes, counted per sample
 
+    @staticmethod
+    def index(t: torch.Tensor) -> torch.Tensor:
+        """Seed index t -> the network's (diffusers) index t - 1; t = 0 uses the first step. Every
+        epsilon network of the teacher's kind (the teacher, a fake score copied from it) is called so."""
+        return (t.long() - 1).clamp(min=0)
+
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.evals += x.shape[0]
-        idx = (t.long() - 1).clamp(min=0)  # seed t -> diffusers index; t = 0 uses the first step
-        return self.net(x, idx)
+        return self.net(x, self.index(t))
 
 
 @torch.no_grad()

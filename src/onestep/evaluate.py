@@ -81,12 +81,14 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
     return torch.cat(out)
 
 
-def build_method(cfg: dict, teacher, shape: tuple[int, ...]):
-    """The run's method (METHODS[cfg.method.name]) around the teacher: what samples a trained student."""
-    from onestep.methods import METHODS
+def build_method(cfg: dict, teacher, shape: tuple[int, ...], features=None, device: str | None = None):
+    """The run's method around the teacher (methods.build_method, as in training): what samples a
+    trained student. `features`: the dataset's frozen feature network, offered as `ctx.features`."""
+    from onestep import methods
     from onestep.methods.base import Context
 
-    return METHODS[cfg["method"]["name"]](cfg["method"], Context(teacher, teacher.schedule, tuple(shape)), cfg["seed"])
+    ctx = Context(teacher, teacher.schedule, tuple(shape), None if features is None else features.features)
+    return methods.build_method(cfg, ctx, device=device)
 
 
 def sample(method, model: torch.nn.Module, z: torch.Tensor, steps: int = 1, batch_size: int = 8192) -> torch.Tensor:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from onestep import accel, data
 from onestep.diffusion import Schedule, Teacher, ddpm_scheduler
-from onestep.methods import METHODS
+from onestep.methods import build_method, student_net
 from onestep.methods.base import Batch, Context
 from onestep.nets import build_net, count_params
 
@@ -294,13 +294,6 @@ def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str,
             **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
 
 
-def student_net(cfg: dict) -> dict:
-    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times)."""
-    net = dict(cfg["student"]["net"])
-    times = max(net.get("times", 1), METHODS[cfg["method"]["name"]].times)
-    return {**net, "times": times} if times != 1 else net
-
-
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
                   features: nn.Module | None = None, resume: Resume | None = None) -> tuple[nn.Module, dict]:
@@ -317,7 +310,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
                   features=None if features is None else features.to(device).features)
-    method = METHODS[mc["name"]](mc, ctx, seed).to(device)
+    method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
         missing, unexpected = student.load_state_dict(teacher.net.state_dict(), strict=False)

@@ -4,13 +4,15 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from onestep.config import ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, sections
+from onestep.data import is_image
+from onestep.config import ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections
 from onestep.devices import visible_gpus
 
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}") from None
+config.update(resolve(config))  # the method section with every knob (its dataclass defaults): what jobs see
 
 OUT = config["out"]
 DATA = dataset_id(config)
@@ -20,7 +22,7 @@ TABLES = f"{OUT}/tables/{DATA}"
 PLOTS = f"{OUT}/plots/{DATA}"
 # ablations of the curriculum (ablate_all, the main table); other tables (baselines) are targets of their own
 APPLICABLE = [name for name, ab in ABLATIONS.items() if not ab.skipped and ab.table == "default"]
-IS_IMAGES = config["dataset"]["name"] in ("digits", "npz", "folder")
+IS_IMAGES = is_image(config["dataset"])
 USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
 RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
 TEACHER_STEPS = config["evaluation"]["teacher_steps"]

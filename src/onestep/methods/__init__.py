@@ -1,5 +1,13 @@
-"""Registry of one-step methods: `METHODS[name](cfg, ctx, seed)`, all with the contract in base.py."""
+"""Registry of one-step methods: `METHODS[name](cfg, ctx, seed)`, all with the contract in base.py.
 
+A method is one file: its class (the contract) and its knobs (`Method.Config`, a frozen dataclass:
+keys, types, defaults, bounds, descriptions and cross-key rules). Adding one is that file plus its
+line here. Shared maths lives in common.py; method files never import each other.
+"""
+
+from __future__ import annotations
+
+from onestep.methods.base import Context, Method
 from onestep.methods.cd import CD
 from onestep.methods.ct import CT
 from onestep.methods.ctm import CTM
@@ -30,4 +38,26 @@ METHODS = {
     "drifting": Drifting,
 }
 
-__all__ = ["METHODS"]
+
+def defaults(name: str) -> dict:
+    """The full method section of `name`: {name, every knob at its dataclass default}."""
+    return {"name": name, **METHODS[name].Config.defaults()}
+
+
+def build_method(cfg: dict, ctx: Context, seed: int | None = None, device: str | None = None) -> Method:
+    """The run's method, METHODS[cfg.method.name], built from its section with the run seed
+    (`cfg["seed"]` unless given), its own networks moved to `device` when given: what training,
+    evaluation and tuning all use."""
+    mc = cfg["method"]
+    method = METHODS[mc["name"]](mc, ctx, cfg["seed"] if seed is None else seed)
+    return method if device is None else method.to(device)
+
+
+def student_net(cfg: dict) -> dict:
+    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times)."""
+    net = dict(cfg["student"]["net"])
+    times = max(net.get("times", 1), METHODS[cfg["method"]["name"]].times)
+    return {**net, "times": times} if times != 1 else net
+
+
+__all__ = ["METHODS", "build_method", "defaults", "student_net"]

@@ -1,6 +1,6 @@
 """The contract every one-step method follows; the trainer knows nothing else.
 
-A method is built once per run as `METHODS[name](cfg, ctx, seed)` with its config section, a
+A method is built once per run (`methods.build_method`: `METHODS[name](cfg, ctx, seed)`) with its config section, a
 `Context` (frozen teacher, schedule, sample shape) and the run seed. The trainer then calls, for
 step = 0..total_steps-1:
 
@@ -20,20 +20,30 @@ copies of the student) through a training checkpoint.
 
 A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
 `times = 2`: the trainer builds the student with `student.net.times` raised to it
-(`train.student_net`), so one grid over `method.name` needs no per-method net keys.
+(`methods.student_net`), so one grid over `method.name` needs no per-method net keys.
 
 `MethodBase` gives the defaults of every optional part; a method subclasses it.
+
+Knobs. A method's config section is its frozen dataclass `Method.Config` (a `Knobs`), the one
+source of truth for its keys, types, defaults, bounds and descriptions: the JSON schema that checks
+a config (`Knobs.schema`), the defaults a run config is filled from (`Knobs.defaults`) and the
+method's own cross-key rules (`Knobs.check`) all come from it. Field types say what a key takes
+(`int`, `float`, `Literal[...]` for a choice, `X | None`, `tuple[X, ...]`, a nested `Knobs` for a
+nested section); `knob(default, doc, minimum=...)` adds the description and JSON-schema bounds.
 """
 
 from __future__ import annotations
 
+import copy
+import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, ClassVar, Literal, Protocol, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
 
+from onestep.config import ConfigError
 from onestep.diffusion import Schedule, Teacher
 
 
@@ -76,11 +86,11 @@ class Method(Protocol):
 class MethodBase:
     """Defaults for the optional parts of the contract."""
 
+    Config: ClassVar[type[Knobs]]  # the method's knobs (its config section)
     total_steps: int
     needs_data = False
     times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
-    times = 1  # 2: the student is a two-time network f(x, t, s)
 
     def schedule(self, step: int) -> dict[str, float]:
         return {}
@@ -97,3 +107,122 @@ class MethodBase:
     def to(self, device: str | torch.device) -> MethodBase:
         """Move the method's own networks (none by default) to `device`."""
         return self
+
+
+# ---------------------------------------------------------------- knobs: one dataclass per method section
+
+
+def knob(default: Any, doc: str = "", *, key: str | None = None, items: dict | None = None,
+         schema: dict | None = None, **bounds) -> Any:
+    """A dataclass field that is a config knob: its default, a description, JSON-schema `bounds`
+    (minimum, maximum, exclusiveMinimum, ...) of its number(s), `items` bounds of a tuple's numbers,
+    the config `key` when it is not the field name (a Python keyword), or an explicit `schema`."""
+    meta = {"doc": doc, "key": key, "items": items or {}, "schema": schema, "bounds": bounds}
+    if isinstance(default, dict | list) or is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+NUMBERS = {int: "integer", float: "number"}
+TYPES = {**NUMBERS, str: "string", bool: "boolean"}
+
+
+def type_schema(tp: Any, bounds: dict, items: dict) -> dict:
+    """JSON schema of an annotation: int / float (with bounds), str, bool, Literal (enum or const),
+    X | Y (oneOf), tuple[X, ...] / tuple[X, X] (array), a nested Knobs dataclass (object), dict."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        return {"oneOf": [type_schema(a, bounds, items) for a in args]}
+    if tp is type(None):
+        return {"type": "null"}
+    if tp in TYPES:
+        return {"type": TYPES[tp], **(bounds if tp in NUMBERS else {})}
+    if origin is tuple:
+        fixed = not (len(args) == 2 and args[1] is Ellipsis)
+        out = {"type": "array", "items": type_schema(args[0], items, {}), "minItems": len(args) if fixed else 1}
+        return {**out, "maxItems": len(args)} if fixed else out
+    if is_dataclass(tp):
+        return tp.object_schema()
+    if tp is dict or origin is dict:
+        return {"type": "object"}
+    raise TypeError(f"knob type {tp!r} has no JSON schema")
+
+
+def plain(v: Any) -> Any:
+    """A knob value as it stands in a YAML/JSON config: tuples as lists, nested knobs as dicts."""
+    if isinstance(v, Knobs):
+        return v.as_dict()
+    if isinstance(v, tuple | list):
+        return [plain(x) for x in v]
+    return copy.deepcopy(v)
+
+
+class Knobs:
+    """Mixin of a frozen dataclass whose fields are a config section's keys (see the module docstring)."""
+
+    @classmethod
+    def knobs(cls) -> list[tuple[str, Any, Any]]:
+        """(config key, dataclass field, resolved annotation) per knob, in field order."""
+        hints = get_type_hints(cls)
+        return [(f.metadata.get("key") or f.name, f, hints[f.name]) for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict, top: bool = True):
+        """From a config section (missing keys take their defaults; `name` is the registry's)."""
+        known = {k: (f, tp) for k, f, tp in cls.knobs()}
+        extra = sorted(set(d) - set(known) - ({"name"} if top else set()))
+        if extra:
+            raise TypeError(f"unknown key(s) {', '.join(extra)}; allowed keys: {', '.join(sorted(known))}")
+        kw = {}
+        for k, v in d.items():
+            if k in known:
+                f, tp = known[k]
+                kw[f.name] = coerce(tp, v)
+        return cls(**kw)
+
+    def as_dict(self) -> dict:
+        """{config key: value}, every knob, as a config stores it."""
+        return {k: plain(getattr(self, f.name)) for k, f, _ in self.knobs()}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return cls().as_dict()
+
+    @classmethod
+    def object_schema(cls) -> dict:
+        props = {}
+        for k, f, tp in cls.knobs():
+            m = f.metadata
+            props[k] = copy.deepcopy(m.get("schema")) or type_schema(tp, m.get("bounds", {}), m.get("items", {}))
+            if m.get("doc"):
+                props[k]["description"] = m["doc"]
+        return {"type": "object", "additionalProperties": False, "properties": props}
+
+    @classmethod
+    def schema(cls, name: str) -> dict:
+        """The JSON schema of the method section `{name: <name>, **knobs}`."""
+        sch = cls.object_schema()
+        sch["properties"] = {"name": {"const": name}, **sch["properties"]}
+        doc = (cls.__doc__ or "").strip()
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **({"description": doc} if doc else {}),
+                **sch, "required": ["name"]}
+
+    @classmethod
+    def check(cls, m: dict, cfg: dict) -> None:
+        """Rules a JSON schema cannot say (the method section `m` filled with defaults, the whole
+        config `cfg`); raise ConfigError("method.<key>: ...; allowed: ..."). None by default."""
+        return None
+
+
+def coerce(tp: Any, v: Any) -> Any:
+    """A config value as the field's type: a nested section as its Knobs, a list as a tuple."""
+    if is_dataclass(tp) and isinstance(v, dict):
+        return tp.from_dict(v, top=False)
+    if get_origin(tp) is tuple and isinstance(v, list | tuple):
+        return tuple(v)
+    return v
+
+
+__all__ = ["Batch", "ConfigError", "Context", "Knobs", "Method", "MethodBase", "knob"]

@@ -15,13 +15,13 @@ uses an EMA copy); the distance is squared L2 in data space (CTM: LPIPS on image
 distance we do not have for 2-D); the DSM term has a fixed weight (CTM balances it by gradient norm);
 no GAN term.
 
-VP index mapping (as ct.py): index t has EDM level sigma_t = sqrt((1 - abar_t) / abar_t) and EDM
+VP index mapping (as ct.py, maths in common.py): index t has EDM level sigma_t = sqrt((1 - abar_t) / abar_t) and EDM
 state x_t / sqrt(abar_t). So, with F_theta fed the VP state and both indices, F_theta(x_t, t, s)
 (a two-time network: `times = 2`, the trainer builds it so),
     D(x_t, t, s) = c_skip(sigma_t) x_t / sqrt(abar_t) + c_out(sigma_t) F_theta(x_t, t, s)
     G(x_t, t, s) = sqrt(abar_s) [ (sigma_s / sigma_t) x_t / sqrt(abar_t) + (1 - sigma_s / sigma_t) D ]
 returns the VP state at s; at s = 0 (sigma_0 = 0, abar_0 = 1) G = D, the one-step sample.
-Times: t, u, s on the index grid {0} + the Karras rho = 7 grid of `N` levels (ct.index_grid),
+Times: t, u, s on the index grid {0} + the Karras rho = 7 grid of `N` levels (common.index_grid),
 t at grid position >= 2, s uniform below t, u uniform in [max(s, grid point 1), t); the teacher
 solves t -> u by one Heun step per grid interval (up to N - 1 steps, two evaluations each).
 x0 are the teacher's samples (the pairs): data-free. Sampling with 1, 2 or 4 deterministic jumps
@@ -38,32 +38,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.cd import pf_ode_step
-from onestep.methods.ct import bcast, edm_sigmas, index_grid
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
+from onestep.methods.common import edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step
 
 
 @dataclass(frozen=True)
-class CTMConfig:
-    steps: int = 4000
-    N: int = 18
-    rho: float = 7.0
-    sigma_data: float = 0.5
-    dsm_weight: float = 1.0
+class CTMConfig(Knobs):
+    """Consistency trajectory models (src/onestep/methods/ctm.py)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CTMConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    steps: int = knob(4000, "total optimiser steps", minimum=1)
+    N: int = knob(18, "Karras grid levels of t, u, s", minimum=2)
+    rho: float = knob(7.0, "Karras grid exponent", exclusiveMinimum=0)
+    sigma_data: float = knob(0.5, "data std of the EDM parameterisation", exclusiveMinimum=0)
+    dsm_weight: float = knob(1.0, "weight of the denoising score-matching term", minimum=0)
 
 
 class CTM(MethodBase):
     """Consistency trajectory model; see the module docstring."""
 
+    Config = CTMConfig
     times = 2
     sample_steps = (1, 2, 4)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = c = CTMConfig.from_dict(cfg)
+        self.cfg = c = self.Config.from_dict(cfg)
         self.ctx, self.T = ctx, ctx.schedule.T
         self.total_steps = c.steps
         self.sigma, self.abar = edm_sigmas(ctx.schedule), ctx.schedule.abar  # (T+1,), (T+1,)
@@ -73,19 +71,18 @@ class CTM(MethodBase):
 
     def D(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """EDM-preconditioned denoiser D(x_t, t, s) in data space."""
-        sig = bcast(self.sigma.to(x.device)[t], x.ndim)
-        a = bcast(self.abar.to(x.device)[t], x.ndim)
-        c_skip = self.cfg.sigma_data**2 / (sig**2 + self.cfg.sigma_data**2)
-        c_out = sig * self.cfg.sigma_data / (sig**2 + self.cfg.sigma_data**2).sqrt()
+        sig = expand(self.sigma.to(x.device)[t], x.ndim)
+        a = expand(self.abar.to(x.device)[t], x.ndim)
+        c_skip, c_out = edm_scalings(sig, self.cfg.sigma_data)
         return c_skip * x / a.sqrt() + c_out * net(x, t, s)
 
     def G(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Jump from VP index t to s <= t: the VP state at s."""
         sig, ab = self.sigma.to(x.device), self.abar.to(x.device)
         r = torch.where(s == t, 1.0, sig[s] / sig[t].clamp(min=1e-12))  # sigma_s / sigma_t in [0, 1]; G(x, t, t) = x
-        r = bcast(r, x.ndim)
-        xt = x / bcast(ab[t], x.ndim).sqrt()  # EDM state
-        return bcast(ab[s], x.ndim).sqrt() * (r * xt + (1 - r) * self.D(net, x, t, s))
+        r = expand(r, x.ndim)
+        xt = x / expand(ab[t], x.ndim).sqrt()  # EDM state
+        return expand(ab[s], x.ndim).sqrt() * (r * xt + (1 - r) * self.D(net, x, t, s))
 
     def G_sg(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """G with stop-gradient weights: the gradient flows through x only."""
@@ -122,7 +119,7 @@ class CTM(MethodBase):
         i_t, i_s, i_u = (i.to(dev) for i in pos)
         t, s, u = grid[i_t], grid[i_s], grid[i_u]
         zero = torch.zeros_like(t)
-        a = bcast(self.abar.to(dev)[t], x0.ndim)
+        a = expand(self.abar.to(dev)[t], x0.ndim)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(dev)
         x_u = self.solve(x_t, pos[0], pos[2])
         x_est = self.G_sg(student, self.G(student, x_t, t, s), s, zero)

@@ -54,46 +54,81 @@ The curriculum is a pure function of the step (`stage_at`), unit-tested and logg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
+from typing import Literal
 
 import torch
 from torch import nn
 
+from onestep import data
 from onestep.diffusion import BRIDGES, ddim_jump
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.losses import DISTANCES, L2, Adversarial, lpips_features
+from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
+from onestep.methods.losses import DISTANCES, L2, Adversarial, AdversarialConfig, lpips_features
 
 ORDERINGS = ("forward", "reversed", "random")
-ANCHORS = ("grid", "trained")
-SCOPES = ("adjacent", "global")
 
 
 @dataclass(frozen=True)
-class CurriculumConfig:
-    K: int = 10
-    steps_per_stage: int = 400
-    lam: float = 0.1
-    ordering: str = "forward"
-    anchor: str = "grid"
-    consistency_step: str = "ddim"
-    replay: float = 0.25
-    max_weight: float = 100.0
-    budget: int | None = None
-    consistency: str = "adjacent"
-    global_stages: int = 4
-    loss: str = "l2"
-    late_t: int = 250
-    perceptual: dict = field(default_factory=lambda: {"backbone": "features"})
-    adversarial: dict = field(default_factory=dict)
+class PerceptualConfig(Knobs):
+    """The perceptual distance's feature network."""
+
+    backbone: Literal["features", "lpips"] = knob(
+        "features", "features: the dataset's own feature network (the one FID uses); lpips: LPIPS (weights on disk)")
+
+
+@dataclass(frozen=True)
+class CurriculumConfig(Knobs):
+    """Curriculum Trajectory Matching (src/onestep/methods/curriculum.py). Defaults: the module docstring's
+    choices; K = 10 x 400 steps (4000, the budget every baseline matches), lambda = 0.1."""
+
+    K: int = knob(10, "number of stages", minimum=1)
+    steps_per_stage: int = knob(400, "optimiser steps per stage", minimum=1)
+    lam: float | Literal["tuned"] = knob(0.1, "weight of R_k, or 'tuned' for the best lambda of the tune_lambda study",
+                                         key="lambda", minimum=0)
+    ordering: Literal["forward", "reversed", "random"] = knob("forward", "training order of the stages (T -> 0 forward)")
+    anchor: Literal["grid", "trained"] = knob("grid", "stage k-1: the adjacent noisier grid point, or the stage trained just before")
+    consistency_step: Literal["ddim", "ddpm"] = knob("ddim", "teacher bridge t_{k-1} -> t_k: exact DDIM jump, or the seed's DDPM step")
+    replay: float = knob(0.25, "share of each batch drawn from stages already trained", minimum=0, maximum=1)
+    max_weight: float = knob(100.0, "clip of w(t) = 1 / (2 (1 - abar_t)) near t = 0", exclusiveMinimum=0)
+    budget: int | None = knob(None, "a fixed total of optimiser steps; when set, steps_per_stage = floor(budget / K)",
+                              minimum=1)
+    consistency: Literal["adjacent", "global"] = knob(
+        "adjacent", "adjacent: the seed's R_k; global: stage k tied to earlier grid points j < k by exact DDIM jumps")
+    global_stages: int = knob(4, "earlier stages j drawn per sample and step (global)", minimum=1)
+    loss: Literal["l2", "pseudo_huber", "perceptual", "adversarial"] = knob(
+        "l2", "the distance in L_k for stages with t_k <= late_t (l2 before); adversarial adds a discriminator term to l2")
+    late_t: int = knob(250, "stages with t_k <= late_t use `loss`", minimum=0)
+    perceptual: PerceptualConfig = knob(PerceptualConfig(), "loss perceptual: the feature network")
+    adversarial: AdversarialConfig = knob(AdversarialConfig(), "loss adversarial: discriminator D(x, t), its own optimiser")
 
     @classmethod
-    def from_dict(cls, d: dict) -> CurriculumConfig:
-        d = {k: v for k, v in d.items() if k != "name"}
-        d["lam"] = d.pop("lambda", d.get("lam", cls.lam))
-        if d.get("budget") is not None:  # a fixed total of steps: the steps per stage follow from K
-            d["steps_per_stage"] = max(1, d["budget"] // d.get("K", cls.K))
-        return cls(**d)
+    def from_dict(cls, d: dict, top: bool = True) -> CurriculumConfig:
+        c = super().from_dict(d, top)
+        if c.budget is not None:  # a fixed total of steps: the steps per stage follow from K
+            c = replace(c, steps_per_stage=max(1, c.budget // c.K))
+        return c
+
+    @classmethod
+    def check(cls, m: dict, cfg: dict) -> None:
+        T = cfg["diffusion"]["T"]
+        if not 1 <= m["K"] <= T:
+            raise ConfigError(f"method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
+        if m["consistency_step"] == "ddpm" and m["anchor"] == "trained" and m["ordering"] != "forward":
+            raise ConfigError(
+                f"method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
+                f"under ordering '{m['ordering']}'; allowed: consistency_step ddim, or anchor grid")
+        if m["consistency"] == "global" and m["consistency_step"] == "ddpm":
+            raise ConfigError("method.consistency_step: 'ddpm' does not apply to consistency 'global', which "
+                              "ties stage k to every earlier t_j by exact DDIM jumps; allowed: ddim")
+        if m["loss"] == "perceptual" and not data.is_image(cfg["dataset"]):
+            raise ConfigError(f"method.loss: 'perceptual' needs images; dataset '{cfg['dataset']['name']}' is 2-D "
+                              "points with no perceptual feature space; allowed here: l2, pseudo_huber, adversarial")
+        feature_net = cfg["evaluation"].get("feature_net")
+        if m["loss"] == "perceptual" and m["perceptual"]["backbone"] == "features" and feature_net != "classifier":
+            raise ConfigError(f"method.perceptual.backbone: 'features' uses the dataset's classifier features, but "
+                              f"evaluation.feature_net is '{feature_net}'; allowed: lpips, or evaluation.feature_net "
+                              "classifier")
 
 
 @dataclass(frozen=True)
@@ -152,8 +187,10 @@ def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
 class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
+    Config = CurriculumConfig
+
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = CurriculumConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed = ctx, seed
         self.T = ctx.schedule.T
         self.ts = torch.tensor(timesteps(self.T, self.cfg.K))  # (K+1,)
@@ -163,13 +200,13 @@ class Curriculum(MethodBase):
         self.bridge = BRIDGES[self.cfg.consistency_step]
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
         self.l2 = L2(ctx.shape)
-        self.adv = Adversarial(ctx.shape, **self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
+        self.adv = Adversarial(ctx.shape, self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
 
     @cached_property
     def distance(self):
         """The late-stage distance, built at the first loss (sampling alone needs no feature network)."""
         late = "l2" if self.cfg.loss == "adversarial" else self.cfg.loss
-        lpips = late == "perceptual" and self.cfg.perceptual["backbone"] == "lpips"
+        lpips = late == "perceptual" and self.cfg.perceptual.backbone == "lpips"
         return DISTANCES[late](self.ctx.shape, lpips_features(self.ctx.shape) if lpips else self.ctx.features)
 
     def schedule(self, step: int) -> dict[str, float]:

@@ -5,7 +5,7 @@ pairs when the optional DMD regression term is on).
 
 Generator x = G_theta(z) (the student network at time 0, like the curriculum's G(z, 0)). Noise it in
 the seed's DDPM indexing, x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps, t ~ U{t_min..t_max}; the
-teacher and the fake score are both epsilon networks, read as denoisers
+teacher and the fake score are both epsilon networks, read as denoisers (maths in methods/common.py)
 
     D(x_t) = (x_t - sqrt(1 - abar_t) eps(x_t, t)) / sqrt(abar_t)
     grad   = (D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)|            (per sample, no gradient)
@@ -27,65 +27,41 @@ collapsed to std 0.12 (target 0.5); fake_lr 3e-3 and 4 updates matched mean and 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from onestep.diffusion import Schedule, Teacher
-from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
+from onestep.methods.common import dm_gradient, fake_score, fake_updates
 
 
 @dataclass(frozen=True)
-class DMD2Config:
-    steps: int = 1100
-    fake_updates: int = 4
-    fake_lr: float = 3e-3
-    t_min: int = 20
-    t_max: int = 980
-    reg_weight: float = 0.0
+class DMD2Config(Knobs):
+    """DMD2 (src/onestep/methods/dmd2.py); the budget and fake-score rates are the module docstring's."""
+
+    steps: int = knob(1100, "generator optimiser steps", minimum=1)
+    fake_updates: int = knob(4, "fake-score updates per generator step", minimum=1)
+    fake_lr: float = knob(3e-3, "fake-score Adam learning rate", exclusiveMinimum=0)
+    t_min: int = knob(20, "lowest noise level (seed index) of the distribution-matching gradient", minimum=1)
+    t_max: int = knob(980, "highest noise level (seed index) of the distribution-matching gradient", minimum=1)
+    reg_weight: float = knob(0.0, "weight of DMD's regression ||G(z) - x0||^2 on teacher pairs; 0 = DMD2", minimum=0)
 
     @classmethod
-    def from_dict(cls, d: dict) -> DMD2Config:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
-
-
-def denoise(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
-    """D(x_t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    return (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
-
-
-def fake_score(teacher: Teacher) -> nn.Module:
-    """A trainable copy of the teacher's epsilon network, called with the diffusers index t - 1 as the teacher is."""
-    return copy.deepcopy(teacher.net).train().requires_grad_(True)
-
-
-@torch.no_grad()
-def dm_gradient(teacher: Teacher, fake: nn.Module, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """(D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)| at x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps; (B, *shape)."""
-    abar = teacher.schedule.at("abar", t, x.ndim)
-    x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
-    d_real = denoise(teacher.eps(x_t, t), x_t, abar)
-    d_fake = denoise(fake(x_t, t - 1), x_t, abar)
-    norm = (x - d_real).abs().flatten(1).mean(1).clamp(min=1e-8)  # (B,)
-    return (d_fake - d_real) / norm.view(-1, *[1] * (x.ndim - 1))
-
-
-def denoising_loss(fake: nn.Module, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """|| eps_psi(x_t, t) - eps ||^2 per sample on detached samples x, (B,)."""
-    abar = schedule.at("abar", t, x.ndim)
-    x_t = abar.sqrt() * x.detach() + (1 - abar).sqrt() * eps
-    return ((fake(x_t, t - 1) - eps) ** 2).flatten(1).sum(1)
+    def check(cls, m: dict, cfg: dict) -> None:
+        T = cfg["diffusion"]["T"]
+        if not m["t_min"] <= m["t_max"] <= T:
+            raise ConfigError(f"method.t_max: {m['t_max']} is out of range; allowed: method.t_min = {m['t_min']} "
+                              f"<= t_max <= diffusion.T = {T}")
 
 
 class DMD2(MethodBase):
     """Distribution matching with an online fake score; see the module docstring."""
 
+    Config = DMD2Config
+
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = DMD2Config.from_dict(cfg)
-        if not 1 <= self.cfg.t_min <= self.cfg.t_max <= ctx.schedule.T:
-            raise ValueError(f"method.t_min/t_max must satisfy 1 <= t_min <= t_max <= T = {ctx.schedule.T}")
+        self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed = ctx, seed
         self.total_steps = self.cfg.steps
         self.fake = fake_score(ctx.teacher)
@@ -101,15 +77,7 @@ class DMD2(MethodBase):
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             x = self.generate(student, batch.z)  # detached generator samples
-        total = 0.0
-        for _ in range(self.cfg.fake_updates):
-            loss = denoising_loss(self.fake, self.ctx.schedule, x, *self._noise(x, gen)).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total = total + loss.detach()
-        self.opt.zero_grad(set_to_none=True)  # no fake-score gradients left behind
-        return {"fake_loss": total / max(1, self.cfg.fake_updates)}
+        return fake_updates(self.fake, self.opt, self.ctx.schedule, x, self.cfg.fake_updates, lambda x_: self._noise(x_, gen))
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x = self.generate(student, batch.z)  # (B, *shape)

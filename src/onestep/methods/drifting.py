@@ -24,25 +24,21 @@ default 6000 steps = 18k, about the curriculum default (4000 x 5 = 20k).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 
 
 @dataclass(frozen=True)
-class DriftingConfig:
-    steps: int = 6000
-    taus: tuple[float, ...] = field(default=(0.02, 0.05, 0.2))
+class DriftingConfig(Knobs):
+    """Drifting models (src/onestep/methods/drifting.py); trains from data."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> DriftingConfig:
-        d = {k: v for k, v in d.items() if k != "name"}
-        if "taus" in d:
-            d["taus"] = tuple(d["taus"])
-        return cls(**d)
+    steps: int = knob(6000, "total optimiser steps", minimum=1)
+    taus: tuple[float, ...] = knob((0.02, 0.05, 0.2), "kernel temperatures (distances normalised by the batch mean)",
+                                   items={"exclusiveMinimum": 0})
 
 
 def drift_field(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, taus: tuple[float, ...],
@@ -64,10 +60,12 @@ def drift_field(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, taus: tup
 class Drifting(MethodBase):
     """Attraction-repulsion drift toward data; see the module docstring."""
 
+    Config = DriftingConfig
+
     needs_data = True
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = DriftingConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         if not self.cfg.taus or min(self.cfg.taus) <= 0:
             raise ValueError(f"method.taus must be positive temperatures, got {list(self.cfg.taus)}")
         self.ctx, self.seed = ctx, seed

@@ -14,30 +14,31 @@ pair-trained method). Default `steps` = 4000 optimiser steps, the curriculum def
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 
 DISTANCES = ("l2", "l1")
 
 
 @dataclass(frozen=True)
-class KDConfig:
-    steps: int = 4000
-    distance: str = "l2"
+class KDConfig(Knobs):
+    """Endpoint knowledge distillation (src/onestep/methods/kd.py)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> KDConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    steps: int = knob(4000, "total optimiser steps", minimum=1)
+    distance: Literal["l2", "l1"] = knob("l2", "distance of G(z) to the teacher's x0")
 
 
 class KD(MethodBase):
     """Endpoint distillation; see the module docstring."""
 
+    Config = KDConfig
+
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = KDConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         if self.cfg.distance not in DISTANCES:
             raise ValueError(f"method.distance must be one of {', '.join(DISTANCES)}, got '{self.cfg.distance}'")
         self.T = ctx.schedule.T

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from onestep.nets import build_net
+from onestep.methods.base import Knobs, knob
+from onestep.methods.common import huber_c, pseudo_huber
+from onestep.nets import NETS, build_net
 
 
 class PerceptualError(RuntimeError):
@@ -38,10 +42,10 @@ class L2:
 
 class PseudoHuber:
     def __init__(self, shape: tuple[int, ...], features=None):
-        self.c = 0.00054 * math.sqrt(math.prod(shape))
+        self.c = huber_c(None, shape)  # iCT's 0.00054 sqrt(d)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (((a - b) ** 2).flatten(1).sum(1) + self.c**2).sqrt() - self.c  # (B,)
+        return pseudo_huber(a, b, self.c)  # (B,)
 
 
 class Perceptual:
@@ -88,6 +92,20 @@ def lpips_features(shape: tuple[int, ...], net: str = "alex") -> Callable[[torch
     return phi
 
 
+NET_SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"enum": list(NETS)}}}
+
+
+@dataclass(frozen=True)
+class AdversarialConfig(Knobs):
+    """The adversarial term's knobs (a config section, e.g. curriculum's `adversarial`)."""
+
+    kind: Literal["hinge", "non_saturating"] = knob("hinge", "generator / discriminator loss pair")
+    weight: float = knob(0.1, "weight of the generator term", minimum=0)
+    lr: float = knob(2e-4, "discriminator Adam learning rate", exclusiveMinimum=0)
+    betas: tuple[float, float] = knob((0.0, 0.99), "discriminator Adam betas", items={"minimum": 0, "exclusiveMaximum": 1})
+    net: dict = knob({"name": "mlp", "width": 128, "depth": 2}, "discriminator body (nets.build_net)", schema=NET_SCHEMA)
+
+
 class Discriminator(nn.Module):
     """D(x, t) -> logit (B,): a body from `build_net` (same interface as the nets) and a linear readout."""
 
@@ -113,11 +131,10 @@ DISC_LOSS = {  # discriminator loss per sample, from D(real), D(fake)
 class Adversarial:
     """A discriminator trained alongside the student, with its own Adam optimiser and learning rate."""
 
-    def __init__(self, shape: tuple[int, ...], kind: str = "hinge", weight: float = 0.1, lr: float = 2e-4,
-                 betas: tuple[float, float] = (0.0, 0.99), net: dict | None = None):
-        self.kind, self.weight = kind, weight
-        self.D = Discriminator(net or {"name": "mlp", "width": 128, "depth": 2}, shape)
-        self.opt = torch.optim.Adam(self.D.parameters(), lr=lr, betas=tuple(betas))
+    def __init__(self, shape: tuple[int, ...], cfg: AdversarialConfig = AdversarialConfig()):  # noqa: B008 (frozen)
+        self.kind, self.weight = cfg.kind, cfg.weight
+        self.D = Discriminator(cfg.net, shape)
+        self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
 
     def __call__(self, fake: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Generator term, weighted, per sample (B,); gradients reach the student through `fake`, not D."""

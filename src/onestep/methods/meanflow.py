@@ -3,7 +3,7 @@
 Trains from DATA, not from the teacher (needs_data): x = Batch.data, e = Batch.z (standard normal,
 independent of the data batch); the teacher is never called.
 
-Flow convention: methods/flow.py, z_t = (1 - t) x + t e, v = e - x. Time scale: the two-time
+Flow convention: methods/common.py, z_t = (1 - t) x + t e, v = e - x. Time scale: the two-time
 student u_theta(z_t, r, t) is the network f(z_t, S t, S r) with S = `time_scale`, by default 1 (t and
 r in [0, 1] enter the sinusoidal embedding as they are, as in MeanFlow's code), NOT the T t of the
 other flow methods: on the 0..T scale the embedding's frequencies reach 1 rad per unit, so du/dt is
@@ -34,23 +34,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.flow import expand, interpolate, logit_normal
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
+from onestep.methods.common import expand, interpolate, logit_normal
 
 
 @dataclass(frozen=True)
-class MeanFlowConfig:
-    steps: int = 4000
-    ratio_r_neq_t: float = 0.25
-    time_mean: float = -0.4
-    time_std: float = 1.0
-    p: float = 0.75
-    c: float = 1e-3
-    time_scale: float = 1.0
+class MeanFlowConfig(Knobs):
+    """MeanFlow (src/onestep/methods/meanflow.py); trains from data."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> MeanFlowConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    steps: int = knob(4000, "total optimiser steps", minimum=1)
+    ratio_r_neq_t: float = knob(0.25, "share of the batch with r < t (the rest r = t)", minimum=0, maximum=1)
+    time_mean: float = knob(-0.4, "logit-normal mean of t and r")
+    time_std: float = knob(1.0, "logit-normal std of t and r", exclusiveMinimum=0)
+    p: float = knob(0.75, "adaptive weight 1 / (||err||^2 + c)^p", minimum=0)
+    c: float = knob(1e-3, "adaptive weight's c", exclusiveMinimum=0)
+    time_scale: float = knob(1.0, "the network sees time_scale * t (1: t in [0, 1]; T = 1000 diverges, see meanflow.py)",
+                             exclusiveMinimum=0)
 
 
 def sample_times(n: int, cfg: MeanFlowConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,12 +75,14 @@ def meanflow_target(student: nn.Module, x: torch.Tensor, e: torch.Tensor, t: tor
 class MeanFlow(MethodBase):
     """MeanFlow average-velocity regression from data; see the module docstring."""
 
+    Config = MeanFlowConfig
+
     needs_data = True
     sample_steps = (1, 2, 4)
     times = 2
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = MeanFlowConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed, self.S = ctx, seed, self.cfg.time_scale
         self.total_steps = self.cfg.steps
 

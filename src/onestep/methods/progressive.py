@@ -32,21 +32,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 
 
 @dataclass(frozen=True)
-class ProgressiveConfig:
-    start_steps: int = 16
-    steps_per_round: int = 800
+class ProgressiveConfig(Knobs):
+    """Progressive distillation (src/onestep/methods/progressive.py)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ProgressiveConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    start_steps: Literal[1, 2, 4, 8, 16, 32, 64, 128, 256] = knob(16, "student steps of round 0 (a power of two)")
+    steps_per_round: int = knob(800, "optimiser steps per halving round (total = rounds x this)", minimum=1)
 
     @property
     def rounds(self) -> int:
@@ -72,10 +71,12 @@ def target_x(x_s: torch.Tensor, x_t: torch.Tensor, a_t: torch.Tensor, a_s: torch
 class Progressive(MethodBase):
     """Progressive distillation; see the module docstring."""
 
+    Config = ProgressiveConfig
+
     sample_steps = (1, 2, 4)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = ProgressiveConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         s = self.cfg.start_steps
         if s < 1 or s & (s - 1):
             raise ValueError(f"method.start_steps must be a power of two, got {s}")

@@ -3,7 +3,7 @@
 Distils the teacher: it trains on the teacher pairs (z, x0), never on data, and calls the teacher
 network zero times during training (the pairs are paid for once, by the `pairs` rule).
 
-Flow convention and time scale: methods/flow.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
+Flow convention and time scale: methods/common.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
 sees T t). The student is a velocity field v_theta(x_t, t).
 
 Phase 0, reflow (`reflow_steps` optimiser steps). The teacher's DDIM solve is the first flow; its
@@ -33,20 +33,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.flow import euler, interpolate
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
+from onestep.methods.common import euler, interpolate
 
 
 @dataclass(frozen=True)
-class ReflowConfig:
-    reflow_steps: int = 3000
-    distill_steps: int = 1000
-    distill_ode_steps: int = 4
-    flow_weight: float = 1.0
+class ReflowConfig(Knobs):
+    """Rectified flow + one reflow round + distillation (src/onestep/methods/reflow.py)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ReflowConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    reflow_steps: int = knob(3000, "optimiser steps of flow matching on the teacher pairs", minimum=1)
+    distill_steps: int = knob(1000, "optimiser steps of one-step distillation", minimum=0)
+    distill_ode_steps: int = knob(4, "Euler steps of the frozen reflowed flow giving the distillation target",
+                                  minimum=1)
+    flow_weight: float = knob(1.0, "weight of the flow-matching term kept during distillation", minimum=0)
 
 
 def flow_loss(v_net, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, T: int) -> torch.Tensor:
@@ -58,10 +57,12 @@ def flow_loss(v_net, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, T: int)
 class Reflow(MethodBase):
     """One reflow round on the teacher pairs, then one-step distillation; see the module docstring."""
 
+    Config = ReflowConfig
+
     sample_steps = (1, 2, 4)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = ReflowConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T
         self.total_steps = self.cfg.reflow_steps + self.cfg.distill_steps
         self.frozen: nn.Module | None = None  # v_2, the reflowed flow frozen at the phase boundary

@@ -3,7 +3,7 @@
 Trains from DATA, not from the teacher (needs_data): x = Batch.data, e = Batch.z; the teacher is
 never called.
 
-Flow convention and time scale: methods/flow.py (x_t = (1 - t) x + t e, sampling runs t = 1 -> 0,
+Flow convention and time scale: methods/common.py (x_t = (1 - t) x + t e, sampling runs t = 1 -> 0,
 so a step of size d goes x_{t-d} = x_t - d s). The two-time student s_theta(x_t, t, d) is the
 network f(x_t, T t, T d). Per batch, a share 1 - `bootstrap` is plain flow matching (d = 0),
 the rest self-consistency with 2d on the dyadic grid {1, 1/2, ..., 2/M} (M = `max_steps`) and
@@ -26,23 +26,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.flow import expand, interpolate
+from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
+from onestep.methods.common import expand, interpolate
 
 
 @dataclass(frozen=True)
-class ShortcutConfig:
-    steps: int = 5500
-    bootstrap: float = 0.25
-    max_steps: int = 128
+class ShortcutConfig(Knobs):
+    """Shortcut models (src/onestep/methods/shortcut.py); trains from data."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ShortcutConfig:
-        return cls(**{k: v for k, v in d.items() if k != "name"})
+    steps: int = knob(5500, "total optimiser steps", minimum=1)
+    bootstrap: float = knob(0.25, "share of the batch trained by self-consistency", minimum=0, maximum=1)
+    max_steps: Literal[2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] = knob(128, "M: the finest step size is 1/M")
 
 
 def consistency_times(n: int, max_steps: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,12 +64,14 @@ def consistency_target(student: nn.Module, x_t: torch.Tensor, t: torch.Tensor, d
 class Shortcut(MethodBase):
     """Step-size-conditioned flow matching with self-consistency targets; see the module docstring."""
 
+    Config = ShortcutConfig
+
     needs_data = True
     sample_steps = (1, 2, 4)
     times = 2
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = ShortcutConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         if self.cfg.max_steps < 2 or self.cfg.max_steps & (self.cfg.max_steps - 1):
             raise ValueError(f"method.max_steps must be a power of two >= 2, got {self.cfg.max_steps}")
         self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T

@@ -11,7 +11,7 @@ tells the student the step size, i.e. K (TDM-unify's step-count conditioning).
 Objective. For step i the student's sample is diffused only over its own interval
 tau in [t_{i+1}, t_i) (intervals of different steps do not overlap), x_tau = sqrt(abar_tau) x0_hat_i +
 sqrt(1 - abar_tau) eps, and matched to the teacher's marginal p_{phi, tau} by score distillation, as
-in DMD (methods/dmd2.py): grad = (D_psi - D_phi)(x_tau) / mean|x0_hat_i - D_phi(x_tau)|, with the
+in DMD (methods/dmd2.py; maths in methods/common.py): grad = (D_psi - D_phi)(x_tau) / mean|x0_hat_i - D_phi(x_tau)|, with the
 seed's pseudo-Huber surrogate
 
     L = sqrt(|| x0_hat_i - sg(x0_hat_i - grad) ||^2 + c^2) - c,   c = 0.00054 sqrt(d)
@@ -31,30 +31,31 @@ fake_updates = 4; the default 1000 steps = 19.3k, about the curriculum default (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from onestep.methods.base import Batch, Context, MethodBase
-from onestep.methods.dmd2 import denoising_loss, dm_gradient, fake_score
+from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
+from onestep.methods.common import dm_gradient, fake_score, fake_updates, huber_c, pseudo_huber
 
 
 @dataclass(frozen=True)
-class TDMConfig:
-    steps: int = 1000
-    ks: tuple[int, ...] = field(default=(1, 2, 4))
-    fake_updates: int = 4
-    fake_lr: float = 3e-3
-    t_min: int = 20
-    huber_c: float | None = None  # None: 0.00054 sqrt(d)
+class TDMConfig(Knobs):
+    """Trajectory distribution matching (src/onestep/methods/tdm.py); the budget is the module docstring's."""
+
+    steps: int = knob(1000, "student optimiser steps", minimum=1)
+    ks: tuple[int, ...] = knob((1, 2, 4), "student step counts trained (cycled by step)", items={"minimum": 1})
+    fake_updates: int = knob(4, "fake-score updates per student step", minimum=1)
+    fake_lr: float = knob(3e-3, "fake-scores' Adam learning rate", exclusiveMinimum=0)
+    t_min: int = knob(20, "lowest noise level (seed index) of the distribution-matching gradient", minimum=1)
+    huber_c: None | float = knob(None, "pseudo-Huber c; null = 0.00054 sqrt(d)", exclusiveMinimum=0)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TDMConfig:
-        d = {k: v for k, v in d.items() if k != "name"}
-        if "ks" in d:
-            d["ks"] = tuple(d["ks"])
-        return cls(**d)
+    def check(cls, m: dict, cfg: dict) -> None:
+        T = cfg["diffusion"]["T"]
+        if any(k > T for k in m["ks"]):
+            raise ConfigError(f"method.ks: {m['ks']} is out of range; allowed: step counts 1..diffusion.T = {T}")
 
 
 def grid(T: int, K: int) -> torch.Tensor:
@@ -68,24 +69,20 @@ def ddim_move(x: torch.Tensor, x0_hat: torch.Tensor, abar_s: torch.Tensor, abar_
     return abar_t.sqrt() * x0_hat + (1 - abar_t).sqrt() * eps_hat
 
 
-def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
-    """sqrt(||a - b||^2 + c^2) - c per sample, (B,)."""
-    return (((a - b) ** 2).flatten(1).sum(1) + c * c).sqrt() - c
-
-
 class TDM(MethodBase):
     """Trajectory distribution matching; see the module docstring."""
 
+    Config = TDMConfig
     times = 2
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
-        self.cfg = TDMConfig.from_dict(cfg)
+        self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed, self.T = ctx, seed, ctx.schedule.T
         if any(not 1 <= k <= self.T for k in self.cfg.ks) or not self.cfg.ks:
             raise ValueError(f"method.ks must be step counts in 1..T = {self.T}, got {list(self.cfg.ks)}")
         self.sample_steps = tuple(sorted(set(self.cfg.ks)))
         self.total_steps = self.cfg.steps
-        self.c = self.cfg.huber_c if self.cfg.huber_c is not None else 0.00054 * float(torch.tensor(ctx.shape).prod()) ** 0.5
+        self.c = huber_c(self.cfg.huber_c, ctx.shape)
         self.fakes = nn.ModuleDict({str(k): fake_score(ctx.teacher) for k in self.sample_steps})  # psi_K
         self.opt = torch.optim.Adam(self.fakes.parameters(), lr=self.cfg.fake_lr)
 
@@ -124,17 +121,8 @@ class TDM(MethodBase):
         fake = self.fakes[str(K)]
         with torch.no_grad():
             x0_hat, t_i, t_next = self._x0_hat(student, batch.z, K, gen)
-        total = 0.0
-        for _ in range(self.cfg.fake_updates):
-            tau = self._tau(t_i, t_next, gen)
-            eps = torch.randn(x0_hat.shape, generator=gen).to(x0_hat.device)
-            loss = denoising_loss(fake, self.ctx.schedule, x0_hat, tau, eps).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total = total + loss.detach()
-        self.opt.zero_grad(set_to_none=True)  # no fake-score gradients left behind
-        return {"fake_loss": total / max(1, self.cfg.fake_updates)}
+        noise = lambda x: (self._tau(t_i, t_next, gen), torch.randn(x.shape, generator=gen).to(x.device))  # noqa: E731
+        return fake_updates(fake, self.opt, self.ctx.schedule, x0_hat, self.cfg.fake_updates, noise)
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         K = self.cfg.ks[step % len(self.cfg.ks)]

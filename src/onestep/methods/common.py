@@ -1,0 +1,296 @@
+"""Maths shared by several methods (not a method; no registry entry). Method files import from here,
+from base.py and losses.py, never from each other.
+
+- EDM in the VP index space (ct.py's docstring): index t has the EDM noise level
+  sigma_t = sqrt((1 - abar_t) / abar_t) and the EDM state x_t / sqrt(abar_t) (`edm_sigmas`).
+- Consistency parameterisation (Song et al. 2023; EDM's with s_min = 0):
+  c_skip = s_d^2 / ((sigma - s_min)^2 + s_d^2),  c_out = (sigma - s_min) s_d / sqrt(sigma^2 + s_d^2).
+- iCT discretisation (Song & Dhariwal 2023): N(k) = min(s0 2^floor(k / K'), s1) + 1, the Karras
+  rho-grid mapped to indices, lognormal pair probabilities; pseudo-Huber d(a, b) = sqrt(||a - b||^2 + c^2) - c
+  with iCT's c = 0.00054 sqrt(d), d = numel of a sample (the one constant of cd, ct, tdm and losses.PseudoHuber).
+- The teacher's PF-ODE step in the VP index space (Heun or Euler = DDIM).
+- Distribution matching (DMD, DMD2, TDM): the denoiser D(x_t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
+  the online fake score eps_psi (a trainable copy of the teacher's network) and the DM gradient.
+- Flow matching (reflow, meanflow, shortcut): x_t = (1 - t) x + t e, t in [0, 1], data x at t = 0,
+  noise e at t = 1, velocity v = dx_t/dt = e - x; sampling integrates t = 1 -> 0. Every network
+  takes times on the DDPM index scale 0..T, so a flow time t enters it as T t (float).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from onestep.diffusion import Schedule, Teacher
+from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
+
+
+def expand(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) to broadcast against a (B, ...) tensor."""
+    return v.view(-1, *([1] * (ndim - 1)))
+
+
+# ---------------------------------------------------------------- EDM levels, consistency parameterisation
+
+
+def edm_sigmas(schedule: Schedule) -> torch.Tensor:
+    """sigma_t = sqrt((1 - abar_t) / abar_t) for t = 0..T (sigma_0 = 0): the EDM noise level of index t."""
+    abar = schedule.abar.double()
+    return ((1 - abar) / abar).sqrt().float()  # (T+1,)
+
+
+def edm_scalings(sig: torch.Tensor, s_d: float, s_min: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) = (s_d^2 / ((sigma - s_min)^2 + s_d^2), (sigma - s_min) s_d / sqrt(sigma^2 + s_d^2))."""
+    c_skip = s_d**2 / ((sig - s_min) ** 2 + s_d**2)
+    c_out = (sig - s_min) * s_d / (sig**2 + s_d**2).sqrt()
+    return c_skip, c_out
+
+
+# ---------------------------------------------------------------- iCT discretisation, pseudo-Huber
+
+
+def grid_size(step: int, total: int, s0: int, s1: int) -> int:
+    """iCT discretisation curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2(s1/s0) + 1))."""
+    k_prime = max(1, math.floor(total / (math.log2(s1 / s0) + 1)))
+    return min(s0 * 2 ** (step // k_prime), s1) + 1
+
+
+@lru_cache
+def index_grid(sigmas: tuple[float, ...], n: int, rho: float) -> tuple[int, ...]:
+    """Karras grid of n levels between sigma_1 and sigma_T (rho), each mapped to its nearest index
+    t in 1..T in log sigma, deduplicated; ascending."""
+    s = torch.tensor(sigmas, dtype=torch.float64)
+    lo, hi = s[1] ** (1 / rho), s[-1] ** (1 / rho)
+    levels = (lo + torch.arange(n, dtype=torch.float64) / (n - 1) * (hi - lo)) ** rho  # (n,) ascending
+    idx = (s[1:].log()[None, :] - levels.log()[:, None]).abs().argmin(1) + 1  # (n,) index in 1..T
+    return tuple(sorted(set(idx.tolist())))
+
+
+def lognormal_probs(sig_lo: torch.Tensor, sig_hi: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
+    """iCT's p(i) ~ erf((ln sigma_{i+1} - P_mean) / (sqrt 2 P_std)) - erf((ln sigma_i - P_mean) / (sqrt 2 P_std))."""
+    cdf = lambda s: torch.erf((s.double().log() - p_mean) / (math.sqrt(2) * p_std))  # noqa: E731
+    p = (cdf(sig_hi) - cdf(sig_lo)).clamp(min=0)
+    return (p / p.sum()).float()
+
+
+def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    """sqrt(||a - b||^2 + c^2) - c per sample: (B,)."""
+    return (((a - b) ** 2).flatten(1).sum(1) + c * c).sqrt() - c
+
+
+def huber_c(c: float | None, shape: tuple[int, ...]) -> float:
+    """The pseudo-Huber c: `c` when set, else iCT's 0.00054 sqrt(d), d = numel of a sample."""
+    return c if c is not None else 0.00054 * math.sqrt(math.prod(shape))
+
+
+class ICTGrid:
+    """The iCT discretisation of a run: grid size by step, index grid, lognormal pair sampling."""
+
+    def __init__(self, schedule: Schedule, total: int, s0: int, s1: int, rho: float, p_mean: float, p_std: float):
+        self.sigma = edm_sigmas(schedule)
+        self.key = tuple(self.sigma.double().tolist())
+        self.total, self.s0, self.s1, self.rho, self.p_mean, self.p_std = total, s0, s1, rho, p_mean, p_std
+
+    def size(self, step: int) -> int:
+        return grid_size(step, self.total, self.s0, self.s1)
+
+    def grid(self, step: int) -> torch.Tensor:
+        return torch.tensor(index_grid(self.key, self.size(step), self.rho))  # (M,) ascending indices
+
+    def pairs(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_i, t_{i+1}) per sample, (n,) each: adjacent grid indices, i lognormal-distributed."""
+        g = self.grid(step)
+        p = lognormal_probs(self.sigma[g[:-1]], self.sigma[g[1:]], self.p_mean, self.p_std)  # (M-1,)
+        i = torch.multinomial(p, n, replacement=True, generator=gen)
+        return g[i], g[i + 1]
+
+
+# ---------------------------------------------------------------- consistency function, teacher PF-ODE
+
+
+class Consistency:
+    """f_theta(x_t, t) = c_skip(sigma_t) x_t / sqrt(abar_t) + c_out(sigma_t) F_theta(x_t, t), s_min = sigma_1."""
+
+    def __init__(self, schedule: Schedule, sigma_data: float):
+        self.sigma = edm_sigmas(schedule)  # (T+1,)
+        self.abar = schedule.abar
+        self.s_d, self.s_min = sigma_data, float(self.sigma[1])
+        self.T = schedule.T
+
+    def __call__(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        sig = expand(self.sigma.to(x.device)[t], x.ndim)  # (B, 1, ...)
+        a = expand(self.abar.to(x.device)[t], x.ndim)
+        c_skip, c_out = edm_scalings(sig, self.s_d, self.s_min)
+        return c_skip * x / a.sqrt() + c_out * net(x, t)
+
+    def noised(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps."""
+        a = expand(self.abar.to(x0.device)[t], x0.ndim)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+    @torch.no_grad()
+    def sample(self, net: nn.Module, z: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
+        """Multistep consistency sampling on the index grid T (n - j) / n, j = 0..n-1 (fresh noise, fixed seed)."""
+        gen = torch.Generator().manual_seed(seed)
+        full = lambda v: torch.full((z.shape[0],), v, dtype=torch.long, device=z.device)  # noqa: E731
+        x = self(net, z, full(self.T))
+        for j in range(1, steps):
+            t = full(round(self.T * (steps - j) / steps))
+            x = self(net, self.noised(x, torch.randn(z.shape, generator=gen).to(z.device), t), t)
+        return x
+
+
+@torch.no_grad()
+def pf_ode_step(teacher: Teacher, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, heun: bool = True) -> torch.Tensor:
+    """The teacher's PF-ODE from VP index t down to s >= 1 (per sample): one Heun (or Euler = DDIM) step.
+    In the EDM state xt = x_t / sqrt(abar_t) the PF-ODE is d xt / d sigma = eps(x_t, t)."""
+    sch = teacher.schedule
+    sig = edm_sigmas(sch).to(x.device)
+    a_t, a_s = sch.at("abar", t, x.ndim), sch.at("abar", s, x.ndim)
+    ds = expand(sig[s] - sig[t], x.ndim)
+    e1 = teacher.eps(x, t)
+    xs = x / a_t.sqrt() + ds * e1  # Euler in the EDM state
+    if heun:
+        e2 = teacher.eps(a_s.sqrt() * xs, s)
+        xs = x / a_t.sqrt() + ds * (e1 + e2) / 2
+    return a_s.sqrt() * xs
+
+
+# ---------------------------------------------------------------- iCT settings and base, shared by cd and ct
+
+
+@dataclass(frozen=True)
+class ICTConfig(Knobs):
+    """iCT settings (Song & Dhariwal 2023): `steps` = 4000 optimiser steps at the student batch size, the
+    curriculum default's count (K = 10 x 400); s0 = 10, s1 = 1280 as in iCT, so N doubles every 500 steps."""
+
+    steps: int = knob(4000, "total optimiser steps", minimum=1)
+    s0: int = knob(10, "initial discretisation steps N(0) - 1", minimum=1)
+    s1: int = knob(1280, "final discretisation steps", minimum=1)
+    rho: float = knob(7.0, "Karras grid exponent", exclusiveMinimum=0)
+    p_mean: float = knob(-1.1, "lognormal mean of the noise levels (iCT)")
+    p_std: float = knob(2.0, "lognormal std of the noise levels (iCT)", exclusiveMinimum=0)
+    sigma_data: float = knob(0.5, "data std of the EDM parameterisation", exclusiveMinimum=0)
+    huber_c: float | None = knob(None, "pseudo-Huber c; null for 0.00054 sqrt(dim) (iCT)", exclusiveMinimum=0)
+
+    @classmethod
+    def check(cls, m: dict, cfg: dict) -> None:
+        if m["s1"] < m["s0"]:
+            raise ConfigError(f"method.s1: {m['s1']} is below method.s0 = {m['s0']}; allowed: s1 >= s0")
+
+
+class ICTMethod(MethodBase):
+    """What consistency training and distillation share: the parameterisation f, the iCT grid N(k)
+    (the phase is the doubling round of N), the pseudo-Huber constant; `Config` set by the subclass."""
+
+    Config = ICTConfig
+    sample_steps = (1, 2, 4)
+
+    def __init__(self, cfg: dict, ctx: Context, seed: int):
+        self.cfg = c = self.Config.from_dict(cfg)
+        self.ctx, self.seed = ctx, seed
+        self.total_steps = c.steps
+        self.f = Consistency(ctx.schedule, c.sigma_data)
+        self.grid = ICTGrid(ctx.schedule, c.steps, c.s0, c.s1, c.rho, c.p_mean, c.p_std)
+        self.c = huber_c(c.huber_c, ctx.shape)
+
+    def schedule(self, step: int) -> dict[str, float]:
+        n = self.grid.size(step)
+        return {"phase": int(math.log2((n - 1) / self.cfg.s0)), "N": n}
+
+    def pair_loss(self, student: nn.Module, x_hi: torch.Tensor, x_lo: torch.Tensor, t_hi: torch.Tensor,
+                  t_lo: torch.Tensor):
+        """lambda(sigma_i) d(f_theta(x_{t_{i+1}}, t_{i+1}), sg f_theta(x_{t_i}, t_i)), lambda = 1 / (sigma_{i+1} - sigma_i)."""
+        f_hi = self.f(student, x_hi, t_hi)
+        with torch.no_grad():
+            f_lo = self.f(student, x_lo, t_lo)  # sg: the current net (iCT)
+        sig = self.f.sigma.to(x_hi.device)
+        w = 1.0 / (sig[t_hi] - sig[t_lo])  # (B,)
+        d = pseudo_huber(f_hi, f_lo, self.c)
+        return w * d, {"d": d.mean().detach(), "sigma_hi": sig[t_hi].mean()}
+
+    def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        return self.f.sample(student, z, steps, self.seed)
+
+
+# ---------------------------------------------------------------- distribution matching (DMD2, TDM)
+
+
+def denoise(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """D(x_t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+    return (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+
+
+def fake_score(teacher: Teacher) -> nn.Module:
+    """eps_psi: a trainable copy of the teacher's epsilon network (called through `fake_eps`)."""
+    return copy.deepcopy(teacher.net).train().requires_grad_(True)
+
+
+def fake_eps(fake: nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """eps_psi(x_t, t) in the seed's indexing, with the teacher's index shift (diffusion.Teacher.index)."""
+    return fake(x_t, Teacher.index(t))
+
+
+@torch.no_grad()
+def dm_gradient(teacher: Teacher, fake: nn.Module, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """(D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)| at x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps; (B, *shape)."""
+    abar = teacher.schedule.at("abar", t, x.ndim)
+    x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
+    d_real = denoise(teacher.eps(x_t, t), x_t, abar)
+    d_fake = denoise(fake_eps(fake, x_t, t), x_t, abar)
+    norm = (x - d_real).abs().flatten(1).mean(1).clamp(min=1e-8)  # (B,)
+    return (d_fake - d_real) / expand(norm, x.ndim)
+
+
+def denoising_loss(fake: nn.Module, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """|| eps_psi(x_t, t) - eps ||^2 per sample on detached samples x, (B,)."""
+    abar = schedule.at("abar", t, x.ndim)
+    x_t = abar.sqrt() * x.detach() + (1 - abar).sqrt() * eps
+    return ((fake_eps(fake, x_t, t) - eps) ** 2).flatten(1).sum(1)
+
+
+def fake_updates(fake: nn.Module, opt: torch.optim.Optimizer, schedule: Schedule, x: torch.Tensor, n: int,
+                 noise) -> dict[str, torch.Tensor]:
+    """`n` optimiser steps of the fake score by denoising on detached samples x; `noise(x)` draws (t, eps)."""
+    total = 0.0
+    for _ in range(n):
+        loss = denoising_loss(fake, schedule, x, *noise(x)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total = total + loss.detach()
+    opt.zero_grad(set_to_none=True)  # no fake-score gradients left behind
+    return {"fake_loss": total / max(1, n)}
+
+
+# ---------------------------------------------------------------- flow matching (reflow, meanflow, shortcut)
+
+
+def interpolate(x: torch.Tensor, e: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x + t e for per-sample t (B,)."""
+    t = expand(t, x.ndim)
+    return (1 - t) * x + t * e
+
+
+def logit_normal(n: int, mean: float, std: float, gen: torch.Generator) -> torch.Tensor:
+    """t = sigmoid(N(mean, std^2)), (n,) on the CPU generator."""
+    return torch.sigmoid(mean + std * torch.randn(n, generator=gen))
+
+
+@torch.no_grad()
+def euler(velocity, z: torch.Tensor, steps: int) -> torch.Tensor:
+    """Euler solve of dx/dt = velocity(x, t) from t = 1 (x = z) to t = 0 in `steps` equal steps."""
+    x = z
+    for i in range(steps):
+        t = torch.full((z.shape[0],), 1.0 - i / steps, device=z.device)
+        x = x - velocity(x, t) / steps
+    return x
