@@ -77,8 +77,8 @@ def test_pretrained_teacher_is_the_diffusers_model_at_the_mapped_timestep(defaul
                                                                            monkeypatch):
     from diffusers import DDPMScheduler
 
+    from onestep.checkpoint import load_checkpoint, load_teacher
     from onestep.cli import main
-    from onestep.train import load_checkpoint, load_teacher
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

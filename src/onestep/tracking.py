@@ -15,6 +15,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from onestep.errors import OnestepError
+
 PKG_DIR = Path(__file__).resolve().parent
 
 
@@ -28,7 +30,7 @@ def tracking_uri(cfg: dict) -> str:
     return uri
 
 
-class TrackingError(RuntimeError):
+class TrackingError(OnestepError, RuntimeError):
     """The MLflow tracking server cannot be reached."""
 
 

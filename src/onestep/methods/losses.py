@@ -21,10 +21,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from onestep.errors import OnestepError
 from onestep.nets import build_net
 
 
-class PerceptualError(RuntimeError):
+class PerceptualError(OnestepError, RuntimeError):
     pass
 
 

@@ -1,0 +1,64 @@
+"""What every `onestep` job shares: its device and threads, and for training jobs the resumable
+MLflow run and SIGTERM handling (preemption). The CLI calls these; nothing here parses arguments."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+
+from onestep import tracking
+from onestep.checkpoint import Preempted, Resume
+
+_DEVICES: dict[str, str] = {}
+
+
+def device(cfg: dict) -> str:
+    """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
+    import torch
+
+    from onestep.devices import pick_device
+
+    want = cfg.get("device", "auto")
+    if want not in _DEVICES:
+        _DEVICES[want] = pick_device(want, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    return _DEVICES[want]
+
+
+def set_threads(n: int | None) -> None:
+    """torch threads = the job's Snakemake `threads` (None: torch's default)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def on_sigterm(resume: Resume) -> None:
+    """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
+
+    def handler(signum, frame):
+        resume.preempted = True
+        print("SIGTERM: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: dict, parent_id: str | None = None):
+    """The job's MLflow run, continued by a resumed attempt. Metrics go to MLflow at each resume
+    checkpoint, so the steps a kill loses (after the last checkpoint) are not in MLflow either and are
+    logged once, on resume; a preempted run is KILLED, not FAILED; SIGTERM saves a checkpoint first.
+    `extra` (the caller's own state) is saved in each resume checkpoint with the run id."""
+    prior = resume.state["loop"]["extra"] if resume.state else {}
+    on_sigterm(resume)
+    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
+                         status_for=status, system_metrics=True) as rec:
+        if resume.state:
+            rec.tag("resumed_from_step", resume.state["step"])
+        else:
+            rec.params(cfg)
+        if resume.every > 0:
+            rec.flush_every = 1 << 30
+        resume.extra, resume.on_save = {**extra, "mlflow_run_id": rec.run_id}, rec.flush
+        yield rec
