@@ -1,6 +1,6 @@
-"""Training loops: the DDPM teacher, and a method-blind student trainer.
-
-The EMA weights are the ones returned (and saved: checkpoint.py).
+"""Training: one method-blind loop (`fit`) for the DDPM teacher (methods/ddpm.py) and every one-step
+student (methods/): LR schedule, micro-batching, precision, EMA, logging, resume and preemption exist
+once, here. The EMA weights are the ones returned (and saved: checkpoint.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from onestep.checkpoint import (  # noqa: F401 (load_resume, save_checkpoint: re
     save_checkpoint,
     save_resume,
 )
-from onestep.diffusion import Teacher, ddpm_scheduler
+from onestep.diffusion import Schedule, Teacher
 from onestep.errors import OnestepError
-from onestep.methods import METHODS
+from onestep.methods import METHODS, TEACHERS
 from onestep.methods.base import Batch, Context
 from onestep.nets import build_net, count_params
 
@@ -58,65 +58,6 @@ def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> flo
         frac = (step - warmup) / max(1, total - warmup)
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
     return base
-
-
-def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
-                  resume: Resume | None = None) -> tuple[nn.Module, dict]:
-    """Epsilon-prediction DDPM (diffusers DDPMScheduler.add_noise), EMA weights returned; resumable like
-    train_student."""
-    tc = cfg["teacher"]
-    torch.manual_seed(tc["seed"])
-    shape = data.shape(cfg["dataset"])
-    cl = accel.use_channels_last(device, tc.get("channels_last", False))
-    net = accel.prepare_net(build_net(tc["net"], shape).to(device), shape, cl)
-    ema = EMA(net, tc["ema"])
-    opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
-    sched = ddpm_scheduler(cfg["diffusion"])
-    gen = torch.Generator().manual_seed(tc["seed"])
-    T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
-    prec = accel.resolve_precision(device, tc.get("precision", "fp32"))
-    fwd, micro = accel.maybe_compile(net, tc.get("compile", False)), accel.micro_slices(B, tc.get("grad_accum", 1))
-    batches = data_batches(cfg["dataset"], B, gen, device)
-    running, start = 0.0, 0
-    modules, gens = {"net": net, "ema": ema.shadow, "opt": opt}, {"gen": gen}
-    if resume is not None and resume.state is not None:
-        running, start = restore_resume(resume.state, resume.path, modules, gens, device)["running"], resume.state["step"]
-        print(f"resuming from {resume.path} at step {start} of {steps}", flush=True)
-    accel.reset_memory(device)
-    t0 = tick = time.time()
-    for step in tqdm(range(start, steps), desc="teacher", disable=not progress, mininterval=2.0, initial=start,
-                     total=steps):
-        x0 = next(batches).to(device)
-        eps = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
-        xt = accel.memory_format(sched.add_noise(x0, eps, t), cl)  # (B, *shape)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, tc["lr"], tc.get("warmup", 0), tc.get("lr_schedule", "cosine"))
-        opt.zero_grad(set_to_none=True)
-        for sl in micro:  # gradient accumulation over micro-batches of the global batch B
-            with accel.precision_context(device, prec):
-                out = fwd(xt[sl], t[sl])
-            loss = ((out.float() - eps[sl]) ** 2).mean() / len(micro)
-            loss.backward()
-            running = running + loss.detach()  # no per-step host sync
-        opt.step()
-        ema.update(net)
-        if (step + 1) % tc["log_every"] == 0:
-            now = time.time()
-            log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"],
-                 "samples_per_s": tc["log_every"] * B / (now - tick), **accel.memory_stats(device)}, step + 1)
-            running, tick = 0.0, now
-        if resume is not None and resume.due(step + 1, steps):
-            if resume.on_save is not None:
-                resume.on_save()
-            save_resume(resume.path, cfg, step + 1, modules, gens, {"running": running, "extra": resume.extra})
-            if resume.preempted:
-                raise Preempted(f"stopped at step {step + 1} of {steps}; resume checkpoint saved to {resume.path}")
-    accel.synchronize(device)
-    wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": (steps - start) * B / wall, "steps": steps,
-               "params": count_params(net), "resumed_from_step": start, "precision": prec, **accel.memory_stats(device)}
-    return ema.shadow, summary
 
 
 def data_batches(ds: dict, batch_size: int, gen: torch.Generator, device: str | None = None):
@@ -167,16 +108,27 @@ def student_net(cfg: dict) -> dict:
     return {**net, "times": times} if times != 1 else net
 
 
+def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
+                  resume: Resume | None = None) -> tuple[nn.Module, dict]:
+    """The DDPM teacher (methods/ddpm.py: epsilon MSE on data) by the students' loop; EMA weights returned."""
+    tc = cfg["teacher"]
+    torch.manual_seed(tc["seed"])
+    shape = data.shape(cfg["dataset"])
+    ctx = Context(teacher=None, schedule=Schedule.from_config(cfg["diffusion"]), shape=shape)
+    method = TEACHERS["ddpm"]({"steps": tc["steps"], "diffusion": cfg["diffusion"]}, ctx, tc["seed"]).to(device)
+    net = build_net(tc["net"], shape).to(device)
+    section = {"lr_schedule": "cosine", **tc}  # the teacher's default schedule
+    return fit(cfg, section, method, ctx, net, tc["seed"], device, log, progress=progress, resume=resume,
+               desc="teacher")
+
+
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
                   features: nn.Module | None = None, resume: Resume | None = None) -> tuple[nn.Module, dict]:
-    """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps.
+    """Builds METHODS[cfg.method.name] and its student, and trains them (fit) for the method's total steps.
 
     `features` (images): the dataset's frozen feature network, offered to methods as `ctx.features`.
-    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends,
-    e.g. an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError.
-    With `resume`, training continues from `resume.state` and saves a resume checkpoint every
-    `resume.every` steps (and on SIGTERM); on CPU the result is bit-for-bit that of an uninterrupted run.
+    `on_phase_end`, `resume`: see fit.
     """
     sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
@@ -190,31 +142,65 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
             raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    cl = accel.use_channels_last(device, sc.get("channels_last", False))
-    student = accel.prepare_net(student, shape, cl)
-    ema = EMA(student, sc["ema"])
-    opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
+    return fit(cfg, sc, method, ctx, student, seed, device, log, pairs=pairs, progress=progress,
+               on_phase_end=on_phase_end, resume=resume, desc=mc["name"])
+
+
+def _map(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+    """`fn` applied to every tensor of the batch (`extra` included; None stays None)."""
+    f = lambda x: None if x is None else fn(x)  # noqa: E731
+    return Batch(f(batch.z), f(batch.x0), f(batch.data), {k: f(v) for k, v in batch.extra.items()})
+
+
+def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: int, device: str, log: Logger,
+        pairs: dict[str, torch.Tensor] | None = None, progress: bool = True,
+        on_phase_end: Callable[[int, int, nn.Module], None] | None = None, resume: Resume | None = None,
+        desc: str = "train") -> tuple[nn.Module, dict]:
+    """The one training loop, method-blind: `method.total_steps` optimiser steps of `net` on the mean of
+    `method.loss` (methods/base.py), with `section`'s (teacher or student) LR schedule, micro-batches,
+    EMA, precision and logging; returns (the EMA copy, a summary).
+
+    Batches: teacher pairs (z, x0) when `pairs` is given, and real data (Batch.data) when
+    `method.needs_data`, drawn from their own generator so the pair draws stay the same; with no pairs
+    (the teacher) the data come from the step's generator itself. `on_phase_end(phase, step, ema_model)`
+    runs when the method's phase (curriculum stage) ends, e.g. an Optuna trial reporting a validation
+    score. A non-finite loss raises DivergenceError. With `resume`, training continues from
+    `resume.state` and saves a resume checkpoint every `resume.every` steps (and on SIGTERM, then
+    raises Preempted); on CPU the result is bit-for-bit that of an uninterrupted run.
+    """
+    B, teacher = section["batch_size"], ctx.teacher
+    cl = accel.use_channels_last(device, section.get("channels_last", False))
+    net = accel.prepare_net(net, ctx.shape, cl)
+    ema = EMA(net, section["ema"])
+    ctx.ema = ema.shadow
+    opt = torch.optim.Adam(net.parameters(), lr=section["lr"])
     gen = torch.Generator().manual_seed(seed)
     # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
-    prec = accel.resolve_precision(device, sc.get("precision", "fp32"), getattr(method, "fp32_only", False))
-    model = accel.maybe_compile(student, sc.get("compile", False))
-    micro = accel.micro_slices(sc["batch_size"], sc.get("grad_accum", 1))
+    prec = accel.resolve_precision(device, section.get("precision", "fp32"), getattr(method, "fp32_only", False))
+    model = accel.maybe_compile(net, section.get("compile", False))
+    micro = accel.micro_slices(B, section.get("grad_accum", 1))
     accel.reset_memory(device)
     on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
-    batches = PairBatches({k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, sc["batch_size"], seed)
-    # real data for methods that train from data, on its own generator so pair draws stay the same
-    reals_gen = torch.Generator().manual_seed(seed + 1)
-    reals = data_batches(cfg["dataset"], sc["batch_size"], reals_gen, device) if method.needs_data else None
-    total, every = method.total_steps, sc["log_every"]
+    batches = None if pairs is None else PairBatches(
+        {k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, B, seed)
+    reals_gen = gen if pairs is None else torch.Generator().manual_seed(seed + 1)
+    reals = data_batches(cfg["dataset"], B, reals_gen, device) if method.needs_data else None
+    total, every = method.total_steps, section["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
     phase, phase_start, start = None, 0, 0
-    modules, gens = {"student": student, "ema": ema.shadow, "opt": opt, "method": method}, {"gen": gen, "reals": reals_gen}
-    teacher.evals = 0
+    modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
+    gens = {"gen": gen} if reals_gen is gen else {"gen": gen, "reals": reals_gen}
+    if teacher is not None:
+        teacher.evals = 0
     if resume is not None and resume.state is not None:
         loop = restore_resume(resume.state, resume.path, modules, gens, device)
-        start, batches.position, teacher.evals = resume.state["step"], loop["batches"], loop["teacher_evals"]
-        acc, phase_acc, phase, phase_start = loop["acc"], loop["phase_acc"], loop["phase"], loop["phase_start"]
+        start, acc, phase_acc = resume.state["step"], loop["acc"], loop["phase_acc"]
+        phase, phase_start = loop["phase"], loop["phase_start"]
+        if batches is not None:
+            batches.position = loop["batches"]
+        if teacher is not None:
+            teacher.evals = loop["teacher_evals"]
         print(f"resuming from {resume.path} at step {start} of {total}", flush=True)
 
     def close_phase(end: int) -> None:
@@ -226,33 +212,32 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             on_phase_end(int(phase), end, ema.shadow)
 
     t0 = tick = time.time()
-    for step in tqdm(range(start, total), desc=mc["name"], disable=not progress, mininterval=2.0,
-                     initial=start, total=total):
+    for step in tqdm(range(start, total), desc=desc, disable=not progress, mininterval=2.0, initial=start,
+                     total=total):
         info = method.schedule(step)  # once per step: what is trained now
         if phase is not None and info.get("phase") != phase:
             close_phase(step)
             phase_acc, phase_start = {}, step
         phase = info.get("phase")
-        b = next(batches)
-        batch = Batch(*(None if x is None else accel.memory_format(x.to(device), cl)
-                        for x in (b.z, b.x0, None if reals is None else next(reals))))
+        b = Batch(None, None) if batches is None else next(batches)
+        batch = Batch(*(None if x is None else x.to(device) for x in (b.z, b.x0, None if reals is None else next(reals))))
+        batch = _map(method.prepare(batch, step, gen), lambda x: accel.memory_format(x, cl))  # (B, ...) each
         with accel.precision_context(device, prec):
             aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, sc["lr"], sc.get("warmup", 0), sc.get("lr_schedule", "constant"))
+            g["lr"] = lr_at(step, total, section["lr"], section.get("warmup", 0), section.get("lr_schedule", "constant"))
         opt.zero_grad(set_to_none=True)
         logs = {}
         for sl in micro:  # gradient accumulation: micro-batches of the global batch
-            mb = Batch(*(None if x is None else x[sl] for x in (batch.z, batch.x0, batch.data)))
             with accel.precision_context(device, prec):
-                loss, mlogs = method.loss(model, mb, step, gen)
+                loss, mlogs = method.loss(model, _map(batch, lambda x, sl=sl: x[sl]), step, gen)
             (loss.float().mean() / len(micro)).backward()
             mlogs["loss"] = loss.float().mean().detach()
             for k, v in mlogs.items():
                 logs[k] = logs.get(k, 0.0) + v / len(micro)
         logs = {**aux, **logs}
         opt.step()
-        ema.update(student)
+        ema.update(net)
         for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
             acc[k] = acc.get(k, 0.0) + v
             phase_acc[k] = phase_acc.get(k, 0.0) + v
@@ -261,14 +246,15 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             values = {k: float(v) / n for k, v in acc.items()}
             if not math.isfinite(values["loss"]):
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
-            log({**values, **info, "samples_per_s": n * sc["batch_size"] / (time.time() - tick),
+            log({**values, **info, "lr": opt.param_groups[0]["lr"], "samples_per_s": n * B / (time.time() - tick),
                  **accel.memory_stats(device)}, step + 1)
             acc, tick = {}, time.time()
         if resume is not None and resume.due(step + 1, total):
             if resume.on_save is not None:
                 resume.on_save()
             loop = {"acc": acc, "phase_acc": phase_acc, "phase": phase, "phase_start": phase_start,
-                    "batches": batches.position, "teacher_evals": teacher.evals, "extra": resume.extra}
+                    "batches": None if batches is None else batches.position,
+                    "teacher_evals": None if teacher is None else teacher.evals, "extra": resume.extra}
             save_resume(resume.path, cfg, step + 1, modules, gens, loop)
             if resume.preempted:
                 raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
@@ -276,7 +262,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         close_phase(total)
     accel.synchronize(device)
     wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * sc["batch_size"] / wall, "steps": total,
-               "teacher_evals": teacher.evals, "params": count_params(student), "resumed_from_step": start,
-               "precision": prec, **accel.memory_stats(device)}
+    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * B / wall, "steps": total,
+               "params": count_params(net), "resumed_from_step": start, "precision": prec,
+               **({} if teacher is None else {"teacher_evals": teacher.evals}), **accel.memory_stats(device)}
     return ema.shadow, summary

@@ -4,6 +4,7 @@ from onestep.methods.cd import CD
 from onestep.methods.ct import CT
 from onestep.methods.ctm import CTM
 from onestep.methods.curriculum import Curriculum
+from onestep.methods.ddpm import DDPM
 from onestep.methods.dmd2 import DMD2
 from onestep.methods.drifting import Drifting
 from onestep.methods.kd import KD
@@ -30,4 +31,6 @@ METHODS = {
     "drifting": Drifting,
 }
 
-__all__ = ["METHODS"]
+TEACHERS = {"ddpm": DDPM}  # trained by the same loop, never a one-step student (not in METHODS)
+
+__all__ = ["METHODS", "TEACHERS"]
