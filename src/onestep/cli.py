@@ -13,17 +13,16 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
-
-import yaml
 
 from onestep import outputs
 from onestep.errors import OnestepError
 
 
 def _cfg(a) -> dict:
-    """The job's config sections (--cfg, JSON)."""
-    return json.loads(a.cfg)
+    """The job's config sections (--config: the config.yaml its rule wrote)."""
+    return outputs.read_yaml(a.config)
 
 
 # ---------------------------------------------------------------- tracking
@@ -52,7 +51,7 @@ def cmd_parent(a) -> None:
 # ---------------------------------------------------------------- teacher preparation
 
 
-def cmd_teacher(a) -> None:
+def cmd_teacher(a):
     from onestep import data, jobs, tracking
     from onestep.checkpoint import Resume, save_checkpoint
 
@@ -78,10 +77,10 @@ def cmd_teacher(a) -> None:
         rec.metrics(summary)
         save_checkpoint(a.out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(a.out, "checkpoint")
-        rec.artifact(a.log, "logs")
     outputs.write_json(a.out.with_suffix(".json"), summary)
     resume.path.unlink(missing_ok=True)
     print(json.dumps(summary))
+    return jobs.Done(cfg, rec.run_id)
 
 
 def cmd_pairs(a) -> None:
@@ -122,7 +121,7 @@ def cmd_reference(a) -> None:
     print(json.dumps(summary))
 
 
-def cmd_teacher_eval(a) -> None:
+def cmd_teacher_eval(a):
     import torch
 
     from onestep import jobs, plots, tracking
@@ -146,15 +145,15 @@ def cmd_teacher_eval(a) -> None:
         x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
         plots.samples(x, a.plot, f"teacher DDIM {a.steps} steps", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
         rec.artifact(a.plot, "plots")
-        rec.artifact(a.log, "logs")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
+    return jobs.Done(cfg, rec.run_id)
 
 
 # ---------------------------------------------------------------- training and evaluation
 
 
-def cmd_train(a) -> None:
+def cmd_train(a):
     from onestep import tracking
 
     tracking.check_server(_cfg(a))  # before the heavy imports: an unreachable server fails at once
@@ -171,7 +170,6 @@ def cmd_train(a) -> None:
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
     prior = resume.state["loop"]["extra"] if resume.state else {}
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
@@ -193,28 +191,29 @@ def cmd_train(a) -> None:
         outputs.write_csv(out / "train_log.csv", rows["step"], "step")
         outputs.write_csv(out / "stages.csv", rows["phase"], "phase")
         plots.curves(rows["step"], out / "curves.png", f"{run['ablation']}: {run['name']}")
-        for name in ("config.yaml", "train_log.csv", "stages.csv", "curves.png", "student.pt"):
+        rec.artifact(a.config)  # the run's config as given; student.pt holds it resolved (method.lambda: tuned)
+        for name in ("train_log.csv", "stages.csv", "curves.png", "student.pt"):
             rec.artifact(out / name)
-        rec.artifact(a.log, "logs")
         summary["mlflow_run_id"] = rec.run_id
     outputs.write_json(out / "train.json", summary)
     resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
     print(json.dumps(summary))
+    return jobs.Done(cfg, rec.run_id)
 
 
-def cmd_evaluate(a) -> None:
+def cmd_evaluate(a):
     import torch
 
     from onestep import jobs, plots, tracking
     from onestep.checkpoint import load_checkpoint, load_teacher
     from onestep.evaluate import build_method, generate, multi_step_scores, sample, score, to_unit
 
-    cfg = yaml.safe_load((a.run / "config.yaml").read_text())
+    student, ckpt = load_checkpoint(a.run / "student.pt", "student")
+    cfg = ckpt["config"]  # the run's config, resolved (method.lambda: tuned), travels with the weights
     tracking.check_server(cfg)
     jobs.set_threads(a.threads)
     train = outputs.read_json(a.run / "train.json")
     device = jobs.device(cfg)
-    student, ckpt = load_checkpoint(a.run / "student.pt", "student")
     teacher = load_teacher(a.teacher, device)
     ref = outputs.load_npz(a.reference)
     student.to(device)
@@ -232,9 +231,9 @@ def cmd_evaluate(a) -> None:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         rec.artifact(a.plot, "plots")
-        rec.artifact(a.log, "logs")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
+    return jobs.Done(cfg, rec.run_id)
 
 
 # ---------------------------------------------------------------- tables
@@ -355,14 +354,15 @@ def parser() -> argparse.ArgumentParser:
         groups = {"config": s.add_argument_group("config"), "in": s.add_argument_group("inputs"),
                   "out": s.add_argument_group("outputs"), "job": s.add_argument_group("job")}
         if config:
-            groups["config"].add_argument("--cfg", required=True, help="the config sections this job reads, as JSON")
+            groups["config"].add_argument("--config", type=Path, required=True,
+                                          help="the job's config file (config.yaml: the sections it reads)")
         if job:
             groups["job"].add_argument("--threads", type=int, default=None,
                                        help="torch threads (the job's Snakemake threads)")
+            groups["job"].add_argument("--log", type=Path, default=None,
+                                       help="write stdout and stderr to this file (then attached to the job's MLflow "
+                                            "run, if it has one)")
         return groups
-
-    def log(g):
-        g["job"].add_argument("--log", type=Path, default=None, help="this job's log file, attached to its MLflow run")
 
     def teacher(g):
         g["in"].add_argument("--teacher", type=Path, required=True, help="the teacher checkpoint (teacher.pt)")
@@ -397,7 +397,6 @@ def parser() -> argparse.ArgumentParser:
 
     g = command("teacher", cmd_teacher, "train the DDPM teacher (or import teacher.pretrained)")
     out(g, "teacher.pt (and teacher.json, its summary)")
-    log(g)
 
     g = command("pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
     teacher(g)
@@ -418,7 +417,6 @@ def parser() -> argparse.ArgumentParser:
     g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps")
     out(g, "metrics.json")
     plot(g, "samples.png")
-    log(g)
 
     g = command("train", cmd_train, "train one run (a grid point and seed) of an ablation")
     teacher(g)
@@ -426,17 +424,15 @@ def parser() -> argparse.ArgumentParser:
     features(g)
     parent(g)
     g["in"].add_argument("--tuned", type=Path, default=None, help="best.yaml of the lambda study (method.lambda: tuned)")
-    out(g, "the run's folder: student.pt, train.json, config.yaml, train_log.csv, stages.csv, curves.png")
-    log(g)
+    out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
 
     g = command("evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
-    g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt, config.yaml, train.json)")
+    g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
     teacher(g)
     reference(g)
     features(g)
     out(g, "metrics.json")
     plot(g, "samples.png")
-    log(g)
 
     g = command("tables", cmd_tables, "an ablation's table and figures from its runs' metrics.json")
     g["config"].add_argument("--ablation", required=True, help="the ablation's name")
@@ -448,7 +444,7 @@ def parser() -> argparse.ArgumentParser:
     g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
     plot(g, "the figure (also _curves.png, _samples.png and PDFs)")
 
-    g = command("main-table", cmd_main_table, "the main table from the ablation tables", config=False, job=False)
+    g = command("main-table", cmd_main_table, "the main table from the ablation tables", config=False)
     g["in"].add_argument("--tables", type=Path, nargs="+", required=True, help="per-ablation table CSVs")
     g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
     plot(g, "the figure")
@@ -463,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
     g["config"].add_argument("--worker", type=int, default=0, help="the worker's index")
     out(g, "worker-<i>.json")
 
-    g = command("tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots", job=False)
+    g = command("tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots")
     g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (writes best.yaml there)")
     parent(g)
 
@@ -482,17 +478,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command; with --log, inside its own log file, attached to its MLflow run once closed."""
+    from onestep import jobs
     from onestep.checkpoint import Preempted
 
     a = parser().parse_args(argv)
-    try:
-        a.fn(a)
-    except Preempted as e:
-        print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
-        sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
-    except (OnestepError, FileNotFoundError) as e:
-        print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    log, code, done = getattr(a, "log", None), 0, None
+    with jobs.logged(log):
+        try:
+            done = a.fn(a)
+        except Preempted as e:
+            print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
+            code = 143  # 128 + SIGTERM, as if the signal had ended the process
+        except (OnestepError, FileNotFoundError) as e:
+            print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
+            code = 2
+        except Exception:
+            if log is None:
+                raise
+            traceback.print_exc()  # a bug: its traceback belongs in the job's log
+            code = 1
+    jobs.attach_log(done, log)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

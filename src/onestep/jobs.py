@@ -1,11 +1,15 @@
-"""What every `onestep` job shares: its device and threads, and for training jobs the resumable
-MLflow run and SIGTERM handling (preemption). The CLI calls these; nothing here parses arguments."""
+"""What every `onestep` job shares: its device and threads, its log file (written by the job itself and
+attached to its MLflow run once closed), and for training jobs the resumable MLflow run and SIGTERM
+handling (preemption). The CLI calls these; nothing here parses arguments."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from onestep import tracking
 from onestep.checkpoint import Preempted, Resume
@@ -62,3 +66,45 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
             rec.flush_every = 1 << 30
         resume.extra, resume.on_save = {**extra, "mlflow_run_id": rec.run_id}, rec.flush
         yield rec
+
+
+@contextmanager
+def logged(path: Path | None):
+    """While the job runs, its stdout and stderr (file descriptors 1 and 2: tqdm, warnings and C-level
+    output too) go to `path`, truncated first (a retried job's log is that attempt's). On exit both are
+    restored and the file is closed: complete, so it can be attached to MLflow (`attach_log`)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "w") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+@dataclass
+class Done:
+    """What a job hands back to the CLI: the MLflow run its complete log is attached to."""
+
+    cfg: dict
+    run_id: str
+
+
+def attach_log(done: Done | None, path: Path | None) -> None:
+    """Attach the job's closed log file (`logged`) to its MLflow run, under logs/."""
+    if done is not None and path is not None and path.is_file():
+        tracking.attach(done.cfg, done.run_id, path, "logs")

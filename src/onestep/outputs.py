@@ -62,3 +62,19 @@ def write_csv(path: str | Path, rows: list[dict], first: str) -> None:
 def parent_id(path: str | Path | None) -> str | None:
     """The MLflow parent run id from the file `onestep parent` wrote (files are the contract)."""
     return read_json(path)["run_id"] if path else None
+
+
+def write_yaml(path: str | Path, obj) -> None:
+    """A config file (the rules' per-job config.yaml), keys in their given order."""
+    import yaml
+
+    path = Path(path)
+    tmp = _tmp(path)
+    tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+    tmp.replace(path)
+
+
+def read_yaml(path: str | Path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())

@@ -157,6 +157,11 @@ class Recorder:
             self.client.log_artifact(self.run_id, str(path), subdir)
 
 
+def attach(cfg: dict, run_id: str, path: str | Path, subdir: str | None = None) -> None:
+    """Attach a file to a run after the fact (a finished run stays finished)."""
+    _client(cfg).log_artifact(run_id, str(path), subdir)
+
+
 def system_monitor(cfg: dict, run_id: str):
     """MLflow's system metrics (CPU, memory, GPU via nvidia-ml-py) for this run, sampled every
     `tracking.system_metrics_s` seconds; None when that key is unset or 0."""
