@@ -53,8 +53,8 @@ def prepared(tmp_path_factory):
 
 
 def worker_argv(work: Path, cfg: dict, folder: str, worker: int = 0, parent: bool = False) -> list[str]:
-    argv = ["tune-worker", "--config", json.dumps(cfg), "--teacher", str(work / "teacher.pt"), "--pairs",
-            str(work / "pairs.npz"), "--reference", str(work / "ref.npz"), "--folder", str(work / folder),
+    argv = ["tune-worker", "--config", config_file(cfg, work / f"{folder}-{worker}.yaml"), "--teacher",
+            str(work / "teacher.pt"), "--pairs", str(work / "pairs.npz"), "--reference", str(work / "ref.npz"), "--folder", str(work / folder),
             "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"), "--threads", "1"]
     return argv + (["--parent", str(work / f"{folder}.parent.json")] if parent else [])
 
@@ -66,7 +66,7 @@ def states(study: optuna.Study) -> list[str]:
 def test_two_workers_in_parallel_processes(prepared):
     work, cfg = prepared
     cfg = deep_merge(cfg, {"tune": {"study": "parallel"}})
-    main(["parent", "--config", json.dumps(cfg), "--ablation", "parallel", "--kind", "study",
+    main(["parent", "--config", config_file(cfg, work / "parallel.yaml"), "--ablation", "parallel", "--kind", "study",
           "--out", str(work / "parallel.parent.json")])
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     procs = [subprocess.Popen([str(BIN / "onestep"), *worker_argv(work, cfg, "parallel", w, parent=True)], cwd=work,
@@ -91,7 +91,7 @@ def test_two_workers_in_parallel_processes(prepared):
     assert all("method.lambda" in r.data.params for r in runs)
 
     # the summary: best.yaml, trials table, plots
-    main(["tune-summary", "--config", json.dumps(cfg), "--folder", str(work / "parallel"),
+    main(["tune-summary", "--config", config_file(cfg, work / "parallel.yaml"), "--folder", str(work / "parallel"),
           "--parent", str(work / "parallel.parent.json")])
     best = yaml.safe_load((work / "parallel" / "best.yaml").read_text())
     assert 0.001 <= best["lambda"] <= 1000 and best["value"] == min(
