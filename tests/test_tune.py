@@ -53,9 +53,10 @@ def prepared(tmp_path_factory):
 
 
 def worker_argv(work: Path, cfg: dict, folder: str, worker: int = 0, parent: bool = False) -> list[str]:
-    argv = ["tune-worker", "--config", config_file(cfg, work / f"{folder}-{worker}.yaml"), "--teacher",
-            str(work / "teacher.pt"), "--pairs", str(work / "pairs.npz"), "--reference", str(work / "ref.npz"), "--folder", str(work / folder),
-            "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"), "--threads", "1"]
+    argv = ["tune-worker", "--config", config_file(cfg, work / f"{folder}-{worker}.yaml"),
+            "--teacher", str(work / "teacher.pt"), "--pairs", str(work / "pairs.npz"), "--reference", str(work / "ref.npz"),
+            "--folder", str(work / folder), "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"),
+            "--threads", "1"]
     return argv + (["--parent", str(work / f"{folder}.parent.json")] if parent else [])
 
 

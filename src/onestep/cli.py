@@ -342,138 +342,158 @@ def cmd_ui(a) -> None:
 # ---------------------------------------------------------------- the parser
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="onestep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+Groups = dict[str, argparse._ArgumentGroup]  # a subcommand's argument groups: config, in, out, job
 
-    def command(name: str, fn, help: str, config: bool = True, job: bool = True):
-        """A subcommand and its argument groups: (config, inputs, outputs, job)."""
-        s = sub.add_parser(name, help=help, description=help)
-        s.set_defaults(fn=fn)
-        groups = {"config": s.add_argument_group("config"), "in": s.add_argument_group("inputs"),
-                  "out": s.add_argument_group("outputs"), "job": s.add_argument_group("job")}
-        if config:
-            groups["config"].add_argument("--config", type=Path, required=True,
-                                          help="the job's config file (config.yaml: the sections it reads)")
-        if job:
-            groups["job"].add_argument("--threads", type=int, default=None,
-                                       help="torch threads (the job's Snakemake threads)")
-            groups["job"].add_argument("--log", type=Path, default=None,
-                                       help="write stdout and stderr to this file (then attached to the job's MLflow "
-                                            "run, if it has one)")
-        return groups
 
-    def teacher(g):
-        g["in"].add_argument("--teacher", type=Path, required=True, help="the teacher checkpoint (teacher.pt)")
+def _command(sub, name: str, fn, help: str, config: bool = True, job: bool = True) -> Groups:
+    """A subcommand with its argument groups; --config (the job's config file) and the job options
+    (--threads, --log) unless told otherwise."""
+    s = sub.add_parser(name, help=help, description=help)
+    s.set_defaults(fn=fn)
+    g = {"config": s.add_argument_group("config"), "in": s.add_argument_group("inputs"),
+         "out": s.add_argument_group("outputs"), "job": s.add_argument_group("job")}
+    if config:
+        g["config"].add_argument("--config", type=Path, required=True,
+                                 help="the job's config file (config.yaml: the sections it reads)")
+    if job:
+        g["job"].add_argument("--threads", type=int, default=None, help="torch threads (the job's Snakemake threads)")
+        g["job"].add_argument("--log", type=Path, default=None,
+                              help="write stdout and stderr to this file (then attached to the job's MLflow run, if any)")
+    return g
 
-    def pairs(g):
-        g["in"].add_argument("--pairs", type=Path, required=True, help="the teacher pairs (pairs.npz)")
 
-    def reference(g):
-        g["in"].add_argument("--reference", type=Path, required=True, help="the reference arrays (reference.npz)")
+def _teacher(g: Groups) -> None:
+    g["in"].add_argument("--teacher", type=Path, required=True, help="the teacher checkpoint (teacher.pt)")
 
-    def features(g):
-        g["in"].add_argument("--features", type=Path, default=None,
-                             help="the dataset's classifier (features.pt; images with feature_net: classifier)")
 
-    def parent(g, required: bool = False):
-        g["in"].add_argument("--parent", type=Path, required=required, default=None,
-                             help="the MLflow parent run's file (<ablation>.parent.json)")
+def _pairs(g: Groups) -> None:
+    g["in"].add_argument("--pairs", type=Path, required=True, help="the teacher pairs (pairs.npz)")
 
-    def out(g, help: str):
-        g["out"].add_argument("--out", type=Path, required=True, help=help)
 
-    def plot(g, help: str):
-        g["out"].add_argument("--plot", type=Path, required=True, help=help)
+def _reference(g: Groups, help: str = "the reference arrays (reference.npz)") -> None:
+    g["in"].add_argument("--reference", type=Path, required=True, help=help)
 
-    g = command("init-tracking", cmd_init_tracking, "create the MLflow store and experiment once")
-    out(g, "store.json: the tracking URI and experiment id")
 
-    g = command("parent", cmd_parent, "create the MLflow parent run of an ablation or study")
+def _features(g: Groups) -> None:
+    g["in"].add_argument("--features", type=Path, default=None,
+                         help="the dataset's classifier (features.pt; images with feature_net: classifier)")
+
+
+def _parent(g: Groups) -> None:
+    g["in"].add_argument("--parent", type=Path, default=None, help="the MLflow parent run's file (<name>.parent.json)")
+
+
+def _out(g: Groups, help: str) -> None:
+    g["out"].add_argument("--out", type=Path, required=True, help=help)
+
+
+def _plot(g: Groups, help: str) -> None:
+    g["out"].add_argument("--plot", type=Path, required=True, help=help)
+
+
+def _out_prefix(g: Groups) -> None:
+    g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
+
+
+def _tracking_commands(sub) -> None:
+    g = _command(sub, "init-tracking", cmd_init_tracking, "create the MLflow store and experiment once")
+    _out(g, "store.json: the tracking URI and experiment id")
+    g = _command(sub, "parent", cmd_parent, "create the MLflow parent run of an ablation or study")
     g["config"].add_argument("--ablation", required=True, help="the ablation (or study) name")
     g["config"].add_argument("--kind", choices=("ablation", "study"), default="ablation", help="the parent's kind tag")
-    out(g, "<ablation>.parent.json: the parent run id")
+    _out(g, "<ablation>.parent.json: the parent run id")
 
-    g = command("teacher", cmd_teacher, "train the DDPM teacher (or import teacher.pretrained)")
-    out(g, "teacher.pt (and teacher.json, its summary)")
 
-    g = command("pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
-    teacher(g)
-    out(g, "pairs.npz")
-
-    g = command("features", cmd_features, "train the dataset's classifier (digits: FID/KID features)")
-    out(g, "features.pt")
-
-    g = command("reference", cmd_reference, "reference samples/features of the data and the metric floor")
-    features(g)
-    out(g, "reference.npz")
+def _teacher_commands(sub) -> None:
+    g = _command(sub, "teacher", cmd_teacher, "train the DDPM teacher (or import teacher.pretrained)")
+    _out(g, "teacher.pt (and teacher.json, its summary)")
+    g = _command(sub, "pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
+    _teacher(g)
+    _out(g, "pairs.npz")
+    g = _command(sub, "features", cmd_features, "train the dataset's classifier (digits: FID/KID features)")
+    _out(g, "features.pt")
+    g = _command(sub, "reference", cmd_reference, "reference samples/features of the data and the metric floor")
+    _features(g)
+    _out(g, "reference.npz")
     g["out"].add_argument("--summary", type=Path, required=True, help="reference.json: the metric floor")
-
-    g = command("teacher-eval", cmd_teacher_eval, "score the teacher's DDIM samples (a reference row)")
-    teacher(g)
-    reference(g)
-    features(g)
+    g = _command(sub, "teacher-eval", cmd_teacher_eval, "score the teacher's DDIM samples (a reference row)")
     g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps")
-    out(g, "metrics.json")
-    plot(g, "samples.png")
+    _teacher(g)
+    _reference(g)
+    _features(g)
+    _out(g, "metrics.json")
+    _plot(g, "samples.png")
 
-    g = command("train", cmd_train, "train one run (a grid point and seed) of an ablation")
-    teacher(g)
-    pairs(g)
-    features(g)
-    parent(g)
+
+def _run_commands(sub) -> None:
+    g = _command(sub, "train", cmd_train, "train one run (a grid point and seed) of an ablation")
+    _teacher(g)
+    _pairs(g)
+    _features(g)
+    _parent(g)
     g["in"].add_argument("--tuned", type=Path, default=None, help="best.yaml of the lambda study (method.lambda: tuned)")
-    out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
-
-    g = command("evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
+    _out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
+    g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
-    teacher(g)
-    reference(g)
-    features(g)
-    out(g, "metrics.json")
-    plot(g, "samples.png")
+    _teacher(g)
+    _reference(g)
+    _features(g)
+    _out(g, "metrics.json")
+    _plot(g, "samples.png")
 
-    g = command("tables", cmd_tables, "an ablation's table and figures from its runs' metrics.json")
+
+def _table_commands(sub) -> None:
+    g = _command(sub, "tables", cmd_tables, "an ablation's table and figures from its runs' metrics.json")
     g["config"].add_argument("--ablation", required=True, help="the ablation's name")
     g["in"].add_argument("--spec", type=Path, required=True, help="the ablation YAML")
     g["in"].add_argument("--runs", type=Path, nargs="+", required=True, help="every run's metrics.json")
     g["in"].add_argument("--teachers", type=Path, nargs="*", default=[], help="the teacher rows' metrics.json")
-    g["in"].add_argument("--reference", type=Path, required=True, help="reference.json (the metric floor)")
-    parent(g)
-    g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
-    plot(g, "the figure (also _curves.png, _samples.png and PDFs)")
-
-    g = command("main-table", cmd_main_table, "the main table from the ablation tables", config=False)
+    _reference(g, "reference.json (the metric floor)")
+    _parent(g)
+    _out_prefix(g)
+    _plot(g, "the figure (also _curves.png, _samples.png and PDFs)")
+    g = _command(sub, "main-table", cmd_main_table, "the main table from the ablation tables", config=False)
     g["in"].add_argument("--tables", type=Path, nargs="+", required=True, help="per-ablation table CSVs")
-    g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
-    plot(g, "the figure")
+    _out_prefix(g)
+    _plot(g, "the figure")
 
-    g = command("tune-worker", cmd_tune_worker, "one Optuna worker of the lambda study")
-    teacher(g)
-    pairs(g)
-    reference(g)
-    features(g)
-    parent(g)
+
+def _tune_commands(sub) -> None:
+    g = _command(sub, "tune-worker", cmd_tune_worker, "one Optuna worker of the lambda study")
     g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (its journal)")
     g["config"].add_argument("--worker", type=int, default=0, help="the worker's index")
-    out(g, "worker-<i>.json")
-
-    g = command("tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots")
+    _teacher(g)
+    _pairs(g)
+    _reference(g)
+    _features(g)
+    _parent(g)
+    _out(g, "worker-<i>.json")
+    g = _command(sub, "tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots")
     g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (writes best.yaml there)")
-    parent(g)
+    _parent(g)
 
-    g = command("where", cmd_where, "where a target's table, plots, runs and MLflow records are", config=False, job=False)
+
+def _people_commands(sub) -> None:
+    g = _command(sub, "where", cmd_where, "where a target's table, plots, runs and MLflow records are",
+                 config=False, job=False)
     g["config"].add_argument("target", help="the target (an ablation name)")
     g["config"].add_argument("--out", default="results", help="the results folder")
     g["config"].add_argument("--dataset", default="checkerboard", help="the dataset id")
     g["config"].add_argument("--uri", default="sqlite:///results/mlflow.db", help="the MLflow tracking URI")
     g["config"].add_argument("--artifacts", default="results/mlartifacts", help="the MLflow artifact folder")
-
-    g = command("ui", cmd_ui, "the MLflow UI on the store", config=False, job=False)
+    g = _command(sub, "ui", cmd_ui, "the MLflow UI on the store", config=False, job=False)
     g["config"].add_argument("--uri", default="sqlite:///results/mlflow.db", help="the MLflow tracking URI")
     g["config"].add_argument("--host", default="127.0.0.1", help="the address to listen on")
     g["config"].add_argument("--port", type=int, default=5000, help="the port to listen on")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onestep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for add in (_tracking_commands, _teacher_commands, _run_commands, _table_commands, _tune_commands,
+                _people_commands):
+        add(sub)
     return p
 
 

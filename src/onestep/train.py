@@ -152,6 +152,40 @@ def _map(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
     return Batch(f(batch.z), f(batch.x0), f(batch.data), {k: f(v) for k, v in batch.extra.items()})
 
 
+def _streams(ds: dict, pairs: dict[str, torch.Tensor] | None, needs_data: bool, batch_size: int, seed: int,
+             device: str):
+    """(the step's generator, every generator a resume checkpoint saves, teacher pair batches or None,
+    real data batches or None). Real data (needs_data) come from their own generator when there are
+    pairs, so the pair draws stay the same; with no pairs (the teacher) from the step's generator."""
+    gen = torch.Generator().manual_seed(seed)
+    on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
+    batches = None if pairs is None else PairBatches(
+        {k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, batch_size, seed)
+    reals_gen = gen if pairs is None else torch.Generator().manual_seed(seed + 1)
+    reals = data_batches(ds, batch_size, reals_gen, device) if needs_data else None
+    gens = {"gen": gen} if reals_gen is gen else {"gen": gen, "reals": reals_gen}
+    return gen, gens, batches, reals
+
+
+def _optimiser_step(method, model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, step: int,
+                    gen: torch.Generator, micro: list[slice], device: str, prec: str) -> dict:
+    """One step: the method's own networks on the whole batch (aux_step), then the student's on the
+    mean loss, accumulated over the micro-batches `micro`; returns the step's logs (tensors, no sync)."""
+    with accel.precision_context(device, prec):
+        aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
+    opt.zero_grad(set_to_none=True)
+    logs = {}
+    for sl in micro:  # gradient accumulation: micro-batches of the global batch
+        with accel.precision_context(device, prec):
+            loss, mlogs = method.loss(model, _map(batch, lambda x, sl=sl: x[sl]), step, gen)
+        (loss.float().mean() / len(micro)).backward()
+        mlogs["loss"] = loss.float().mean().detach()
+        for k, v in mlogs.items():
+            logs[k] = logs.get(k, 0.0) + v / len(micro)
+    opt.step()
+    return {**aux, **logs}
+
+
 def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: int, device: str, log: Logger,
         pairs: dict[str, torch.Tensor] | None = None, progress: bool = True,
         on_phase_end: Callable[[int, int, nn.Module], None] | None = None, resume: Resume | None = None,
@@ -160,13 +194,13 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     `method.loss` (methods/base.py), with `section`'s (teacher or student) LR schedule, micro-batches,
     EMA, precision and logging; returns (the EMA copy, a summary).
 
-    Batches: teacher pairs (z, x0) when `pairs` is given, and real data (Batch.data) when
-    `method.needs_data`, drawn from their own generator so the pair draws stay the same; with no pairs
-    (the teacher) the data come from the step's generator itself. `on_phase_end(phase, step, ema_model)`
-    runs when the method's phase (curriculum stage) ends, e.g. an Optuna trial reporting a validation
-    score. A non-finite loss raises DivergenceError. With `resume`, training continues from
-    `resume.state` and saves a resume checkpoint every `resume.every` steps (and on SIGTERM, then
-    raises Preempted); on CPU the result is bit-for-bit that of an uninterrupted run.
+    Batches: teacher pairs (z, x0) when `pairs` is given, real data (Batch.data) when
+    `method.needs_data` (_streams). The EMA copy is offered to the method as `ctx.ema`.
+    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends, e.g.
+    an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError. With
+    `resume`, training continues from `resume.state` and saves a resume checkpoint every
+    `resume.every` steps (and on SIGTERM, then raises Preempted); on CPU the result is bit-for-bit
+    that of an uninterrupted run.
     """
     B, teacher = section["batch_size"], ctx.teacher
     cl = accel.use_channels_last(device, section.get("channels_last", False))
@@ -174,23 +208,17 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     ema = EMA(net, section["ema"])
     ctx.ema = ema.shadow
     opt = torch.optim.Adam(net.parameters(), lr=section["lr"])
-    gen = torch.Generator().manual_seed(seed)
     # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
     prec = accel.resolve_precision(device, section.get("precision", "fp32"), getattr(method, "fp32_only", False))
     model = accel.maybe_compile(net, section.get("compile", False))
     micro = accel.micro_slices(B, section.get("grad_accum", 1))
     accel.reset_memory(device)
-    on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
-    batches = None if pairs is None else PairBatches(
-        {k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, B, seed)
-    reals_gen = gen if pairs is None else torch.Generator().manual_seed(seed + 1)
-    reals = data_batches(cfg["dataset"], B, reals_gen, device) if method.needs_data else None
+    gen, gens, batches, reals = _streams(cfg["dataset"], pairs, method.needs_data, B, seed, device)
     total, every = method.total_steps, section["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
     phase, phase_start, start = None, 0, 0
     modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
-    gens = {"gen": gen} if reals_gen is gen else {"gen": gen, "reals": reals_gen}
     if teacher is not None:
         teacher.evals = 0
     if resume is not None and resume.state is not None:
@@ -222,21 +250,9 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
         b = Batch(None, None) if batches is None else next(batches)
         batch = Batch(*(None if x is None else x.to(device) for x in (b.z, b.x0, None if reals is None else next(reals))))
         batch = _map(method.prepare(batch, step, gen), lambda x: accel.memory_format(x, cl))  # (B, ...) each
-        with accel.precision_context(device, prec):
-            aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, section["lr"], section.get("warmup", 0), section.get("lr_schedule", "constant"))
-        opt.zero_grad(set_to_none=True)
-        logs = {}
-        for sl in micro:  # gradient accumulation: micro-batches of the global batch
-            with accel.precision_context(device, prec):
-                loss, mlogs = method.loss(model, _map(batch, lambda x, sl=sl: x[sl]), step, gen)
-            (loss.float().mean() / len(micro)).backward()
-            mlogs["loss"] = loss.float().mean().detach()
-            for k, v in mlogs.items():
-                logs[k] = logs.get(k, 0.0) + v / len(micro)
-        logs = {**aux, **logs}
-        opt.step()
+        logs = _optimiser_step(method, model, opt, batch, step, gen, micro, device, prec)
         ema.update(net)
         for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
             acc[k] = acc.get(k, 0.0) + v
