@@ -15,7 +15,7 @@ step = 0..total_steps-1:
 and samples with `method.sample(student, z, steps)` for each `steps` in `method.sample_steps`.
 `info`, `aux` and `logs` are flat dicts of numbers that the trainer logs as they are;
 `info["phase"]` (when present) marks phase boundaries (curriculum stages, distillation rounds).
-The trainer minimises the mean of `loss`; with `student.grad_accum` > 1 it calls `loss` on equal
+The trainer minimises the mean of `loss`; with `grad_accum` > 1 it calls `loss` on equal
 slices `micro` of the prepared batch (every tensor of it, `extra` included), so randomness drawn in
 `prepare` is the same whatever the accumulation, randomness drawn in `loss` is not.
 
@@ -25,9 +25,9 @@ after every optimiser step, frozen: no gradients) for methods whose papers form 
 
 Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
 then fills `Batch.data` with real data samples of the same batch size. The DDPM teacher is such a
-method too (methods/ddpm.py, registered in `TEACHERS`, not `METHODS`), trained with no pairs at all. `state_dict` /
-`load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
-copies of the student) through a training checkpoint.
+method too (methods/ddpm.py, in `TEACHERS`, not `METHODS`), trained with no pairs at all.
+`state_dict` / `load_state_dict` carry whatever the method owns (auxiliary networks, their
+optimisers, frozen copies of the student) through a training checkpoint.
 
 A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
 `times = 2`: the trainer builds the student with `student.net.times` raised to it
