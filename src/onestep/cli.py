@@ -20,9 +20,19 @@ from onestep import outputs
 from onestep.errors import OnestepError
 
 
-def _cfg(a) -> dict:
-    """The job's config sections (--config: the config.yaml its rule wrote)."""
-    return outputs.read_yaml(a.config)
+def _job(a, tracked: bool = True) -> dict:
+    """The job's config (--config: the file its rule wrote). A job that writes to MLflow (`tracked`)
+    checks the tracking server first, before any heavy import or work; torch threads = --threads."""
+    cfg = outputs.read_yaml(a.config)
+    if tracked:
+        from onestep import tracking
+
+        tracking.check_server(cfg)
+    if getattr(a, "threads", None):
+        import torch
+
+        torch.set_num_threads(a.threads)
+    return cfg
 
 
 # ---------------------------------------------------------------- tracking
@@ -31,8 +41,7 @@ def _cfg(a) -> dict:
 def cmd_init_tracking(a) -> None:
     from onestep import tracking
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     exp = tracking.init_store(cfg)
     outputs.write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
     print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
@@ -41,8 +50,7 @@ def cmd_init_tracking(a) -> None:
 def cmd_parent(a) -> None:
     from onestep import tracking
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     run_id = tracking.start_parent(cfg, a.ablation, a.kind)
     outputs.write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
     print(f"parent run {run_id} for {a.ablation}")
@@ -52,12 +60,10 @@ def cmd_parent(a) -> None:
 
 
 def cmd_teacher(a):
-    from onestep import data, jobs, tracking
+    from onestep import data, jobs
     from onestep.checkpoint import Resume, save_checkpoint
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
-    jobs.set_threads(a.threads)
+    cfg = _job(a)
     data.check(cfg["dataset"])
     shape, pre = data.shape(cfg["dataset"]), cfg["teacher"].get("pretrained")
     # next to the output, not a declared output: it survives a failed job (see cmd_train)
@@ -88,8 +94,7 @@ def cmd_pairs(a) -> None:
     from onestep.checkpoint import load_checkpoint
     from onestep.diffusion import teacher_pairs
 
-    cfg = _cfg(a)
-    jobs.set_threads(a.threads)
+    cfg = _job(a, tracked=False)
     pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
@@ -99,22 +104,18 @@ def cmd_pairs(a) -> None:
 
 
 def cmd_features(a) -> None:
-    from onestep import jobs
     from onestep.evaluate import fit_features, save_feature_net
 
-    cfg = _cfg(a)
-    jobs.set_threads(a.threads)
+    cfg = _job(a, tracked=False)
     net, acc = fit_features(cfg)
     save_feature_net(a.out, net, acc)
     print(f"feature classifier: held-out accuracy {acc:.3f}")
 
 
 def cmd_reference(a) -> None:
-    from onestep import jobs
     from onestep.evaluate import reference
 
-    cfg = _cfg(a)
-    jobs.set_threads(a.threads)
+    cfg = _job(a, tracked=False)
     arrays, summary = reference(cfg, a.features)
     outputs.save_npz(a.out, **arrays)
     outputs.write_json(a.summary, summary)
@@ -122,16 +123,12 @@ def cmd_reference(a) -> None:
 
 
 def cmd_teacher_eval(a):
-    import torch
-
-    from onestep import jobs, plots, tracking
+    from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint
     from onestep.diffusion import ddim_sample
-    from onestep.evaluate import generate, score, to_unit
+    from onestep.evaluate import generate, plot_samples, score
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
-    jobs.set_threads(a.threads)
+    cfg = _job(a)
     device = jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     net.to(device)
@@ -142,8 +139,7 @@ def cmd_teacher_eval(a):
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": f"teacher DDIM {a.steps}"}
         rec.metrics(result["metrics"])
-        x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-        plots.samples(x, a.plot, f"teacher DDIM {a.steps} steps", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+        plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -154,17 +150,14 @@ def cmd_teacher_eval(a):
 
 
 def cmd_train(a):
-    from onestep import tracking
-
-    tracking.check_server(_cfg(a))  # before the heavy imports: an unreachable server fails at once
+    cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
     from onestep import jobs, plots
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.evaluate import load_feature_net
     from onestep.train import student_net, train_student
     from onestep.tune import resolve_tuned
 
-    cfg = resolve_tuned(_cfg(a), a.tuned)
-    jobs.set_threads(a.threads)
+    cfg = resolve_tuned(cfg, a.tuned)
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
@@ -204,14 +197,15 @@ def cmd_train(a):
 def cmd_evaluate(a):
     import torch
 
-    from onestep import jobs, plots, tracking
+    from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint, load_teacher
-    from onestep.evaluate import build_method, generate, multi_step_scores, sample, score, to_unit
+    from onestep.evaluate import build_method, generate, multi_step_scores, plot_samples, sample, score
 
     student, ckpt = load_checkpoint(a.run / "student.pt", "student")
     cfg = ckpt["config"]  # the run's config, resolved (method.lambda: tuned), travels with the weights
     tracking.check_server(cfg)
-    jobs.set_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     train = outputs.read_json(a.run / "train.json")
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
@@ -225,8 +219,7 @@ def cmd_evaluate(a):
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
-    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-    plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+    plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
@@ -242,14 +235,13 @@ def cmd_evaluate(a):
 def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
-    if a.parent:
-        tracking.check_server(_cfg(a))
+    cfg = _job(a, tracked=bool(a.parent))
     summary = tables.TABLES[tables.load_spec(a.spec).get("table", "default")](
         a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
     if a.parent:  # side channel: attach the table and figures to the ablation's parent run
         stem = str(a.plot)[: -len(".png")]
-        with tracking.record(_cfg(a), a.ablation, run_id=outputs.parent_id(a.parent)) as rec:
+        with tracking.record(cfg, a.ablation, run_id=outputs.parent_id(a.parent)) as rec:
             for ext in (".md", ".tex", ".csv"):
                 rec.artifact(str(a.out_prefix) + ext, "tables")
             for suffix in ("", "_curves", "_samples"):
@@ -274,9 +266,7 @@ def cmd_tune_worker(a) -> None:
     from onestep import jobs, tracking, tune
     from onestep.checkpoint import load_teacher
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
-    jobs.set_threads(a.threads)
+    cfg = _job(a)
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
@@ -300,8 +290,7 @@ def cmd_tune_worker(a) -> None:
 def cmd_tune_summary(a) -> None:
     from onestep import tracking, tune
 
-    cfg = _cfg(a)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     best = tune.summarize(cfg, a.folder)
     print(json.dumps(best))
     if a.parent:

@@ -82,6 +82,14 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
     return torch.cat(out)
 
 
+def plot_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path, title: str) -> None:
+    """The samples' figure: the first 64 images, or every 2-D point over the reference points."""
+    from onestep import plots
+
+    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
+    plots.samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+
+
 def build_method(cfg: dict, teacher, shape: tuple[int, ...]):
     """The run's method (METHODS[cfg.method.name]) around the teacher: what samples a trained student."""
     from onestep.methods import METHODS

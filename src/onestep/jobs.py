@@ -29,14 +29,6 @@ def device(cfg: dict) -> str:
     return _DEVICES[want]
 
 
-def set_threads(n: int | None) -> None:
-    """torch threads = the job's Snakemake `threads` (None: torch's default)."""
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def on_sigterm(resume: Resume) -> None:
     """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
 
