@@ -188,6 +188,8 @@ def cmd_train(a):
         for name in ("train_log.csv", "stages.csv", "curves.png", "student.pt"):
             rec.artifact(out / name)
         summary["mlflow_run_id"] = rec.run_id
+    if "lambda_source" in run:  # method.lambda: tuned, resolved from the study (config.yaml says "tuned")
+        summary |= {"lambda": cfg["method"]["lambda"], "lambda_source": run["lambda_source"]}
     outputs.write_json(out / "train.json", summary)
     resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
     print(json.dumps(summary))
