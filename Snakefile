@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/configs.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/curriculum.smk"

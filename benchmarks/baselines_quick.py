@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from onestep.checkpoint import load_teacher, save_checkpoint
 from onestep.config import REPO, with_method
 from onestep.diffusion import ddim_sample
 from onestep.evaluate import eval_noise, one_step, reference, score
 from onestep.methods import METHODS
-from onestep.train import load_teacher, save_checkpoint, train_student, train_teacher
+from onestep.train import train_student, train_teacher
 
 DISTILLATIONS = {"reflow", "dmd2", "tdm", "curriculum", "kd", "progressive", "cd", "ctm"}
 

@@ -62,9 +62,9 @@ def diagnose(root: Path, ref: dict) -> None:
     import yaml
 
     from onestep import data
+    from onestep.checkpoint import load_checkpoint
     from onestep.diffusion import ddim_sample
     from onestep.evaluate import eval_noise, score
-    from onestep.train import load_checkpoint
 
     net, ckpt = load_checkpoint(root / "teacher" / "teacher.pt", "teacher")
     cfg = ckpt["config"]

@@ -74,13 +74,14 @@ def test_pretrained_teacher_is_the_diffusers_model_at_the_mapped_timestep(defaul
                                                                            monkeypatch):
     from diffusers import DDPMScheduler
 
+    from onestep.checkpoint import load_checkpoint, load_teacher
     from onestep.cli import main
-    from onestep.train import load_checkpoint, load_teacher
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = cifar_config(default_config, npz, ddpm_dir, tracking={"system_metrics_s": None})
-    main(["teacher", "--cfg", json.dumps(cfg), "--out", "teacher.pt"])
+    Path("teacher.yaml").write_text(yaml.safe_dump(cfg))  # the job's config file
+    main(["teacher", "--config", "teacher.yaml", "--out", "teacher.pt"])
     teacher = load_teacher("teacher.pt")
     _, ckpt = load_checkpoint("teacher.pt", "teacher")
     assert ckpt["net"]["name"] == "unet2d" and ckpt["net"]["block_out_channels"] == [16, 32]

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -74,6 +75,11 @@ def test_mlflow_holds_the_runs(finished):
         history = client.get_metric_history(run.info.run_id, "t_k")
         assert sorted({int(m.value) for m in history}) == [0, 334, 667]  # every stage logged
         assert "git_commit" in run.data.tags
+    # a job's log is attached once complete: the attached copy is the file on disk, to its last line
+    teacher = by_kind["teacher"][0]
+    attached = client.download_artifacts(teacher.info.run_id, "logs/checkerboard.log", str(finished / "dl"))
+    log = (finished / "results" / "logs" / "teacher" / "checkerboard.log").read_text()
+    assert Path(attached).read_text() == log and '"wall_time_s"' in log.splitlines()[-1]
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert "tables/ablate_order.md" in arts
     assert "plots/ablate_order_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -89,4 +95,5 @@ def test_tables_rerun_nothing_and_a_deleted_run_reruns_alone(finished):
     assert planned_jobs(p.stdout) == {"ablate_order": 1, "table": 1}
     shutil.rmtree(r / "checkerboard" / "ablate_order" / "ordering-reversed_seed-0")
     p = snakemake(finished, "ablate_order", "-n")
-    assert planned_jobs(p.stdout) == {"ablate_order": 1, "evaluate": 1, "table": 1, "train": 1}
+    # the run's folder held its config file too: its local writer re-runs with it
+    assert planned_jobs(p.stdout) == {"ablate_order": 1, "evaluate": 1, "run_config": 1, "table": 1, "train": 1}

@@ -76,12 +76,31 @@ def test_rules_request_gpus_by_tier(tmp_path):
 
 
 def test_out_of_memory_names_the_batch_key():
-    with pytest.raises(accel.OutOfMemory, match=r"GPU out of memory \(CUDA out of memory. Tried to allocate 2 GiB\); "
-                                                r"lower student\.batch_size \(now 512\) or raise student\.grad_accum"):
-        with accel.explain_oom("student.batch_size", 512, "or raise student.grad_accum"):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB\nmore")
-    with accel.explain_oom("student.batch_size", 512):
-        pass  # no error, no message
+    err = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB\nmore")
+    msg = accel.oom_message(err, "train", {"student": {"batch_size": 512}})
+    assert msg == ("GPU out of memory (CUDA out of memory. Tried to allocate 2 GiB); lower student.batch_size "
+                   "(now 512) or raise student.grad_accum (the same global batch in slices)")
+    assert "lower evaluation.noise_chunk (now None)" in accel.oom_message(err, "evaluate", {"evaluation": {}})
+    assert accel.oom_message(err, "where", None) == "GPU out of memory (CUDA out of memory. Tried to allocate 2 GiB)"
+
+
+def test_cli_turns_out_of_memory_into_one_line(tmp_path, monkeypatch, capsys):
+    """`onestep <job>` that runs out of GPU memory exits 2 with the key to lower, no traceback."""
+    from onestep import cli
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"pairs": {"batch_size": 4096}}))
+
+    def boom(a):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+
+    monkeypatch.setattr(cli, "cmd_pairs", boom)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["pairs", "--config", str(cfg), "--teacher", "t.pt", "--out", str(tmp_path / "p.npz")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["onestep pairs: error: GPU out of memory (CUDA out of memory. Tried to allocate 9 GiB); "
+                   "lower pairs.batch_size (now 4096) (noise solved per chunk)"]
 
 
 def test_fused_adam_on_cuda_only():

@@ -32,18 +32,22 @@ def cfg(default_config, tmp_path, monkeypatch):
 
 
 def test_digits_pipeline_scores_fid_and_kid(cfg, tmp_path):
-    js = json.dumps(cfg)
-    main(["init-tracking", "--cfg", js, "--out", "store.json"])
-    main(["parent", "--cfg", js, "--ablation", "ablate_test", "--out", "parent.json"])
-    main(["features", "--cfg", js, "--out", "features.pt"])
-    main(["teacher", "--cfg", js, "--out", "teacher.pt"])
-    main(["pairs", "--cfg", js, "--teacher", "teacher.pt", "--out", "pairs.npz"])
+    js = "config.yaml"
+    os.makedirs("run")
+    for path in (js, "run/config.yaml"):  # what the rules' job_config / run_config write
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f)
+    main(["init-tracking", "--config", js, "--out", "store.json"])
+    main(["parent", "--config", js, "--ablation", "ablate_test", "--out", "parent.json"])
+    main(["features", "--config", js, "--out", "features.pt"])
+    main(["teacher", "--config", js, "--out", "teacher.pt"])
+    main(["pairs", "--config", js, "--teacher", "teacher.pt", "--out", "pairs.npz"])
     with np.load("pairs.npz") as z:
         assert z["z"].shape == (64, 1, 8, 8) and z["x0"].shape == (64, 1, 8, 8)
-    main(["reference", "--cfg", js, "--features", "features.pt", "--out", "ref.npz", "--summary", "ref.json"])
+    main(["reference", "--config", js, "--features", "features.pt", "--out", "ref.npz", "--summary", "ref.json"])
     floor = json.loads(open("ref.json").read())["floor"]
     assert set(floor) == {"fid", "kid"}
-    main(["train", "--cfg", js, "--teacher", "teacher.pt", "--pairs", "pairs.npz", "--parent", "parent.json",
+    main(["train", "--config", "run/config.yaml", "--teacher", "teacher.pt", "--pairs", "pairs.npz", "--parent", "parent.json",
           "--out", "run"])
     main(["evaluate", "--run", "run", "--teacher", "teacher.pt", "--reference", "ref.npz", "--features",
           "features.pt", "--out", "run/metrics.json", "--plot", "run/samples.png"])

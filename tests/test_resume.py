@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from onestep.diffusion import Schedule, Teacher
 from onestep.nets import build_net
@@ -179,7 +180,9 @@ def _train(cfg, tmp_path, out: Path, store: str) -> subprocess.Popen:
         tmp_path / "teacher.pt", tmp_path / "pairs.npz")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / store}"}
     log = open(out.with_suffix(".log"), "a")
-    return subprocess.Popen([str(BIN / "onestep"), "train", "--threads", "1", "--cfg", json.dumps(cfg),
+    config = out.with_suffix(".yaml")
+    config.write_text(yaml.safe_dump(cfg))  # the run's config file
+    return subprocess.Popen([str(BIN / "onestep"), "train", "--threads", "1", "--config", str(config),
                              "--teacher", str(teacher), "--pairs", str(pairs), "--out", str(out)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
 

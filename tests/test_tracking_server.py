@@ -1,6 +1,5 @@
 """A job whose MLflow tracking server is unreachable fails at once, naming the URI, before any work."""
 
-import json
 import os
 import socket
 import subprocess
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from onestep import tracking
 
@@ -72,7 +72,8 @@ def test_train_job_fails_at_once_before_training(default_config, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": dead, "ONESTEP_TRACKING_TIMEOUT": "3"}
     t0 = time.time()
     # teacher and pairs do not exist: the check comes before anything is loaded or written
-    p = subprocess.run([str(BIN / "onestep"), "train", "--cfg", json.dumps(cfg), "--teacher", "nope.pt",
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    p = subprocess.run([str(BIN / "onestep"), "train", "--config", str(tmp_path / "config.yaml"), "--teacher", "nope.pt",
                         "--pairs", "nope.npz", "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2, p.stderr
     assert f"onestep train: error: MLflow tracking server {dead} is unreachable" in p.stderr

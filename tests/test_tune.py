@@ -28,6 +28,12 @@ TINY = {
 }
 
 
+def config_file(cfg: dict, path) -> str:
+    """The job's config file, as the rules' job_config writes it (jobs take --config PATH)."""
+    Path(path).write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A tiny teacher, its pairs and the reference, in a fresh folder with its own MLflow store."""
@@ -37,19 +43,20 @@ def prepared(tmp_path_factory):
     with open(Path(__file__).resolve().parents[1] / "config" / "config.yaml") as f:
         cfg = deep_merge(yaml.safe_load(f), TINY)
     validate(cfg)
-    js = json.dumps(cfg)
-    main(["init-tracking", "--cfg", js, "--out", "store.json"])
-    main(["teacher", "--cfg", js, "--out", "teacher.pt"])
-    main(["pairs", "--cfg", js, "--teacher", "teacher.pt", "--out", "pairs.npz"])
-    main(["reference", "--cfg", js, "--out", "ref.npz", "--summary", "ref.json"])
+    js = config_file(cfg, work / "config.yaml")
+    main(["init-tracking", "--config", js, "--out", "store.json"])
+    main(["teacher", "--config", js, "--out", "teacher.pt"])
+    main(["pairs", "--config", js, "--teacher", "teacher.pt", "--out", "pairs.npz"])
+    main(["reference", "--config", js, "--out", "ref.npz", "--summary", "ref.json"])
     os.chdir(old)
     return work, cfg
 
 
 def worker_argv(work: Path, cfg: dict, folder: str, worker: int = 0, parent: bool = False) -> list[str]:
-    argv = ["tune-worker", "--cfg", json.dumps(cfg), "--teacher", str(work / "teacher.pt"), "--pairs",
-            str(work / "pairs.npz"), "--reference", str(work / "ref.npz"), "--folder", str(work / folder),
-            "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"), "--threads", "1"]
+    argv = ["tune-worker", "--config", config_file(cfg, work / f"{folder}-{worker}.yaml"),
+            "--teacher", str(work / "teacher.pt"), "--pairs", str(work / "pairs.npz"), "--reference", str(work / "ref.npz"),
+            "--folder", str(work / folder), "--worker", str(worker), "--out", str(work / folder / f"worker-{worker}.json"),
+            "--threads", "1"]
     return argv + (["--parent", str(work / f"{folder}.parent.json")] if parent else [])
 
 
@@ -60,7 +67,7 @@ def states(study: optuna.Study) -> list[str]:
 def test_two_workers_in_parallel_processes(prepared):
     work, cfg = prepared
     cfg = deep_merge(cfg, {"tune": {"study": "parallel"}})
-    main(["parent", "--cfg", json.dumps(cfg), "--ablation", "parallel", "--kind", "study",
+    main(["parent", "--config", config_file(cfg, work / "parallel.yaml"), "--ablation", "parallel", "--kind", "study",
           "--out", str(work / "parallel.parent.json")])
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     procs = [subprocess.Popen([str(BIN / "onestep"), *worker_argv(work, cfg, "parallel", w, parent=True)], cwd=work,
@@ -85,7 +92,7 @@ def test_two_workers_in_parallel_processes(prepared):
     assert all("method.lambda" in r.data.params for r in runs)
 
     # the summary: best.yaml, trials table, plots
-    main(["tune-summary", "--cfg", json.dumps(cfg), "--folder", str(work / "parallel"),
+    main(["tune-summary", "--config", config_file(cfg, work / "parallel.yaml"), "--folder", str(work / "parallel"),
           "--parent", str(work / "parallel.parent.json")])
     best = yaml.safe_load((work / "parallel" / "best.yaml").read_text())
     assert 0.001 <= best["lambda"] <= 1000 and best["value"] == min(

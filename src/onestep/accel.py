@@ -31,8 +31,6 @@ import contextlib
 import torch
 from torch import nn
 
-from onestep.errors import OnestepError
-
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
@@ -115,19 +113,27 @@ def synchronize(device: str | torch.device) -> None:
 # ---------------------------------------------------------------- running out of GPU memory
 
 
-class OutOfMemory(OnestepError):
-    """The GPU ran out of memory; the message names the batch-size key to lower."""
+# what to lower when a job runs out of GPU memory: (the key that sets its batch, what else helps)
+OOM_KEYS = {
+    "teacher": ("teacher.batch_size", "or raise teacher.grad_accum (the same global batch in slices)"),
+    "train": ("student.batch_size", "or raise student.grad_accum (the same global batch in slices)"),
+    "tune-worker": ("student.batch_size", "or raise student.grad_accum (the same global batch in slices)"),
+    "pairs": ("pairs.batch_size", "(noise solved per chunk)"),
+    "teacher-eval": ("evaluation.noise_chunk", "(held-out noise sampled per chunk; null: all at once)"),
+    "evaluate": ("evaluation.noise_chunk", "(held-out noise sampled per chunk; null: all at once)"),
+}
 
 
-@contextlib.contextmanager
-def explain_oom(key: str, value, hint: str = ""):
-    """Turn torch's OutOfMemoryError into one message naming the config key that sets the batch."""
-    try:
-        yield
-    except torch.OutOfMemoryError as e:
-        first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
-        more = f" {hint}" if hint else ""
-        raise OutOfMemory(f"GPU out of memory ({first}); lower {key} (now {value}){more}") from None
+def oom_message(err: BaseException, command: str, cfg: dict | None) -> str:
+    """One line for a job that ran out of GPU memory: torch's first line, then the batch key to lower."""
+    first = str(err).splitlines()[0] if str(err) else "CUDA out of memory"
+    if command not in OOM_KEYS:
+        return f"GPU out of memory ({first})"
+    key, hint = OOM_KEYS[command]
+    node = cfg or {}
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return f"GPU out of memory ({first}); lower {key} (now {node}) {hint}"
 
 
 # ---------------------------------------------------------------- model FLOPs utilisation

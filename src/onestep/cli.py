@@ -1,274 +1,179 @@
-"""`onestep <command>`: what the Snakemake rules call. Each command reads its config (JSON from the
-rule's params), its input files, and writes its output files; MLflow is written to on the side."""
+"""`onestep <command>`: what the Snakemake rules call. This module only parses arguments and
+dispatches: each command reads its config and input files, calls the module that does the work, and
+writes its output files (outputs.py); MLflow is written to on the side (tracking.py, jobs.py).
+
+Exit codes: 0 done; 2 a user error (`onestep <command>: error: <message>`, any errors.OnestepError or
+a missing file); 143 preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes).
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
-from contextlib import contextmanager
+import traceback
 from pathlib import Path
 
 import yaml
 
-
-def _cfg(s: str) -> dict:
-    return json.loads(s)
-
-
-_DEVICES: dict[str, str] = {}
+from onestep import outputs
+from onestep.errors import OnestepError
 
 
-def _device(cfg: dict) -> str:
-    """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
-    import torch
+def _job(a, tracked: bool = True) -> dict:
+    """The job's config (--config: the file its rule wrote). A job that writes to MLflow (`tracked`)
+    checks the tracking server first, before any heavy import or work; torch threads = --threads."""
+    cfg = outputs.read_yaml(a.config)
+    if tracked:
+        from onestep import tracking
 
-    from onestep.devices import pick_device
-
-    want = cfg.get("device", "auto")
-    if want not in _DEVICES:
-        _DEVICES[want] = pick_device(want, torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    return _DEVICES[want]
-
-
-def _write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def _save_npz(path: str | Path, **arrays) -> None:
-    """Write to a temporary name and rename: a killed job never leaves a truncated file."""
-    import numpy as np
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path) + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _load_pairs(path: str) -> dict:
-    """Teacher pairs (z, x0) as tensors."""
-    import numpy as np
-    import torch
-
-    with np.load(path) as z:
-        return {"z": torch.from_numpy(z["z"]), "x0": torch.from_numpy(z["x0"])}
-
-
-def _parent_id(path: str | None) -> str | None:
-    """The MLflow parent run id from the file `mlflow_parent` wrote (files are the contract)."""
-    return json.loads(Path(path).read_text())["run_id"] if path else None
-
-
-def _threads(a) -> None:
-    """torch threads = the job's Snakemake `threads` (passed as --threads)."""
+        tracking.check_server(cfg)
     if getattr(a, "threads", None):
         import torch
 
         torch.set_num_threads(a.threads)
+    return cfg
 
 
-# ---------------------------------------------------------------- commands
+# ---------------------------------------------------------------- tracking
 
 
 def cmd_init_tracking(a) -> None:
     from onestep import tracking
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     exp = tracking.init_store(cfg)
-    _write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
+    outputs.write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
     print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
 
 
 def cmd_parent(a) -> None:
     from onestep import tracking
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     run_id = tracking.start_parent(cfg, a.ablation, a.kind)
-    _write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
+    outputs.write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
     print(f"parent run {run_id} for {a.ablation}")
 
 
-def cmd_teacher(a) -> None:
-    from onestep import data, tracking
-    from onestep.train import Resume, save_checkpoint, train_teacher
+# ---------------------------------------------------------------- teacher preparation
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
-    _threads(a)
+
+def cmd_teacher(a):
+    from onestep import data, jobs
+    from onestep.checkpoint import Resume, save_checkpoint
+
+    cfg = _job(a)
     data.check(cfg["dataset"])
     shape, pre = data.shape(cfg["dataset"]), cfg["teacher"].get("pretrained")
     # next to the output, not a declared output: it survives a failed job (see cmd_train)
-    resume = Resume.open(Path(a.out).with_suffix(".resume.pt"), cfg["teacher"].get("checkpoint_every", 0), cfg)
+    resume = Resume.open(a.out.with_suffix(".resume.pt"), cfg["teacher"].get("checkpoint_every", 0), cfg)
     tags = {"kind": "teacher", "source": "pretrained" if pre else "trained"}
-    with _resumable_record(cfg, "teacher", tags, resume, {}) as rec:
+    with jobs.resumable_record(cfg, "teacher", tags, resume, {}) as rec:
         if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
             from onestep.pretrained import import_teacher
 
             net, net_cfg = import_teacher(pre, cfg, shape)
             summary = {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
         else:
-            (net, summary), net_cfg = train_teacher(cfg, _device(cfg), rec.metrics, resume=resume), cfg["teacher"]["net"]
+            from onestep.train import train_teacher
+
+            net, summary = train_teacher(cfg, jobs.device(cfg), rec.metrics, resume=resume)
+            net_cfg = cfg["teacher"]["net"]
         rec.metrics(summary)
         save_checkpoint(a.out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(a.out, "checkpoint")
-        rec.artifact(a.log, "logs")
-    _write_json(Path(a.out).with_suffix(".json"), summary)
+    outputs.write_json(a.out.with_suffix(".json"), summary)
     resume.path.unlink(missing_ok=True)
     print(json.dumps(summary))
+    return jobs.Done(cfg, rec.run_id)
 
 
 def cmd_pairs(a) -> None:
-    import torch
-    from tqdm import tqdm
+    from onestep import jobs
+    from onestep.checkpoint import load_checkpoint
+    from onestep.diffusion import teacher_pairs
 
-    from onestep.diffusion import ddim_sample
-    from onestep.train import load_checkpoint
-
-    cfg = _cfg(a.cfg)
-    _threads(a)
-    pc, device = cfg["pairs"], _device(cfg)
+    cfg = _job(a, tracked=False)
+    pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
-    net.to(device)
-    z = torch.randn(pc["num"], *ckpt["shape"], generator=torch.Generator().manual_seed(pc["seed"]))  # (N, *shape)
-    chunks = []
-    for zb in tqdm(z.split(4096), desc=f"pairs (DDIM {pc['ddim_steps']} steps)"):
-        chunks.append(ddim_sample(net, zb.to(device), pc["ddim_steps"], cfg["diffusion"]).cpu())
-    x0 = torch.cat(chunks)  # (N, *shape)
-    _save_npz(a.out, z=z.numpy(), x0=x0.numpy())
+    z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
+                          cfg["diffusion"], device, chunk=pc.get("batch_size", 4096))
+    outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy())
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
 
 def cmd_features(a) -> None:
-    import torch
+    from onestep.evaluate import fit_features, save_feature_net
 
-    from onestep.evaluate import fit_features
-
-    cfg = _cfg(a.cfg)
-    _threads(a)
+    cfg = _job(a, tracked=False)
     net, acc = fit_features(cfg)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net.state_dict(), "shape": list(net.shape), "num_classes": net.head.out_features,
-                "val_accuracy": acc}, a.out)
+    save_feature_net(a.out, net, acc)
     print(f"feature classifier: held-out accuracy {acc:.3f}")
 
 
 def cmd_reference(a) -> None:
     from onestep.evaluate import reference
 
-    cfg = _cfg(a.cfg)
-    _threads(a)
+    cfg = _job(a, tracked=False)
     arrays, summary = reference(cfg, a.features)
-    _save_npz(a.out, **arrays)
-    _write_json(a.summary, summary)
+    outputs.save_npz(a.out, **arrays)
+    outputs.write_json(a.summary, summary)
     print(json.dumps(summary))
 
 
-def _load_ref(path: str):
-    import numpy as np
-
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def cmd_teacher_eval(a) -> None:
-    import torch
-
-    from onestep import plots, tracking
+def cmd_teacher_eval(a):
+    from onestep import jobs, tracking
+    from onestep.checkpoint import load_checkpoint
     from onestep.diffusion import ddim_sample
-    from onestep.evaluate import generate, score, to_unit
-    from onestep.train import load_checkpoint
+    from onestep.evaluate import generate, plot_samples, score
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
-    _threads(a)
+    cfg = _job(a)
+    device = jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
-    ref = _load_ref(a.reference)
-    device = _device(cfg)
     net.to(device)
+    ref = outputs.load_npz(a.reference)
     with tracking.record(cfg, f"teacher-ddim-{a.steps}", {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
         t0 = time.time()
         x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": f"teacher DDIM {a.steps}"}
         rec.metrics(result["metrics"])
-        x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-        plots.samples(x, a.plot, f"teacher DDIM {a.steps} steps", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+        plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
-        rec.artifact(a.log, "logs")
-    _write_json(a.out, result)
+    outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
+    return jobs.Done(cfg, rec.run_id)
 
 
-def _on_sigterm(resume) -> None:
-    """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
-    import signal
-
-    def handler(signum, frame):
-        resume.preempted = True
-        print("SIGTERM: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGTERM, handler)
+# ---------------------------------------------------------------- training and evaluation
 
 
-@contextmanager
-def _resumable_record(cfg: dict, name: str, tags: dict, resume, extra: dict, parent_id: str | None = None):
-    """The job's MLflow run, continued by a resumed attempt. Metrics go to MLflow at each resume
-    checkpoint, so the steps a kill loses (after the last checkpoint) are not in MLflow either and are
-    logged once, on resume; a preempted run is KILLED, not FAILED; SIGTERM saves a checkpoint first."""
-    from onestep import tracking
-    from onestep.train import Preempted
-
-    prior = resume.state["loop"]["extra"] if resume.state else {}
-    _on_sigterm(resume)
-    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
-    with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
-                         status_for=status, system_metrics=True) as rec:
-        if resume.state:
-            rec.tag("resumed_from_step", resume.state["step"])
-        else:
-            rec.params(cfg)
-        if resume.every > 0:
-            rec.flush_every = 1 << 30
-        resume.extra, resume.on_save = {**extra, "mlflow_run_id": rec.run_id}, rec.flush
-        yield rec
-
-
-def cmd_train(a) -> None:
-    from onestep import tracking
-
-    tracking.check_server(_cfg(a.cfg))  # before the heavy imports: an unreachable server fails at once
-    from onestep import plots
+def cmd_train(a):
+    cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
+    from onestep import jobs, plots
+    from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.evaluate import load_feature_net
-    from onestep.train import Resume, load_teacher, save_checkpoint, student_net, train_student
+    from onestep.train import student_net, train_student
     from onestep.tune import resolve_tuned
 
-    cfg = resolve_tuned(_cfg(a.cfg), a.tuned)
-    _threads(a)
-    out = Path(a.out)
+    cfg = resolve_tuned(cfg, a.tuned)
+    out = a.out
     out.mkdir(parents=True, exist_ok=True)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
     prior = resume.state["loop"]["extra"] if resume.state else {}
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    device = _device(cfg)
+    device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
-    pairs = _load_pairs(a.pairs)
-    parent = _parent_id(a.parent)
+    pairs = outputs.load_pairs(a.pairs)
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
     rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
 
-    with _resumable_record(cfg, run["name"], tags, resume, {"rows": rows}, parent) as rec:
+    with jobs.resumable_record(cfg, run["name"], tags, resume, {"rows": rows}, outputs.parent_id(a.parent)) as rec:
 
         def log(values: dict, step: int, series: str = "step") -> None:
             rec.metrics(values, step)
@@ -278,69 +183,69 @@ def cmd_train(a) -> None:
         student, summary = train_student(cfg, teacher, pairs, device, log, features=feats, resume=resume)
         rec.metrics(summary)
         save_checkpoint(out / "student.pt", "student", student_net(cfg), pairs["z"].shape[1:], cfg, student)
-        for series, name in (("step", "train_log.csv"), ("phase", "stages.csv")):
-            with open(out / name, "w", newline="") as f:
-                keys = list(dict.fromkeys(k for r in rows[series] for k in r)) or [series]  # logs may add keys later
-                w = csv.DictWriter(f, fieldnames=keys)
-                w.writeheader()
-                w.writerows(rows[series])
+        outputs.write_csv(out / "train_log.csv", rows["step"], "step")
+        outputs.write_csv(out / "stages.csv", rows["phase"], "phase")
         plots.curves(rows["step"], out / "curves.png", f"{run['ablation']}: {run['name']}")
-        for name in ("config.yaml", "train_log.csv", "stages.csv", "curves.png", "student.pt"):
+        rec.artifact(a.config)  # the run's config as given; student.pt holds it resolved (method.lambda: tuned)
+        for name in ("train_log.csv", "stages.csv", "curves.png", "student.pt"):
             rec.artifact(out / name)
-        rec.artifact(a.log, "logs")
         summary["mlflow_run_id"] = rec.run_id
-    _write_json(out / "train.json", summary)
+    if "lambda_source" in run:  # method.lambda: tuned, resolved from the study (config.yaml says "tuned")
+        summary |= {"lambda": cfg["method"]["lambda"], "lambda_source": run["lambda_source"]}
+    outputs.write_json(out / "train.json", summary)
     resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
     print(json.dumps(summary))
+    return jobs.Done(cfg, rec.run_id)
 
 
-def cmd_evaluate(a) -> None:
+def cmd_evaluate(a):
     import torch
 
-    from onestep import plots, tracking
-    from onestep.evaluate import build_method, generate, multi_step_scores, sample, score, to_unit
-    from onestep.train import load_checkpoint, load_teacher
+    from onestep import jobs, tracking
+    from onestep.checkpoint import load_checkpoint, load_teacher
+    from onestep.evaluate import build_method, generate, multi_step_scores, plot_samples, sample, score
 
-    run_dir = Path(a.run)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    student, ckpt = load_checkpoint(a.run / "student.pt", "student")
+    cfg = ckpt["config"]  # the run's config, resolved (method.lambda: tuned), travels with the weights
     tracking.check_server(cfg)
-    _threads(a)
-    train = json.loads((run_dir / "train.json").read_text())
-    device = _device(cfg)
-    student, ckpt = load_checkpoint(run_dir / "student.pt", "student")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    train = outputs.read_json(a.run / "train.json")
+    device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
-    ref = _load_ref(a.reference)
+    ref = outputs.load_npz(a.reference)
     student.to(device)
+    shape = tuple(ckpt["shape"])
     t0 = time.time()
-    method = build_method(cfg, teacher, tuple(ckpt["shape"]))  # once, not per noise chunk
-    x = generate(cfg, tuple(ckpt["shape"]), lambda z: sample(method, student, z), device)
+    method = build_method(cfg, teacher, shape)  # once, not per noise chunk
+    x = generate(cfg, shape, lambda z: sample(method, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
-    result["multistep"] = multi_step_scores(cfg, method, student, tuple(ckpt["shape"]), ref, a.features, device)
-    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-    plots.samples(x, a.plot, f"{cfg['run']['name']}: one step", torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+    result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
+    plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         rec.artifact(a.plot, "plots")
-        rec.artifact(a.log, "logs")
-    _write_json(a.out, result)
+    outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
+    return jobs.Done(cfg, rec.run_id)
+
+
+# ---------------------------------------------------------------- tables
 
 
 def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
-    if a.parent:
-        tracking.check_server(_cfg(a.cfg))
+    cfg = _job(a, tracked=bool(a.parent))
     summary = tables.TABLES[tables.load_spec(a.spec).get("table", "default")](
         a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
     if a.parent:  # side channel: attach the table and figures to the ablation's parent run
-        cfg = _cfg(a.cfg)
         stem = str(a.plot)[: -len(".png")]
-        with tracking.record(cfg, a.ablation, run_id=_parent_id(a.parent)) as rec:
+        with tracking.record(cfg, a.ablation, run_id=outputs.parent_id(a.parent)) as rec:
             for ext in (".md", ".tex", ".csv"):
                 rec.artifact(str(a.out_prefix) + ext, "tables")
             for suffix in ("", "_curves", "_samples"):
@@ -354,21 +259,22 @@ def cmd_main_table(a) -> None:
     print(tables.build_main(a.tables, a.out_prefix, a.plot))
 
 
+# ---------------------------------------------------------------- Optuna
+
+
 def cmd_tune_worker(a) -> None:
     from contextlib import contextmanager
 
     import optuna
 
-    from onestep import tracking, tune
-    from onestep.train import load_teacher
+    from onestep import jobs, tracking, tune
+    from onestep.checkpoint import load_teacher
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
-    _threads(a)
-    device = _device(cfg)
+    cfg = _job(a)
+    device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
-    pairs = _load_pairs(a.pairs)
-    parent = _parent_id(a.parent)
+    pairs = outputs.load_pairs(a.pairs)
+    parent = outputs.parent_id(a.parent)
     name = tune.study_name(cfg)
 
     @contextmanager
@@ -379,25 +285,27 @@ def cmd_tune_worker(a) -> None:
             rec.params(tcfg)
             yield rec
 
-    objective = tune.Objective(cfg, teacher, pairs, _load_ref(a.reference), a.features, trial_run, device)
+    objective = tune.Objective(cfg, teacher, pairs, outputs.load_npz(a.reference), a.features, trial_run, device)
     result = tune.run_worker(cfg, a.folder, a.worker, objective)
-    _write_json(a.out, result)
+    outputs.write_json(a.out, result)
     print(json.dumps(result))
 
 
 def cmd_tune_summary(a) -> None:
     from onestep import tracking, tune
 
-    cfg = _cfg(a.cfg)
-    tracking.check_server(cfg)
+    cfg = _job(a)
     best = tune.summarize(cfg, a.folder)
     print(json.dumps(best))
     if a.parent:
-        with tracking.record(cfg, tune.study_name(cfg), run_id=_parent_id(a.parent)) as rec:
+        with tracking.record(cfg, tune.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
             rec.metrics({"best_value": best["value"], "best_lambda": best["lambda"], "best_trial": best["trial"]})
             for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png",
                       "lambda_slice.png"):
-                rec.artifact(Path(a.folder) / f, "study")
+                rec.artifact(a.folder / f, "study")
+
+
+# ---------------------------------------------------------------- for people
 
 
 def cmd_where(a) -> None:
@@ -428,70 +336,204 @@ def cmd_ui(a) -> None:
     os.execv(argv[0], argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="onestep", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+# ---------------------------------------------------------------- the parser
 
-    def add(name, fn, *args):
-        s = sub.add_parser(name)
-        s.set_defaults(fn=fn)
-        s.add_argument("--threads", type=int, default=None, help="torch threads (the job's Snakemake threads)")
-        for arg in args:
-            s.add_argument(*arg[0], **arg[1])
-        return s
 
-    cfg = (["--cfg"], {"required": True, "help": "config sections as JSON"})
-    out = (["--out"], {"required": True})
-    log = (["--log"], {"default": None, "help": "this job's log file, attached to its MLflow run"})
-    teacher = (["--teacher"], {"required": True})
-    ref = (["--reference"], {"required": True})
-    feats = (["--features"], {"default": None})
-    add("init-tracking", cmd_init_tracking, cfg, out)
-    add("parent", cmd_parent, cfg, out, (["--ablation"], {"required": True}), (["--kind"], {"default": "ablation"}))
-    add("teacher", cmd_teacher, cfg, out, log)
-    add("pairs", cmd_pairs, cfg, teacher, out)
-    add("features", cmd_features, cfg, out)
-    add("reference", cmd_reference, cfg, out, feats, (["--summary"], {"required": True}))
-    add("teacher-eval", cmd_teacher_eval, cfg, teacher, ref, feats, out, log,
-        (["--steps"], {"type": int, "required": True}), (["--plot"], {"required": True}))
-    add("train", cmd_train, cfg, teacher, out, log, feats, (["--pairs"], {"required": True}), (["--parent"], {"default": None}),
-        (["--tuned"], {"default": None, "help": "best.yaml of the lambda study (for method.lambda: tuned)"}))
-    add("tune-worker", cmd_tune_worker, cfg, teacher, ref, feats, out, (["--pairs"], {"required": True}),
-        (["--parent"], {"default": None}), (["--folder"], {"required": True}), (["--worker"], {"type": int, "default": 0}))
-    add("tune-summary", cmd_tune_summary, cfg, (["--folder"], {"required": True}), (["--parent"], {"default": None}))
-    add("evaluate", cmd_evaluate, teacher, ref, feats, out, log, (["--run"], {"required": True}),
-        (["--plot"], {"required": True}))
-    add("tables", cmd_tables, cfg, (["--runs"], {"nargs": "+", "required": True}),
-        (["--teachers"], {"nargs": "*", "default": []}), ref, (["--spec"], {"required": True, "help": "the ablation YAML"}),
-        (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}),
-        (["--parent"], {"default": None}), (["--ablation"], {"required": True}))
-    add("main-table", cmd_main_table, (["--tables"], {"nargs": "+", "required": True, "help": "per-ablation table CSVs"}),
-        (["--out-prefix"], {"required": True}), (["--plot"], {"required": True}))
-    add("where", cmd_where, (["target"], {}), (["--out"], {"default": "results"}), (["--dataset"], {"default": "checkerboard"}),
-        (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--artifacts"], {"default": "results/mlartifacts"}))
-    add("ui", cmd_ui, (["--uri"], {"default": "sqlite:///results/mlflow.db"}), (["--host"], {"default": "127.0.0.1"}),
-        (["--port"], {"type": int, "default": 5000}),
-        (["--experiment"], {"default": "onestep", "help": "the experiment whose runs table to open (tracking.experiment)"}))
-    a = p.parse_args(argv)
+Groups = dict[str, argparse._ArgumentGroup]  # a subcommand's argument groups: config, in, out, job
+
+
+def _command(sub, name: str, fn, help: str, config: bool = True, job: bool = True) -> Groups:
+    """A subcommand with its argument groups; --config (the job's config file) and the job options
+    (--threads, --log) unless told otherwise."""
+    s = sub.add_parser(name, help=help, description=help)
+    s.set_defaults(fn=fn)
+    g = {"config": s.add_argument_group("config"), "in": s.add_argument_group("inputs"),
+         "out": s.add_argument_group("outputs"), "job": s.add_argument_group("job")}
+    if config:
+        g["config"].add_argument("--config", type=Path, required=True,
+                                 help="the job's config file (config.yaml: the sections it reads)")
+    if job:
+        g["job"].add_argument("--threads", type=int, default=None, help="torch threads (the job's Snakemake threads)")
+        g["job"].add_argument("--log", type=Path, default=None,
+                              help="write stdout and stderr to this file (then attached to the job's MLflow run, if any)")
+    return g
+
+
+def _teacher(g: Groups) -> None:
+    g["in"].add_argument("--teacher", type=Path, required=True, help="the teacher checkpoint (teacher.pt)")
+
+
+def _pairs(g: Groups) -> None:
+    g["in"].add_argument("--pairs", type=Path, required=True, help="the teacher pairs (pairs.npz)")
+
+
+def _reference(g: Groups, help: str = "the reference arrays (reference.npz)") -> None:
+    g["in"].add_argument("--reference", type=Path, required=True, help=help)
+
+
+def _features(g: Groups) -> None:
+    g["in"].add_argument("--features", type=Path, default=None,
+                         help="the dataset's classifier (features.pt; images with feature_net: classifier)")
+
+
+def _parent(g: Groups) -> None:
+    g["in"].add_argument("--parent", type=Path, default=None, help="the MLflow parent run's file (<name>.parent.json)")
+
+
+def _out(g: Groups, help: str) -> None:
+    g["out"].add_argument("--out", type=Path, required=True, help=help)
+
+
+def _plot(g: Groups, help: str) -> None:
+    g["out"].add_argument("--plot", type=Path, required=True, help=help)
+
+
+def _out_prefix(g: Groups) -> None:
+    g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
+
+
+def _tracking_commands(sub) -> None:
+    g = _command(sub, "init-tracking", cmd_init_tracking, "create the MLflow store and experiment once")
+    _out(g, "store.json: the tracking URI and experiment id")
+    g = _command(sub, "parent", cmd_parent, "create the MLflow parent run of an ablation or study")
+    g["config"].add_argument("--ablation", required=True, help="the ablation (or study) name")
+    g["config"].add_argument("--kind", choices=("ablation", "study"), default="ablation", help="the parent's kind tag")
+    _out(g, "<ablation>.parent.json: the parent run id")
+
+
+def _teacher_commands(sub) -> None:
+    g = _command(sub, "teacher", cmd_teacher, "train the DDPM teacher (or import teacher.pretrained)")
+    _out(g, "teacher.pt (and teacher.json, its summary)")
+    g = _command(sub, "pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
+    _teacher(g)
+    _out(g, "pairs.npz")
+    g = _command(sub, "features", cmd_features, "train the dataset's classifier (digits: FID/KID features)")
+    _out(g, "features.pt")
+    g = _command(sub, "reference", cmd_reference, "reference samples/features of the data and the metric floor")
+    _features(g)
+    _out(g, "reference.npz")
+    g["out"].add_argument("--summary", type=Path, required=True, help="reference.json: the metric floor")
+    g = _command(sub, "teacher-eval", cmd_teacher_eval, "score the teacher's DDIM samples (a reference row)")
+    g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps")
+    _teacher(g)
+    _reference(g)
+    _features(g)
+    _out(g, "metrics.json")
+    _plot(g, "samples.png")
+
+
+def _run_commands(sub) -> None:
+    g = _command(sub, "train", cmd_train, "train one run (a grid point and seed) of an ablation")
+    _teacher(g)
+    _pairs(g)
+    _features(g)
+    _parent(g)
+    g["in"].add_argument("--tuned", type=Path, default=None, help="best.yaml of the lambda study (method.lambda: tuned)")
+    _out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
+    g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
+    g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
+    _teacher(g)
+    _reference(g)
+    _features(g)
+    _out(g, "metrics.json")
+    _plot(g, "samples.png")
+
+
+def _table_commands(sub) -> None:
+    g = _command(sub, "tables", cmd_tables, "an ablation's table and figures from its runs' metrics.json")
+    g["config"].add_argument("--ablation", required=True, help="the ablation's name")
+    g["in"].add_argument("--spec", type=Path, required=True, help="the ablation YAML")
+    g["in"].add_argument("--runs", type=Path, nargs="+", required=True, help="every run's metrics.json")
+    g["in"].add_argument("--teachers", type=Path, nargs="*", default=[], help="the teacher rows' metrics.json")
+    _reference(g, "reference.json (the metric floor)")
+    _parent(g)
+    _out_prefix(g)
+    _plot(g, "the figure (also _curves.png, _samples.png and PDFs)")
+    g = _command(sub, "main-table", cmd_main_table, "the main table from the ablation tables", config=False)
+    g["in"].add_argument("--tables", type=Path, nargs="+", required=True, help="per-ablation table CSVs")
+    _out_prefix(g)
+    _plot(g, "the figure")
+
+
+def _tune_commands(sub) -> None:
+    g = _command(sub, "tune-worker", cmd_tune_worker, "one Optuna worker of the lambda study")
+    g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (its journal)")
+    g["config"].add_argument("--worker", type=int, default=0, help="the worker's index")
+    _teacher(g)
+    _pairs(g)
+    _reference(g)
+    _features(g)
+    _parent(g)
+    _out(g, "worker-<i>.json")
+    g = _command(sub, "tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots")
+    g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (writes best.yaml there)")
+    _parent(g)
+
+
+def _people_commands(sub) -> None:
+    g = _command(sub, "where", cmd_where, "where a target's table, plots, runs and MLflow records are",
+                 config=False, job=False)
+    g["config"].add_argument("target", help="the target (an ablation name)")
+    g["config"].add_argument("--out", default="results", help="the results folder")
+    g["config"].add_argument("--dataset", default="checkerboard", help="the dataset id")
+    g["config"].add_argument("--uri", default="sqlite:///results/mlflow.db", help="the MLflow tracking URI")
+    g["config"].add_argument("--artifacts", default="results/mlartifacts", help="the MLflow artifact folder")
+    g = _command(sub, "ui", cmd_ui, "the MLflow UI on the store", config=False, job=False)
+    g["config"].add_argument("--uri", default="sqlite:///results/mlflow.db", help="the MLflow tracking URI")
+    g["config"].add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    g["config"].add_argument("--port", type=int, default=5000, help="the port to listen on")
+    g["config"].add_argument("--experiment", default="onestep",
+                             help="the experiment whose runs table to open (tracking.experiment)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onestep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for add in (_tracking_commands, _teacher_commands, _run_commands, _table_commands, _tune_commands,
+                _people_commands):
+        add(sub)
+    return p
+
+
+def _config_or_none(a) -> dict | None:
+    """The job's config file as a dict, for an error message (None when there is none or it is unreadable)."""
     try:
-        a.fn(a)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        from onestep.config import ConfigError
-        from onestep.data import DataError
-        from onestep.evaluate import FeatureError
-        from onestep.methods.losses import PerceptualError
-        from onestep.pretrained import PretrainedError
-        from onestep.tracking import TrackingError
-        from onestep.train import CheckpointError, Preempted
+        return yaml.safe_load(Path(a.config).read_text()) if getattr(a, "config", None) else None
+    except (OSError, yaml.YAMLError):
+        return None
 
-        if isinstance(e, Preempted):
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command; with --log, inside its own log file, attached to its MLflow run once closed."""
+    from onestep import jobs
+    from onestep.checkpoint import Preempted
+
+    a = parser().parse_args(argv)
+    log, code, done = getattr(a, "log", None), 0, None
+    with jobs.logged(log):
+        try:
+            done = a.fn(a)
+        except Preempted as e:
             print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
-            sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
-        if isinstance(e, ConfigError | DataError | FeatureError | CheckpointError | TrackingError | PerceptualError
-                      | PretrainedError | FileNotFoundError):
+            code = 143  # 128 + SIGTERM, as if the signal had ended the process
+        except (OnestepError, FileNotFoundError) as e:
             print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        raise
+            code = 2
+        except Exception as e:
+            if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+                from onestep.accel import oom_message
+
+                print(f"onestep {a.cmd}: error: {oom_message(e, a.cmd, _config_or_none(a))}", file=sys.stderr)
+                code = 2
+            elif log is None:
+                raise
+            else:
+                traceback.print_exc()  # a bug: its traceback belongs in the job's log
+                code = 1
+    jobs.attach_log(done, log)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

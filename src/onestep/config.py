@@ -18,11 +18,13 @@ from pathlib import Path
 
 import yaml
 
+from onestep.errors import OnestepError
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "workflow" / "schemas"
 
 
-class ConfigError(ValueError):
+class ConfigError(OnestepError, ValueError):
     """One clear message: the key, the bad value, what is allowed."""
 
 

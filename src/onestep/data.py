@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onestep.errors import OnestepError
 
-class DataError(ValueError):
+
+class DataError(OnestepError, ValueError):
     """Bad dataset configuration: the message names the config key."""
 
 

@@ -121,3 +121,16 @@ def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_si
             x = sched.step(eps, t, x, eta=0.0).prev_sample
         out.append(x)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, ddim_steps: int, cfg: dict,
+                  device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """`num` teacher pairs (z, x0): fixed noise z ~ N(0, I) from `seed` and its DDIM solve x0, both
+    (num, *shape) on the CPU. `cfg`: the diffusion section."""
+    from tqdm import tqdm
+
+    z = torch.randn(num, *shape, generator=torch.Generator().manual_seed(seed))  # (N, *shape)
+    x0 = [ddim_sample(net, zb.to(device), ddim_steps, cfg).cpu()
+          for zb in tqdm(z.split(chunk), desc=f"pairs (DDIM {ddim_steps} steps)")]
+    return z, torch.cat(x0)

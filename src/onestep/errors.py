@@ -1,6 +1,10 @@
-"""The one error type every user-facing failure derives from: `onestep <cmd>` catches it, prints one
-line (`onestep <cmd>: error: <message>`) and exits 2, without a traceback."""
+"""The one base of every error a user can fix (a config key, a missing file, an unreachable server).
+
+`onestep <command>` catches `OnestepError` alone and exits 2 with `onestep <command>: error: <message>`;
+anything else is a bug and keeps its traceback. Each subclass also derives from the builtin it
+replaced (ValueError, RuntimeError), so existing `except ValueError` callers keep working.
+"""
 
 
-class OnestepError(RuntimeError):
-    """A failure with one clear message for the user: the key or file, the bad value, what is allowed."""
+class OnestepError(Exception):
+    """A user-facing error: its message names the config key or the file."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from onestep import data
+from onestep.errors import OnestepError
 from onestep.metrics import (
     PRIMARY,
     FeatureNet,
@@ -25,7 +26,7 @@ from onestep.metrics import (
 )
 
 
-class FeatureError(RuntimeError):
+class FeatureError(OnestepError, RuntimeError):
     pass
 
 
@@ -81,6 +82,14 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
     return torch.cat(out)
 
 
+def plot_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path, title: str) -> None:
+    """The samples' figure: the first 64 images, or every 2-D point over the reference points."""
+    from onestep import plots
+
+    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
+    plots.samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+
+
 def build_method(cfg: dict, teacher, shape: tuple[int, ...], features=None, device: str | None = None):
     """The run's method around the teacher (methods.build_method, as in training): what samples a
     trained student. `features`: the dataset's frozen feature network, offered as `ctx.features`."""
@@ -132,6 +141,16 @@ def fit_features(cfg: dict) -> tuple[FeatureNet, float]:
             f"use 'inception' for dataset '{ds['name']}'"
         )
     return train_feature_net(data.load_digits_images(), data.load_digits_labels(), cfg["evaluation"]["feature_steps"])
+
+
+def save_feature_net(path: str | Path, net: FeatureNet, val_accuracy: float) -> None:
+    """The classifier's checkpoint (what load_feature_net reads), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": net.state_dict(), "shape": list(net.shape), "num_classes": net.head.out_features,
+                "val_accuracy": val_accuracy}, tmp)
+    tmp.replace(path)
 
 
 def load_feature_net(features_path: str | None) -> FeatureNet:

@@ -3,7 +3,7 @@
 The directory is what `UNet2DModel.save_pretrained` + `DDPMScheduler.save_pretrained` write (the
 layout of google/ddpm-cifar10-32: config.json, diffusion_pytorch_model.safetensors and
 scheduler_config.json side by side; a `unet/` + `scheduler/` pipeline layout is read as well).
-`import_teacher` turns it into the pipeline's own teacher checkpoint (train.save_checkpoint), so
+`import_teacher` turns it into the pipeline's own teacher checkpoint (checkpoint.save_checkpoint), so
 pairs, training and evaluation cannot tell an imported teacher from a trained one:
 
 - the network is nets.UNet (`unet2d`) with the pretrained UNet2DModel's config and weights;
@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 from onestep.diffusion import Schedule
+from onestep.errors import OnestepError
 from onestep.nets import UNet
 
 KEY = "teacher.pretrained"
 
 
-class PretrainedError(ValueError):
+class PretrainedError(OnestepError, ValueError):
     pass
 
 

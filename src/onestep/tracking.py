@@ -15,6 +15,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from onestep.errors import OnestepError
+
 PKG_DIR = Path(__file__).resolve().parent
 
 
@@ -28,7 +30,7 @@ def tracking_uri(cfg: dict) -> str:
     return uri
 
 
-class TrackingError(RuntimeError):
+class TrackingError(OnestepError, RuntimeError):
     """The MLflow tracking server cannot be reached."""
 
 
@@ -202,6 +204,11 @@ class Recorder:
     def artifact(self, path: str | Path | None, subdir: str | None = None) -> None:
         if path is not None and Path(path).exists():
             self.client.log_artifact(self.run_id, str(path), subdir)
+
+
+def attach(cfg: dict, run_id: str, path: str | Path, subdir: str | None = None) -> None:
+    """Attach a file to a run after the fact (a finished run stays finished)."""
+    _client(cfg).log_artifact(run_id, str(path), subdir)
 
 
 def system_monitor(cfg: dict, run_id: str):

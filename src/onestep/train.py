@@ -1,42 +1,40 @@
-"""Training loops: the DDPM teacher, and a method-blind student trainer.
-
-Checkpoints are dicts {"kind", "net", "shape", "config", "state_dict"} so the config travels with
-the weights (the EMA weights are the ones saved and used).
+"""Training: one method-blind loop (`fit`) for the DDPM teacher (methods/ddpm.py) and every one-step
+student (methods/): LR schedule, micro-batching, precision, EMA, logging, resume and preemption exist
+once, here. The EMA weights are the ones returned (and saved: checkpoint.py).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from onestep import accel, data
-from onestep.diffusion import Schedule, Teacher, ddpm_scheduler
-from onestep.methods import build_method, student_net
+from onestep.checkpoint import (  # noqa: F401 (load_resume, save_checkpoint: re-exported for tests)
+    CheckpointError,
+    Preempted,
+    Resume,
+    load_resume,
+    restore_resume,
+    save_checkpoint,
+    save_resume,
+)
+from onestep.diffusion import Schedule, Teacher
+from onestep.errors import OnestepError
+from onestep.methods import TEACHERS, build_method, student_net  # noqa: F401 (student_net: re-exported)
 from onestep.methods.base import Batch, Context
 from onestep.nets import build_net, count_params
 
 Logger = Callable[..., None]  # log(values: dict[str, float], step: int, series: str = "step")
 
 
-class CheckpointError(RuntimeError):
-    pass
-
-
-class DivergenceError(RuntimeError):
+class DivergenceError(OnestepError, RuntimeError):
     """A non-finite training loss (NaN or Inf)."""
-
-
-class Preempted(RuntimeError):
-    """SIGTERM (SLURM preemption, scancel, a timeout) during training; the resume checkpoint is saved."""
 
 
 class EMA:
@@ -48,8 +46,11 @@ class EMA:
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
-        for s, p in zip(self.shadow.parameters(), net.parameters(), strict=True):
-            s.lerp_(p, 1.0 - self.decay)
+        """shadow <- shadow + (1 - decay) (net - shadow), every tensor in one multi-tensor call (a few
+        kernel launches on CUDA instead of one per parameter tensor)."""
+        shadow, live = list(self.shadow.parameters()), list(net.parameters())
+        assert len(shadow) == len(live), "EMA: the network's parameters changed"
+        torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
@@ -60,97 +61,6 @@ def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> flo
         frac = (step - warmup) / max(1, total - warmup)
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
     return base
-
-
-def save_checkpoint(path: str | Path, kind: str, net_cfg: dict, shape, cfg: dict, net: nn.Module) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"kind": kind, "net": net_cfg, "shape": list(shape), "config": cfg, "state_dict": net.state_dict()}, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write never leaves a corrupt checkpoint
-
-
-def load_checkpoint(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
-    """(network with its weights, checkpoint dict); a clear error naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
-        raise CheckpointError(f"checkpoint {path} is not a {kind} checkpoint")
-    net = build_net(ckpt["net"], tuple(ckpt["shape"]))
-    try:
-        net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not match its network config: {e}") from e
-    return net.eval(), ckpt
-
-
-def load_teacher(path: str | Path, device: str = "cpu") -> Teacher:
-    net, ckpt = load_checkpoint(path, "teacher")
-    return Teacher(net.to(device), Schedule.from_config(ckpt["config"]["diffusion"]))
-
-
-def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
-                  resume: Resume | None = None) -> tuple[nn.Module, dict]:
-    """Epsilon-prediction DDPM (diffusers DDPMScheduler.add_noise), EMA weights returned; resumable like
-    train_student."""
-    tc = cfg["teacher"]
-    torch.manual_seed(tc["seed"])
-    shape = data.shape(cfg["dataset"])
-    cl = accel.use_channels_last(device, tc.get("channels_last", False))
-    net = accel.prepare_net(build_net(tc["net"], shape).to(device), shape, cl)
-    ema = EMA(net, tc["ema"])
-    opt = torch.optim.Adam(net.parameters(), lr=tc["lr"])
-    sched = ddpm_scheduler(cfg["diffusion"])
-    gen = torch.Generator().manual_seed(tc["seed"])
-    T, B, steps = cfg["diffusion"]["T"], tc["batch_size"], tc["steps"]
-    prec = accel.resolve_precision(device, tc.get("precision", "fp32"))
-    fwd, micro = accel.maybe_compile(net, tc.get("compile", False)), accel.micro_slices(B, tc.get("grad_accum", 1))
-    batches = data_batches(cfg["dataset"], B, gen, device)
-    running, start = 0.0, 0
-    modules, gens = {"net": net, "ema": ema.shadow, "opt": opt}, {"gen": gen}
-    if resume is not None and resume.state is not None:
-        running, start = restore_resume(resume.state, resume.path, modules, gens, device)["running"], resume.state["step"]
-        print(f"resuming from {resume.path} at step {start} of {steps}", flush=True)
-    accel.reset_memory(device)
-    t0 = tick = time.time()
-    for step in tqdm(range(start, steps), desc="teacher", disable=not progress, mininterval=2.0, initial=start,
-                     total=steps):
-        x0 = next(batches).to(device)
-        eps = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, T, (B,), generator=gen).to(device)  # diffusers index
-        xt = accel.memory_format(sched.add_noise(x0, eps, t), cl)  # (B, *shape)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, tc["lr"], tc.get("warmup", 0), tc.get("lr_schedule", "cosine"))
-        opt.zero_grad(set_to_none=True)
-        for sl in micro:  # gradient accumulation over micro-batches of the global batch B
-            with accel.precision_context(device, prec):
-                out = fwd(xt[sl], t[sl])
-            loss = ((out.float() - eps[sl]) ** 2).mean() / len(micro)
-            loss.backward()
-            running = running + loss.detach()  # no per-step host sync
-        opt.step()
-        ema.update(net)
-        if (step + 1) % tc["log_every"] == 0:
-            now = time.time()
-            log({"teacher_loss": float(running) / tc["log_every"], "lr": opt.param_groups[0]["lr"],
-                 "samples_per_s": tc["log_every"] * B / (now - tick), **accel.memory_stats(device)}, step + 1)
-            running, tick = 0.0, now
-        if resume is not None and resume.due(step + 1, steps):
-            if resume.on_save is not None:
-                resume.on_save()
-            save_resume(resume.path, cfg, step + 1, modules, gens, {"running": running, "extra": resume.extra})
-            if resume.preempted:
-                raise Preempted(f"stopped at step {step + 1} of {steps}; resume checkpoint saved to {resume.path}")
-    accel.synchronize(device)
-    wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": (steps - start) * B / wall, "steps": steps,
-               "params": count_params(net), "resumed_from_step": start, "precision": prec, **accel.memory_stats(device)}
-    return ema.shadow, summary
 
 
 def data_batches(ds: dict, batch_size: int, gen: torch.Generator, device: str | None = None):
@@ -194,116 +104,27 @@ class PairBatches:
         return Batch(self.pairs["z"][idx], self.pairs["x0"][idx])
 
 
-# ---------------------------------------------------------------- resume checkpoints (preemption)
-
-RESUME_IGNORED = ("device", "threads", "tracking")  # config keys that may change between attempts
-
-
-def _resume_key(cfg: dict) -> dict:
-    """The part of the config a resume checkpoint must match (checkpoint_every may change)."""
-    key = {k: v for k, v in cfg.items() if k not in RESUME_IGNORED}
-    for section in ("student", "teacher"):
-        if section in key:
-            key[section] = {k: v for k, v in key[section].items() if k != "checkpoint_every"}
-    return json.loads(json.dumps(key, sort_keys=True))
-
-
-def _diff(a, b, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-@dataclass
-class Resume:
-    """The resume checkpoint of one training run: where, how often, and what the caller adds.
-
-    `state` is the checkpoint found at start (None: a fresh run); `extra` is the caller's own state (the
-    CLI's log rows, its MLflow run id), saved as is; `on_save()` runs just before each save (the CLI
-    flushes its MLflow buffer there). `preempted` is set by a SIGTERM handler: the trainer then saves at
-    the end of the current step and raises Preempted.
-    """
-
-    path: Path
-    every: int
-    state: dict | None = None
-    extra: dict = field(default_factory=dict)
-    on_save: Callable[[], None] | None = None
-    preempted: bool = False
-
-    @classmethod
-    def open(cls, path: str | Path, every: int, cfg: dict) -> Resume:
-        return cls(Path(path), every, load_resume(path, cfg))
-
-    def due(self, done: int, total: int) -> bool:
-        return done < total and (self.preempted or (self.every > 0 and done % self.every == 0))
-
-
-def save_resume(path: str | Path, cfg: dict, step: int, modules: dict, gens: dict[str, torch.Generator],
-                loop: dict) -> None:
-    """Everything to continue bit-for-bit at `step`: module/optimiser states, every RNG, the loop's state."""
-    rng = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    state = {"kind": "resume", "config": _resume_key(cfg), "step": step, "rng": rng, "loop": loop,
-             "modules": {k: m.state_dict() for k, m in modules.items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint
-
-
-def load_resume(path: str | Path, cfg: dict) -> dict | None:
-    """The resume checkpoint at `path` (None if there is none); CheckpointError naming the file when it
-    is unreadable or was written for another config."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"resume checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e}); "
-                              "delete it to train from scratch") from e
-    if not isinstance(state, dict) or state.get("kind") != "resume":
-        raise CheckpointError(f"{path} is not a resume checkpoint; delete it to train from scratch")
-    diff = _diff(state["config"], _resume_key(cfg))
-    if diff:
-        raise CheckpointError(f"resume checkpoint {path} was written for another config (differs at "
-                              f"{', '.join(diff[:5])}); delete it to train from scratch")
-    return state
-
-
-def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str, torch.Generator],
-                   device: str | torch.device) -> dict:
-    """Load module/optimiser states and RNGs from `state`; returns the loop's state (accumulators on `device`)."""
-    try:
-        for k, m in modules.items():
-            m.load_state_dict(state["modules"][k])
-        for k, g in gens.items():
-            g.set_state(state["rng"][k])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"resume checkpoint {path} does not match this run ({type(e).__name__}: {e}); "
-                              "delete it to train from scratch") from e
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    to = lambda d: {k: v.to(device) if torch.is_tensor(v) else v for k, v in d.items()}  # noqa: E731
-    loop = state["loop"]
-    return {**loop, **{k: to(loop[k]) for k in ("acc", "phase_acc") if k in loop},
-            **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
+def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
+                  resume: Resume | None = None) -> tuple[nn.Module, dict]:
+    """The DDPM teacher (methods/ddpm.py: epsilon MSE on data) by the students' loop; EMA weights returned."""
+    tc = cfg["teacher"]
+    torch.manual_seed(tc["seed"])
+    shape = data.shape(cfg["dataset"])
+    ctx = Context(teacher=None, schedule=Schedule.from_config(cfg["diffusion"]), shape=shape)
+    method = TEACHERS["ddpm"]({"steps": tc["steps"], "diffusion": cfg["diffusion"]}, ctx, tc["seed"]).to(device)
+    net = build_net(tc["net"], shape).to(device)
+    section = {"lr_schedule": "cosine", **tc}  # the teacher's default schedule
+    return fit(cfg, section, method, ctx, net, tc["seed"], device, log, progress=progress, resume=resume,
+               desc="teacher")
 
 
 def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], device: str, log: Logger,
                   progress: bool = True, on_phase_end: Callable[[int, int, nn.Module], None] | None = None,
                   features: nn.Module | None = None, resume: Resume | None = None) -> tuple[nn.Module, dict]:
-    """Method-blind: builds METHODS[cfg.method.name] and runs its per-sample loss for its total steps.
+    """Builds the run's method (methods.build_method) and its student, and trains them (fit) for the method's total steps.
 
     `features` (images): the dataset's frozen feature network, offered to methods as `ctx.features`.
-    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends,
-    e.g. an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError.
-    With `resume`, training continues from `resume.state` and saves a resume checkpoint every
-    `resume.every` steps (and on SIGTERM); on CPU the result is bit-for-bit that of an uninterrupted run.
+    `on_phase_end`, `resume`: see fit.
     """
     sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
@@ -317,31 +138,93 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
             raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    cl = accel.use_channels_last(device, sc.get("channels_last", False))
-    student = accel.prepare_net(student, shape, cl)
-    ema = EMA(student, sc["ema"])
-    opt = torch.optim.Adam(student.parameters(), lr=sc["lr"])
+    return fit(cfg, sc, method, ctx, student, seed, device, log, pairs=pairs, progress=progress,
+               on_phase_end=on_phase_end, resume=resume, desc=mc["name"])
+
+
+def _map(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+    """`fn` applied to every tensor of the batch (`extra` included; None stays None)."""
+    f = lambda x: None if x is None else fn(x)  # noqa: E731
+    return Batch(f(batch.z), f(batch.x0), f(batch.data), {k: f(v) for k, v in batch.extra.items()})
+
+
+def _streams(ds: dict, pairs: dict[str, torch.Tensor] | None, needs_data: bool, batch_size: int, seed: int,
+             device: str):
+    """(the step's generator, every generator a resume checkpoint saves, teacher pair batches or None,
+    real data batches or None). Real data (needs_data) come from their own generator when there are
+    pairs, so the pair draws stay the same; with no pairs (the teacher) from the step's generator."""
     gen = torch.Generator().manual_seed(seed)
-    # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
-    prec = accel.resolve_precision(device, sc.get("precision", "fp32"), getattr(method, "fp32_only", False))
-    model = accel.maybe_compile(student, sc.get("compile", False))
-    micro = accel.micro_slices(sc["batch_size"], sc.get("grad_accum", 1))
-    accel.reset_memory(device)
     on_gpu = torch.device(device).type == "cuda"  # pairs and data held on the GPU: no loader in between
-    batches = PairBatches({k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, sc["batch_size"], seed)
-    # real data for methods that train from data, on its own generator so pair draws stay the same
-    reals_gen = torch.Generator().manual_seed(seed + 1)
-    reals = data_batches(cfg["dataset"], sc["batch_size"], reals_gen, device) if method.needs_data else None
-    total, every = method.total_steps, sc["log_every"]
+    batches = None if pairs is None else PairBatches(
+        {k: v.to(device) for k, v in pairs.items()} if on_gpu else pairs, batch_size, seed)
+    reals_gen = gen if pairs is None else torch.Generator().manual_seed(seed + 1)
+    reals = data_batches(ds, batch_size, reals_gen, device) if needs_data else None
+    gens = {"gen": gen} if reals_gen is gen else {"gen": gen, "reals": reals_gen}
+    return gen, gens, batches, reals
+
+
+def _optimiser_step(method, model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, step: int,
+                    gen: torch.Generator, micro: list[slice], device: str, prec: str) -> dict:
+    """One step: the method's own networks on the whole batch (aux_step), then the student's on the
+    mean loss, accumulated over the micro-batches `micro`; returns the step's logs (tensors, no sync)."""
+    with accel.precision_context(device, prec):
+        aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
+    opt.zero_grad(set_to_none=True)
+    logs = {}
+    for sl in micro:  # gradient accumulation: micro-batches of the global batch
+        with accel.precision_context(device, prec):
+            loss, mlogs = method.loss(model, _map(batch, lambda x, sl=sl: x[sl]), step, gen)
+        (loss.float().mean() / len(micro)).backward()
+        mlogs["loss"] = loss.float().mean().detach()
+        for k, v in mlogs.items():
+            logs[k] = logs.get(k, 0.0) + v / len(micro)
+    opt.step()
+    return {**aux, **logs}
+
+
+def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: int, device: str, log: Logger,
+        pairs: dict[str, torch.Tensor] | None = None, progress: bool = True,
+        on_phase_end: Callable[[int, int, nn.Module], None] | None = None, resume: Resume | None = None,
+        desc: str = "train") -> tuple[nn.Module, dict]:
+    """The one training loop, method-blind: `method.total_steps` optimiser steps of `net` on the mean of
+    `method.loss` (methods/base.py), with `section`'s (teacher or student) LR schedule, micro-batches,
+    EMA, precision and logging; returns (the EMA copy, a summary).
+
+    Batches: teacher pairs (z, x0) when `pairs` is given, real data (Batch.data) when
+    `method.needs_data` (_streams). The EMA copy is offered to the method as `ctx.ema`.
+    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends, e.g.
+    an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError. With
+    `resume`, training continues from `resume.state` and saves a resume checkpoint every
+    `resume.every` steps (and on SIGTERM, then raises Preempted); on CPU the result is bit-for-bit
+    that of an uninterrupted run.
+    """
+    B, teacher = section["batch_size"], ctx.teacher
+    cl = accel.use_channels_last(device, section.get("channels_last", False))
+    net = accel.prepare_net(net, ctx.shape, cl)
+    ema = EMA(net, section["ema"])
+    ctx.ema = ema.shadow
+    opt = accel.adam(net.parameters(), section["lr"], device)  # fused on CUDA
+    # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
+    prec = accel.resolve_precision(device, section.get("precision", "fp32"), getattr(method, "fp32_only", False))
+    model = accel.maybe_compile(net, section.get("compile", False))
+    micro = accel.micro_slices(B, section.get("grad_accum", 1))
+    accel.reset_memory(device)
+    gen, gens, batches, reals = _streams(cfg["dataset"], pairs, method.needs_data, B, seed, device)
+    total, every = method.total_steps, section["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
     phase, phase_start, start = None, 0, 0
-    modules, gens = {"student": student, "ema": ema.shadow, "opt": opt, "method": method}, {"gen": gen, "reals": reals_gen}
-    teacher.evals = 0
+    modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
+    if teacher is not None:
+        teacher.evals = 0
     if resume is not None and resume.state is not None:
         loop = restore_resume(resume.state, resume.path, modules, gens, device)
-        start, batches.position, teacher.evals = resume.state["step"], loop["batches"], loop["teacher_evals"]
-        acc, phase_acc, phase, phase_start = loop["acc"], loop["phase_acc"], loop["phase"], loop["phase_start"]
+        start, acc, phase_acc = resume.state["step"], loop["acc"], loop["phase_acc"]
+        phase, phase_start = loop["phase"], loop["phase_start"]
+        if batches is not None:
+            batches.position = loop["batches"]
+        if teacher is not None:
+            teacher.evals = loop["teacher_evals"]
         print(f"resuming from {resume.path} at step {start} of {total}", flush=True)
 
     def close_phase(end: int) -> None:
@@ -353,33 +236,20 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             on_phase_end(int(phase), end, ema.shadow)
 
     t0 = tick = time.time()
-    for step in tqdm(range(start, total), desc=mc["name"], disable=not progress, mininterval=2.0,
-                     initial=start, total=total):
+    for step in tqdm(range(start, total), desc=desc, disable=not progress, mininterval=2.0, initial=start,
+                     total=total):
         info = method.schedule(step)  # once per step: what is trained now
         if phase is not None and info.get("phase") != phase:
             close_phase(step)
             phase_acc, phase_start = {}, step
         phase = info.get("phase")
-        b = next(batches)
-        batch = Batch(*(None if x is None else accel.memory_format(x.to(device), cl)
-                        for x in (b.z, b.x0, None if reals is None else next(reals))))
-        with accel.precision_context(device, prec):
-            aux = method.aux_step(model, batch, step, gen)  # the method's own networks, if any (whole batch)
+        b = Batch(None, None) if batches is None else next(batches)
+        batch = Batch(*(None if x is None else x.to(device) for x in (b.z, b.x0, None if reals is None else next(reals))))
+        batch = _map(method.prepare(batch, step, gen), lambda x: accel.memory_format(x, cl))  # (B, ...) each
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, sc["lr"], sc.get("warmup", 0), sc.get("lr_schedule", "constant"))
-        opt.zero_grad(set_to_none=True)
-        logs = {}
-        for sl in micro:  # gradient accumulation: micro-batches of the global batch
-            mb = Batch(*(None if x is None else x[sl] for x in (batch.z, batch.x0, batch.data)))
-            with accel.precision_context(device, prec):
-                loss, mlogs = method.loss(model, mb, step, gen)
-            (loss.float().mean() / len(micro)).backward()
-            mlogs["loss"] = loss.float().mean().detach()
-            for k, v in mlogs.items():
-                logs[k] = logs.get(k, 0.0) + v / len(micro)
-        logs = {**aux, **logs}
-        opt.step()
-        ema.update(student)
+            g["lr"] = lr_at(step, total, section["lr"], section.get("warmup", 0), section.get("lr_schedule", "constant"))
+        logs = _optimiser_step(method, model, opt, batch, step, gen, micro, device, prec)
+        ema.update(net)
         for k, v in logs.items():  # accumulate on device; one sync per log tick, not per step
             acc[k] = acc.get(k, 0.0) + v
             phase_acc[k] = phase_acc.get(k, 0.0) + v
@@ -388,14 +258,15 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
             values = {k: float(v) / n for k, v in acc.items()}
             if not math.isfinite(values["loss"]):
                 raise DivergenceError(f"non-finite loss ({values['loss']}) at step {step + 1} of {total}")
-            log({**values, **info, "samples_per_s": n * sc["batch_size"] / (time.time() - tick),
+            log({**values, **info, "lr": opt.param_groups[0]["lr"], "samples_per_s": n * B / (time.time() - tick),
                  **accel.memory_stats(device)}, step + 1)
             acc, tick = {}, time.time()
         if resume is not None and resume.due(step + 1, total):
             if resume.on_save is not None:
                 resume.on_save()
             loop = {"acc": acc, "phase_acc": phase_acc, "phase": phase, "phase_start": phase_start,
-                    "batches": batches.position, "teacher_evals": teacher.evals, "extra": resume.extra}
+                    "batches": None if batches is None else batches.position,
+                    "teacher_evals": None if teacher is None else teacher.evals, "extra": resume.extra}
             save_resume(resume.path, cfg, step + 1, modules, gens, loop)
             if resume.preempted:
                 raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
@@ -403,7 +274,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
         close_phase(total)
     accel.synchronize(device)
     wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * sc["batch_size"] / wall, "steps": total,
-               "teacher_evals": teacher.evals, "params": count_params(student), "resumed_from_step": start,
-               "precision": prec, **accel.memory_stats(device)}
+    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * B / wall, "steps": total,
+               "params": count_params(net), "resumed_from_step": start, "precision": prec,
+               **({} if teacher is None else {"teacher_evals": teacher.evals}), **accel.memory_stats(device)}
     return ema.shadow, summary

@@ -53,9 +53,28 @@ wildcard_constraints:
     steps=r"\d+",
 
 
-def cfg_json(*keys):
-    """The config sections a job depends on, as JSON (a change re-runs that job)."""
-    return sections(config, *keys)
+# Each job reads a config file, not JSON on its shell line: the local rules `job_config` and `run_config`
+# (configs.smk) write it from these sections, with the sections as params, so a config change re-runs
+# the writer (Snakemake's params trigger), then, the file being newer, the job and everything downstream.
+JOB_SECTIONS = {
+    "tracking": ("tracking", "dataset"),
+    "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
+    "pairs": ("diffusion", "pairs", "device"),
+    "features": ("dataset", "evaluation"),
+    "reference": ("dataset", "evaluation"),
+    "teacher_eval": ("dataset", "diffusion", "evaluation", "tracking", "device"),
+    "tune": TUNE_SECTIONS,
+}
+
+
+def job_config(kind):
+    """The config file of a job kind (JOB_SECTIONS)."""
+    return f"{ROOT}/config/{kind}.yaml"
+
+
+def run_config(w):
+    """The config file of one run of an ablation (its whole config: grid point, seed, run name)."""
+    return f"{ROOT}/{w.ablation}/{w.run}/config.yaml"
 
 
 def tuned(w):
@@ -67,8 +86,6 @@ def tuned_arg(w):
     return " ".join(f"--tuned {f}" for f in tuned(w))
 
 
-def run_cfg(w):
-    return json.dumps(RUNS[(w.ablation, w.run)].config, sort_keys=True)
 
 
 def features(w=None):

@@ -6,14 +6,13 @@ rule train:
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         tuned=tuned,
         features=features,
+        config=run_config,
     output:
         ckpt=f"{ROOT}/{{ablation}}/{{run}}/student.pt",
         summary=f"{ROOT}/{{ablation}}/{{run}}/train.json",
-        config=f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
     log:
         f"{LOGS}/train/{{ablation}}/{{run}}.log",
     params:
-        cfg=run_cfg,
         out=f"{ROOT}/{{ablation}}/{{run}}",
         tuned=tuned_arg,
         features=features_arg,
@@ -21,5 +20,5 @@ rule train:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep train --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --pairs {input.pairs}"
-        " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log} > {log} 2>&1"
+        "onestep train --threads {threads} --config {input.config} --teacher {input.teacher} --pairs {input.pairs}"
+        " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log}"

@@ -20,7 +20,7 @@ rule evaluate:
         gpu=GPU_PER_JOB,
     shell:
         "onestep evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
-        " {params.features} --out {output.metrics} --plot {output.plot} --log {log} > {log} 2>&1"
+        " {params.features} --out {output.metrics} --plot {output.plot} --log {log}"
 
 
 rule teacher_eval:
@@ -28,18 +28,18 @@ rule teacher_eval:
         teacher=f"{ROOT}/teacher/teacher.pt",
         reference=f"{ROOT}/reference.npz",
         features=features,
+        config=job_config("teacher_eval"),
     output:
         metrics=f"{ROOT}/teacher/ddim-{{steps}}/metrics.json",
         plot=f"{ROOT}/teacher/ddim-{{steps}}/samples.png",
     log:
         f"{LOGS}/teacher_eval/{DATA}-ddim-{{steps}}.log",
     params:
-        cfg=cfg_json("dataset", "diffusion", "evaluation", "tracking", "device"),
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep teacher-eval --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --reference {input.reference}"
-        " {params.features} --steps {wildcards.steps} --out {output.metrics} --plot {output.plot}"
-        " --log {log} > {log} 2>&1"
+        "onestep teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        " --reference {input.reference} {params.features} --steps {wildcards.steps} --out {output.metrics}"
+        " --plot {output.plot} --log {log}"

@@ -6,6 +6,7 @@ rule table:
         reference=f"{ROOT}/reference.json",
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         spec=lambda w: ABLATIONS[w.ablation].file,
+        config=job_config("tracking"),
     output:
         md=f"{TABLES}/{{ablation}}.md",
         tex=f"{TABLES}/{{ablation}}.tex",
@@ -16,13 +17,12 @@ rule table:
     log:
         f"{LOGS}/table/{{ablation}}.log",
     params:
-        cfg=cfg_json("tracking", "dataset"),
         prefix=f"{TABLES}/{{ablation}}",
     localrule: True
     shell:
-        "onestep tables --threads {threads} --cfg {params.cfg:q} --ablation {wildcards.ablation} --runs {input.runs}"
+        "onestep tables --threads {threads} --config {input.config} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --spec {input.spec}"
-        " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} > {log} 2>&1"
+        " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} --log {log}"
 
 
 # The main table: baseline and best point of every ablation that applies to the dataset.
@@ -40,4 +40,4 @@ rule main_table:
         prefix=f"{TABLES}/main",
     localrule: True
     shell:
-        "onestep main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} > {log} 2>&1"
+        "onestep main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} --log {log}"

@@ -1,5 +1,6 @@
 # Teacher preparation: the DDPM teacher, its DDIM pairs p_teacher(x0 | z), data statistics.
 # teacher.pretrained (a local diffusers folder): the rule imports it instead of training.
+# Each job writes its own log (--log) and attaches it to its MLflow run once complete.
 PRETRAINED = [config["teacher"]["pretrained"]] if config["teacher"].get("pretrained") else []
 
 
@@ -7,61 +8,59 @@ rule teacher:
     input:
         f"{OUT}/mlflow/store.json",
         PRETRAINED,
+        config=job_config("teacher"),
     output:
         f"{ROOT}/teacher/teacher.pt",
     log:
         f"{LOGS}/teacher/{DATA}.log",
-    params:
-        cfg=cfg_json("dataset", "diffusion", "teacher", "tracking", "device"),
     threads: config["threads"]["prep"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep teacher --threads {threads} --cfg {params.cfg:q} --out {output} --log {log} > {log} 2>&1"
+        "onestep teacher --threads {threads} --config {input.config} --out {output} --log {log}"
 
 
 rule pairs:
     input:
         teacher=f"{ROOT}/teacher/teacher.pt",
+        config=job_config("pairs"),
     output:
         f"{ROOT}/teacher/pairs.npz",
     log:
         f"{LOGS}/pairs/{DATA}.log",
-    params:
-        cfg=cfg_json("diffusion", "pairs", "device"),
     threads: config["threads"]["prep"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep pairs --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher} --out {output} > {log} 2>&1"
+        "onestep pairs --threads {threads} --config {input.config} --teacher {input.teacher} --out {output} --log {log}"
 
 
 rule features:
+    input:
+        config=job_config("features"),
     output:
         f"{ROOT}/features.pt",
     log:
         f"{LOGS}/features/{DATA}.log",
-    params:
-        cfg=cfg_json("dataset", "evaluation"),
     threads: config["threads"]["run"]
     shell:
-        "onestep features --threads {threads} --cfg {params.cfg:q} --out {output} > {log} 2>&1"
+        "onestep features --threads {threads} --config {input.config} --out {output} --log {log}"
 
 
 rule reference:
     input:
         features,
+        config=job_config("reference"),
     output:
         arrays=f"{ROOT}/reference.npz",
         summary=f"{ROOT}/reference.json",
     log:
         f"{LOGS}/reference/{DATA}.log",
     params:
-        cfg=cfg_json("dataset", "evaluation"),
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=1 if IS_IMAGES else 0,  # images: Inception features of the training set (50k for CIFAR-10); points: CPU
     shell:
-        "onestep reference --threads {threads} --cfg {params.cfg:q} {params.features} --out {output.arrays}"
-        " --summary {output.summary} > {log} 2>&1"
+        "onestep reference --threads {threads} --config {input.config} {params.features} --out {output.arrays}"
+        " --summary {output.summary} --log {log}"

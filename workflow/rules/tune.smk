@@ -9,27 +9,28 @@ rule tune_worker:
         reference=f"{ROOT}/reference.npz",
         features=features,
         parent=f"{OUT}/mlflow/{STUDY}.parent.json",
+        config=job_config("tune"),
     output:
         f"{TUNE_DIR}/worker-{{worker}}.json",
     log:
         f"{LOGS}/tune_worker/{STUDY}-{{worker}}.log",
     params:
-        cfg=cfg_json(*TUNE_SECTIONS),
         features=features_arg,
         folder=TUNE_DIR,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep tune-worker --threads {threads} --cfg {params.cfg:q} --teacher {input.teacher}"
+        "onestep tune-worker --threads {threads} --config {input.config} --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
-        " --folder {params.folder} --worker {wildcards.worker} --out {output} > {log} 2>&1"
+        " --folder {params.folder} --worker {wildcards.worker} --out {output} --log {log}"
 
 
 rule tune_summary:
     input:
         workers=expand(f"{TUNE_DIR}/worker-{{worker}}.json", worker=range(config["tune"]["workers"])),
         parent=f"{OUT}/mlflow/{STUDY}.parent.json",
+        config=job_config("tune"),
     output:
         best=f"{TUNE_DIR}/best.yaml",
         md=f"{TUNE_DIR}/trials.md",
@@ -39,8 +40,7 @@ rule tune_summary:
     log:
         f"{LOGS}/tune_summary/{STUDY}.log",
     params:
-        cfg=cfg_json(*TUNE_SECTIONS),
         folder=TUNE_DIR,
     localrule: True
     shell:
-        "onestep tune-summary --cfg {params.cfg:q} --folder {params.folder} --parent {input.parent} > {log} 2>&1"
+        "onestep tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"

@@ -12,6 +12,7 @@ from onestep.methods.cd import CD
 from onestep.methods.ct import CT
 from onestep.methods.ctm import CTM
 from onestep.methods.curriculum import Curriculum
+from onestep.methods.ddpm import DDPM
 from onestep.methods.dmd2 import DMD2
 from onestep.methods.drifting import Drifting
 from onestep.methods.kd import KD
@@ -60,4 +61,6 @@ def student_net(cfg: dict) -> dict:
     return {**net, "times": times} if times != 1 else net
 
 
-__all__ = ["METHODS", "build_method", "defaults", "student_net"]
+TEACHERS = {"ddpm": DDPM}  # trained by the same loop, never a one-step student (not in METHODS)
+
+__all__ = ["METHODS", "TEACHERS", "build_method", "defaults", "student_net"]

@@ -5,18 +5,29 @@ A method is built once per run (`methods.build_method`: `METHODS[name](cfg, ctx,
 step = 0..total_steps-1:
 
     info = method.schedule(step)                          # pure function of the step: what is trained now
+    batch = method.prepare(batch, step, gen)              # per-sample draws for the whole batch (Batch.extra);
+                                                          # the batch as it is for most
     aux = method.aux_step(student, batch, step, gen)      # the method's own networks (discriminator,
                                                           # fake score), own optimisers; {} for most
-    loss, logs = method.loss(student, batch, step, gen)   # loss: (B,) per-sample, for the student
+    loss, logs = method.loss(student, micro, step, gen)   # loss: (B,) per-sample (or (B, ...) per element),
+                                                          # for the student; once per micro-batch `micro`
 
 and samples with `method.sample(student, z, steps)` for each `steps` in `method.sample_steps`.
 `info`, `aux` and `logs` are flat dicts of numbers that the trainer logs as they are;
 `info["phase"]` (when present) marks phase boundaries (curriculum stages, distillation rounds).
+The trainer minimises the mean of `loss`; with `grad_accum` > 1 it calls `loss` on equal
+slices `micro` of the prepared batch (every tensor of it, `extra` included), so randomness drawn in
+`prepare` is the same whatever the accumulation, randomness drawn in `loss` is not.
+
+The trainer owns the student's EMA copy and offers it as `ctx.ema` (set before step 0, updated
+after every optimiser step, frozen: no gradients) for methods whose papers form targets from it
+(shortcut, CTM, consistency models); `None` outside the trainer.
 
 Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
-then fills `Batch.data` with real data samples of the same batch size. `state_dict` /
-`load_state_dict` carry whatever the method owns (auxiliary networks, their optimisers, frozen
-copies of the student) through a training checkpoint.
+then fills `Batch.data` with real data samples of the same batch size. The DDPM teacher is such a
+method too (methods/ddpm.py, in `TEACHERS`, not `METHODS`), trained with no pairs at all.
+`state_dict` / `load_state_dict` carry whatever the method owns (auxiliary networks, their
+optimisers, frozen copies of the student) through a training checkpoint.
 
 A method whose student jumps between two times, f(x, t, s) (CTM, MeanFlow, shortcut), sets
 `times = 2`: the trainer builds the student with `student.net.times` raised to it
@@ -49,10 +60,11 @@ from onestep.diffusion import Schedule, Teacher
 
 @dataclass
 class Context:
-    teacher: Teacher
+    teacher: Teacher | None  # None while the teacher itself is trained (methods/ddpm.py)
     schedule: Schedule
     shape: tuple[int, ...]
     features: Callable[[torch.Tensor], torch.Tensor] | None = None  # frozen image features phi(x), x in [-1, 1]
+    ema: nn.Module | None = None  # the trainer's EMA copy of the student (frozen), set before step 0
 
 
 @dataclass
@@ -60,6 +72,7 @@ class Batch:
     z: torch.Tensor  # (B, *shape) fixed noise of a teacher pair
     x0: torch.Tensor  # (B, *shape) teacher DDIM solve from z: x0 ~ p_teacher(. | z)
     data: torch.Tensor | None = None  # (B, *shape) real data, only for methods with needs_data
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, ...) each: what `prepare` drew
 
 
 class Method(Protocol):
@@ -69,6 +82,8 @@ class Method(Protocol):
     sample_steps: tuple[int, ...]
 
     def schedule(self, step: int) -> dict[str, float]: ...
+
+    def prepare(self, batch: Batch, step: int, gen: torch.Generator) -> Batch: ...
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]: ...
 
@@ -94,6 +109,9 @@ class MethodBase:
 
     def schedule(self, step: int) -> dict[str, float]:
         return {}
+
+    def prepare(self, batch: Batch, step: int, gen: torch.Generator) -> Batch:
+        return batch
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         return {}

@@ -23,12 +23,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from onestep.errors import OnestepError
 from onestep.methods.base import Knobs, knob
 from onestep.methods.common import huber_c, pseudo_huber
 from onestep.nets import NETS, build_net
 
 
-class PerceptualError(RuntimeError):
+class PerceptualError(OnestepError, RuntimeError):
     pass
 
 

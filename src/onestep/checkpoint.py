@@ -1,0 +1,164 @@
+"""Checkpoints: the weights a job hands on (teacher.pt, student.pt) and the resume checkpoint of a
+training run (preemption). Both are written atomically (temporary name, then rename).
+
+A weights checkpoint is {"kind", "net", "shape", "config", "state_dict"}: the network config and the
+run config travel with the weights (nanoGPT style), so a loader needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from onestep.diffusion import Schedule, Teacher
+from onestep.errors import OnestepError
+from onestep.nets import build_net
+
+
+class CheckpointError(OnestepError, RuntimeError):
+    """A checkpoint is missing, unreadable, or written for another network or config."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM (SLURM preemption, scancel, a timeout) during training; the resume checkpoint is saved."""
+
+
+def _atomic_save(obj, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous file (or none), never a corrupt one
+
+
+def save_checkpoint(path: str | Path, kind: str, net_cfg: dict, shape, cfg: dict, net: nn.Module) -> None:
+    """The weights with their network config, sample shape and run config (what load_checkpoint needs)."""
+    _atomic_save({"kind": kind, "net": net_cfg, "shape": list(shape), "config": cfg, "state_dict": net.state_dict()},
+                 path)
+
+
+def load_checkpoint(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
+    """(network with its weights, checkpoint dict); a clear error naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {path} is not a {kind} checkpoint")
+    net = build_net(ckpt["net"], tuple(ckpt["shape"]))
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not match its network config: {e}") from e
+    return net.eval(), ckpt
+
+
+def load_teacher(path: str | Path, device: str = "cpu") -> Teacher:
+    net, ckpt = load_checkpoint(path, "teacher")
+    return Teacher(net.to(device), Schedule.from_config(ckpt["config"]["diffusion"]))
+
+
+# ---------------------------------------------------------------- resume checkpoints (preemption)
+
+RESUME_IGNORED = ("device", "threads", "tracking")  # config keys that may change between attempts
+
+
+def _resume_key(cfg: dict) -> dict:
+    """The part of the config a resume checkpoint must match (checkpoint_every may change)."""
+    key = {k: v for k, v in cfg.items() if k not in RESUME_IGNORED}
+    for section in ("student", "teacher"):
+        if section in key:
+            key[section] = {k: v for k, v in key[section].items() if k != "checkpoint_every"}
+    return json.loads(json.dumps(key, sort_keys=True))
+
+
+def _diff(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+@dataclass
+class Resume:
+    """The resume checkpoint of one training run: where, how often, and what the caller adds.
+
+    `state` is the checkpoint found at start (None: a fresh run); `extra` is the caller's own state (the
+    CLI's log rows, its MLflow run id), saved as is; `on_save()` runs just before each save (the CLI
+    flushes its MLflow buffer there). `preempted` is set by a SIGTERM handler: the trainer then saves at
+    the end of the current step and raises Preempted.
+    """
+
+    path: Path
+    every: int
+    state: dict | None = None
+    extra: dict = field(default_factory=dict)
+    on_save: Callable[[], None] | None = None
+    preempted: bool = False
+
+    @classmethod
+    def open(cls, path: str | Path, every: int, cfg: dict) -> Resume:
+        return cls(Path(path), every, load_resume(path, cfg))
+
+    def due(self, done: int, total: int) -> bool:
+        return done < total and (self.preempted or (self.every > 0 and done % self.every == 0))
+
+
+def save_resume(path: str | Path, cfg: dict, step: int, modules: dict, gens: dict[str, torch.Generator],
+                loop: dict) -> None:
+    """Everything to continue bit-for-bit at `step`: module/optimiser states, every RNG, the loop's state."""
+    rng = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = {"kind": "resume", "config": _resume_key(cfg), "step": step, "rng": rng, "loop": loop,
+             "modules": {k: m.state_dict() for k, m in modules.items()}}
+    _atomic_save(state, path)
+
+
+def load_resume(path: str | Path, cfg: dict) -> dict | None:
+    """The resume checkpoint at `path` (None if there is none); CheckpointError naming the file when it
+    is unreadable or was written for another config."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"resume checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e}); "
+                              "delete it to train from scratch") from e
+    if not isinstance(state, dict) or state.get("kind") != "resume":
+        raise CheckpointError(f"{path} is not a resume checkpoint; delete it to train from scratch")
+    diff = _diff(state["config"], _resume_key(cfg))
+    if diff:
+        raise CheckpointError(f"resume checkpoint {path} was written for another config (differs at "
+                              f"{', '.join(diff[:5])}); delete it to train from scratch")
+    return state
+
+
+def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str, torch.Generator],
+                   device: str | torch.device) -> dict:
+    """Load module/optimiser states and RNGs from `state`; returns the loop's state (accumulators on `device`)."""
+    try:
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, g in gens.items():
+            g.set_state(state["rng"][k])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"resume checkpoint {path} does not match this run ({type(e).__name__}: {e}); "
+                              "delete it to train from scratch") from e
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    to = lambda d: {k: v.to(device) if torch.is_tensor(v) else v for k, v in d.items()}  # noqa: E731
+    loop = state["loop"]
+    return {**loop, **{k: to(loop[k]) for k in ("acc", "phase_acc") if k in loop},
+            **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
+
+

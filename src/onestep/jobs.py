@@ -1,0 +1,113 @@
+"""What every `onestep` job shares: its device and threads, its log file (written by the job itself and
+attached to its MLflow run once closed), and for training jobs the resumable MLflow run and SIGTERM
+handling (preemption). The CLI calls these; nothing here parses arguments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from onestep import tracking
+from onestep.checkpoint import Preempted, Resume
+from onestep.errors import OnestepError
+
+_DEVICES: dict[str, str] = {}
+
+
+def device(cfg: dict) -> str:
+    """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
+    import torch
+
+    from onestep.devices import device_problem, pick_device, torch_devices
+
+    want = cfg.get("device", "auto")
+    if want not in _DEVICES:
+        count, mps = torch_devices()
+        problem = device_problem(want, count, mps)
+        if problem:  # parse time catches this for local runs; a cluster job lands here
+            import socket
+
+            raise DeviceError(f"{problem} (host {socket.gethostname()}, torch {torch.__version__})")
+        _DEVICES[want] = pick_device(want, count)
+    return _DEVICES[want]
+
+
+class DeviceError(OnestepError):
+    """The config asks for a device this machine does not have."""
+
+
+def on_sigterm(resume: Resume) -> None:
+    """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
+
+    def handler(signum, frame):
+        resume.preempted = True
+        print("SIGTERM: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: dict, parent_id: str | None = None):
+    """The job's MLflow run, continued by a resumed attempt. Metrics go to MLflow at each resume
+    checkpoint, so the steps a kill loses (after the last checkpoint) are not in MLflow either and are
+    logged once, on resume; a preempted run is KILLED, not FAILED; SIGTERM saves a checkpoint first.
+    `extra` (the caller's own state) is saved in each resume checkpoint with the run id."""
+    prior = resume.state["loop"]["extra"] if resume.state else {}
+    on_sigterm(resume)
+    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
+                         status_for=status, system_metrics=True) as rec:
+        if resume.state:
+            rec.tag("resumed_from_step", resume.state["step"])
+        else:
+            rec.params(cfg)
+        if resume.every > 0:
+            rec.flush_every = 1 << 30
+        resume.extra, resume.on_save = {**extra, "mlflow_run_id": rec.run_id}, rec.flush
+        yield rec
+
+
+@contextmanager
+def logged(path: Path | None):
+    """While the job runs, its stdout and stderr (file descriptors 1 and 2: tqdm, warnings and C-level
+    output too) go to `path`, truncated first (a retried job's log is that attempt's). On exit both are
+    restored and the file is closed: complete, so it can be attached to MLflow (`attach_log`)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "w") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+@dataclass
+class Done:
+    """What a job hands back to the CLI: the MLflow run its complete log is attached to."""
+
+    cfg: dict
+    run_id: str
+
+
+def attach_log(done: Done | None, path: Path | None) -> None:
+    """Attach the job's closed log file (`logged`) to its MLflow run, under logs/."""
+    if done is not None and path is not None and path.is_file():
+        tracking.attach(done.cfg, done.run_id, path, "logs")
