@@ -86,6 +86,16 @@ def test_mlflow_holds_the_runs(finished):
 
 
 @pytest.mark.e2e
+def test_a_copied_project_folder_plans_nothing(finished, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy, symlinks=True)  # keeps the files' times, like cp -a or mv
+    tiny = (copy / "tiny.yaml").read_text()
+    (copy / "tiny.yaml").write_text(tiny.replace(str(finished), str(copy)))  # its own ablations folder
+    p = snakemake(copy, "ablate_order", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-3000:]
+
+
+@pytest.mark.e2e
 def test_tables_rerun_nothing_and_a_deleted_run_reruns_alone(finished):
     r = finished / "results"
     p = snakemake(finished, "ablate_order", "-n")
