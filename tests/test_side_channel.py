@@ -25,7 +25,7 @@ def test_a_run_missing_from_the_store_gets_one_of_its_own(cfg):
         rec.metrics({"eval_swd": 0.5})
     (run,) = runs(cfg)
     assert run.info.status == "FINISHED" and run.data.metrics["eval_swd"] == 0.5
-    assert run.data.tags["onestep.missing_run_id"] == "0" * 32 and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.tags["onestep.missing_run_id"] == "0" * 32 and run.data.tags["mlflow.parentRunId"] == "1" * 32
     with tracking.record(cfg, "r0", run_id=run.info.run_id) as rec:  # a run the store holds: attached to
         rec.metrics({"eval_kid": 0.1})
     (again,) = runs(cfg)

@@ -312,7 +312,7 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
         tags = {"git_commit": git_commit(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
         if run_id is not None:  # a run of another store (or a cleaned one): this job records into a run of its own
             tags["onestep.missing_run_id"] = run_id
-        if parent_id and _exists(client, parent_id):
+        if parent_id:  # kept even when this store lacks it: the tag still groups the runs of one ablation
             tags["mlflow.parentRunId"] = parent_id
         run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
     if marker is not None:
