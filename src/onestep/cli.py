@@ -46,7 +46,8 @@ def cmd_init_tracking(a) -> None:
     cfg = _job(a)
     exp = tracking.init_store(cfg) if tracking.enabled(cfg) else None  # None: untracked (tracking.required: false)
     outputs.write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
-    print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
+    state = "ready" if exp is not None else "unreachable: jobs run untracked"
+    print(f"MLflow store {state}: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
 
 
 def cmd_parent(a) -> None:
@@ -55,7 +56,7 @@ def cmd_parent(a) -> None:
     cfg = _job(a)
     run_id = tracking.start_parent(cfg, a.ablation, a.kind)
     outputs.write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
-    print(f"parent run {run_id} for {a.ablation}")
+    print(f"parent run {run_id or '(untracked)'} for {a.ablation}")
 
 
 def cmd_sync(a) -> None:
