@@ -5,13 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 TARGET ?= ablate_order
+ARGS   ?=
 # `make mlflow-server`: one tracking server that many jobs log to over HTTP (MLFLOW_TRACKING_URI)
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/results/mlflow.db
 MLFLOW_ARTIFACTS ?= $(CURDIR)/results/mlartifacts
 MLFLOW_ALLOWED_HOSTS ?=
-# rules call the package's CLI (`onestep ...`): the venv's bin comes first on PATH
+# rules call the package's CLI through Snakemake's own interpreter (`python -m onestep`): no PATH needed;
+# the venv's bin first on PATH is for the other commands here (mlflow, onestep where)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv demo slurm test lint ui mlflow-server clean-results bench gpu-check
@@ -26,12 +28,13 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+	$(BIN)/snakemake --cores $(CORES) $(TARGET) $(ARGS)
 	@$(BIN)/onestep where $(TARGET)
 
-# the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables)
+# the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables);
+# ARGS go to snakemake, e.g. make slurm ARGS="--configfile my.yaml --slurm-status-command squeue"
 slurm: $(STAMP)
-	$(BIN)/snakemake --profile slurm $(TARGET)
+	$(BIN)/snakemake --profile slurm $(TARGET) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -73,11 +73,13 @@ def write_tiny(work: Path, tiny: dict, grids: dict[str, dict]) -> Path:
 def snakemake(workdir: Path, *args: str, configs=("tiny.yaml",), env: dict | None = None,
               timeout: int = 900) -> subprocess.CompletedProcess:
     """The repository's Snakefile run in `workdir` with config/config.yaml, then `configs` (relative to
-    `workdir` or absolute), the venv's bin first on PATH and no MLFLOW_TRACKING_URI from the caller."""
+    `workdir` or absolute), the venv's bin first on PATH and no MLFLOW_TRACKING_URI from the caller
+    (`env` may set one)."""
     cmd = [str(BIN / "snakemake"), *args, "-s", str(REPO / "Snakefile"), "--cores", "2",
            "--configfile", str(REPO / "config" / "config.yaml"), *[str(workdir / c) for c in configs]]
-    full = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    full = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     full.pop("MLFLOW_TRACKING_URI", None)
+    full.update(env or {})  # a test may set one
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full, timeout=timeout)
 
 

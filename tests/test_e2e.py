@@ -86,6 +86,46 @@ def test_mlflow_holds_the_runs(finished):
 
 
 @pytest.mark.e2e
+def test_evaluation_and_table_against_an_empty_store(finished, tmp_path, monkeypatch):
+    """The runs were recorded in results/mlflow.db; another store (a new MLFLOW_TRACKING_URI, a cleaned
+    store) lacks them: evaluation and the table record into runs of their own and write their files."""
+    import mlflow
+
+    from onestep.cli import main
+
+    monkeypatch.chdir(finished)
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    root, run = "results/checkerboard", "results/checkerboard/ablate_order/ordering-forward_seed-0"
+    main(["evaluate", "--run", run, "--teacher", f"{root}/teacher/teacher.pt", "--reference", f"{root}/reference.npz",
+          "--out", str(tmp_path / "metrics.json"), "--plot", str(tmp_path / "samples.png")])
+    m, stored = (json.loads(Path(f).read_text()) for f in (tmp_path / "metrics.json", f"{run}/metrics.json"))
+    assert m["metrics"]["swd"] == pytest.approx(stored["metrics"]["swd"])
+    runs = [f"{root}/ablate_order/ordering-{o}_seed-0/metrics.json" for o in ("forward", "reversed")]
+    main(["tables", "--config", "results/config/tracking.yaml", "--ablation", "ablate_order", "--runs", *runs,
+          "--teachers", f"{root}/teacher/ddim-1/metrics.json", f"{root}/teacher/ddim-10/metrics.json",
+          "--reference", f"{root}/reference.json", "--spec", "ablations/order.yaml", "--out-prefix", str(tmp_path / "t"),
+          "--plot", str(tmp_path / "t.png"), "--parent", "results/mlflow/ablate_order.parent.json"])
+    assert (tmp_path / "t.md").stat().st_size > 0
+    client = mlflow.MlflowClient(uri)
+    made = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("onestep").experiment_id])}
+    assert set(made) == {"ordering-forward_seed-0", "ablate_order"}
+    assert all(r.info.status == "FINISHED" for r in made.values())
+    assert made["ordering-forward_seed-0"].data.tags["onestep.missing_run_id"] == stored["train"]["mlflow_run_id"]
+    assert made["ordering-forward_seed-0"].data.metrics["eval_swd"] == pytest.approx(m["metrics"]["swd"])
+
+
+@pytest.mark.e2e
+def test_a_copied_project_folder_plans_nothing(finished, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy, symlinks=True)  # keeps the files' times, like cp -a or mv
+    tiny = (copy / "tiny.yaml").read_text()
+    (copy / "tiny.yaml").write_text(tiny.replace(str(finished), str(copy)))  # its own ablations folder
+    p = snakemake(copy, "ablate_order", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-3000:]
+
+
+@pytest.mark.e2e
 def test_tables_rerun_nothing_and_a_deleted_run_reruns_alone(finished):
     r = finished / "results"
     p = snakemake(finished, "ablate_order", "-n")

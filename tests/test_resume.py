@@ -107,6 +107,9 @@ def test_student_resumed_at_step_k_matches_uninterrupted(cfg, tmp_path):
     resumed, summary_b = train_student(cfg, make_teacher(cfg), pairs, "cpu", logger(rows_b), progress=False,
                                        resume=Resume.open(path, 10, cfg))
     assert summary_b["resumed_from_step"] == 30 and summary_b["teacher_evals"] == summary["teacher_evals"]
+    # train s of a resumed run: the first attempt's seconds (to its checkpoint) plus the second's
+    assert state["loop"]["wall_s"] > 0 and summary_b["attempt_wall_s"] > 0
+    assert summary_b["wall_time_s"] == pytest.approx(state["loop"]["wall_s"] + summary_b["attempt_wall_s"])
     assert same_weights(resumed, full)
     # the resumed run logs exactly what the uninterrupted one logged after step 30 (stage means included)
     after = [r for r in rows_full if r[1] > 30 or r[0] == "phase" and r[1] >= 1]

@@ -3,8 +3,9 @@ fake GPU) and an MLflow server on loopback, started here and stopped by their PI
 
 Debian's slurm-wlm and munge are installed with apt-get when missing (root only); where that or the
 daemons cannot work, the test is skipped with the reason. The local cluster's differences from a real
-one (no accounting database, so `--slurm-status-command squeue` and `--slurm-no-account`; fast status
-checks) are given on the command line, never in the shipped profile ./slurm.
+one (no accounting database, so `--slurm-status-command squeue`; fast status checks) are given on the
+command line, never in the shipped profile ./slurm. Snakemake is called by its path in the venv, whose
+bin is not on PATH (a fresh shell): the jobs run the CLI through Snakemake's interpreter.
 """
 
 import json
@@ -190,12 +191,13 @@ def finished(cluster, mlflow_server, tmp_path_factory):
     (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
     (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
     (work / "slurm").symlink_to(REPO / "slurm")  # `--profile slurm` resolves ./slurm, as from the repository root
-    env = {**cluster, "PATH": f"{BIN}:{cluster['PATH']}", "MLFLOW_TRACKING_URI": mlflow_server,
+    path = ":".join(d for d in cluster["PATH"].split(":") if Path(d) != BIN)  # no venv bin, as in a fresh shell
+    env = {**cluster, "PATH": path, "MLFLOW_TRACKING_URI": mlflow_server,
            "ONESTEP_SLURM_PARTITION": "debug"}  # the shipped profile reads the partition from here
     cmd = [str(BIN / "snakemake"), "--profile", "slurm", "ablate_order", "-s", str(REPO / "Snakefile"),
            "--configfile", str(REPO / "config" / "config.yaml"), str(work / "tiny.yaml"),
            # this cluster's differences: no accounting database, a tiny node, impatient status checks
-           "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
+           "--slurm-status-command", "squeue", "--slurm-keep-successful-logs",
            "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
            "--latency-wait", "5", "--retries", "0"]
     t0 = time.time()

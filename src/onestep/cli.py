@@ -44,9 +44,10 @@ def cmd_init_tracking(a) -> None:
     from onestep import tracking
 
     cfg = _job(a)
-    exp = tracking.init_store(cfg)
+    exp = tracking.init_store(cfg) if tracking.enabled(cfg) else None  # None: untracked (tracking.required: false)
     outputs.write_json(a.out, {"tracking_uri": tracking.tracking_uri(cfg), "experiment_id": exp})
-    print(f"MLflow store ready: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
+    state = "ready" if exp is not None else "unreachable: jobs run untracked"
+    print(f"MLflow store {state}: {tracking.tracking_uri(cfg)} (experiment {tracking.experiment_name(cfg)})")
 
 
 def cmd_parent(a) -> None:
@@ -55,7 +56,15 @@ def cmd_parent(a) -> None:
     cfg = _job(a)
     run_id = tracking.start_parent(cfg, a.ablation, a.kind)
     outputs.write_json(a.out, {"run_id": run_id, "ablation": a.ablation})
-    print(f"parent run {run_id} for {a.ablation}")
+    print(f"parent run {run_id or '(untracked)'} for {a.ablation}")
+
+
+def cmd_sync(a) -> None:
+    from onestep import tracking
+
+    for folder in a.run:
+        run_id = tracking.sync_run(folder)
+        print(f"{folder}: MLflow run {run_id} in {tracking.tracking_uri(outputs.read_yaml(folder / 'config.yaml'))}")
 
 
 # ---------------------------------------------------------------- teacher preparation
@@ -120,7 +129,7 @@ def cmd_reference(a) -> None:
     cfg = _job(a, tracked=False)
     arrays, summary = reference(cfg, a.features)
     outputs.save_npz(a.out, **arrays)
-    outputs.write_json(a.summary, summary)
+    outputs.write_json(a.summary, summary | outputs.provenance(a.config, cfg))
     print(json.dumps(summary))
 
 
@@ -139,7 +148,7 @@ def cmd_teacher_eval(a):
         t0 = time.time()
         x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
-                  "label": f"teacher DDIM {a.steps}"}
+                  "label": f"teacher DDIM {a.steps}", **outputs.provenance(a.config, cfg)}
         rec.metrics(result["metrics"])
         plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
@@ -159,9 +168,13 @@ def cmd_train(a):
     from onestep.train import student_net, train_student
     from onestep.tune import resolve_tuned
 
+    given = outputs.provenance(a.config, cfg)  # the config file as given (method.lambda: tuned unresolved)
     cfg = resolve_tuned(cfg, a.tuned)
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
+    # a previous training's evaluation is stale from now on, whatever happens to this job (kill, failure)
+    for stale in ("metrics.json", "samples.png"):
+        (out / stale).unlink(missing_ok=True)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
     prior = resume.state["loop"]["extra"] if resume.state else {}
@@ -192,7 +205,7 @@ def cmd_train(a):
         summary["mlflow_run_id"] = rec.run_id
     if "lambda_source" in run:  # method.lambda: tuned, resolved from the study (config.yaml says "tuned")
         summary |= {"lambda": cfg["method"]["lambda"], "lambda_source": run["lambda_source"]}
-    outputs.write_json(out / "train.json", summary)
+    outputs.write_json(out / "train.json", summary | given)
     resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
     print(json.dumps(summary))
     return jobs.Done(cfg, rec.run_id)
@@ -210,7 +223,8 @@ def cmd_evaluate(a):
     tracking.check_server(cfg)
     if a.threads:
         torch.set_num_threads(a.threads)
-    train = outputs.read_json(a.run / "train.json")
+    train = outputs.check_current(a.run / "train.json")  # trained with the run's current config.yaml
+    given = {k: train.pop(k) for k in ("config_file", "config_hash", "config")}
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     ref = outputs.load_npz(a.reference)
@@ -221,7 +235,7 @@ def cmd_evaluate(a):
     x = generate(cfg, shape, lambda z: sample(method, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
-              "seed": cfg["seed"], "method": cfg["method"]["name"]}
+              "seed": cfg["seed"], "method": cfg["method"]["name"], **given}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
@@ -240,6 +254,8 @@ def cmd_tables(a) -> None:
     from onestep import tables, tracking
 
     cfg = _job(a, tracked=bool(a.parent))
+    for f in [*a.runs, *a.teachers, a.reference]:  # every input made by the current config, or none
+        outputs.check_current(f)
     summary = tables.TABLES[tables.load_spec(a.spec).get("table", "default")](
         a.spec, a.runs, a.teachers, a.reference, a.out_prefix, a.plot)
     print(summary)
@@ -399,6 +415,10 @@ def _tracking_commands(sub) -> None:
     g["config"].add_argument("--ablation", required=True, help="the ablation (or study) name")
     g["config"].add_argument("--kind", choices=("ablation", "study"), default="ablation", help="the parent's kind tag")
     _out(g, "<ablation>.parent.json: the parent run id")
+    g = _command(sub, "sync", cmd_sync, "upload finished runs' files into the current MLflow store, after the fact",
+                 config=False, job=False)
+    g["in"].add_argument("--run", type=Path, nargs="+", required=True,
+                         help="run folders (config.yaml, train.json, metrics.json, logs, plots)")
 
 
 def _teacher_commands(sub) -> None:
@@ -511,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
 
     a = parser().parse_args(argv)
     log, code, done = getattr(a, "log", None), 0, None
+    jobs.exit_on_sigterm()
     with jobs.logged(log):
         try:
             done = a.fn(a)

@@ -252,7 +252,7 @@ def run_name(point: dict, seed: int) -> str:
 
 def base_config(cfg: dict) -> dict:
     """The config shared by every run (no per-run keys)."""
-    return {k: v for k, v in cfg.items() if k not in ("run", "seed")}
+    return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir")}  # not the folder of the grids
 
 
 def load_ablation(path: Path, cfg: dict) -> Ablation:

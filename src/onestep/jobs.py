@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,17 @@ class DeviceError(OnestepError):
     """The config asks for a device this machine does not have."""
 
 
+def exit_on_sigterm() -> None:
+    """Any job: SIGTERM (scancel, a time limit) ends it as SystemExit(143), so its MLflow run is closed as
+    KILLED rather than left RUNNING; training jobs replace this with `on_sigterm` (checkpoint first)."""
+
+    def handler(signum, frame):
+        raise SystemExit(143)
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers belong to the main thread
+        signal.signal(signal.SIGTERM, handler)
+
+
 def on_sigterm(resume: Resume) -> None:
     """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
 
@@ -59,8 +71,9 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
     prior = resume.state["loop"]["extra"] if resume.state else {}
     on_sigterm(resume)
     status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    marker = resume.path.with_name(resume.path.name + ".mlflow-run")  # the open run's id, for a killed attempt's successor
     with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
-                         status_for=status, system_metrics=True) as rec:
+                         status_for=status, system_metrics=True, marker=marker) as rec:
         if resume.state:
             rec.tag("resumed_from_step", resume.state["step"])
         else:

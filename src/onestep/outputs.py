@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from onestep.errors import OnestepError
+
 
 def _tmp(path: Path, suffix: str = ".tmp") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,3 +80,55 @@ def read_yaml(path: str | Path):
     import yaml
 
     return yaml.safe_load(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- provenance: which config produced a file
+
+
+class StaleResult(OnestepError):
+    """A result file was produced by another config than the current one."""
+
+
+def config_hash(cfg: dict) -> str:
+    """A stable hash of a resolved config (its config file's content): sha256 of the sorted JSON."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provenance(config_file: str | Path, cfg: dict | None = None) -> dict:
+    """What a result file records about the config that produced it: the config file (as the rule named
+    it, relative to the workflow's folder), its hash and its content (to name differing keys later)."""
+    cfg = read_yaml(config_file) if cfg is None else cfg
+    return {"config_file": str(config_file), "config_hash": config_hash(cfg), "config": cfg}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def differing_keys(old: dict, new: dict) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
+def check_current(path: str | Path, record: dict | None = None) -> dict:
+    """The result file `path` (a JSON with `provenance`), refused unless it was produced by the current
+    content of its config file: a stale result never reaches a table. Returns the record."""
+    record = read_json(path) if record is None else record
+    what = record.get("run") or record.get("label") or str(path)
+    if "config_hash" not in record:
+        raise StaleResult(f"{path} ({what}) records no config hash (written by an older onestep): delete it and "
+                          "re-run the target to recompute it")
+    cfg_file = Path(record["config_file"])
+    if not cfg_file.is_file():
+        raise StaleResult(f"{path} ({what}): its config file {cfg_file} is gone; re-run the target")
+    current = read_yaml(cfg_file)
+    if config_hash(current) != record["config_hash"]:
+        keys = differing_keys(record.get("config") or {}, current)
+        raise StaleResult(f"{path} ({what}) was produced by another config than the current {cfg_file} "
+                          f"(differing keys: {', '.join(keys) or 'unknown'}); delete it and re-run the target")
+    return record

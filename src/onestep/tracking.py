@@ -4,6 +4,11 @@ Store: `tracking.uri` (default sqlite:///results/mlflow.db, artifacts under `tra
 unless MLFLOW_TRACKING_URI is set. A fresh SQLite store races when several processes create it,
 so `init_store` (its own rule) creates the store and the experiment once before jobs fan out.
 Metrics are buffered and written in batches, never once per optimiser step.
+
+No job needs MLflow to write its files: a run id from a file (train.json, a parent file) that the
+current store does not hold (another MLFLOW_TRACKING_URI, a cleaned store) gets a new run instead,
+and with `tracking.required: false` an unreachable server costs one warning line and the job goes
+on untracked (default true: it fails at once, naming the URI).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +40,16 @@ class TrackingError(OnestepError, RuntimeError):
     """The MLflow tracking server cannot be reached."""
 
 
+_OFF: set[str] = set()  # tracking URIs this process goes on without (unreachable, tracking.required: false)
+
+
+def enabled(cfg: dict) -> bool:
+    return tracking_uri(cfg) not in _OFF
+
+
 def check_server(cfg: dict, timeout: float | None = None) -> None:
     """For an http(s) tracking URI: fail at once, naming the URI, when the server does not answer its
-    /health endpoint within `timeout` seconds (ONESTEP_TRACKING_TIMEOUT, default 10), so a job never
+    /health endpoint within `timeout` seconds (ONESTEP_TRACKING_TIMEOUT, else tracking.timeout_s, default 10), so a job never
     trains for an hour and then loses its record. Local stores (SQLite, files) need no check."""
     import urllib.error
     import urllib.request
@@ -44,7 +57,8 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
     uri = tracking_uri(cfg)
     if not uri.startswith(("http://", "https://")):
         return
-    timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT", 10)) if timeout is None else timeout
+    if timeout is None:
+        timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT") or cfg["tracking"].get("timeout_s", 10))
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
             if r.status == 200:
@@ -54,8 +68,12 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
         reason = f"HTTP {e.code}"
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = str(getattr(e, "reason", e))
-    raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it (make mlflow-server) "
-                        "or point MLFLOW_TRACKING_URI / tracking.uri at a running one")
+    message = (f"MLflow tracking server {uri} is unreachable ({reason}); start it (make mlflow-server) "
+               "or point MLFLOW_TRACKING_URI / tracking.uri at a running one")
+    if cfg["tracking"].get("required", True):
+        raise TrackingError(message + ", or set tracking.required: false to run untracked")
+    print(f"warning: {message}; tracking.required is false: this job runs without MLflow", file=sys.stderr, flush=True)
+    _OFF.add(uri)
 
 
 def experiment_name(cfg: dict) -> str:
@@ -158,11 +176,11 @@ def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port:
 
 def start_parent(cfg: dict, ablation: str, kind: str = "ablation") -> str:
     """Create the ablation's (or study's) parent run; its id goes to a file that child jobs read."""
+    if not enabled(cfg):
+        return None
     client = _client(cfg)
     exp_id = init_store(cfg)
-    run = client.create_run(exp_id, run_name=ablation,
-                            tags={"ablation": ablation, "kind": kind, "git_commit": git_commit(),
-                                  "dataset": cfg["dataset"]["name"]})
+    run = client.create_run(exp_id, run_name=ablation, tags={"ablation": ablation, "kind": kind, "git_commit": git_commit()})
     return run.info.run_id
 
 
@@ -206,9 +224,10 @@ class Recorder:
             self.client.log_artifact(self.run_id, str(path), subdir)
 
 
-def attach(cfg: dict, run_id: str, path: str | Path, subdir: str | None = None) -> None:
+def attach(cfg: dict, run_id: str | None, path: str | Path, subdir: str | None = None) -> None:
     """Attach a file to a run after the fact (a finished run stays finished)."""
-    _client(cfg).log_artifact(run_id, str(path), subdir)
+    if run_id is not None and enabled(cfg):
+        _client(cfg).log_artifact(run_id, str(path), subdir)
 
 
 def system_monitor(cfg: dict, run_id: str):
@@ -224,21 +243,81 @@ def system_monitor(cfg: dict, run_id: str):
     return monitor
 
 
+class Untracked(Recorder):
+    """The Recorder of a job that runs without MLflow (tracking.required: false, server unreachable)."""
+
+    def __init__(self):
+        super().__init__(None, None)
+
+    def flush(self) -> None:
+        self.buffer = []
+
+    def params(self, cfg: dict) -> None:
+        pass
+
+    def tag(self, key: str, value) -> None:
+        pass
+
+    def artifact(self, path, subdir=None) -> None:
+        pass
+
+
+def interrupted(e: BaseException) -> bool:
+    """Ctrl-C, SIGTERM (raised as SystemExit by the CLI) or a preemption: the run is KILLED, not FAILED."""
+    return isinstance(e, KeyboardInterrupt | SystemExit) or type(e).__name__ == "Preempted"
+
+
+def _exists(client, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+        return True
+    except MlflowException:
+        return False
+
+
+def _close_orphan(client, marker: Path | None) -> None:
+    """A previous attempt killed outright (SIGKILL, out of memory) left its run RUNNING: mark it KILLED."""
+    if marker is None or not marker.is_file():
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        old = client.get_run(marker.read_text().strip())
+        if old.info.status == "RUNNING":
+            client.set_terminated(old.info.run_id, status="KILLED")
+    except MlflowException:
+        pass
+    marker.unlink(missing_ok=True)
+
+
 @contextmanager
 def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None,
-           run_id: str | None = None, status_for=None, system_metrics: bool = False):
-    """Open a new run (or reopen `run_id`), yield a Recorder; FINISHED on success, FAILED on error
-    (or `status_for(exception)`, e.g. KILLED for a pruned Optuna trial). `system_metrics`: sample
-    MLflow system metrics while the run is open (when `tracking.system_metrics_s` is set)."""
+           run_id: str | None = None, status_for=None, system_metrics: bool = False, marker: Path | None = None):
+    """Open a new run (or reopen `run_id`, or a new run when the store does not hold it), yield a
+    Recorder; FINISHED on success, KILLED when interrupted (Ctrl-C, SIGTERM), FAILED on error (or
+    `status_for(exception)`, e.g. KILLED for a pruned Optuna trial). `system_metrics`: sample MLflow
+    system metrics while the run is open (when `tracking.system_metrics_s` is set). `marker`: a file
+    holding the open run's id, so the next attempt of a job killed outright closes the run as KILLED."""
+    if not enabled(cfg):
+        yield Untracked()
+        return
     client = _client(cfg)
-    if run_id is None:
+    if run_id is not None and _exists(client, run_id):
+        client.update_run(run_id, status="RUNNING")
+    else:
+        _close_orphan(client, marker)
         exp_id = init_store(cfg)
-        tags = {"git_commit": git_commit(), "dataset": cfg["dataset"]["name"], **(tags or {})}
-        if parent_id:
+        tags = {"git_commit": git_commit(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
+        if run_id is not None:  # a run of another store (or a cleaned one): this job records into a run of its own
+            tags["onestep.missing_run_id"] = run_id
+        if parent_id:  # kept even when this store lacks it: the tag still groups the runs of one ablation
             tags["mlflow.parentRunId"] = parent_id
         run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
-    else:
-        client.update_run(run_id, status="RUNNING")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(run_id)
     rec = Recorder(client, run_id)
     monitor = system_monitor(cfg, run_id) if system_metrics else None
     try:
@@ -247,9 +326,52 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
         rec.flush()
         if monitor is not None:
             monitor.finish()
-        client.set_terminated(run_id, status=status_for(e) if status_for else "FAILED")
+        status = "KILLED" if interrupted(e) else status_for(e) if status_for else "FAILED"
+        client.set_terminated(run_id, status=status)
         raise
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     rec.flush()
     if monitor is not None:
         monitor.finish()
     client.set_terminated(run_id, status="FINISHED")
+
+
+def sync_run(folder: str | Path) -> str:
+    """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
+    a store that was cleaned or moved): its config as params, train.json's and metrics.json's numbers,
+    train_log.csv and stages.csv as metric histories, and the files as artifacts. The run recorded in
+    train.json is reused when the store holds it; else a new one is made (tag onestep.synced_from).
+    Returns the run id. Reads files only: never changes them."""
+    import csv
+
+    folder = Path(folder)
+    from onestep import outputs
+
+    cfg = outputs.read_yaml(folder / "config.yaml")
+    train = outputs.read_json(folder / "train.json") if (folder / "train.json").is_file() else {}
+    result = outputs.read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    run = cfg.get("run", {})
+    tags = {"kind": "run", "ablation": run.get("ablation", ""), "run": run.get("name", folder.name),
+            "seed": str(cfg.get("seed")), "method": cfg.get("method", {}).get("name", ""),
+            "onestep.synced_from": str(folder.resolve())}
+    client = _client(cfg)
+    old = train.get("mlflow_run_id")
+    reuse = old is not None and _exists(client, old)
+    with record(cfg, run.get("name", folder.name), tags, run_id=old if reuse else None) as rec:
+        if not reuse:
+            rec.params(cfg)
+        rec.metrics({k: v for k, v in train.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        rec.metrics({f"eval_{k}": v for k, v in result.get("metrics", {}).items()})
+        rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in (result.get("multistep") or {}).items()})
+        for name, series in (("train_log.csv", "step"), ("stages.csv", "phase")):
+            if (folder / name).is_file() and not reuse:  # a reused run already holds its histories
+                with open(folder / name) as f:
+                    for row in csv.DictReader(f):
+                        step = int(float(row.pop(series)))
+                        rec.metrics({k: float(v) for k, v in row.items() if v not in ("", None)}, step)
+        for name in ("config.yaml", "train.json", "metrics.json", "train_log.csv", "stages.csv", "curves.png",
+                     "samples.png", "student.pt"):
+            rec.artifact(folder / name)
+        return rec.run_id

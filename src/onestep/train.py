@@ -213,14 +213,14 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     total, every = method.total_steps, section["log_every"]
     acc: dict[str, float] = {}
     phase_acc: dict[str, float] = {}
-    phase, phase_start, start = None, 0, 0
+    phase, phase_start, start, before = None, 0, 0, 0.0  # before: wall seconds of earlier attempts
     modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
     if teacher is not None:
         teacher.evals = 0
     if resume is not None and resume.state is not None:
         loop = restore_resume(resume.state, resume.path, modules, gens, device)
         start, acc, phase_acc = resume.state["step"], loop["acc"], loop["phase_acc"]
-        phase, phase_start = loop["phase"], loop["phase_start"]
+        phase, phase_start, before = loop["phase"], loop["phase_start"], loop.get("wall_s", 0.0)
         if batches is not None:
             batches.position = loop["batches"]
         if teacher is not None:
@@ -266,7 +266,8 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
                 resume.on_save()
             loop = {"acc": acc, "phase_acc": phase_acc, "phase": phase, "phase_start": phase_start,
                     "batches": None if batches is None else batches.position,
-                    "teacher_evals": None if teacher is None else teacher.evals, "extra": resume.extra}
+                    "teacher_evals": None if teacher is None else teacher.evals, "extra": resume.extra,
+                    "wall_s": before + time.time() - t0}
             save_resume(resume.path, cfg, step + 1, modules, gens, loop)
             if resume.preempted:
                 raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
@@ -274,7 +275,9 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
         close_phase(total)
     accel.synchronize(device)
     wall = time.time() - t0
-    summary = {"wall_time_s": wall, "samples_per_s": (total - start) * B / wall, "steps": total,
+    # wall_time_s: every attempt's seconds up to its last resume checkpoint, plus this one's (a resumed run's cost)
+    summary = {"wall_time_s": before + wall, "attempt_wall_s": wall, "samples_per_s": (total - start) * B / wall,
+               "steps": total,
                "params": count_params(net), "resumed_from_step": start, "precision": prec,
                **({} if teacher is None else {"teacher_evals": teacher.evals}), **accel.memory_stats(device)}
     return ema.shadow, summary

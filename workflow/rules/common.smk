@@ -1,5 +1,8 @@
 # Parse-time set-up: validate the config and every ablation grid (one message, before any job).
 import json
+import os
+import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -7,6 +10,11 @@ from snakemake.exceptions import WorkflowError
 from onestep.data import is_image
 from onestep.config import ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections
 from onestep.devices import visible_gpus
+from onestep.outputs import config_hash
+
+# The package's CLI through the interpreter that runs Snakemake: a job finds it however it is started
+# (no activated venv, an sbatch job with the caller's PATH), and imports the same package.
+ONESTEP = f"{shlex.quote(sys.executable)} -m onestep"
 
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
@@ -57,7 +65,6 @@ wildcard_constraints:
 # (configs.smk) write it from these sections, with the sections as params, so a config change re-runs
 # the writer (Snakemake's params trigger), then, the file being newer, the job and everything downstream.
 JOB_SECTIONS = {
-    "tracking": ("tracking", "dataset"),
     "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
     "pairs": ("diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
@@ -68,8 +75,14 @@ JOB_SECTIONS = {
 
 
 def job_config(kind):
-    """The config file of a job kind (JOB_SECTIONS)."""
-    return f"{ROOT}/config/{kind}.yaml"
+    """The config file of a job kind (JOB_SECTIONS); `tracking` is shared by every dataset (TRACKING_CONFIG)."""
+    return TRACKING_CONFIG if kind == "tracking" else f"{ROOT}/config/{kind}.yaml"
+
+
+# The MLflow set-up (store, experiment, parent runs) depends on the tracking section alone, with the URI that
+# jobs will use (MLFLOW_TRACKING_URI wins): another dataset or run knob never re-plans it.
+TRACKING_CONFIG = f"{OUT}/config/tracking.yaml"
+TRACKING = {**config["tracking"], "uri": os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"]["uri"]}
 
 
 def run_config(w):
@@ -94,6 +107,22 @@ def features(w=None):
 
 def features_arg(w=None):
     return f"--features {ROOT}/features.pt" if USE_CLASSIFIER else ""
+
+
+def run_hash(w):
+    """The hash of a run's config (params of its evaluation: a config change re-runs it)."""
+    return config_hash(RUNS[(w.ablation, w.run)].config)
+
+
+def run_configs(name):
+    return [f"{ROOT}/{name}/{run.name}/config.yaml" for run in ABLATIONS[name].runs]
+
+
+def spec_file(name):
+    """The ablation's YAML, relative to the working directory where it lies below it: a moved or copied
+    project folder plans nothing again (Snakemake's input trigger compares paths)."""
+    path = Path(ABLATIONS[name].file).resolve()
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd().resolve()) else str(path)
 
 
 def run_metrics(name):

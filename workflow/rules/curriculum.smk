@@ -3,7 +3,7 @@ rule train:
     input:
         teacher=f"{ROOT}/teacher/teacher.pt",
         pairs=f"{ROOT}/teacher/pairs.npz",
-        parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
+        parent=ancient(f"{OUT}/mlflow/{{ablation}}.parent.json"),
         tuned=tuned,
         features=features,
         config=run_config,
@@ -20,5 +20,5 @@ rule train:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep train --threads {threads} --config {input.config} --teacher {input.teacher} --pairs {input.pairs}"
+        "{ONESTEP} train --threads {threads} --config {input.config} --teacher {input.teacher} --pairs {input.pairs}"
         " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log}"

@@ -13,13 +13,14 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{ablation}}/{{run}}.log",
     params:
+        config_hash=run_hash,  # a changed config re-runs the evaluation, even when its training was killed
         run=f"{ROOT}/{{ablation}}/{{run}}",
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
+        "{ONESTEP} evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
         " {params.features} --out {output.metrics} --plot {output.plot} --log {log}"
 
 
@@ -40,6 +41,6 @@ rule teacher_eval:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
         " --reference {input.reference} {params.features} --steps {wildcards.steps} --out {output.metrics}"
         " --plot {output.plot} --log {log}"

@@ -4,8 +4,9 @@ rule table:
         runs=lambda w: run_metrics(w.ablation),
         teachers=expand(f"{ROOT}/teacher/ddim-{{steps}}/metrics.json", steps=TEACHER_STEPS),
         reference=f"{ROOT}/reference.json",
+        configs=lambda w: [*run_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
-        spec=lambda w: ABLATIONS[w.ablation].file,
+        spec=lambda w: spec_file(w.ablation),
         config=job_config("tracking"),
     output:
         md=f"{TABLES}/{{ablation}}.md",
@@ -20,7 +21,7 @@ rule table:
         prefix=f"{TABLES}/{{ablation}}",
     localrule: True
     shell:
-        "onestep tables --threads {threads} --config {input.config} --ablation {wildcards.ablation} --runs {input.runs}"
+        "{ONESTEP} tables --threads {threads} --config {input.config} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --spec {input.spec}"
         " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} --log {log}"
 
@@ -40,4 +41,4 @@ rule main_table:
         prefix=f"{TABLES}/main",
     localrule: True
     shell:
-        "onestep main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} --log {log}"
+        "{ONESTEP} main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} --log {log}"

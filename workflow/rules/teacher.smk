@@ -6,7 +6,7 @@ PRETRAINED = [config["teacher"]["pretrained"]] if config["teacher"].get("pretrai
 
 rule teacher:
     input:
-        f"{OUT}/mlflow/store.json",
+        ancient(f"{OUT}/mlflow/store.json"),  # made first; a new tracking store re-trains nothing
         PRETRAINED,
         config=job_config("teacher"),
     output:
@@ -17,7 +17,7 @@ rule teacher:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep teacher --threads {threads} --config {input.config} --out {output} --log {log}"
+        "{ONESTEP} teacher --threads {threads} --config {input.config} --out {output} --log {log}"
 
 
 rule pairs:
@@ -32,7 +32,7 @@ rule pairs:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep pairs --threads {threads} --config {input.config} --teacher {input.teacher} --out {output} --log {log}"
+        "{ONESTEP} pairs --threads {threads} --config {input.config} --teacher {input.teacher} --out {output} --log {log}"
 
 
 rule features:
@@ -44,7 +44,7 @@ rule features:
         f"{LOGS}/features/{DATA}.log",
     threads: config["threads"]["run"]
     shell:
-        "onestep features --threads {threads} --config {input.config} --out {output} --log {log}"
+        "{ONESTEP} features --threads {threads} --config {input.config} --out {output} --log {log}"
 
 
 rule reference:
@@ -62,5 +62,5 @@ rule reference:
     resources:
         gpu=1 if IS_IMAGES else 0,  # images: Inception features of the training set (50k for CIFAR-10); points: CPU
     shell:
-        "onestep reference --threads {threads} --config {input.config} {params.features} --out {output.arrays}"
+        "{ONESTEP} reference --threads {threads} --config {input.config} {params.features} --out {output.arrays}"
         " --summary {output.summary} --log {log}"

@@ -9,7 +9,7 @@ rule init_tracking:
     params:
     localrule: True
     shell:
-        "onestep init-tracking --threads {threads} --config {input.config} --out {output} --log {log}"
+        "{ONESTEP} init-tracking --threads {threads} --config {input.config} --out {output} --log {log}"
 
 
 rule mlflow_parent:
@@ -24,5 +24,5 @@ rule mlflow_parent:
         kind=lambda w: "study" if w.ablation == STUDY else "ablation",
     localrule: True
     shell:
-        "onestep parent --threads {threads} --config {input.config} --ablation {wildcards.ablation}"
+        "{ONESTEP} parent --threads {threads} --config {input.config} --ablation {wildcards.ablation}"
         " --kind {params.kind} --out {output} --log {log}"

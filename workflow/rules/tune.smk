@@ -8,7 +8,7 @@ rule tune_worker:
         pairs=f"{ROOT}/teacher/pairs.npz",
         reference=f"{ROOT}/reference.npz",
         features=features,
-        parent=f"{OUT}/mlflow/{STUDY}.parent.json",
+        parent=ancient(f"{OUT}/mlflow/{STUDY}.parent.json"),
         config=job_config("tune"),
     output:
         f"{TUNE_DIR}/worker-{{worker}}.json",
@@ -21,7 +21,7 @@ rule tune_worker:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep tune-worker --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
         " --folder {params.folder} --worker {wildcards.worker} --out {output} --log {log}"
 
@@ -43,4 +43,4 @@ rule tune_summary:
         folder=TUNE_DIR,
     localrule: True
     shell:
-        "onestep tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"
+        "{ONESTEP} tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"
