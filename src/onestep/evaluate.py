@@ -40,6 +40,14 @@ def eval_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(ev["num_samples"], *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
 
 
+def stage_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
+    """The held-out noise of the per-stage evaluation: (n, *shape), n = evaluation.stage_samples (default
+    4096), from evaluation.noise_seed (as eval_noise; never a training pair's z)."""
+    ev = cfg["evaluation"]
+    n = ev.get("stage_samples", 4096)
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
+
+
 def chunk_seed(noise_seed: int, chunk: int) -> int:
     """The seed of noise chunk j: a fixed function of (noise_seed, j)."""
     return int(np.random.SeedSequence([noise_seed, chunk]).generate_state(1, dtype=np.uint64)[0])

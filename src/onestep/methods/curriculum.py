@@ -12,10 +12,16 @@ Stage k trains, for `steps_per_stage` optimiser steps,
 with (z, x0) the teacher pairs, x0 ~ p_teacher(. | z). After training, G(z, 0) is the one-step
 generator.
 
-What L_k matches: sqrt(abar_{t_k}) x0 is the mean of q(x_{t_k} | x0), not a sample of the marginal
-q(x_{t_k}), so the deterministic G(z, t_k) learns a shrunk endpoint (0.28 x0 at t = 500, 0.017 x0
-at t = 900 for the linear schedule), and with w clipped at `max_weight` the last stage (t_K = 0,
-w = 100 against lambda = 0.1) is close to endpoint distillation (kd). docs/curriculum.md discusses both.
+What L_k matches (`target`). Under `mean` (the seed's, default) the target sqrt(abar_{t_k}) x0 is the
+conditional mean E[x_{t_k} | x0] of q(x_{t_k} | x0); a sample of the marginal q(x_{t_k}) is that mean plus
+sqrt(1 - abar_{t_k}) noise. The deterministic G(z, t_k) therefore learns a shrunk endpoint (0.28 x0 at
+t = 500, 0.017 x0 at t = 900 for the linear schedule), a point off the teacher's trajectory, while R_k
+pulls it toward the teacher's step from G^(k-1): the two terms disagree. Under `trajectory` the target
+is the teacher's deterministic DDIM state x_{t_k}(z) from the same z (the pairs' own solve, read at t_k:
+diffusion.ddim_trajectory), so every stage is a point of a real trajectory and R_k is consistent with L_k;
+the pairs must then store the states at the run's grid (`pairs.trajectory_K`, filled by the workflow).
+With w clipped at `max_weight` the last stage (t_K = 0, w = 100 against lambda = 0.1) is close to
+endpoint distillation (kd) under either target. docs/curriculum.md discusses both.
 
 Choices where the seed is silent (each one a config key under `method`):
 
@@ -96,6 +102,9 @@ class CurriculumConfig(Knobs):
     consistency: Literal["adjacent", "global"] = knob(
         "adjacent", "adjacent: the seed's R_k; global: stage k tied to earlier grid points j < k by exact DDIM jumps")
     global_stages: int = knob(4, "earlier stages j drawn per sample and step (global)", minimum=1)
+    target: Literal["mean", "trajectory"] = knob(
+        "mean", "L_k's target: mean, the seed's sqrt(abar_{t_k}) x0 (conditional mean); trajectory, the teacher's "
+        "DDIM state x_{t_k}(z) from the same z (pairs with pairs.trajectory_K)")
     loss: Literal["l2", "pseudo_huber", "perceptual", "adversarial"] = knob(
         "l2", "the distance in L_k for stages with t_k <= late_t (l2 before); adversarial adds a discriminator term to l2")
     late_t: int = knob(250, "stages with t_k <= late_t use `loss`", minimum=0)
@@ -179,6 +188,25 @@ def anchor_of(order: tuple[int, ...], position: int, anchor: str) -> int:
     return order[position - 1] if position > 0 else 0
 
 
+class TrajectoryError(ConfigError):
+    pass
+
+
+def trajectory_columns(ts: tuple[int, ...], stored: tuple[int, ...] | None) -> torch.Tensor:
+    """Per grid index k (K+1,): the column of the stored DDIM states at t_k (len(stored) for t_K = 0, x0;
+    the prior t_0 = T is never a target). Raises TrajectoryError naming the missing input."""
+    need = [t for t in ts[1:] if t > 0]
+    missing = sorted(set(need) - set(stored or ()))
+    if missing:
+        have = "no DDIM states" if not stored else f"states at {len(stored)} other times"
+        raise TrajectoryError(
+            f"method.target: 'trajectory' needs the teacher's DDIM states x_t(z) at the grid of K = {len(ts) - 1}, but "
+            f"the teacher pairs (pairs.npz) hold {have} (missing t = {missing[:5]}{' ...' if len(missing) > 5 else ''}); "
+            f"regenerate them with pairs.trajectory_K including {len(ts) - 1} (the workflow adds it), or use target mean")
+    pos = {t: i for i, t in enumerate(stored or ())}
+    return torch.tensor([pos.get(t, len(pos)) if t > 0 else len(pos) for t in ts])
+
+
 def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
     """w(t) = 1 / (2 (1 - abar_t)), clipped at max_weight (infinite at t = 0)."""
     return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
@@ -201,6 +229,17 @@ class Curriculum(MethodBase):
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
         self.l2 = L2(ctx.shape)
         self.adv = Adversarial(ctx.shape, self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
+        self.column = trajectory_columns(timesteps(self.T, self.cfg.K), ctx.trajectory_t) \
+            if self.cfg.target == "trajectory" else None  # (K+1,) column of Batch.extra["traj"] per grid index
+
+    def stage_target(self, batch: Batch, k: torch.Tensor) -> torch.Tensor:
+        """L_k's target per sample (B, *shape): sqrt(abar_{t_k}) x0 (mean) or x_{t_k}(z) (trajectory, x0 at t_K = 0)."""
+        x0 = batch.x0
+        if self.column is None:
+            return self.ctx.schedule.at("abar", self.ts[k].to(x0.device), x0.ndim).sqrt() * x0
+        states = torch.cat([batch.extra["traj"], x0[:, None]], 1)  # (B, M+1, *shape): column M is t = 0
+        col = self.column.to(x0.device)[k.to(x0.device)]  # (B,)
+        return states[torch.arange(x0.shape[0], device=x0.device), col]
 
     @cached_property
     def distance(self):
@@ -229,14 +268,14 @@ class Curriculum(MethodBase):
         return [(torch.rand(k.shape, generator=gen) * k).long() for _ in range(self.cfg.global_stages)]  # j ~ U{0..k-1}
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
-        z, x0 = batch.z, batch.x0  # (B, *shape)
+        z = batch.z  # (B, *shape)
         sch, nd = self.ctx.schedule, z.ndim
         k, k_anchor = self._stages(step, z.shape[0], gen)
         t = self.ts[k].to(z.device)  # (B,)
 
         g = student(z, t)  # G_theta^(k)(z)
         abar_t = sch.at("abar", t, nd)
-        target = abar_t.sqrt() * x0  # (B, *shape)
+        target = self.stage_target(batch, k)  # (B, *shape)
         w = loss_weight(abar_t.flatten(), self.cfg.max_weight)  # (B,)
         late_k = self.ts[k] <= self.cfg.late_t  # (B,) on the host: stages that get the late-stage loss
         late = late_k.to(z.device)  # (B,)
@@ -276,10 +315,10 @@ class Curriculum(MethodBase):
         s = stage_at(step, self.cfg, self.T, self.seed)
         if s.t > self.cfg.late_t:
             return {}
-        z, x0 = batch.z, batch.x0
+        z = batch.z
         t = torch.full((z.shape[0],), s.t, device=z.device)  # (B,)
-        abar_t = self.ctx.schedule.at("abar", t, z.ndim)
-        real = abar_t.sqrt() * x0[torch.randperm(x0.shape[0], generator=gen).to(z.device)]  # unpaired with z
+        target = self.stage_target(batch, torch.full((z.shape[0],), s.k))  # (B, *shape) L_k's target
+        real = target[torch.randperm(z.shape[0], generator=gen).to(z.device)]  # unpaired with z
         with torch.no_grad():
             fake = student(z, t)
         return {"adv_d": self.adv.step(real, fake, t)}
