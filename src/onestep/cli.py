@@ -247,10 +247,21 @@ def cmd_evaluate(a):
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
+    if a.trajectory:  # curriculum: G(z, t_k) at every stage against the mean and the teacher's trajectory
+        from onestep.evaluate import stage_errors, stage_noise
+
+        result["stages"] = stage_errors(student, outputs.load_npz(a.trajectory), stage_noise(cfg, shape),
+                                        teacher.schedule)
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
+        st = result.get("stages")
+        for i, k in enumerate(st["k"] if st else []):  # one point per stage, step = k
+            rec.metrics({"stage_t": st["t"][i], "stage_err_mean": st["err_mean"][i],
+                         "stage_err_traj": st["err_traj"][i]}, k)
+        if st:
+            rec.metrics({"eval_traj_err": st["traj_err"], "eval_mean_err": st["mean_err"]})
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -464,6 +475,8 @@ def _run_commands(sub) -> None:
     _out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
     g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
+    g["in"].add_argument("--trajectory", type=Path, default=None,
+                         help="curriculum: the teacher's DDIM states of the stage noise at the run's grid (per-stage errors)")
     _teacher(g)
     _reference(g)
     _features(g)

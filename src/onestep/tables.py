@@ -21,6 +21,7 @@ from onestep import plots
 
 METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
 COST = ("wall_time_s", "teacher_evals", "steps")
+STAGES = ("traj_err", "mean_err")  # per-stage evaluation (curriculum runs): mean over stages of the RMS errors
 
 
 def read_json(paths) -> list[dict]:
@@ -38,7 +39,8 @@ def setting(point: dict, axes: list[str]) -> str:
 def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
     """One row per run (its metrics.json): point values, seed, metrics, training cost."""
     rows = [{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
-             **{c: float(r["train"].get(c, float("nan"))) for c in COST}} for r in records]
+             **{c: float(r["train"].get(c, float("nan"))) for c in COST},
+             **{c: float((r.get("stages") or {}).get(c, float("nan"))) for c in STAGES}} for r in records]
     return pl.DataFrame(rows)
 
 
@@ -71,7 +73,7 @@ def paired_p(values: dict[int, float], base: dict[int, float]) -> float:
 def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: str, baseline: dict) -> pl.DataFrame:
     """Per point: seeds, mean/std of each metric and cost, 95% interval and paired p of the primary metric."""
     aggs = [pl.len().alias("seeds"), pl.col("seed").alias("_seeds"), pl.col(primary).alias("_primary")]
-    for m in [*metrics, *COST]:
+    for m in [*metrics, *COST, *[c for c in STAGES if c in runs.columns]]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     s = runs.group_by(axes, maintain_order=True).agg(aggs)
     base_row = [r for r in s.iter_rows(named=True) if all(r[a] == str(v) for a, v in baseline.items())]
@@ -166,7 +168,9 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
 
     best = {m: summary[f"{m}_mean"].min() for m in metrics}
     pm = METRIC_MD[primary]
+    staged = not all(math.isnan(v) for v in runs["traj_err"].to_list())  # curriculum runs with per-stage errors
     header = [a.split(".")[-1] for a in axes] + [pm, f"{pm} 95% CI", "p vs baseline"]
+    header += ["traj. err (mean over t_k)"] if staged else []
     header += [METRIC_MD[m] for m in metrics[1:]] + ([f"{pm} / teacher-{t50['steps']}"] if t50 else [])
     header += ["train s", "teacher evals", "seeds"]
     body = []
@@ -175,13 +179,15 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells.append((_fmt(r[f"{primary}_mean"], r[f"{primary}_std"]), r[f"{primary}_mean"] == best[primary]))
         cells.append((f"[{_num(r[f'{primary}_ci_lo'])}, {_num(r[f'{primary}_ci_hi'])}]", False))
         cells.append((_p(r[f"{primary}_p_vs_baseline"], r["baseline"]), False))
+        cells += [(_fmt(r["traj_err_mean"], r["traj_err_std"]), False)] if staged else []
         cells += [(_fmt(r[f"{m}_mean"], r[f"{m}_std"]), r[f"{m}_mean"] == best[m]) for m in metrics[1:]]
         cells += [(f"{r[ratio]:.3g}", False)] if t50 else []
         cells += [(f"{r['wall_time_s_mean']:.0f}", False), (_num(r["teacher_evals_mean"], 3), False), (str(r["seeds"]), False)]
         body.append(cells)
     ref_rows = []
     for label, vals in refs:
-        cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", ""] + [_num(vals[m]) for m in metrics[1:]]
+        cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", ""] + [""] * staged
+        cells += [_num(vals[m]) for m in metrics[1:]]
         ref_rows.append(cells + ([f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []) + ["", "", ""])
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = records[0].get("num_samples", ref.get("num_samples"))
@@ -190,6 +196,8 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
                f"{pm} 95% CI: Student t over seeds; p: paired t-test of {pm} against the baseline "
                f"({setting(spec.get('baseline') or {}, list(spec.get('baseline') or {}))}) on the same seeds. "
                f"Reference rows: data against data at the same sample size, and the teacher's DDIM sampler."
+               + (" traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), "
+                  "mean over the K stages, on the held-out stage noise (figure _stages)." if staged else "")
                + (f" {spec['caption']}" if spec.get("caption") else ""))
     if "features" in ref:  # images: the feature network (and clean-fid mode) behind FID / KID
         caption += (f" FID and KID of {n} samples per row against the statistics of the {ref.get('num_samples')} "
@@ -201,7 +209,26 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
 
     figure(spec, summary, runs, refs, primary, plot_path)
     run_figures(spec, records, run_files, plot_path)
+    stage_figure(spec, records, plot_path)
     return summary
+
+
+def stage_figure(spec: dict, records: list[dict], plot_path: str | Path) -> None:
+    """<stem>_stages.png: the per-stage errors against t_k, one line per point (mean over seeds) with a
+    band (min..max over seeds), against the seed's mean target and against the teacher's trajectory."""
+    staged = [r for r in records if r.get("stages")]
+    if not staged:
+        return
+    axes = spec["axes"]
+    order = [tuple(str(p[a]) for a in axes) for p in spec["points"]]
+    lines = []
+    for key in order:
+        rs = [r for r in staged if tuple(str(r["point"][a]) for a in axes) == key]
+        if rs:
+            lines.append({"label": setting(dict(zip(axes, key, strict=True)), axes),
+                          "runs": [r["stages"] for r in sorted(rs, key=lambda r: r["seed"])]})
+    stem = str(plot_path)[: -len(".png")]
+    plots.stage_errors(lines, f"{stem}_stages.png", f"{spec.get('title', spec['name'])}: per-stage error")
 
 
 def run_figures(spec: dict, records: list[dict], run_files, plot_path: str | Path) -> None:
@@ -264,14 +291,17 @@ def build_main(csv_files, out_prefix: str | Path, plot_path: str | Path) -> pl.D
     main.write_csv(out_prefix.with_suffix(".csv"))
     pm = METRIC_MD[primary]
     best_val = main[f"{primary}_mean"].min()
-    header = ["ablation", "setting", "", pm, f"{pm} 95% CI", "p vs baseline", "train s", "seeds"]
+    staged = "traj_err_mean" in main.columns
+    header = ["ablation", "setting", "", pm, f"{pm} 95% CI", "p vs baseline", *["traj. err"] * staged, "train s", "seeds"]
     entries = _dedup(main)  # when the baseline is the best point: one row
     body = [[(r["ablation"], False), (r["setting"], False), ("baseline" if r["baseline"] else "best", False),
              (_fmt(r[f"{primary}_mean"], r[f"{primary}_std"]), r[f"{primary}_mean"] == best_val),
              (f"[{_num(r[f'{primary}_ci_lo'])}, {_num(r[f'{primary}_ci_hi'])}]", False),
              (_p(r[f"{primary}_p_vs_baseline"], r["baseline"]), False),
+             *[(_fmt(r.get("traj_err_mean"), r.get("traj_err_std")), False)] * staged,
              (f"{r['wall_time_s_mean']:.0f}", False), (str(r["seeds"]), False)] for r in entries]
-    ref_rows = [[r["setting"], "", "", _num(r[f"{primary}_mean"]), "", "", "", ""] for r in refs.iter_rows(named=True)]
+    ref_rows = [[r["setting"], "", "", _num(r[f"{primary}_mean"]), "", "", *[""] * staged, "", ""]
+                for r in refs.iter_rows(named=True)]
     caption = (f"Curriculum Trajectory Matching: the baseline and the best point of each ablation. Mean ± std over "
                f"seeds of {pm} on {main['samples'][0]} one-step samples; 95% CI (Student t) and paired t-test p-value "
                f"against each ablation's baseline on the same seeds; best in bold.")

@@ -6,6 +6,7 @@ rule evaluate:
         config=f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
         teacher=f"{ROOT}/teacher/teacher.pt",
         reference=f"{ROOT}/reference.npz",
+        states=stage_states,
         features=features,
     output:
         metrics=f"{ROOT}/{{ablation}}/{{run}}/metrics.json",
@@ -15,12 +16,13 @@ rule evaluate:
     params:
         run=f"{ROOT}/{{ablation}}/{{run}}",
         features=features_arg,
+        states=stage_states_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
         "onestep evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
-        " {params.features} --out {output.metrics} --plot {output.plot} --log {log}"
+        " {params.features} {params.states} --out {output.metrics} --plot {output.plot} --log {log}"
 
 
 rule teacher_eval:
