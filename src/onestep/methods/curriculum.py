@@ -19,7 +19,7 @@ t = 500, 0.017 x0 at t = 900 for the linear schedule), a point off the teacher's
 pulls it toward the teacher's step from G^(k-1): the two terms disagree. Under `trajectory` the target
 is the teacher's deterministic DDIM state x_{t_k}(z) from the same z (the pairs' own solve, read at t_k:
 diffusion.ddim_trajectory), so every stage is a point of a real trajectory and R_k is consistent with L_k;
-the pairs must then store the states at the run's grid (`pairs.trajectory_K`, filled by the workflow).
+the states at the run's grid come with the pairs (rule trajectory, `onestep train --trajectory`).
 With w clipped at `max_weight` the last stage (t_K = 0, w = 100 against lambda = 0.1) is close to
 endpoint distillation (kd) under either target. docs/curriculum.md discusses both.
 
@@ -104,7 +104,7 @@ class CurriculumConfig(Knobs):
     global_stages: int = knob(4, "earlier stages j drawn per sample and step (global)", minimum=1)
     target: Literal["mean", "trajectory"] = knob(
         "mean", "L_k's target: mean, the seed's sqrt(abar_{t_k}) x0 (conditional mean); trajectory, the teacher's "
-        "DDIM state x_{t_k}(z) from the same z (pairs with pairs.trajectory_K)")
+        "DDIM state x_{t_k}(z) from the same z (its states: rule trajectory)")
     loss: Literal["l2", "pseudo_huber", "perceptual", "adversarial"] = knob(
         "l2", "the distance in L_k for stages with t_k <= late_t (l2 before); adversarial adds a discriminator term to l2")
     late_t: int = knob(250, "stages with t_k <= late_t use `loss`", minimum=0)
@@ -201,8 +201,9 @@ def trajectory_columns(ts: tuple[int, ...], stored: tuple[int, ...] | None) -> t
         have = "no DDIM states" if not stored else f"states at {len(stored)} other times"
         raise TrajectoryError(
             f"method.target: 'trajectory' needs the teacher's DDIM states x_t(z) at the grid of K = {len(ts) - 1}, but "
-            f"the teacher pairs (pairs.npz) hold {have} (missing t = {missing[:5]}{' ...' if len(missing) > 5 else ''}); "
-            f"regenerate them with pairs.trajectory_K including {len(ts) - 1} (the workflow adds it), or use target mean")
+            f"the teacher pairs given hold {have} (missing t = {missing[:5]}{' ...' if len(missing) > 5 else ''}); "
+            f"pass their states at this grid, onestep train --trajectory <teacher>/trajectory/pairs-K{len(ts) - 1}.npz "
+            "(rule trajectory; the workflow does), or use target mean")
     pos = {t: i for i, t in enumerate(stored or ())}
     return torch.tensor([pos.get(t, len(pos)) if t > 0 else len(pos) for t in ts])
 
@@ -229,8 +230,13 @@ class Curriculum(MethodBase):
         self.total_steps = self.cfg.K * self.cfg.steps_per_stage
         self.l2 = L2(ctx.shape)
         self.adv = Adversarial(ctx.shape, self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
-        self.column = trajectory_columns(timesteps(self.T, self.cfg.K), ctx.trajectory_t) \
-            if self.cfg.target == "trajectory" else None  # (K+1,) column of Batch.extra["traj"] per grid index
+
+    @cached_property
+    def column(self) -> torch.Tensor | None:
+        """(K+1,) column of Batch.extra["traj"] per grid index (target trajectory), checked at the first loss
+        (sampling needs no states); None under target mean."""
+        return trajectory_columns(timesteps(self.T, self.cfg.K), self.ctx.trajectory_t) \
+            if self.cfg.target == "trajectory" else None
 
     def stage_target(self, batch: Batch, k: torch.Tensor) -> torch.Tensor:
         """L_k's target per sample (B, *shape): sqrt(abar_{t_k}) x0 (mean) or x_{t_k}(z) (trajectory, x0 at t_K = 0)."""
