@@ -324,17 +324,28 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
         floor = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
         floor_std = {k: float(np.std([d[k] for d in draws])) for k in draws[0]}
         return {"x": ref.numpy()}, {"floor": floor, "floor_std": floor_std, "floor_repeats": ev["floor_repeats"],
-                                    "num_samples": n, "kind": "points"}
+                                    "num_samples": n, "floor_samples": n, "kind": "points"}
     images = data.full(ds)
     ext = extractor(cfg, features_path)
     feats = image_features(images, ext)
-    perm = np.random.default_rng(ev["reference_seed"]).permutation(len(feats))
-    half = len(feats) // 2
-    floor = feature_metrics(feats[perm[:half]], feats[perm[half:]])
     mu, sigma = gaussian_stats(feats)  # computed once here, reused by every score
+    floor = image_floor(feats, (mu, sigma), n, ev["floor_repeats"], ev["reference_seed"])
     return ({"feats": feats, "mu": mu, "sigma": sigma, "x": images[:64].numpy()},
-            {"floor": floor, "num_samples": int(len(feats)), "floor_samples": half, "kind": "images",
-             **feature_info(ev)})
+            {**floor, "num_samples": int(len(feats)), "kind": "images", **feature_info(ev)})
+
+
+def image_floor(feats: np.ndarray, stats, n: int, repeats: int, seed: int) -> dict:
+    """The images' data-vs-data floor at the runs' sample size against the runs' reference: `repeats`
+    draws of n = evaluation.num_samples training images (without replacement; at most all of them), each
+    scored exactly as a run's n samples are (against every training image's features and their stored
+    statistics `stats`); mean and std over the draws. The draws come from the reference set itself, so
+    the floor is, if anything, a little low."""
+    n = min(n, len(feats))
+    rng = np.random.default_rng(seed)
+    draws = [feature_metrics(feats[rng.permutation(len(feats))[:n]], feats, stats) for _ in range(repeats)]
+    return {"floor": {k: float(np.mean([d[k] for d in draws])) for k in draws[0]},
+            "floor_std": {k: float(np.std([d[k] for d in draws])) for k in draws[0]},
+            "floor_samples": n, "floor_repeats": repeats}
 
 
 def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
