@@ -162,7 +162,7 @@ def cmd_teacher_eval(a):
         x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": f"teacher DDIM {a.steps}"}
-        rec.metrics(result["metrics"])
+        rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
         plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
@@ -255,6 +255,7 @@ def cmd_evaluate(a):
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
+        rec.metrics({f"eval_{k}": result[k] for k in ("out_of_support",) if k in result})
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         st = result.get("stages")
         for i, k in enumerate(st["k"] if st else []):  # one point per stage, step = k

@@ -348,13 +348,31 @@ def image_floor(feats: np.ndarray, stats, n: int, repeats: int, seed: int) -> di
             "floor_samples": n, "floor_repeats": repeats}
 
 
+SUPPORT_MARGIN = 0.25  # evaluation.support_margin: the box's extent per coordinate is widened by this share each side
+
+
+def out_of_support(x: torch.Tensor, data_x: torch.Tensor, margin: float = SUPPORT_MARGIN) -> int:
+    """How many samples x (N, d) lie outside the data's bounding box widened by `margin` times its extent
+    on each side (2-D: the box of the reference sample). A W2 metric such as SWD is decided by a few such
+    far-off samples at large N, so every row reports their count."""
+    lo, hi = data_x.min(0).values, data_x.max(0).values  # (d,)
+    pad = margin * (hi - lo)
+    outside = ((x < lo - pad) | (x > hi + pad)).any(1)  # (N,)
+    return int(outside.sum())
+
+
 def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
-    """Metrics of samples x against the stored reference."""
+    """Metrics of samples x against the stored reference (points: and the count of samples outside the
+    data's support, `out_of_support`)."""
+    extra = {}
     if kind(cfg) == "points":
         metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
+        margin = cfg["evaluation"].get("support_margin", SUPPORT_MARGIN)
+        extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
+                 "support_margin": margin}
     else:
         stats = (ref["mu"], ref["sigma"]) if "mu" in ref else None
         metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"], stats)
-    extra = feature_info(cfg["evaluation"]) if kind(cfg) == "images" else {}
+        extra = feature_info(cfg["evaluation"])
     return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0]),
             **extra}

@@ -22,6 +22,7 @@ from onestep import plots
 METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
 COST = ("wall_time_s", "teacher_evals", "steps")
 STAGES = ("traj_err", "mean_err")  # per-stage evaluation (curriculum runs): mean over stages of the RMS errors
+SUPPORT = "out_of_support"  # 2-D: samples outside the data's bounding box plus a margin (evaluate.out_of_support)
 
 
 def read_json(paths) -> list[dict]:
@@ -40,7 +41,8 @@ def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
     """One row per run (its metrics.json): point values, seed, metrics, training cost."""
     rows = [{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
              **{c: float(r["train"].get(c, float("nan"))) for c in COST},
-             **{c: float((r.get("stages") or {}).get(c, float("nan"))) for c in STAGES}} for r in records]
+             **{c: float((r.get("stages") or {}).get(c, float("nan"))) for c in STAGES},
+             SUPPORT: float(r.get(SUPPORT, float("nan")))} for r in records]
     return pl.DataFrame(rows)
 
 
@@ -85,7 +87,7 @@ def holm(pvalues: list[float]) -> list[float]:
 def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: str, baseline: dict) -> pl.DataFrame:
     """Per point: seeds, mean/std of each metric and cost, 95% interval and paired p of the primary metric."""
     aggs = [pl.len().alias("seeds"), pl.col("seed").alias("_seeds"), pl.col(primary).alias("_primary")]
-    for m in [*metrics, *COST, *[c for c in STAGES if c in runs.columns]]:
+    for m in [*metrics, *COST, *[c for c in (*STAGES, SUPPORT) if c in runs.columns]]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     s = runs.group_by(axes, maintain_order=True).agg(aggs)
     base_row = [r for r in s.iter_rows(named=True) if all(r[a] == str(v) for a, v in baseline.items())]
@@ -185,7 +187,8 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     header = [a.split(".")[-1] for a in axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)"]
     header += ["traj. err (mean over t_k)"] if staged else []
     header += [METRIC_MD[m] for m in metrics[1:]] + ([f"{pm} / teacher-{t50['steps']}"] if t50 else [])
-    header += ["train s", "teacher evals", "seeds"]
+    far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
+    header += [f"outside support (of {records[0].get('num_samples')})"] * far + ["train s", "teacher evals", "seeds"]
     body = []
     for r in summary.iter_rows(named=True):
         cells = [(r[a], False) for a in axes]
@@ -196,13 +199,16 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells += [(_fmt(r["traj_err_mean"], r["traj_err_std"]), False)] if staged else []
         cells += [(_fmt(r[f"{m}_mean"], r[f"{m}_std"]), r[f"{m}_mean"] == best[m]) for m in metrics[1:]]
         cells += [(f"{r[ratio]:.3g}", False)] if t50 else []
+        cells += [(_fmt(r[f"{SUPPORT}_mean"], r[f"{SUPPORT}_std"], 3), False)] * far
         cells += [(f"{r['wall_time_s_mean']:.0f}", False), (_num(r["teacher_evals_mean"], 3), False), (str(r["seeds"]), False)]
         body.append(cells)
     ref_rows = []
-    for label, vals in refs:
+    far_refs = [""] + [_num(t.get(SUPPORT, math.nan), 6) for t in teachers]  # the floor row: data itself
+    for (label, vals), n_far in zip(refs, far_refs, strict=True):
         cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", "", ""] + [""] * staged
         cells += [_num(vals[m]) for m in metrics[1:]]
-        ref_rows.append(cells + ([f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []) + ["", "", ""])
+        cells += [f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []
+        ref_rows.append(cells + [n_far] * far + ["", "", ""])
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = records[0].get("num_samples", ref.get("num_samples"))
     caption = (f"{title}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
@@ -213,6 +219,9 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
                f"Reference rows: {floor_caption(ref, primary)}, and the teacher's DDIM sampler. Intervals and "
                f"p-values are over training seeds only: they are conditional on one held-out noise set and one "
                f"reference sample (the floor's spread shows what another evaluation draw would move)."
+               + (f" outside support: samples outside the data's bounding box widened by "
+                  f"{records[0].get('support_margin')} of its extent on each side (a few such samples decide a "
+                  f"W2 metric at large N)." if far else "")
                + (" traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), "
                   "mean over the K stages, on the held-out stage noise (figure _stages)." if staged else "")
                + (f" {spec['caption']}" if spec.get("caption") else ""))
