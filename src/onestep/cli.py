@@ -247,6 +247,7 @@ def cmd_evaluate(a):
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"]}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
+    result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
     if a.trajectory:  # curriculum: G(z, t_k) at every stage against the mean and the teacher's trajectory
         from onestep.evaluate import stage_errors, stage_noise
 
@@ -255,7 +256,7 @@ def cmd_evaluate(a):
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
-        rec.metrics({f"eval_{k}": result[k] for k in ("out_of_support",) if k in result})
+        rec.metrics({f"eval_{k}": result[k] for k in ("out_of_support",) if k in result} | result["method_report"])
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
         st = result.get("stages")
         for i, k in enumerate(st["k"] if st else []):  # one point per stage, step = k

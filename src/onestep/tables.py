@@ -22,6 +22,7 @@ from onestep import plots
 METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
 COST = ("wall_time_s", "teacher_evals", "steps")
 STAGES = ("traj_err", "mean_err")  # per-stage evaluation (curriculum runs): mean over stages of the RMS errors
+STAGE_STEPS = "evaluated_stage_steps"  # curriculum: optimiser steps that trained the evaluated stage (method_report)
 SUPPORT = "out_of_support"  # 2-D: samples outside the data's bounding box plus a margin (evaluate.out_of_support)
 
 
@@ -42,7 +43,8 @@ def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
     rows = [{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
              **{c: float(r["train"].get(c, float("nan"))) for c in COST},
              **{c: float((r.get("stages") or {}).get(c, float("nan"))) for c in STAGES},
-             SUPPORT: float(r.get(SUPPORT, float("nan")))} for r in records]
+             SUPPORT: float(r.get(SUPPORT, float("nan"))),
+             STAGE_STEPS: float((r.get("method_report") or {}).get(STAGE_STEPS, float("nan")))} for r in records]
     return pl.DataFrame(rows)
 
 
@@ -87,7 +89,7 @@ def holm(pvalues: list[float]) -> list[float]:
 def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: str, baseline: dict) -> pl.DataFrame:
     """Per point: seeds, mean/std of each metric and cost, 95% interval and paired p of the primary metric."""
     aggs = [pl.len().alias("seeds"), pl.col("seed").alias("_seeds"), pl.col(primary).alias("_primary")]
-    for m in [*metrics, *COST, *[c for c in (*STAGES, SUPPORT) if c in runs.columns]]:
+    for m in [*metrics, *COST, *[c for c in (*STAGES, SUPPORT, STAGE_STEPS) if c in runs.columns]]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     s = runs.group_by(axes, maintain_order=True).agg(aggs)
     base_row = [r for r in s.iter_rows(named=True) if all(r[a] == str(v) for a, v in baseline.items())]
@@ -188,7 +190,9 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     header += ["traj. err (mean over t_k)"] if staged else []
     header += [METRIC_MD[m] for m in metrics[1:]] + ([f"{pm} / teacher-{t50['steps']}"] if t50 else [])
     far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
-    header += [f"outside support (of {records[0].get('num_samples')})"] * far + ["train s", "teacher evals", "seeds"]
+    recency = not all(math.isnan(v) for v in runs[STAGE_STEPS].to_list())  # curriculum: steps on the evaluated stage
+    header += [f"outside support (of {records[0].get('num_samples')})"] * far
+    header += ["optimiser steps that trained the evaluated stage"] * recency + ["train s", "teacher evals", "seeds"]
     body = []
     for r in summary.iter_rows(named=True):
         cells = [(r[a], False) for a in axes]
@@ -200,6 +204,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells += [(_fmt(r[f"{m}_mean"], r[f"{m}_std"]), r[f"{m}_mean"] == best[m]) for m in metrics[1:]]
         cells += [(f"{r[ratio]:.3g}", False)] if t50 else []
         cells += [(_fmt(r[f"{SUPPORT}_mean"], r[f"{SUPPORT}_std"], 3), False)] * far
+        cells += [(_num(r[f"{STAGE_STEPS}_mean"]), False)] * recency
         cells += [(f"{r['wall_time_s_mean']:.0f}", False), (_num(r["teacher_evals_mean"], 3), False), (str(r["seeds"]), False)]
         body.append(cells)
     ref_rows = []
@@ -208,7 +213,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", "", ""] + [""] * staged
         cells += [_num(vals[m]) for m in metrics[1:]]
         cells += [f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []
-        ref_rows.append(cells + [n_far] * far + ["", "", ""])
+        ref_rows.append(cells + [n_far] * far + [""] * recency + ["", "", ""])
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = records[0].get("num_samples", ref.get("num_samples"))
     caption = (f"{title}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
@@ -222,6 +227,8 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
                + (f" outside support: samples outside the data's bounding box widened by "
                   f"{records[0].get('support_margin')} of its extent on each side (a few such samples decide a "
                   f"W2 metric at large N)." if far else "")
+               + (" Optimiser steps that trained the evaluated stage: each step counted by the share of its "
+                  "batch on stage K (t = 0), from the schedule (method.consolidation adds N/K)." if recency else "")
                + (" traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), "
                   "mean over the K stages, on the held-out stage noise (figure _stages)." if staged else "")
                + (f" {spec['caption']}" if spec.get("caption") else ""))

@@ -118,6 +118,10 @@ class MethodBase:
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         return {}
 
+    def report(self) -> dict[str, float]:
+        """Numbers of the method's schedule the evaluation records (metrics.json `method_report`); {} by default."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 

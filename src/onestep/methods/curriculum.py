@@ -40,7 +40,14 @@ Choices where the seed is silent (each one a config key under `method`):
   trained, so stage k does not overwrite what earlier stages taught. 0 trains stage k alone.
 - Ordering `random` is a permutation of 1..K seeded by the run seed.
 - `budget` (optional): a fixed total of optimiser steps; `steps_per_stage` then follows as
-  floor(budget / K), so the K ablation compares curricula at equal cost.
+  floor((budget - consolidation) / K), so the K ablation compares curricula at equal cost.
+- `consolidation` (default 0, the seed's schedule): recency and budget control. N optimiser steps
+  after the K stages in which every sample's stage k is drawn uniformly from 1..K (its anchor as
+  `anchor` says), whatever the ordering and K: the last N steps are then identical for every
+  ordering and every K, so the evaluated stage G(z, 0) is not favoured by having been trained last
+  (forward) or penalised by having been trained first (reversed). `report()` gives the optimiser
+  steps that trained the evaluated stage (`evaluated_stage_steps`, a pure function of the schedule,
+  `steps_on_stage`): each step counted by the share of its batch on that stage.
 
 Open questions of the seed, as knobs:
 
@@ -52,8 +59,10 @@ Open questions of the seed, as knobs:
 - `consistency`: `adjacent` is the seed's R_k (stage k tied to its anchor k-1 through
   `consistency_step`). `global` ties stage k to earlier grid points j < k (j = 0 the prior) through
   exact teacher DDIM jumps t_j -> t_k: R_k = mean over j of || G(z, t_k) - DDIM_{t_j -> t_k}(sg[G(z, t_j)]) ||^2,
-  with `global_stages` draws of j per sample and step (each one teacher evaluation and one student
-  forward pass more than adjacent; logged as `teacher_evals_per_sample`).
+  with `global_stages` draws of j per sample and step, each bridged in `global_substeps` DDIM
+  sub-steps t_j = s_0 > s_1 > .. > s_n = t_k (s_i = t_j + (t_k - t_j) i / n, floored): n = 1 is one
+  DDIM jump, as crude as the teacher's one-step DDIM from j = 0; each draw costs n teacher
+  evaluations and one student forward pass (logged as `teacher_evals_per_sample`).
 
 The curriculum is a pure function of the step (`stage_at`), unit-tested and logged each tick.
 """
@@ -97,11 +106,16 @@ class CurriculumConfig(Knobs):
     consistency_step: Literal["ddim", "ddpm"] = knob("ddim", "teacher bridge t_{k-1} -> t_k: exact DDIM jump, or the seed's DDPM step")
     replay: float = knob(0.25, "share of each batch drawn from stages already trained", minimum=0, maximum=1)
     max_weight: float = knob(100.0, "clip of w(t) = 1 / (2 (1 - abar_t)) near t = 0", exclusiveMinimum=0)
-    budget: int | None = knob(None, "a fixed total of optimiser steps; when set, steps_per_stage = floor(budget / K)",
+    budget: int | None = knob(None, "a fixed total of optimiser steps; when set, steps_per_stage = "
+                                    "floor((budget - consolidation) / K)",
                               minimum=1)
     consistency: Literal["adjacent", "global"] = knob(
         "adjacent", "adjacent: the seed's R_k; global: stage k tied to earlier grid points j < k by exact DDIM jumps")
     global_stages: int = knob(4, "earlier stages j drawn per sample and step (global)", minimum=1)
+    global_substeps: int = knob(1, "DDIM sub-steps of each global bridge t_j -> t_k (teacher evaluations per draw)",
+                                minimum=1)
+    consolidation: int = knob(0, "optimiser steps after the K stages drawing each sample's stage uniformly from all "
+                                 "K: the same final phase for every ordering and K (recency / budget control)", minimum=0)
     target: Literal["mean", "trajectory"] = knob(
         "mean", "L_k's target: mean, the seed's sqrt(abar_{t_k}) x0 (conditional mean); trajectory, the teacher's "
         "DDIM state x_{t_k}(z) from the same z (its states: rule trajectory)")
@@ -115,7 +129,7 @@ class CurriculumConfig(Knobs):
     def from_dict(cls, d: dict, top: bool = True) -> CurriculumConfig:
         c = super().from_dict(d, top)
         if c.budget is not None:  # a fixed total of steps: the steps per stage follow from K
-            c = replace(c, steps_per_stage=max(1, c.budget // c.K))
+            c = replace(c, steps_per_stage=max(1, (c.budget - c.consolidation) // c.K))
         return c
 
     @classmethod
@@ -123,6 +137,9 @@ class CurriculumConfig(Knobs):
         T = cfg["diffusion"]["T"]
         if not 1 <= m["K"] <= T:
             raise ConfigError(f"method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
+        if m["budget"] is not None and m["budget"] - m["consolidation"] < m["K"]:
+            raise ConfigError(f"method.consolidation: {m['consolidation']} leaves fewer than K = {m['K']} of "
+                              f"method.budget = {m['budget']} steps for the stages; allowed: consolidation <= budget - K")
         if m["consistency_step"] == "ddpm" and m["anchor"] == "trained" and m["ordering"] != "forward":
             raise ConfigError(
                 f"method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
@@ -147,6 +164,7 @@ class Stage:
     t: int  # t_k
     k_anchor: int  # grid index of "stage k-1" (0 = the prior)
     t_anchor: int
+    consolidation: bool = False  # the final phase: stages drawn uniformly (k, t: the evaluated stage K, t_K = 0)
 
 
 @lru_cache
@@ -173,12 +191,31 @@ def stage_order(K: int, ordering: str, seed: int) -> tuple[int, ...]:
 
 
 def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
-    """Which stage, which t_k and which anchor are trained at optimiser step `step`."""
+    """Which stage, which t_k and which anchor are trained at optimiser step `step` (in the consolidation
+    phase, position K: every stage, drawn per sample; the evaluated stage K stands for it)."""
     ts = timesteps(T, cfg.K)
     order = stage_order(cfg.K, cfg.ordering, seed)
+    if step >= cfg.K * cfg.steps_per_stage and cfg.consolidation > 0:
+        return Stage(cfg.K, cfg.K, 0, cfg.K - 1, ts[cfg.K - 1], consolidation=True)
     position = min(step // cfg.steps_per_stage, cfg.K - 1)
     k, k_anchor = order[position], anchor_of(order, position, cfg.anchor)
     return Stage(position, k, ts[k], k_anchor, ts[k_anchor])
+
+
+def steps_on_stage(cfg: CurriculumConfig, seed: int, k: int | None = None) -> float:
+    """Optimiser steps that trained stage k (default K, the evaluated G(z, 0)), each step counted by the
+    expected share of its batch on k: 1 - replay while k is the current stage (1 at the first position),
+    replay / p while a later stage at position p replays the p stages before it, 1 / K in consolidation.
+    A pure function of the schedule."""
+    k = cfg.K if k is None else k
+    order = stage_order(cfg.K, cfg.ordering, seed)
+    total = 0.0
+    for p, kp in enumerate(order):
+        if kp == k:
+            total += cfg.steps_per_stage * (1.0 - cfg.replay if p > 0 else 1.0)
+        elif k in order[:p]:
+            total += cfg.steps_per_stage * cfg.replay / p
+    return total + cfg.consolidation / cfg.K
 
 
 def anchor_of(order: tuple[int, ...], position: int, anchor: str) -> int:
@@ -226,8 +263,10 @@ class Curriculum(MethodBase):
         order = stage_order(self.cfg.K, self.cfg.ordering, seed)
         self.order = torch.tensor(order)  # (K,) grid index by position
         self.anchor = torch.tensor([anchor_of(order, p, self.cfg.anchor) for p in range(self.cfg.K)])  # (K,)
+        self.position_of = torch.zeros(self.cfg.K + 1, dtype=torch.long)  # (K+1,) position of grid index k
+        self.position_of[self.order] = torch.arange(self.cfg.K)
         self.bridge = BRIDGES[self.cfg.consistency_step]
-        self.total_steps = self.cfg.K * self.cfg.steps_per_stage
+        self.total_steps = self.cfg.K * self.cfg.steps_per_stage + self.cfg.consolidation
         self.l2 = L2(ctx.shape)
         self.adv = Adversarial(ctx.shape, self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
 
@@ -256,11 +295,20 @@ class Curriculum(MethodBase):
 
     def schedule(self, step: int) -> dict[str, float]:
         s = stage_at(step, self.cfg, self.T, self.seed)
-        return {"phase": s.position, "stage_k": s.k, "t_k": s.t, "t_anchor": s.t_anchor}
+        return {"phase": s.position, "stage_k": s.k, "t_k": s.t, "t_anchor": s.t_anchor,
+                "consolidation": float(s.consolidation)}
+
+    def report(self) -> dict[str, float]:
+        """What the tables show of the schedule: the optimiser steps that trained the evaluated stage K."""
+        return {"evaluated_stage_steps": steps_on_stage(self.cfg, self.seed)}
 
     def _stages(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one."""
+        """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one; in the
+        consolidation phase k uniform on 1..K whatever the ordering (the same draws for every ordering)."""
         s = stage_at(step, self.cfg, self.T, self.seed)
+        if s.consolidation:
+            k = torch.randint(1, self.cfg.K + 1, (n,), generator=gen)  # (n,) grid index
+            return k, self.anchor[self.position_of[k]]
         pos = torch.full((n,), s.position)
         if self.cfg.replay > 0 and s.position > 0:
             replay = torch.rand(n, generator=gen) < self.cfg.replay
@@ -293,7 +341,8 @@ class Curriculum(MethodBase):
 
         x_hats = self._targets(student, z, t, self._anchors(k, k_anchor, gen))
         R = torch.stack([self.l2(g, x_hat) for x_hat in x_hats]).mean(0)  # (B,)
-        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats))}
+        substeps = self.cfg.global_substeps if self.cfg.consistency == "global" else 1
+        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats) * substeps)}
 
         loss = L + self.cfg.lam * R  # (B,)
         if self.adv is not None:
@@ -304,14 +353,22 @@ class Curriculum(MethodBase):
 
     @torch.no_grad()
     def _targets(self, student: nn.Module, z: torch.Tensor, t: torch.Tensor, anchors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """xhat_{t_k} = teacher bridge t_j -> t_k applied to sg[G^(j)(z)], one per anchor draw j (B,)."""
-        bridge = self.bridge if self.cfg.consistency == "adjacent" else ddim_jump
+        """xhat_{t_k} = teacher bridge t_j -> t_k applied to sg[G^(j)(z)], one per anchor draw j (B,);
+        global: `global_substeps` DDIM sub-steps s_i = t_j + floor((t_k - t_j) i / n)."""
         out = []
         for j in anchors:
             tj = self.ts[j].to(z.device)  # (B,)
             prior = (tj == self.T).view(-1, *[1] * (z.ndim - 1))
-            g_prev = torch.where(prior, z, student(z, tj))  # sg[G^(j)(z)], G^(0)(z) = z
-            out.append(bridge(self.ctx.teacher, g_prev, tj, t))  # (B, *shape)
+            x = torch.where(prior, z, student(z, tj))  # sg[G^(j)(z)], G^(0)(z) = z
+            if self.cfg.consistency == "adjacent":
+                out.append(self.bridge(self.ctx.teacher, x, tj, t))  # (B, *shape)
+                continue
+            n = self.cfg.global_substeps
+            for i in range(n):  # s_i -> s_{i+1}, per sample; s_n = t_k
+                s_i = tj + torch.div((t - tj) * i, n, rounding_mode="floor")
+                s_next = tj + torch.div((t - tj) * (i + 1), n, rounding_mode="floor")
+                x = ddim_jump(self.ctx.teacher, x, s_i, s_next)
+            out.append(x)
         return out
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
