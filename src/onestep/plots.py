@@ -63,7 +63,10 @@ def ablation(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Pa
     _save(fig, path)
 
 
-def curves(log_rows: list[dict], path: str | Path, title: str, keys=("L_k", "R_k")) -> None:
+TERMS = ("L_k", "R_k", "term_R", "term_adv")  # the curriculum's terms and their magnitudes in the loss
+
+
+def curves(log_rows: list[dict], path: str | Path, title: str, keys=TERMS) -> None:
     """Per-stage training curves against step, stage boundaries marked."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     steps = [r["step"] for r in log_rows]
@@ -110,7 +113,7 @@ def line(rows: list[dict], ref_rows: list[dict], metric: str, xlabel: str, path:
     _save(fig, path)
 
 
-def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=("L_k", "R_k")) -> None:
+def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=TERMS) -> None:
     """Per-stage training curves of each point (its train_log.csv), stage boundaries marked."""
     import csv
 

@@ -49,6 +49,15 @@ Choices where the seed is silent (each one a config key under `method`):
   steps that trained the evaluated stage (`evaluated_stage_steps`, a pure function of the schedule,
   `steps_on_stage`): each step counted by the share of its batch on that stage.
 
+- `balance` (default `seed`): the scales of the terms. Under the seed's weighting the last stage's
+  L_K = 100 ||.||^2 buries lambda R_K (lambda = 0.1) and the adversarial term (weight 0.1), so the
+  loss and lambda ablations hardly act at t = 0. `unweighted` normalises L_k by its weight (L_k = d,
+  on the scale of R_k); `adaptive` keeps w(t_k) d and sets, per step, lambda_eff = lambda
+  ||grad_W L_k|| / ||grad_W R_k|| (and the adversarial term's weight to `adversarial.weight` times
+  L_k's gradient norm) with W the student's last weight matrix, as VQGAN weighs its adversarial loss;
+  the scales are constants (no gradient).
+  Every step logs the per-term magnitudes `term_L`, `term_R` (lambda_eff R_k), `term_adv`.
+
 Open questions of the seed, as knobs:
 
 - `loss` at late stages: the distance in L_k for stages with t_k <= `late_t` (l2 before it):
@@ -116,6 +125,9 @@ class CurriculumConfig(Knobs):
                                 minimum=1)
     consolidation: int = knob(0, "optimiser steps after the K stages drawing each sample's stage uniformly from all "
                                  "K: the same final phase for every ordering and K (recency / budget control)", minimum=0)
+    balance: Literal["seed", "unweighted", "adaptive"] = knob(
+        "seed", "scales of the terms: seed (w(t_k) L_k + lambda R_k), unweighted (L_k without w), adaptive "
+        "(lambda and the adversarial weight scaled to the last layer's gradient norm of L_k, VQGAN)")
     target: Literal["mean", "trajectory"] = knob(
         "mean", "L_k's target: mean, the seed's sqrt(abar_{t_k}) x0 (conditional mean); trajectory, the teacher's "
         "DDIM state x_{t_k}(z) from the same z (its states: rule trajectory)")
@@ -245,6 +257,23 @@ def trajectory_columns(ts: tuple[int, ...], stored: tuple[int, ...] | None) -> t
     return torch.tensor([pos.get(t, len(pos)) if t > 0 else len(pos) for t in ts])
 
 
+def last_weight(student: nn.Module) -> torch.Tensor:
+    """The student's last weight matrix (the last parameter with two or more dimensions)."""
+    return [p for p in student.parameters() if p.requires_grad and p.ndim >= 2][-1]
+
+
+def adaptive_scale(student: nn.Module, L: torch.Tensor, other: torch.Tensor, eps: float = 1e-8,
+                   limit: float = 1e4) -> torch.Tensor:
+    """||grad_W mean L|| / ||grad_W mean other|| at the last weight W (VQGAN's adaptive weight), detached,
+    clipped to [0, limit]; 1 where `other` has no gradient there (e.g. an all-zero adversarial term)."""
+    W = last_weight(student)
+    gL, = torch.autograd.grad(L.mean(), W, retain_graph=True, allow_unused=True)
+    gO, = torch.autograd.grad(other.mean(), W, retain_graph=True, allow_unused=True)
+    if gL is None or gO is None or float(gO.norm()) <= eps:
+        return torch.ones((), device=L.device)
+    return (gL.norm() / (gO.norm() + eps)).clamp(max=limit).detach()
+
+
 def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
     """w(t) = 1 / (2 (1 - abar_t)), clipped at max_weight (infinite at t = 0)."""
     return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
@@ -336,7 +365,7 @@ class Curriculum(MethodBase):
         d = self.l2(g, target)  # (B,)
         if bool(late_k.any()) and not isinstance(self.distance, L2):  # decided on the host: no device sync
             d = torch.where(late, self.distance(g, target), d)
-        L = w * d  # (B,)
+        L = d if self.cfg.balance == "unweighted" else w * d  # (B,)
         logs = {"L_k": L.mean().detach()}
 
         x_hats = self._targets(student, z, t, self._anchors(k, k_anchor, gen))
@@ -344,11 +373,18 @@ class Curriculum(MethodBase):
         substeps = self.cfg.global_substeps if self.cfg.consistency == "global" else 1
         logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats) * substeps)}
 
-        loss = L + self.cfg.lam * R  # (B,)
-        if self.adv is not None:
-            A = torch.where(late, self.adv(g, t), torch.zeros_like(L))  # (B,) generator term, late stages only
-            loss = loss + A
-            logs["adv_g"] = A.mean().detach()
+        A = torch.where(late, self.adv(g, t), torch.zeros_like(L)) if self.adv is not None else None  # (B,) late only
+        lam, a_scale = self.cfg.lam, 1.0
+        if self.cfg.balance == "adaptive":
+            lam = lam * adaptive_scale(student, L, R)
+            # A carries adversarial.weight: the scale makes weight x A_raw's gradient norm weight x L_k's (VQGAN)
+            a_scale = self.cfg.adversarial.weight * adaptive_scale(student, L, A) if A is not None else 1.0
+            logs |= {"lambda_eff": torch.as_tensor(lam).detach(), "adv_scale": torch.as_tensor(a_scale).detach()}
+        loss = L + lam * R  # (B,)
+        logs |= {"term_L": L.mean().detach(), "term_R": (lam * R).mean().detach()}
+        if A is not None:
+            loss = loss + a_scale * A
+            logs |= {"adv_g": A.mean().detach(), "term_adv": (a_scale * A).mean().detach()}
         return loss, logs
 
     @torch.no_grad()
