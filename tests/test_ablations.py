@@ -60,7 +60,7 @@ def test_digits_targets_plan_and_loss_needs_images(tmp_path):
 def finished(tmp_path_factory):
     work = tmp_path_factory.mktemp("ablations")
     write_tiny(work, TINY_2SEEDS, GRIDS)
-    p = snakemake(work, "ablate_all")
+    p = snakemake(work, "ablate_all", timeout=1800)  # 71 jobs (the per-stage trajectory states among them) on a shared CPU
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return work
 

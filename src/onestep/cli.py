@@ -114,6 +114,28 @@ def cmd_pairs(a) -> None:
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
 
+def cmd_trajectory(a) -> None:
+    """The teacher's DDIM states x_{t_k}(z) at the curriculum grid of K, once per teacher and grid: on the
+    pairs' z (--pairs; method.target trajectory) or on the held-out stage noise (per-stage evaluation)."""
+    import numpy as np
+
+    from onestep import jobs
+    from onestep.checkpoint import load_checkpoint
+    from onestep.diffusion import grid_times, teacher_states
+    from onestep.evaluate import stage_noise
+
+    cfg = _job(a, tracked=False)
+    pc, device = cfg["pairs"], jobs.device(cfg)
+    net, ckpt = load_checkpoint(a.teacher, "teacher")
+    z = outputs.load_pairs(a.pairs)["z"] if a.pairs else stage_noise(cfg, tuple(ckpt["shape"]))
+    times = grid_times(cfg["diffusion"]["T"], [a.K])
+    x0, xt = teacher_states(net.to(device), z, pc["ddim_steps"], cfg["diffusion"], times, device,
+                            chunk=pc.get("batch_size", 4096))
+    outputs.save_npz(a.out, x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64),
+                     K=np.asarray(a.K))
+    print(f"DDIM states of {z.shape[0]} noises at {len(times)} grid times (K = {a.K}) written to {a.out}")
+
+
 def cmd_features(a) -> None:
     from onestep.evaluate import fit_features, save_feature_net
 
@@ -149,7 +171,7 @@ def cmd_teacher_eval(a):
         x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": f"teacher DDIM {a.steps}", **outputs.provenance(a.config, cfg)}
-        rec.metrics(result["metrics"])
+        rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
         plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
@@ -181,6 +203,8 @@ def cmd_train(a):
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
+    if a.trajectory:  # method.target trajectory: the teacher's DDIM states of these pairs (rule trajectory)
+        pairs |= outputs.load_states(a.trajectory, pairs["x0"])
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
@@ -237,10 +261,23 @@ def cmd_evaluate(a):
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
               "seed": cfg["seed"], "method": cfg["method"]["name"], **given}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
+    result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
+    if a.trajectory:  # curriculum: G(z, t_k) at every stage against the mean and the teacher's trajectory
+        from onestep.evaluate import stage_errors, stage_noise
+
+        result["stages"] = stage_errors(student, outputs.load_npz(a.trajectory), stage_noise(cfg, shape),
+                                        teacher.schedule)
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
+        rec.metrics({f"eval_{k}": result[k] for k in ("out_of_support",) if k in result} | result["method_report"])
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
+        st = result.get("stages")
+        for i, k in enumerate(st["k"] if st else []):  # one point per stage, step = k
+            rec.metrics({"stage_t": st["t"][i], "stage_err_mean": st["err_mean"][i],
+                         "stage_err_traj": st["err_traj"][i]}, k)
+        if st:
+            rec.metrics({"eval_traj_err": st["traj_err"], "eval_mean_err": st["mean_err"]})
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -427,6 +464,12 @@ def _teacher_commands(sub) -> None:
     g = _command(sub, "pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
     _teacher(g)
     _out(g, "pairs.npz")
+    g = _command(sub, "trajectory", cmd_trajectory, "the teacher's DDIM states x_{t_k}(z) at the grid of K")
+    g["config"].add_argument("--K", type=int, required=True, help="the curriculum's K (grid t_k = T - k floor(T/K))")
+    _teacher(g)
+    g["in"].add_argument("--pairs", type=Path, default=None,
+                         help="states of these pairs' z (pairs.npz); without it: the held-out stage noise")
+    _out(g, "trajectory-<noise>-K<K>.npz: x0, xt (N, K-1, ...), trajectory_t")
     g = _command(sub, "features", cmd_features, "train the dataset's classifier (digits: FID/KID features)")
     _out(g, "features.pt")
     g = _command(sub, "reference", cmd_reference, "reference samples/features of the data and the metric floor")
@@ -449,9 +492,13 @@ def _run_commands(sub) -> None:
     _features(g)
     _parent(g)
     g["in"].add_argument("--tuned", type=Path, default=None, help="best.yaml of the lambda study (method.lambda: tuned)")
+    g["in"].add_argument("--trajectory", type=Path, default=None,
+                         help="the pairs' DDIM states at the run's grid (method.target: trajectory)")
     _out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
     g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
+    g["in"].add_argument("--trajectory", type=Path, default=None,
+                         help="curriculum: the teacher's DDIM states of the stage noise at the run's grid (per-stage errors)")
     _teacher(g)
     _reference(g)
     _features(g)

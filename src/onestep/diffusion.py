@@ -124,6 +124,41 @@ def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_si
 
 
 @torch.no_grad()
+def ddim_trajectory(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, times: tuple[int, ...] = (),
+                    batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's deterministic DDIM solve from z (exactly `ddim_sample`'s, eta = 0) and its states
+    x_t(z) at the seed times `times` (1..T-1): (x0 (B, ...), xt (B, M, ...) or None without times).
+
+    A time t between two solver times s > s' is read off the DDIM step that crosses it, with that step's
+    own eps(x_s, s) and x0-prediction: x_t = sqrt(abar_t) xhat0 + sqrt(1 - abar_t) eps, the exact DDIM
+    move s -> t (x_t = x_s when t = s). No extra teacher evaluation; the states lie on the same
+    trajectory as the pair's x0, whatever the curriculum grid."""
+    sched = ddim_scheduler(cfg)
+    sched.set_timesteps(steps)
+    abar = Schedule.from_config(cfg).abar  # (T+1,) seed indexing
+    seed_t = [int(t) + 1 for t in sched.timesteps] + [0]  # solver states' seed times, T .. 0
+    # each requested t is read at the first step s_j -> s_{j+1} with s_{j+1} < t
+    at_step = {j: [m for m, t in enumerate(times) if seed_t[j + 1] < t and (j == 0 or t <= seed_t[j])]
+               for j in range(len(seed_t) - 1)}
+    x0s, xts = [], []
+    for zb in z.split(batch_size):
+        x = zb.clone()
+        xt = torch.empty(x.shape[0], len(times), *x.shape[1:], device=x.device) if times else None  # (B, M, ...)
+        for j, t in enumerate(sched.timesteps):
+            eps = net(x, t.to(x.device).expand(x.shape[0]))  # (B, ...)
+            if at_step[j]:
+                a_s = abar[seed_t[j]].to(x.device)
+                x0_hat = (x - (1 - a_s).sqrt() * eps) / a_s.sqrt()
+                for m in at_step[j]:
+                    a_t = abar[times[m]].to(x.device)
+                    xt[:, m] = a_t.sqrt() * x0_hat + (1 - a_t).sqrt() * eps
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+        x0s.append(x)
+        xts.append(xt)
+    return torch.cat(x0s), (torch.cat(xts) if times else None)
+
+
+@torch.no_grad()
 def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, ddim_steps: int, cfg: dict,
                   device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """`num` teacher pairs (z, x0): fixed noise z ~ N(0, I) from `seed` and its DDIM solve x0, both
@@ -134,3 +169,25 @@ def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, d
     x0 = [ddim_sample(net, zb.to(device), ddim_steps, cfg).cpu()
           for zb in tqdm(z.split(chunk), desc=f"pairs (DDIM {ddim_steps} steps)")]
     return z, torch.cat(x0)
+
+
+@torch.no_grad()
+def teacher_states(net: nn.Module, z: torch.Tensor, ddim_steps: int, cfg: dict, times: tuple[int, ...],
+                   device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's DDIM solve of noise z (N, *shape) and its states at the seed `times`
+    (`ddim_trajectory`), chunk by chunk: (x0 (N, *shape), xt (N, M, *shape)) on the CPU. Run once per
+    teacher and grid (rule `trajectory`): on the pairs' z the x0 are the pairs' own."""
+    from tqdm import tqdm
+
+    solved = [ddim_trajectory(net, zb.to(device), ddim_steps, cfg, times)
+              for zb in tqdm(z.split(chunk), desc=f"trajectory (DDIM {ddim_steps} steps, {len(times)} states)")]
+    x0 = torch.cat([x.cpu() for x, _ in solved])
+    if not times:
+        return x0, torch.empty(z.shape[0], 0, *z.shape[1:])
+    return x0, torch.cat([xt.cpu() for _, xt in solved])
+
+
+def grid_times(T: int, Ks) -> tuple[int, ...]:
+    """The interior curriculum grid times 0 < t_k < T of every K in `Ks`, ascending (the states rule
+    `trajectory` stores): t_k = T - k floor(T/K), k = 1..K-1 (t_0 = T is z itself, t_K = 0 is x0)."""
+    return tuple(sorted({T - k * (T // K) for K in Ks for k in range(1, K) if 0 < T - k * (T // K) < T}))

@@ -40,6 +40,52 @@ def eval_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(ev["num_samples"], *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
 
 
+def stage_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
+    """The held-out noise of the per-stage evaluation: (n, *shape), n = evaluation.stage_samples (default
+    4096), from evaluation.noise_seed (as eval_noise; never a training pair's z)."""
+    ev = cfg["evaluation"]
+    n = ev.get("stage_samples", 4096)
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    """RMS error per coordinate over every sample."""
+    return float(((a - b) ** 2).mean().sqrt())
+
+
+@torch.no_grad()
+def stage_errors(model: torch.nn.Module, states: dict[str, np.ndarray], z: torch.Tensor, schedule,
+                 batch_size: int = 8192) -> dict:
+    """Per-stage evaluation of a curriculum student G(z, t) on the held-out stage noise z (n, *shape):
+    for every stage k = 1..K, the RMS error per coordinate of G(z, t_k) against (a) the seed's target
+    sqrt(abar_{t_k}) x0(z) (`err_mean`) and (b) the teacher's trajectory point x_{t_k}(z) (`err_traj`),
+    x0 and x_{t_k} the teacher's DDIM solve of z and its states (rule trajectory, `states`; at t_K = 0
+    both are x0). `traj_err` / `mean_err`: the means over the K stages."""
+    from onestep.methods.curriculum import timesteps, trajectory_columns
+
+    K = int(states["K"])
+    ts = timesteps(schedule.T, K)
+    x0, xt = torch.from_numpy(states["x0"]), torch.from_numpy(states["xt"])  # (n, *shape), (n, K-1, *shape)
+    if x0.shape != z.shape:
+        raise OnestepError(f"trajectory states: {tuple(x0.shape)} samples, but the stage noise is {tuple(z.shape)} "
+                           "(evaluation.stage_samples changed?); rebuild them (rule trajectory)")
+    col = trajectory_columns(ts, tuple(int(t) for t in states["trajectory_t"]))
+    full = torch.cat([xt, x0[:, None]], 1)  # (n, K, *shape): column K-1 is t = 0
+    device = next(model.parameters(), torch.empty(0)).device
+    out = {"K": K, "k": [], "t": [], "err_mean": [], "err_traj": []}
+    for k in range(1, K + 1):
+        t = ts[k]
+        g = torch.cat([model(zb.to(device), torch.full((zb.shape[0],), t, device=device)).float().cpu()
+                       for zb in z.split(batch_size)])  # (n, *shape) G(z, t_k)
+        out["k"].append(k)
+        out["t"].append(t)
+        out["err_mean"].append(_rms(g, schedule.abar[t].sqrt() * x0))
+        out["err_traj"].append(_rms(g, full[:, int(col[k])]))
+    out["traj_err"] = float(np.mean(out["err_traj"]))
+    out["mean_err"] = float(np.mean(out["err_mean"]))
+    return out
+
+
 def chunk_seed(noise_seed: int, chunk: int) -> int:
     """The seed of noise chunk j: a fixed function of (noise_seed, j)."""
     return int(np.random.SeedSequence([noise_seed, chunk]).generate_state(1, dtype=np.uint64)[0])
@@ -278,26 +324,55 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
         floor = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
         floor_std = {k: float(np.std([d[k] for d in draws])) for k in draws[0]}
         return {"x": ref.numpy()}, {"floor": floor, "floor_std": floor_std, "floor_repeats": ev["floor_repeats"],
-                                    "num_samples": n, "kind": "points"}
+                                    "num_samples": n, "floor_samples": n, "kind": "points"}
     images = data.full(ds)
     ext = extractor(cfg, features_path)
     feats = image_features(images, ext)
-    perm = np.random.default_rng(ev["reference_seed"]).permutation(len(feats))
-    half = len(feats) // 2
-    floor = feature_metrics(feats[perm[:half]], feats[perm[half:]])
     mu, sigma = gaussian_stats(feats)  # computed once here, reused by every score
+    floor = image_floor(feats, (mu, sigma), n, ev["floor_repeats"], ev["reference_seed"])
     return ({"feats": feats, "mu": mu, "sigma": sigma, "x": images[:64].numpy()},
-            {"floor": floor, "num_samples": int(len(feats)), "floor_samples": half, "kind": "images",
-             **feature_info(ev)})
+            {**floor, "num_samples": int(len(feats)), "kind": "images", **feature_info(ev)})
+
+
+def image_floor(feats: np.ndarray, stats, n: int, repeats: int, seed: int) -> dict:
+    """The images' data-vs-data floor at the runs' sample size against the runs' reference: `repeats`
+    draws of n = evaluation.num_samples training images (without replacement; at most all of them), each
+    scored exactly as a run's n samples are (against every training image's features and their stored
+    statistics `stats`); mean and std over the draws. The draws come from the reference set itself, so
+    the floor is, if anything, a little low."""
+    n = min(n, len(feats))
+    rng = np.random.default_rng(seed)
+    draws = [feature_metrics(feats[rng.permutation(len(feats))[:n]], feats, stats) for _ in range(repeats)]
+    return {"floor": {k: float(np.mean([d[k] for d in draws])) for k in draws[0]},
+            "floor_std": {k: float(np.std([d[k] for d in draws])) for k in draws[0]},
+            "floor_samples": n, "floor_repeats": repeats}
+
+
+SUPPORT_MARGIN = 0.25  # evaluation.support_margin: the box's extent per coordinate is widened by this share each side
+
+
+def out_of_support(x: torch.Tensor, data_x: torch.Tensor, margin: float = SUPPORT_MARGIN) -> int:
+    """How many samples x (N, d) lie outside the data's bounding box widened by `margin` times its extent
+    on each side (2-D: the box of the reference sample). A W2 metric such as SWD is decided by a few such
+    far-off samples at large N, so every row reports their count."""
+    lo, hi = data_x.min(0).values, data_x.max(0).values  # (d,)
+    pad = margin * (hi - lo)
+    outside = ((x < lo - pad) | (x > hi + pad)).any(1)  # (N,)
+    return int(outside.sum())
 
 
 def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
-    """Metrics of samples x against the stored reference."""
+    """Metrics of samples x against the stored reference (points: and the count of samples outside the
+    data's support, `out_of_support`)."""
+    extra = {}
     if kind(cfg) == "points":
         metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
+        margin = cfg["evaluation"].get("support_margin", SUPPORT_MARGIN)
+        extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
+                 "support_margin": margin}
     else:
         stats = (ref["mu"], ref["sigma"]) if "mu" in ref else None
         metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"], stats)
-    extra = feature_info(cfg["evaluation"]) if kind(cfg) == "images" else {}
+        extra = feature_info(cfg["evaluation"])
     return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0]),
             **extra}

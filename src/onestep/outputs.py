@@ -48,6 +48,20 @@ def load_pairs(path: str | Path) -> dict:
     return {k: torch.from_numpy(v) for k, v in load_npz(path).items() if k in ("z", "x0")}
 
 
+def load_states(path: str | Path, x0=None) -> dict:
+    """The teacher's DDIM states (rule trajectory): xt (N, M, *shape) at the seed times trajectory_t (M,),
+    and x0; with `x0` given (the pairs'), checks that the states belong to the same solves."""
+    import torch
+
+    arrays = {k: torch.from_numpy(v) for k, v in load_npz(path).items()}
+    if x0 is not None and (arrays["x0"].shape != x0.shape or not torch.allclose(arrays["x0"], x0, atol=1e-4)):
+        from onestep.errors import OnestepError
+
+        raise OnestepError(f"{path}: its DDIM states are not those of the teacher pairs given (x0 differs); "
+                           "rebuild it from the same pairs.npz (rule trajectory)")
+    return {"xt": arrays["xt"], "trajectory_t": arrays["trajectory_t"]}
+
+
 def write_csv(path: str | Path, rows: list[dict], first: str) -> None:
     """One row per dict; the columns are every key in order of first appearance (a log may add keys
     later), or just `first` when there are no rows."""

@@ -63,7 +63,10 @@ def ablation(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Pa
     _save(fig, path)
 
 
-def curves(log_rows: list[dict], path: str | Path, title: str, keys=("L_k", "R_k")) -> None:
+TERMS = ("L_k", "R_k", "term_R", "term_adv")  # the curriculum's terms and their magnitudes in the loss
+
+
+def curves(log_rows: list[dict], path: str | Path, title: str, keys=TERMS) -> None:
     """Per-stage training curves against step, stage boundaries marked."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     steps = [r["step"] for r in log_rows]
@@ -110,7 +113,7 @@ def line(rows: list[dict], ref_rows: list[dict], metric: str, xlabel: str, path:
     _save(fig, path)
 
 
-def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=("L_k", "R_k")) -> None:
+def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=TERMS) -> None:
     """Per-stage training curves of each point (its train_log.csv), stage boundaries marked."""
     import csv
 
@@ -193,5 +196,31 @@ def quality_vs_cost(points: list[dict], ref_rows: list[dict], metric: str, path:
     axes[0].set_yscale("log")
     axes[0].set_ylabel(f"{metric} (one step)")
     axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def stage_errors(lines: list[dict], path: str | Path, title: str) -> None:
+    """Per-stage RMS error of G(z, t_k) against t_k, two panels (the seed's target sqrt(abar) x0, the teacher's
+    trajectory x_{t_k}(z)); per point one line (mean over seeds) and a band (min..max over seeds).
+    `lines`: [{"label", "runs": [{"t", "err_mean", "err_traj"} per seed]}]; runs of different K share the axis t."""
+    import numpy as np
+
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, key, name in zip(axs, ("err_mean", "err_traj"), ("vs sqrt(abar_t) x0 (mean target)",
+                                                             "vs teacher trajectory x_t(z)"), strict=True):
+        for j, ln in enumerate(lines):
+            t = np.array(ln["runs"][0]["t"])
+            errs = np.array([r[key] for r in ln["runs"] if len(r[key]) == len(t)])  # (seeds, K)
+            ax.plot(t, errs.mean(0), c=f"C{j}", lw=1.2, marker="o" if len(t) <= 20 else None, ms=3,
+                    label=f"{ln['label']} ({len(errs)} seed{'s' * (len(errs) > 1)})")
+            if len(errs) > 1:
+                ax.fill_between(t, errs.min(0), errs.max(0), color=f"C{j}", alpha=0.2, lw=0)
+        ax.set_xlabel("t_k")
+        ax.set_title(name, fontsize=9)
+        ax.invert_xaxis()  # training runs T -> 0 (forward)
+        ax.set_yscale("log")
+    axs[0].set_ylabel("RMS error per coordinate")
+    axs[1].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)

@@ -21,6 +21,9 @@ from onestep import plots
 
 METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
 COST = ("wall_time_s", "teacher_evals", "steps")
+STAGES = ("traj_err", "mean_err")  # per-stage evaluation (curriculum runs): mean over stages of the RMS errors
+STAGE_STEPS = "evaluated_stage_steps"  # curriculum: optimiser steps that trained the evaluated stage (method_report)
+SUPPORT = "out_of_support"  # 2-D: samples outside the data's bounding box plus a margin (evaluate.out_of_support)
 
 
 def read_json(paths) -> list[dict]:
@@ -38,7 +41,10 @@ def setting(point: dict, axes: list[str]) -> str:
 def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
     """One row per run (its metrics.json): point values, seed, metrics, training cost."""
     rows = [{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
-             **{c: float(r["train"].get(c, float("nan"))) for c in COST}} for r in records]
+             **{c: float(r["train"].get(c, float("nan"))) for c in COST},
+             **{c: float((r.get("stages") or {}).get(c, float("nan"))) for c in STAGES},
+             SUPPORT: float(r.get(SUPPORT, float("nan"))),
+             STAGE_STEPS: float((r.get("method_report") or {}).get(STAGE_STEPS, float("nan")))} for r in records]
     return pl.DataFrame(rows)
 
 
@@ -68,10 +74,22 @@ def paired_p(values: dict[int, float], base: dict[int, float]) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment over the m non-nan p-values of one family (the points of an ablation
+    against its baseline): sorted p_(1) <= .. <= p_(m), adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j));
+    nan stays nan, the order of the input is kept."""
+    idx = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    m, out, running = len(idx), [math.nan] * len(pvalues), 0.0
+    for j, i in enumerate(idx):
+        running = max(running, min(1.0, (m - j) * pvalues[i]))
+        out[i] = running
+    return out
+
+
 def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: str, baseline: dict) -> pl.DataFrame:
     """Per point: seeds, mean/std of each metric and cost, 95% interval and paired p of the primary metric."""
     aggs = [pl.len().alias("seeds"), pl.col("seed").alias("_seeds"), pl.col(primary).alias("_primary")]
-    for m in [*metrics, *COST]:
+    for m in [*metrics, *COST, *[c for c in (*STAGES, SUPPORT, STAGE_STEPS) if c in runs.columns]]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     s = runs.group_by(axes, maintain_order=True).agg(aggs)
     base_row = [r for r in s.iter_rows(named=True) if all(r[a] == str(v) for a, v in baseline.items())]
@@ -85,7 +103,8 @@ def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: 
         p.append(math.nan if is_base[-1] or not base else paired_p(dict(zip(r["_seeds"], r["_primary"], strict=True)), base))
     return s.drop("_seeds", "_primary").with_columns(
         pl.Series(f"{primary}_ci_lo", lo), pl.Series(f"{primary}_ci_hi", hi),
-        pl.Series(f"{primary}_p_vs_baseline", p, dtype=pl.Float64), pl.Series("baseline", is_base))
+        pl.Series(f"{primary}_p_vs_baseline", p, dtype=pl.Float64),
+        pl.Series(f"{primary}_p_holm", holm(p), dtype=pl.Float64), pl.Series("baseline", is_base))
 
 
 def _num(v: float, digits: int = 4) -> str:
@@ -166,30 +185,52 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
 
     best = {m: summary[f"{m}_mean"].min() for m in metrics}
     pm = METRIC_MD[primary]
-    header = [a.split(".")[-1] for a in axes] + [pm, f"{pm} 95% CI", "p vs baseline"]
+    staged = not all(math.isnan(v) for v in runs["traj_err"].to_list())  # curriculum runs with per-stage errors
+    header = [a.split(".")[-1] for a in axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)"]
+    header += ["traj. err (mean over t_k)"] if staged else []
     header += [METRIC_MD[m] for m in metrics[1:]] + ([f"{pm} / teacher-{t50['steps']}"] if t50 else [])
-    header += ["train s", "teacher evals", "seeds"]
+    far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
+    recency = not all(math.isnan(v) for v in runs[STAGE_STEPS].to_list())  # curriculum: steps on the evaluated stage
+    header += [f"outside support (of {records[0].get('num_samples')})"] * far
+    header += ["optimiser steps that trained the evaluated stage"] * recency + ["train s", "teacher evals", "seeds"]
     body = []
     for r in summary.iter_rows(named=True):
         cells = [(r[a], False) for a in axes]
         cells.append((_fmt(r[f"{primary}_mean"], r[f"{primary}_std"]), r[f"{primary}_mean"] == best[primary]))
         cells.append((f"[{_num(r[f'{primary}_ci_lo'])}, {_num(r[f'{primary}_ci_hi'])}]", False))
         cells.append((_p(r[f"{primary}_p_vs_baseline"], r["baseline"]), False))
+        cells.append((_p(r[f"{primary}_p_holm"], r["baseline"]), False))
+        cells += [(_fmt(r["traj_err_mean"], r["traj_err_std"]), False)] if staged else []
         cells += [(_fmt(r[f"{m}_mean"], r[f"{m}_std"]), r[f"{m}_mean"] == best[m]) for m in metrics[1:]]
         cells += [(f"{r[ratio]:.3g}", False)] if t50 else []
+        cells += [(_fmt(r[f"{SUPPORT}_mean"], r[f"{SUPPORT}_std"], 3), False)] * far
+        cells += [(_num(r[f"{STAGE_STEPS}_mean"]), False)] * recency
         cells += [(f"{r['wall_time_s_mean']:.0f}", False), (_num(r["teacher_evals_mean"], 3), False), (str(r["seeds"]), False)]
         body.append(cells)
     ref_rows = []
-    for label, vals in refs:
-        cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", ""] + [_num(vals[m]) for m in metrics[1:]]
-        ref_rows.append(cells + ([f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []) + ["", "", ""])
+    far_refs = [""] + [_num(t.get(SUPPORT, math.nan), 6) for t in teachers]  # the floor row: data itself
+    for (label, vals), n_far in zip(refs, far_refs, strict=True):
+        cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", "", ""] + [""] * staged
+        cells += [_num(vals[m]) for m in metrics[1:]]
+        cells += [f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []
+        ref_rows.append(cells + [n_far] * far + [""] * recency + ["", "", ""])
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = records[0].get("num_samples", ref.get("num_samples"))
     caption = (f"{title}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
                f"one-step samples from the same held-out noise; lower is better, best in bold. "
                f"{pm} 95% CI: Student t over seeds; p: paired t-test of {pm} against the baseline "
-               f"({setting(spec.get('baseline') or {}, list(spec.get('baseline') or {}))}) on the same seeds. "
-               f"Reference rows: data against data at the same sample size, and the teacher's DDIM sampler."
+               f"({setting(spec.get('baseline') or {}, list(spec.get('baseline') or {}))}) on the same seeds, "
+               f"uncorrected and Holm-corrected across the {summary.height - 1} non-baseline points of this ablation. "
+               f"Reference rows: {floor_caption(ref, primary)}, and the teacher's DDIM sampler. Intervals and "
+               f"p-values are over training seeds only: they are conditional on one held-out noise set and one "
+               f"reference sample (the floor's spread shows what another evaluation draw would move)."
+               + (f" outside support: samples outside the data's bounding box widened by "
+                  f"{records[0].get('support_margin')} of its extent on each side (a few such samples decide a "
+                  f"W2 metric at large N)." if far else "")
+               + (" Optimiser steps that trained the evaluated stage: each step counted by the share of its "
+                  "batch on stage K (t = 0), from the schedule (method.consolidation adds N/K)." if recency else "")
+               + (" traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), "
+                  "mean over the K stages, on the held-out stage noise (figure _stages)." if staged else "")
                + (f" {spec['caption']}" if spec.get("caption") else ""))
     if "features" in ref:  # images: the feature network (and clean-fid mode) behind FID / KID
         caption += (f" FID and KID of {n} samples per row against the statistics of the {ref.get('num_samples')} "
@@ -201,7 +242,37 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
 
     figure(spec, summary, runs, refs, primary, plot_path)
     run_figures(spec, records, run_files, plot_path)
+    stage_figure(spec, records, plot_path)
     return summary
+
+
+def floor_caption(ref: dict, primary: str) -> str:
+    """What the floor row is, from reference.json: draws, their size, the reference, the spread."""
+    pm = METRIC_MD[primary]
+    n, reps = ref.get("floor_samples", ref.get("num_samples")), ref.get("floor_repeats", 1)
+    against = ("every training image's features, the runs' reference" if ref.get("kind") == "images"
+               else "the same reference sample as the runs")
+    spread = (ref.get("floor_std") or {}).get(primary)
+    return (f"data vs data (floor): the mean over {reps} draw{'s' * (reps > 1)} of {n} data samples, the runs' "
+            f"sample size, against {against}" + (f" ({pm} std over the draws {spread:.2g})" if spread is not None else ""))
+
+
+def stage_figure(spec: dict, records: list[dict], plot_path: str | Path) -> None:
+    """<stem>_stages.png: the per-stage errors against t_k, one line per point (mean over seeds) with a
+    band (min..max over seeds), against the seed's mean target and against the teacher's trajectory."""
+    staged = [r for r in records if r.get("stages")]
+    if not staged:
+        return
+    axes = spec["axes"]
+    order = [tuple(str(p[a]) for a in axes) for p in spec["points"]]
+    lines = []
+    for key in order:
+        rs = [r for r in staged if tuple(str(r["point"][a]) for a in axes) == key]
+        if rs:
+            lines.append({"label": setting(dict(zip(axes, key, strict=True)), axes),
+                          "runs": [r["stages"] for r in sorted(rs, key=lambda r: r["seed"])]})
+    stem = str(plot_path)[: -len(".png")]
+    plots.stage_errors(lines, f"{stem}_stages.png", f"{spec.get('title', spec['name'])}: per-stage error")
 
 
 def run_figures(spec: dict, records: list[dict], run_files, plot_path: str | Path) -> None:
@@ -264,17 +335,25 @@ def build_main(csv_files, out_prefix: str | Path, plot_path: str | Path) -> pl.D
     main.write_csv(out_prefix.with_suffix(".csv"))
     pm = METRIC_MD[primary]
     best_val = main[f"{primary}_mean"].min()
-    header = ["ablation", "setting", "", pm, f"{pm} 95% CI", "p vs baseline", "train s", "seeds"]
+    staged = "traj_err_mean" in main.columns
+    holm_col = f"{primary}_p_holm" in main.columns
+    header = ["ablation", "setting", "", pm, f"{pm} 95% CI", "p vs baseline", *["p (Holm)"] * holm_col,
+              *["traj. err"] * staged, "train s", "seeds"]
     entries = _dedup(main)  # when the baseline is the best point: one row
     body = [[(r["ablation"], False), (r["setting"], False), ("baseline" if r["baseline"] else "best", False),
              (_fmt(r[f"{primary}_mean"], r[f"{primary}_std"]), r[f"{primary}_mean"] == best_val),
              (f"[{_num(r[f'{primary}_ci_lo'])}, {_num(r[f'{primary}_ci_hi'])}]", False),
              (_p(r[f"{primary}_p_vs_baseline"], r["baseline"]), False),
+             *[(_p(r.get(f"{primary}_p_holm"), r["baseline"]), False)] * holm_col,
+             *[(_fmt(r.get("traj_err_mean"), r.get("traj_err_std")), False)] * staged,
              (f"{r['wall_time_s_mean']:.0f}", False), (str(r["seeds"]), False)] for r in entries]
-    ref_rows = [[r["setting"], "", "", _num(r[f"{primary}_mean"]), "", "", "", ""] for r in refs.iter_rows(named=True)]
+    ref_rows = [[r["setting"], "", "", _num(r[f"{primary}_mean"]), "", "", *[""] * (holm_col + staged), "", ""]
+                for r in refs.iter_rows(named=True)]
     caption = (f"Curriculum Trajectory Matching: the baseline and the best point of each ablation. Mean ± std over "
                f"seeds of {pm} on {main['samples'][0]} one-step samples; 95% CI (Student t) and paired t-test p-value "
-               f"against each ablation's baseline on the same seeds; best in bold.")
+               f"against each ablation's baseline on the same seeds, uncorrected and Holm-corrected across the "
+               f"points of that ablation; best in bold. The 'best' rows were selected post hoc, after seeing the "
+               f"results (the lowest mean of each ablation), a selection no p-value here corrects for.")
     md, tex = render(header, body, ref_rows, caption, 3, "main")
     out_prefix.with_suffix(".md").write_text(md)
     out_prefix.with_suffix(".tex").write_text(tex)

@@ -101,7 +101,8 @@ class PairBatches:
             self._epoch, self._perm = epoch, torch.randperm(self.pairs["z"].shape[0], generator=gen)
         idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]  # (B,)
         self.position += 1
-        return Batch(self.pairs["z"][idx], self.pairs["x0"][idx])
+        extra = {"traj": self.pairs["xt"][idx]} if "xt" in self.pairs else {}  # (B, M, *shape) DDIM states
+        return Batch(self.pairs["z"][idx], self.pairs["x0"][idx], extra=extra)
 
 
 def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
@@ -130,7 +131,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
-                  features=None if features is None else features.to(device).features)
+                  features=None if features is None else features.to(device).features,
+                  trajectory_t=tuple(pairs["trajectory_t"].tolist()) if "trajectory_t" in pairs else None)
     method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
@@ -244,7 +246,8 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
             phase_acc, phase_start = {}, step
         phase = info.get("phase")
         b = Batch(None, None) if batches is None else next(batches)
-        batch = Batch(*(None if x is None else x.to(device) for x in (b.z, b.x0, None if reals is None else next(reals))))
+        batch = Batch(*(None if x is None else x.to(device) for x in (b.z, b.x0, None if reals is None else next(reals))),
+                      {k: v.to(device) for k, v in b.extra.items()})
         batch = _map(method.prepare(batch, step, gen), lambda x: accel.memory_format(x, cl))  # (B, ...) each
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, section["lr"], section.get("warmup", 0), section.get("lr_schedule", "constant"))

@@ -59,6 +59,8 @@ wildcard_constraints:
     worker=r"\d+",
     run="[A-Za-z0-9_.=+-]+",
     steps=r"\d+",
+    noise="pairs|eval",
+    K=r"\d+",
 
 
 # Each job reads a config file, not JSON on its shell line: the local rules `job_config` and `run_config`
@@ -68,6 +70,7 @@ JOB_SECTIONS = {
     "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
     "pairs": ("diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
+    "trajectory": ("diffusion", "pairs", "evaluation", "device"),
     "reference": ("dataset", "evaluation"),
     "teacher_eval": ("dataset", "diffusion", "evaluation", "tracking", "device"),
     "tune": TUNE_SECTIONS,
@@ -97,6 +100,30 @@ def tuned(w):
 
 def tuned_arg(w):
     return " ".join(f"--tuned {f}" for f in tuned(w))
+
+
+def _method(w):
+    return RUNS[(w.ablation, w.run)].config["method"]
+
+
+def pair_states(w):
+    """The pairs' DDIM states at the run's grid (rule trajectory) when it asks for `method.target: trajectory`."""
+    m = _method(w)
+    return [f"{ROOT}/teacher/trajectory/pairs-K{m['K']}.npz"] if m.get("target") == "trajectory" else []
+
+
+def pair_states_arg(w):
+    return " ".join(f"--trajectory {f}" for f in pair_states(w))
+
+
+def stage_states(w):
+    """Curriculum runs: the teacher's DDIM states of the held-out stage noise at the run's grid (per-stage evaluation)."""
+    m = _method(w)
+    return [f"{ROOT}/teacher/trajectory/eval-K{m['K']}.npz"] if m["name"] == "curriculum" else []
+
+
+def stage_states_arg(w):
+    return " ".join(f"--trajectory {f}" for f in stage_states(w))
 
 
 

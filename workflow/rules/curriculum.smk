@@ -5,6 +5,7 @@ rule train:
         pairs=f"{ROOT}/teacher/pairs.npz",
         parent=ancient(f"{OUT}/mlflow/{{ablation}}.parent.json"),
         tuned=tuned,
+        states=pair_states,
         features=features,
         config=run_config,
     output:
@@ -15,10 +16,11 @@ rule train:
     params:
         out=f"{ROOT}/{{ablation}}/{{run}}",
         tuned=tuned_arg,
+        states=pair_states_arg,
         features=features_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
         "{ONESTEP} train --threads {threads} --config {input.config} --teacher {input.teacher} --pairs {input.pairs}"
-        " --parent {input.parent} {params.tuned} {params.features} --out {params.out} --log {log}"
+        " --parent {input.parent} {params.tuned} {params.states} {params.features} --out {params.out} --log {log}"

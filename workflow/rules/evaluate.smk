@@ -6,6 +6,7 @@ rule evaluate:
         config=f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
         teacher=f"{ROOT}/teacher/teacher.pt",
         reference=f"{ROOT}/reference.npz",
+        states=stage_states,
         features=features,
     output:
         metrics=f"{ROOT}/{{ablation}}/{{run}}/metrics.json",
@@ -16,12 +17,13 @@ rule evaluate:
         config_hash=run_hash,  # a changed config re-runs the evaluation, even when its training was killed
         run=f"{ROOT}/{{ablation}}/{{run}}",
         features=features_arg,
+        states=stage_states_arg,
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
         "{ONESTEP} evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
-        " {params.features} --out {output.metrics} --plot {output.plot} --log {log}"
+        " {params.features} {params.states} --out {output.metrics} --plot {output.plot} --log {log}"
 
 
 rule teacher_eval:

@@ -35,6 +35,27 @@ rule pairs:
         "{ONESTEP} pairs --threads {threads} --config {input.config} --teacher {input.teacher} --out {output} --log {log}"
 
 
+# The teacher's DDIM states x_{t_k}(z) at the curriculum grid of K, once per teacher and grid: on the pairs'
+# z (method.target trajectory) or on the held-out stage noise (per-stage evaluation of curriculum runs).
+rule trajectory:
+    input:
+        teacher=f"{ROOT}/teacher/teacher.pt",
+        pairs=lambda w: [f"{ROOT}/teacher/pairs.npz"] if w.noise == "pairs" else [],
+        config=job_config("trajectory"),
+    output:
+        f"{ROOT}/teacher/trajectory/{{noise}}-K{{K}}.npz",
+    log:
+        f"{LOGS}/trajectory/{DATA}-{{noise}}-K{{K}}.log",
+    params:
+        pairs=lambda w: f"--pairs {ROOT}/teacher/pairs.npz" if w.noise == "pairs" else "",
+    threads: config["threads"]["prep"]
+    resources:
+        gpu=GPU_PER_JOB,
+    shell:
+        "{ONESTEP} trajectory --threads {threads} --config {input.config} --teacher {input.teacher} --K {wildcards.K}"
+        " {params.pairs} --out {output} --log {log}"
+
+
 rule features:
     input:
         config=job_config("features"),

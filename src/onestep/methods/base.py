@@ -65,6 +65,7 @@ class Context:
     shape: tuple[int, ...]
     features: Callable[[torch.Tensor], torch.Tensor] | None = None  # frozen image features phi(x), x in [-1, 1]
     ema: nn.Module | None = None  # the trainer's EMA copy of the student (frozen), set before step 0
+    trajectory_t: tuple[int, ...] | None = None  # seed times of the pairs' teacher DDIM states (Batch.extra["xt"])
 
 
 @dataclass
@@ -72,7 +73,8 @@ class Batch:
     z: torch.Tensor  # (B, *shape) fixed noise of a teacher pair
     x0: torch.Tensor  # (B, *shape) teacher DDIM solve from z: x0 ~ p_teacher(. | z)
     data: torch.Tensor | None = None  # (B, *shape) real data, only for methods with needs_data
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, ...) each: what `prepare` drew
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, ...) each: what `prepare` drew, and
+    # "traj" (B, M, *shape): the teacher's DDIM states x_t(z) at ctx.trajectory_t when the pairs store them
 
 
 class Method(Protocol):
@@ -114,6 +116,10 @@ class MethodBase:
         return batch
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {}
+
+    def report(self) -> dict[str, float]:
+        """Numbers of the method's schedule the evaluation records (metrics.json `method_report`); {} by default."""
         return {}
 
     def state_dict(self) -> dict:

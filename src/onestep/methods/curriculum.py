@@ -12,10 +12,16 @@ Stage k trains, for `steps_per_stage` optimiser steps,
 with (z, x0) the teacher pairs, x0 ~ p_teacher(. | z). After training, G(z, 0) is the one-step
 generator.
 
-What L_k matches: sqrt(abar_{t_k}) x0 is the mean of q(x_{t_k} | x0), not a sample of the marginal
-q(x_{t_k}), so the deterministic G(z, t_k) learns a shrunk endpoint (0.28 x0 at t = 500, 0.017 x0
-at t = 900 for the linear schedule), and with w clipped at `max_weight` the last stage (t_K = 0,
-w = 100 against lambda = 0.1) is close to endpoint distillation (kd). docs/curriculum.md discusses both.
+What L_k matches (`target`). Under `mean` (the seed's, default) the target sqrt(abar_{t_k}) x0 is the
+conditional mean E[x_{t_k} | x0] of q(x_{t_k} | x0); a sample of the marginal q(x_{t_k}) is that mean plus
+sqrt(1 - abar_{t_k}) noise. The deterministic G(z, t_k) therefore learns a shrunk endpoint (0.28 x0 at
+t = 500, 0.017 x0 at t = 900 for the linear schedule), a point off the teacher's trajectory, while R_k
+pulls it toward the teacher's step from G^(k-1): the two terms disagree. Under `trajectory` the target
+is the teacher's deterministic DDIM state x_{t_k}(z) from the same z (the pairs' own solve, read at t_k:
+diffusion.ddim_trajectory), so every stage is a point of a real trajectory and R_k is consistent with L_k;
+the states at the run's grid come with the pairs (rule trajectory, `onestep train --trajectory`).
+With w clipped at `max_weight` the last stage (t_K = 0, w = 100 against lambda = 0.1) is close to
+endpoint distillation (kd) under either target. docs/curriculum.md discusses both.
 
 Choices where the seed is silent (each one a config key under `method`):
 
@@ -34,7 +40,23 @@ Choices where the seed is silent (each one a config key under `method`):
   trained, so stage k does not overwrite what earlier stages taught. 0 trains stage k alone.
 - Ordering `random` is a permutation of 1..K seeded by the run seed.
 - `budget` (optional): a fixed total of optimiser steps; `steps_per_stage` then follows as
-  floor(budget / K), so the K ablation compares curricula at equal cost.
+  floor((budget - consolidation) / K), so the K ablation compares curricula at equal cost.
+- `consolidation` (default 0, the seed's schedule): recency and budget control. N optimiser steps
+  after the K stages in which every sample's stage k is drawn uniformly from 1..K (its anchor as
+  `anchor` says), whatever the ordering and K: the last N steps are then identical for every
+  ordering and every K, so the evaluated stage G(z, 0) is not favoured by having been trained last
+  (forward) or penalised by having been trained first (reversed). `report()` gives the optimiser
+  steps that trained the evaluated stage (`evaluated_stage_steps`, a pure function of the schedule,
+  `steps_on_stage`): each step counted by the share of its batch on that stage.
+
+- `balance` (default `seed`): the scales of the terms. Under the seed's weighting the last stage's
+  L_K = 100 ||.||^2 buries lambda R_K (lambda = 0.1) and the adversarial term (weight 0.1), so the
+  loss and lambda ablations hardly act at t = 0. `unweighted` normalises L_k by its weight (L_k = d,
+  on the scale of R_k); `adaptive` keeps w(t_k) d and sets, per step, lambda_eff = lambda
+  ||grad_W L_k|| / ||grad_W R_k|| (and the adversarial term's weight to `adversarial.weight` times
+  L_k's gradient norm) with W the student's last weight matrix, as VQGAN weighs its adversarial loss;
+  the scales are constants (no gradient).
+  Every step logs the per-term magnitudes `term_L`, `term_R` (lambda_eff R_k), `term_adv`.
 
 Open questions of the seed, as knobs:
 
@@ -46,8 +68,10 @@ Open questions of the seed, as knobs:
 - `consistency`: `adjacent` is the seed's R_k (stage k tied to its anchor k-1 through
   `consistency_step`). `global` ties stage k to earlier grid points j < k (j = 0 the prior) through
   exact teacher DDIM jumps t_j -> t_k: R_k = mean over j of || G(z, t_k) - DDIM_{t_j -> t_k}(sg[G(z, t_j)]) ||^2,
-  with `global_stages` draws of j per sample and step (each one teacher evaluation and one student
-  forward pass more than adjacent; logged as `teacher_evals_per_sample`).
+  with `global_stages` draws of j per sample and step, each bridged in `global_substeps` DDIM
+  sub-steps t_j = s_0 > s_1 > .. > s_n = t_k (s_i = t_j + (t_k - t_j) i / n, floored): n = 1 is one
+  DDIM jump, as crude as the teacher's one-step DDIM from j = 0; each draw costs n teacher
+  evaluations and one student forward pass (logged as `teacher_evals_per_sample`).
 
 The curriculum is a pure function of the step (`stage_at`), unit-tested and logged each tick.
 """
@@ -91,11 +115,22 @@ class CurriculumConfig(Knobs):
     consistency_step: Literal["ddim", "ddpm"] = knob("ddim", "teacher bridge t_{k-1} -> t_k: exact DDIM jump, or the seed's DDPM step")
     replay: float = knob(0.25, "share of each batch drawn from stages already trained", minimum=0, maximum=1)
     max_weight: float = knob(100.0, "clip of w(t) = 1 / (2 (1 - abar_t)) near t = 0", exclusiveMinimum=0)
-    budget: int | None = knob(None, "a fixed total of optimiser steps; when set, steps_per_stage = floor(budget / K)",
+    budget: int | None = knob(None, "a fixed total of optimiser steps; when set, steps_per_stage = "
+                                    "floor((budget - consolidation) / K)",
                               minimum=1)
     consistency: Literal["adjacent", "global"] = knob(
         "adjacent", "adjacent: the seed's R_k; global: stage k tied to earlier grid points j < k by exact DDIM jumps")
     global_stages: int = knob(4, "earlier stages j drawn per sample and step (global)", minimum=1)
+    global_substeps: int = knob(1, "DDIM sub-steps of each global bridge t_j -> t_k (teacher evaluations per draw)",
+                                minimum=1)
+    consolidation: int = knob(0, "optimiser steps after the K stages drawing each sample's stage uniformly from all "
+                                 "K: the same final phase for every ordering and K (recency / budget control)", minimum=0)
+    balance: Literal["seed", "unweighted", "adaptive"] = knob(
+        "seed", "scales of the terms: seed (w(t_k) L_k + lambda R_k), unweighted (L_k without w), adaptive "
+        "(lambda and the adversarial weight scaled to the last layer's gradient norm of L_k, VQGAN)")
+    target: Literal["mean", "trajectory"] = knob(
+        "mean", "L_k's target: mean, the seed's sqrt(abar_{t_k}) x0 (conditional mean); trajectory, the teacher's "
+        "DDIM state x_{t_k}(z) from the same z (its states: rule trajectory)")
     loss: Literal["l2", "pseudo_huber", "perceptual", "adversarial"] = knob(
         "l2", "the distance in L_k for stages with t_k <= late_t (l2 before); adversarial adds a discriminator term to l2")
     late_t: int = knob(250, "stages with t_k <= late_t use `loss`", minimum=0)
@@ -106,7 +141,7 @@ class CurriculumConfig(Knobs):
     def from_dict(cls, d: dict, top: bool = True) -> CurriculumConfig:
         c = super().from_dict(d, top)
         if c.budget is not None:  # a fixed total of steps: the steps per stage follow from K
-            c = replace(c, steps_per_stage=max(1, c.budget // c.K))
+            c = replace(c, steps_per_stage=max(1, (c.budget - c.consolidation) // c.K))
         return c
 
     @classmethod
@@ -114,6 +149,9 @@ class CurriculumConfig(Knobs):
         T = cfg["diffusion"]["T"]
         if not 1 <= m["K"] <= T:
             raise ConfigError(f"method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
+        if m["budget"] is not None and m["budget"] - m["consolidation"] < m["K"]:
+            raise ConfigError(f"method.consolidation: {m['consolidation']} leaves fewer than K = {m['K']} of "
+                              f"method.budget = {m['budget']} steps for the stages; allowed: consolidation <= budget - K")
         if m["consistency_step"] == "ddpm" and m["anchor"] == "trained" and m["ordering"] != "forward":
             raise ConfigError(
                 f"method.consistency_step: 'ddpm' cannot bridge upward in t, which anchor 'trained' needs "
@@ -138,6 +176,7 @@ class Stage:
     t: int  # t_k
     k_anchor: int  # grid index of "stage k-1" (0 = the prior)
     t_anchor: int
+    consolidation: bool = False  # the final phase: stages drawn uniformly (k, t: the evaluated stage K, t_K = 0)
 
 
 @lru_cache
@@ -164,12 +203,31 @@ def stage_order(K: int, ordering: str, seed: int) -> tuple[int, ...]:
 
 
 def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
-    """Which stage, which t_k and which anchor are trained at optimiser step `step`."""
+    """Which stage, which t_k and which anchor are trained at optimiser step `step` (in the consolidation
+    phase, position K: every stage, drawn per sample; the evaluated stage K stands for it)."""
     ts = timesteps(T, cfg.K)
     order = stage_order(cfg.K, cfg.ordering, seed)
+    if step >= cfg.K * cfg.steps_per_stage and cfg.consolidation > 0:
+        return Stage(cfg.K, cfg.K, 0, cfg.K - 1, ts[cfg.K - 1], consolidation=True)
     position = min(step // cfg.steps_per_stage, cfg.K - 1)
     k, k_anchor = order[position], anchor_of(order, position, cfg.anchor)
     return Stage(position, k, ts[k], k_anchor, ts[k_anchor])
+
+
+def steps_on_stage(cfg: CurriculumConfig, seed: int, k: int | None = None) -> float:
+    """Optimiser steps that trained stage k (default K, the evaluated G(z, 0)), each step counted by the
+    expected share of its batch on k: 1 - replay while k is the current stage (1 at the first position),
+    replay / p while a later stage at position p replays the p stages before it, 1 / K in consolidation.
+    A pure function of the schedule."""
+    k = cfg.K if k is None else k
+    order = stage_order(cfg.K, cfg.ordering, seed)
+    total = 0.0
+    for p, kp in enumerate(order):
+        if kp == k:
+            total += cfg.steps_per_stage * (1.0 - cfg.replay if p > 0 else 1.0)
+        elif k in order[:p]:
+            total += cfg.steps_per_stage * cfg.replay / p
+    return total + cfg.consolidation / cfg.K
 
 
 def anchor_of(order: tuple[int, ...], position: int, anchor: str) -> int:
@@ -177,6 +235,43 @@ def anchor_of(order: tuple[int, ...], position: int, anchor: str) -> int:
     if anchor == "grid":
         return order[position] - 1
     return order[position - 1] if position > 0 else 0
+
+
+class TrajectoryError(ConfigError):
+    pass
+
+
+def trajectory_columns(ts: tuple[int, ...], stored: tuple[int, ...] | None) -> torch.Tensor:
+    """Per grid index k (K+1,): the column of the stored DDIM states at t_k (len(stored) for t_K = 0, x0;
+    the prior t_0 = T is never a target). Raises TrajectoryError naming the missing input."""
+    need = [t for t in ts[1:] if t > 0]
+    missing = sorted(set(need) - set(stored or ()))
+    if missing:
+        have = "no DDIM states" if not stored else f"states at {len(stored)} other times"
+        raise TrajectoryError(
+            f"method.target: 'trajectory' needs the teacher's DDIM states x_t(z) at the grid of K = {len(ts) - 1}, but "
+            f"the teacher pairs given hold {have} (missing t = {missing[:5]}{' ...' if len(missing) > 5 else ''}); "
+            f"pass their states at this grid, onestep train --trajectory <teacher>/trajectory/pairs-K{len(ts) - 1}.npz "
+            "(rule trajectory; the workflow does), or use target mean")
+    pos = {t: i for i, t in enumerate(stored or ())}
+    return torch.tensor([pos.get(t, len(pos)) if t > 0 else len(pos) for t in ts])
+
+
+def last_weight(student: nn.Module) -> torch.Tensor:
+    """The student's last weight matrix (the last parameter with two or more dimensions)."""
+    return [p for p in student.parameters() if p.requires_grad and p.ndim >= 2][-1]
+
+
+def adaptive_scale(student: nn.Module, L: torch.Tensor, other: torch.Tensor, eps: float = 1e-8,
+                   limit: float = 1e4) -> torch.Tensor:
+    """||grad_W mean L|| / ||grad_W mean other|| at the last weight W (VQGAN's adaptive weight), detached,
+    clipped to [0, limit]; 1 where `other` has no gradient there (e.g. an all-zero adversarial term)."""
+    W = last_weight(student)
+    gL, = torch.autograd.grad(L.mean(), W, retain_graph=True, allow_unused=True)
+    gO, = torch.autograd.grad(other.mean(), W, retain_graph=True, allow_unused=True)
+    if gL is None or gO is None or float(gO.norm()) <= eps:
+        return torch.ones((), device=L.device)
+    return (gL.norm() / (gO.norm() + eps)).clamp(max=limit).detach()
 
 
 def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
@@ -197,10 +292,28 @@ class Curriculum(MethodBase):
         order = stage_order(self.cfg.K, self.cfg.ordering, seed)
         self.order = torch.tensor(order)  # (K,) grid index by position
         self.anchor = torch.tensor([anchor_of(order, p, self.cfg.anchor) for p in range(self.cfg.K)])  # (K,)
+        self.position_of = torch.zeros(self.cfg.K + 1, dtype=torch.long)  # (K+1,) position of grid index k
+        self.position_of[self.order] = torch.arange(self.cfg.K)
         self.bridge = BRIDGES[self.cfg.consistency_step]
-        self.total_steps = self.cfg.K * self.cfg.steps_per_stage
+        self.total_steps = self.cfg.K * self.cfg.steps_per_stage + self.cfg.consolidation
         self.l2 = L2(ctx.shape)
         self.adv = Adversarial(ctx.shape, self.cfg.adversarial) if self.cfg.loss == "adversarial" else None
+
+    @cached_property
+    def column(self) -> torch.Tensor | None:
+        """(K+1,) column of Batch.extra["traj"] per grid index (target trajectory), checked at the first loss
+        (sampling needs no states); None under target mean."""
+        return trajectory_columns(timesteps(self.T, self.cfg.K), self.ctx.trajectory_t) \
+            if self.cfg.target == "trajectory" else None
+
+    def stage_target(self, batch: Batch, k: torch.Tensor) -> torch.Tensor:
+        """L_k's target per sample (B, *shape): sqrt(abar_{t_k}) x0 (mean) or x_{t_k}(z) (trajectory, x0 at t_K = 0)."""
+        x0 = batch.x0
+        if self.column is None:
+            return self.ctx.schedule.at("abar", self.ts[k].to(x0.device), x0.ndim).sqrt() * x0
+        states = torch.cat([batch.extra["traj"], x0[:, None]], 1)  # (B, M+1, *shape): column M is t = 0
+        col = self.column.to(x0.device)[k.to(x0.device)]  # (B,)
+        return states[torch.arange(x0.shape[0], device=x0.device), col]
 
     @cached_property
     def distance(self):
@@ -211,11 +324,20 @@ class Curriculum(MethodBase):
 
     def schedule(self, step: int) -> dict[str, float]:
         s = stage_at(step, self.cfg, self.T, self.seed)
-        return {"phase": s.position, "stage_k": s.k, "t_k": s.t, "t_anchor": s.t_anchor}
+        return {"phase": s.position, "stage_k": s.k, "t_k": s.t, "t_anchor": s.t_anchor,
+                "consolidation": float(s.consolidation)}
+
+    def report(self) -> dict[str, float]:
+        """What the tables show of the schedule: the optimiser steps that trained the evaluated stage K."""
+        return {"evaluated_stage_steps": steps_on_stage(self.cfg, self.seed)}
 
     def _stages(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one."""
+        """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one; in the
+        consolidation phase k uniform on 1..K whatever the ordering (the same draws for every ordering)."""
         s = stage_at(step, self.cfg, self.T, self.seed)
+        if s.consolidation:
+            k = torch.randint(1, self.cfg.K + 1, (n,), generator=gen)  # (n,) grid index
+            return k, self.anchor[self.position_of[k]]
         pos = torch.full((n,), s.position)
         if self.cfg.replay > 0 and s.position > 0:
             replay = torch.rand(n, generator=gen) < self.cfg.replay
@@ -229,44 +351,60 @@ class Curriculum(MethodBase):
         return [(torch.rand(k.shape, generator=gen) * k).long() for _ in range(self.cfg.global_stages)]  # j ~ U{0..k-1}
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
-        z, x0 = batch.z, batch.x0  # (B, *shape)
+        z = batch.z  # (B, *shape)
         sch, nd = self.ctx.schedule, z.ndim
         k, k_anchor = self._stages(step, z.shape[0], gen)
         t = self.ts[k].to(z.device)  # (B,)
 
         g = student(z, t)  # G_theta^(k)(z)
         abar_t = sch.at("abar", t, nd)
-        target = abar_t.sqrt() * x0  # (B, *shape)
+        target = self.stage_target(batch, k)  # (B, *shape)
         w = loss_weight(abar_t.flatten(), self.cfg.max_weight)  # (B,)
         late_k = self.ts[k] <= self.cfg.late_t  # (B,) on the host: stages that get the late-stage loss
         late = late_k.to(z.device)  # (B,)
         d = self.l2(g, target)  # (B,)
         if bool(late_k.any()) and not isinstance(self.distance, L2):  # decided on the host: no device sync
             d = torch.where(late, self.distance(g, target), d)
-        L = w * d  # (B,)
+        L = d if self.cfg.balance == "unweighted" else w * d  # (B,)
         logs = {"L_k": L.mean().detach()}
 
         x_hats = self._targets(student, z, t, self._anchors(k, k_anchor, gen))
         R = torch.stack([self.l2(g, x_hat) for x_hat in x_hats]).mean(0)  # (B,)
-        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats))}
+        substeps = self.cfg.global_substeps if self.cfg.consistency == "global" else 1
+        logs |= {"R_k": R.mean().detach(), "teacher_evals_per_sample": float(len(x_hats) * substeps)}
 
-        loss = L + self.cfg.lam * R  # (B,)
-        if self.adv is not None:
-            A = torch.where(late, self.adv(g, t), torch.zeros_like(L))  # (B,) generator term, late stages only
-            loss = loss + A
-            logs["adv_g"] = A.mean().detach()
+        A = torch.where(late, self.adv(g, t), torch.zeros_like(L)) if self.adv is not None else None  # (B,) late only
+        lam, a_scale = self.cfg.lam, 1.0
+        if self.cfg.balance == "adaptive":
+            lam = lam * adaptive_scale(student, L, R)
+            # A carries adversarial.weight: the scale makes weight x A_raw's gradient norm weight x L_k's (VQGAN)
+            a_scale = self.cfg.adversarial.weight * adaptive_scale(student, L, A) if A is not None else 1.0
+            logs |= {"lambda_eff": torch.as_tensor(lam).detach(), "adv_scale": torch.as_tensor(a_scale).detach()}
+        loss = L + lam * R  # (B,)
+        logs |= {"term_L": L.mean().detach(), "term_R": (lam * R).mean().detach()}
+        if A is not None:
+            loss = loss + a_scale * A
+            logs |= {"adv_g": A.mean().detach(), "term_adv": (a_scale * A).mean().detach()}
         return loss, logs
 
     @torch.no_grad()
     def _targets(self, student: nn.Module, z: torch.Tensor, t: torch.Tensor, anchors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """xhat_{t_k} = teacher bridge t_j -> t_k applied to sg[G^(j)(z)], one per anchor draw j (B,)."""
-        bridge = self.bridge if self.cfg.consistency == "adjacent" else ddim_jump
+        """xhat_{t_k} = teacher bridge t_j -> t_k applied to sg[G^(j)(z)], one per anchor draw j (B,);
+        global: `global_substeps` DDIM sub-steps s_i = t_j + floor((t_k - t_j) i / n)."""
         out = []
         for j in anchors:
             tj = self.ts[j].to(z.device)  # (B,)
             prior = (tj == self.T).view(-1, *[1] * (z.ndim - 1))
-            g_prev = torch.where(prior, z, student(z, tj))  # sg[G^(j)(z)], G^(0)(z) = z
-            out.append(bridge(self.ctx.teacher, g_prev, tj, t))  # (B, *shape)
+            x = torch.where(prior, z, student(z, tj))  # sg[G^(j)(z)], G^(0)(z) = z
+            if self.cfg.consistency == "adjacent":
+                out.append(self.bridge(self.ctx.teacher, x, tj, t))  # (B, *shape)
+                continue
+            n = self.cfg.global_substeps
+            for i in range(n):  # s_i -> s_{i+1}, per sample; s_n = t_k
+                s_i = tj + torch.div((t - tj) * i, n, rounding_mode="floor")
+                s_next = tj + torch.div((t - tj) * (i + 1), n, rounding_mode="floor")
+                x = ddim_jump(self.ctx.teacher, x, s_i, s_next)
+            out.append(x)
         return out
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -276,10 +414,10 @@ class Curriculum(MethodBase):
         s = stage_at(step, self.cfg, self.T, self.seed)
         if s.t > self.cfg.late_t:
             return {}
-        z, x0 = batch.z, batch.x0
+        z = batch.z
         t = torch.full((z.shape[0],), s.t, device=z.device)  # (B,)
-        abar_t = self.ctx.schedule.at("abar", t, z.ndim)
-        real = abar_t.sqrt() * x0[torch.randperm(x0.shape[0], generator=gen).to(z.device)]  # unpaired with z
+        target = self.stage_target(batch, torch.full((z.shape[0],), s.k))  # (B, *shape) L_k's target
+        real = target[torch.randperm(z.shape[0], generator=gen).to(z.device)]  # unpaired with z
         with torch.no_grad():
             fake = student(z, t)
         return {"adv_d": self.adv.step(real, fake, t)}

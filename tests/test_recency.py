@@ -1,0 +1,113 @@
+"""Recency / budget control and real global bridges (issue 13, items 2 and 5)."""
+
+import pytest
+import torch
+from conftest import GaussEps, LinearEps
+
+from onestep.config import ConfigError, deep_merge, validate
+from onestep.diffusion import Teacher, ddim_jump
+from onestep.methods import METHODS
+from onestep.methods.base import Context
+from onestep.methods.curriculum import CurriculumConfig, stage_at, steps_on_stage
+
+MU = torch.tensor([1.5, -0.5])
+
+
+def _method(schedule, teacher=None, **kw):
+    cfg = {"K": 4, "steps_per_stage": 10, "lambda": 1.0, "replay": 0.25, **kw}
+    return METHODS["curriculum"](cfg, Context(teacher or Teacher(LinearEps(), schedule), schedule, (2,)), seed=0)
+
+
+def test_consolidation_is_identical_across_orderings(schedule):
+    """The last N steps draw the same stages (and anchors) whatever the order; step counts per stage equal."""
+    draws, counts = {}, {}
+    for ordering in ("forward", "reversed", "random"):
+        m = _method(schedule, ordering=ordering, consolidation=30)
+        assert m.total_steps == 4 * 10 + 30
+        gen = torch.Generator().manual_seed(5)
+        ks, anchors = zip(*[m._stages(step, 64, gen) for step in range(40, 70)], strict=True)
+        draws[ordering] = (torch.stack(ks), torch.stack(anchors))
+        counts[ordering] = torch.bincount(draws[ordering][0].flatten(), minlength=5).tolist()
+        assert all(m.schedule(s)["consolidation"] == 1.0 and m.schedule(s)["phase"] == 4 for s in (40, 69))
+        assert m.schedule(39)["consolidation"] == 0.0
+    for o in ("reversed", "random"):
+        assert torch.equal(draws[o][0], draws["forward"][0]) and torch.equal(draws[o][1], draws["forward"][1])
+        assert counts[o] == counts["forward"]
+    assert torch.equal(draws["forward"][1], draws["forward"][0] - 1)  # anchor grid: k - 1
+    assert counts["forward"][0] == 0 and min(counts["forward"][1:]) > 0  # every stage 1..K, no prior
+
+
+def test_steps_that_trained_the_evaluated_stage_by_hand():
+    c = CurriculumConfig(K=4, steps_per_stage=10, replay=0.25)
+    assert steps_on_stage(c, 0) == pytest.approx(7.5)  # forward: K last, 10 x (1 - 0.25)
+    assert steps_on_stage(CurriculumConfig(K=4, steps_per_stage=10, replay=0.25, ordering="reversed"), 0) == \
+        pytest.approx(10 + 10 * 0.25 / 1 + 10 * 0.25 / 2 + 10 * 0.25 / 3)  # trained first, then replayed
+    assert steps_on_stage(CurriculumConfig(K=4, steps_per_stage=10, replay=0.25, consolidation=40), 0) == \
+        pytest.approx(7.5 + 10)
+    c = CurriculumConfig.from_dict({"K": 4, "budget": 100, "consolidation": 20})
+    assert c.steps_per_stage == 20  # (budget - consolidation) / K
+    assert stage_at(80, c, 1000, 0).consolidation and not stage_at(79, c, 1000, 0).consolidation
+
+
+def test_consolidation_outside_the_budget_stops_at_parse(default_config):
+    cfg = deep_merge({**default_config, "seed": 0}, {})
+    with pytest.raises(ConfigError, match=r"method.consolidation: 98 leaves fewer than K = 4 of method.budget = 100"):
+        validate({**cfg, "method": {"name": "curriculum", "K": 4, "budget": 100, "consolidation": 98}})
+
+
+def test_global_bridge_in_substeps(schedule):
+    """n DDIM sub-steps t_j -> t_k: n teacher evaluations per draw, and the composition of n jumps."""
+    teacher = Teacher(LinearEps(), schedule)
+    m = _method(schedule, teacher, consistency="global", global_stages=1, global_substeps=3, replay=0.0)
+    z = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.full((8,), 250)
+    j = torch.zeros(8, dtype=torch.long)  # from the prior t_0 = 1000
+    teacher.evals = 0
+    (x,) = m._targets(lambda x, t: x, z, t, [j])
+    assert teacher.evals == 3 * 8
+    y = z
+    for s, e in ((1000, 750), (750, 500), (500, 250)):
+        y = ddim_jump(teacher, y, torch.full((8,), s), torch.full((8,), e))
+    torch.testing.assert_close(x, y)
+    one = _method(schedule, teacher, consistency="global", global_stages=1, replay=0.0)
+    assert not torch.allclose(one._targets(lambda x, t: x, z, t, [j])[0], y)  # one jump is another (cruder) bridge
+    _, logs = m.loss(lambda x, t: x, type("B", (), {"z": z, "x0": z, "extra": {}})(), 30, torch.Generator())
+    assert logs["teacher_evals_per_sample"] == 3.0
+
+
+def test_exact_teacher_makes_substeps_agree(schedule):
+    """On the one-point teacher every DDIM jump is exact: 1 and 4 sub-steps give the same bridge."""
+    teacher = Teacher(GaussEps(schedule, MU, 0.0), schedule)
+    z = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
+    t, j = torch.full((8,), 250), torch.zeros(8, dtype=torch.long)
+    a = _method(schedule, teacher, consistency="global", global_substeps=1)._targets(lambda x, t: x, z, t, [j])[0]
+    b = _method(schedule, teacher, consistency="global", global_substeps=4)._targets(lambda x, t: x, z, t, [j])[0]
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_table_column_of_steps_on_the_evaluated_stage(tmp_path):
+    import json
+
+    import yaml
+
+    from onestep import tables
+
+    spec = {"name": "ab", "baseline": {"method.ordering": "forward"}, "grid": {"method.ordering": ["forward", "reversed"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    runs = []
+    for o in ("forward", "reversed"):
+        c = CurriculumConfig(K=4, steps_per_stage=10, ordering=o)
+        d = tmp_path / o
+        d.mkdir()
+        (d / "train_log.csv").write_text("step,L_k,R_k,phase\n10,1.0,0.5,0\n")
+        (d / "metrics.json").write_text(json.dumps({"point": {"method.ordering": o}, "seed": 0, "primary": "swd",
+                                                    "metrics": {"swd": 0.1}, "train": {},
+                                                    "method_report": {"evaluated_stage_steps": steps_on_stage(c, 0)}}))
+        runs.append(d / "metrics.json")
+    (tmp_path / "ref.json").write_text(json.dumps({"floor": {"swd": 0.01}, "num_samples": 256}))
+    tables.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
+    md = (tmp_path / "out" / "ab.md").read_text().splitlines()
+    cols = [c.strip() for c in next(r for r in md if r.startswith("| ordering")).split("|")[1:-1]]
+    i = cols.index("optimiser steps that trained the evaluated stage")
+    rev = [c.strip() for c in next(r for r in md if r.startswith("| reversed")).split("|")[1:-1]]
+    assert rev[i] == "14.58"  # 10 + 2.5 + 1.25 + 0.833
