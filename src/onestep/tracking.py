@@ -247,7 +247,8 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
         rec.flush()
         if monitor is not None:
             monitor.finish()
-        client.set_terminated(run_id, status=status_for(e) if status_for else "FAILED")
+        client.set_terminated(run_id, status=status_for(e) if status_for else
+                              "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     rec.flush()
     if monitor is not None:
