@@ -283,11 +283,21 @@ def cmd_tune_worker(a) -> None:
         tags = {"kind": "trial", "study": name, "trial": str(trial.number), "worker": str(a.worker)}
         status = lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else "FAILED"  # noqa: E731
         with tracking.record(tcfg, f"trial-{trial.number}", tags, parent_id=parent, status_for=status) as rec:
+            trial.set_user_attr("mlflow_run_id", rec.run_id)  # closed as KILLED if this worker dies (on_dead)
             rec.params(tcfg)
             yield rec
 
+    def on_dead(trial, reason: str) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        try:
+            if run_id:
+                tracking.close_run(cfg, run_id, "KILLED", reason)
+        except Exception as e:  # a side channel: the study goes on
+            print(f"onestep tune-worker: warning: trial {trial.number}'s MLflow run {run_id} not closed ({e})",
+                  file=sys.stderr)
+
     objective = tune.Objective(cfg, teacher, pairs, outputs.load_npz(a.reference), a.features, trial_run, device)
-    result = tune.run_worker(cfg, a.folder, a.worker, objective)
+    result = tune.run_worker(cfg, a.folder, a.worker, objective, on_dead)
     outputs.write_json(a.out, result)
     print(json.dumps(result))
 

@@ -205,6 +205,10 @@ def check_semantics(cfg: dict, where: str) -> None:
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
+    beat, grace = cfg["tune"]["heartbeat_s"], cfg["tune"]["grace_s"]
+    if grace < 2 * beat:
+        raise ConfigError(f"{where}: tune.grace_s: {grace} is below two heartbeats (tune.heartbeat_s = {beat}); a live "
+                          f"trial would be taken for dead; allowed: grace_s >= {2 * beat}")
     if cfg["tune"]["validation"]["noise_seed"] == cfg["evaluation"]["noise_seed"]:
         raise ConfigError(f"{where}: tune.validation.noise_seed: must differ from evaluation.noise_seed "
                           f"({cfg['evaluation']['noise_seed']}); the study must not see the evaluation noise")
