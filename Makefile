@@ -16,7 +16,7 @@ MLFLOW_ALLOWED_HOSTS ?=
 # the venv's bin first on PATH is for the other commands here (mlflow, onestep where)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench gpu-check
+.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench figures gpu-check
 
 venv: $(STAMP)
 
@@ -53,7 +53,13 @@ mlflow-server: $(STAMP)
 	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination $(MLFLOW_ARTIFACTS) \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(if $(MLFLOW_ALLOWED_HOSTS),--allowed-hosts $(MLFLOW_ALLOWED_HOSTS))
 
+# the pipeline's own costs side by side (trainer vs a bare loop, one step vs DDIM-50, snakemake -n of 1000
+# runs, shared jobs, peak memory): one table, results/bench/*.json (docs/results.md). `make figures`: the
+# figures of docs/results.md
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+figures: $(STAMP)
 	$(BIN)/python benchmarks/figures.py
 
 # on a GPU node: every method's training and sampling on CUDA (fp32, bf16), then teacher, pairs and

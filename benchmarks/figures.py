@@ -61,7 +61,7 @@ def diagnose(root: Path, ref: dict) -> None:
     """Where the teacher's 50-step error comes from: DDIM discretisation vs the network itself."""
     import yaml
 
-    from onestep import data
+    from onestep import data, outputs
     from onestep.checkpoint import load_checkpoint
     from onestep.diffusion import ddim_sample
     from onestep.evaluate import eval_noise, score
@@ -70,8 +70,7 @@ def diagnose(root: Path, ref: dict) -> None:
     cfg = ckpt["config"]
     ev = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["evaluation"]
     cfg = {**cfg, "evaluation": ev}
-    with __import__("numpy").load(root / "reference.npz") as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = outputs.load_npz(root / "reference.npz")  # checked against its stored SHA-256
     noise = eval_noise(cfg, tuple(ckpt["shape"]))
     std_data = float(data.sample(cfg["dataset"], 20000, 1).std(0).mean())
     print(f"diagnosis (teacher DDIM at more steps, same noise; data std {std_data:.4f}):")

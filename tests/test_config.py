@@ -28,6 +28,17 @@ REPO = Path(__file__).resolve().parents[1]
         ({"dataset": {"name": "npz", "path": "/no/such.npz"}}, r"dataset.path: file not found: /no/such.npz"),
         ({"method": {"consistency_step": "ddpm", "anchor": "trained", "ordering": "reversed"}},
          r"method.consistency_step: 'ddpm' cannot bridge upward"),
+        # issue 15: accepted before, then failing late or training nonsense
+        ({"method": {"lambda": float("nan")}}, r"method.lambda: nan is not allowed; allowed: a finite number"),
+        ({"method": {"lambda": float("inf")}}, r"method.lambda: inf is not allowed; allowed: a finite number"),
+        ({"student": {"lr": float("-inf")}}, r"student.lr: -inf is not allowed; allowed: a finite number"),
+        ({"student": {"net": {"width": 0}}}, r"student.net.width: 0 is out of range; allowed: >= 1"),
+        ({"teacher": {"net": {"depth": 0}}}, r"teacher.net.depth: 0 is out of range; allowed: >= 1"),
+        ({"student": {"net": {"widht": 64}}},
+         r"student.net: unknown key\(s\) widht; allowed keys: depth, name, temb_dim, times, width"),
+        ({"method": {"adversarial": {"net": {"name": "mlp", "wdith": 8}}}},
+         r"method.adversarial.net: unknown key\(s\) wdith; allowed keys: depth, name"),
+        ({"method": {"K": 3, "budget": 2}}, r"method.budget: 2 is below method.K \(3\)"),
     ],
 )
 def test_bad_config_one_message(default_config, override, message):
@@ -57,7 +68,7 @@ def test_snakemake_stops_before_any_job(tmp_path):
     bad.write_text(yaml.safe_dump({"method": {"ordering": "sideways"}, "out": str(tmp_path / "results")}))
     snakemake = str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv").exists() else "snakemake"
     p = subprocess.run([snakemake, "ablate_order", "-n", "--cores", "1", "--configfile", str(bad)],
-                       cwd=REPO, capture_output=True, text=True, env={"PATH": str(REPO / ".venv/bin") + ":/usr/bin:/bin"})
+                       cwd=REPO, capture_output=True, text=True, env=_snakemake_env())
     assert p.returncode != 0
     assert "method.ordering: 'sideways' is not allowed; allowed values: forward, reversed, random" in p.stdout + p.stderr
     assert not (tmp_path / "results").exists()
@@ -75,8 +86,47 @@ def test_lambda_tuned_puts_the_study_before_training(tmp_path):
     cfg.write_text(yaml.safe_dump({"ablations_dir": str(tmp_path / "abl"), "seeds": [0], "out": str(tmp_path / "r")}))
     snakemake = str(REPO / ".venv" / "bin" / "snakemake")
     p = subprocess.run([snakemake, "ablate_tuned", "-n", "-p", "--cores", "1", "--configfile", str(cfg)],
-                       cwd=REPO, capture_output=True, text=True, env={"PATH": str(REPO / ".venv/bin") + ":/usr/bin:/bin"})
+                       cwd=REPO, capture_output=True, text=True, env=_snakemake_env())
     assert p.returncode == 0, p.stderr[-2000:]
     jobs = planned_jobs(p.stdout)
     assert jobs["tune_worker"] == 2 and jobs["tune_summary"] == 1 and jobs["train"] == 1
     assert "--tuned" in p.stdout and "best.yaml" in p.stdout
+
+
+def _snakemake_env() -> dict:
+    """The venv's bin on PATH and this checkout's package first (not the editable install's)."""
+    return {"PATH": str(REPO / ".venv/bin") + ":/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")}
+
+
+def test_config_overrides_are_read_as_yaml(tmp_path):
+    """`--config 'seeds=[0]'` (Snakemake keeps list items strings) plans one seed; before, it was refused
+    with "seeds[0]: '0' must be of type integer"."""
+    from conftest import planned_jobs
+
+    snakemake = str(REPO / ".venv" / "bin" / "snakemake")
+    p = subprocess.run([snakemake, "ablate_order", "-n", "--cores", "1", "--config", "seeds=[0]",
+                        f"out={tmp_path / 'r'}", "tune={lambda: {low: 0.01}}"],
+                       cwd=REPO, capture_output=True, text=True, env=_snakemake_env())
+    assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]
+    assert planned_jobs(p.stdout)["train"] == 3  # three orderings x one seed
+    from onestep.config import yaml_values
+
+    assert yaml_values({"seeds": ["0", "1"], "method": {"lambda": ".5", "ordering": "forward"}, "x": "null"}) == \
+        {"seeds": [0, 1], "method": {"lambda": 0.5, "ordering": "forward"}, "x": None}
+
+
+def test_malformed_config_file_names_file_and_line(tmp_path):
+    """Snakemake reads --configfile itself ("Config file is not valid JSON or YAML", no name, no line);
+    `onestep check-config` names both, and an ablation file's YAML error names its line too."""
+    bad = tmp_path / "my.yaml"
+    bad.write_text("out: results\nmethod:\n  K: 5\n   lambda: 0.1\n")
+    p = subprocess.run([str(REPO / ".venv" / "bin" / "onestep"), "check-config", str(bad)], capture_output=True,
+                       text=True, env=_snakemake_env())
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith(f"onestep check-config: error: {bad}, line 4, column 10: not valid YAML")
+    assert len(p.stderr.strip().splitlines()) == 1
+    (tmp_path / "abl").mkdir()
+    (tmp_path / "abl" / "x.yaml").write_text("name: ablate_x\ngrid: {method.K: [1, 2]\n")
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'abl' / 'x.yaml'}, line 3, column 1: not valid YAML"):
+        load_workflow({**yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                       "ablations_dir": str(tmp_path / "abl")})

@@ -303,3 +303,85 @@ def test_snakemake_retry_resumes_a_killed_train_job(tmp_path):
     assert summary["resumed_from_step"] > 0 and summary["resumed_from_step"] % 25 == 0
     assert (run / "student.pt").exists() and not (run / "resume.pt").exists()
     assert "Trying to restart job" in (tmp_path / "snakemake.out").read_text()
+
+
+def test_cli_ctrl_c_saves_a_resume_checkpoint_and_says_one_line(cfg, tmp_path):
+    """Ctrl-C (SIGINT) in training: as SIGTERM, a resume checkpoint at the end of the step and the
+    MLflow run KILLED; one line, no traceback; exit 130; the next attempt resumes from it."""
+    import mlflow
+
+    cfg["method"].update(K=3, steps_per_stage=400)
+    cfg["student"].update(checkpoint_every=0, batch_size=64)  # no periodic checkpoint: only Ctrl-C writes one
+    out = tmp_path / "run"
+    out.mkdir()
+    p = _train(cfg, tmp_path, out, "mlflow.db")
+    log_path = out.with_suffix(".log")
+    deadline = time.time() + 240
+    while "it/s" not in log_path.read_text() and "s/it" not in log_path.read_text():  # tqdm: the loop runs
+        assert p.poll() is None and time.time() < deadline, log_path.read_text()[-2000:]
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=60)
+    log = log_path.read_text()
+    assert rc == 130, log[-2000:]
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log[-3000:]
+    assert "onestep train: interrupted (Ctrl-C): stopped at step" in log
+    state = torch.load(out / "resume.pt", weights_only=False)
+    assert 0 < state["step"] < 1200
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("onestep").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    # the next attempt resumes (the same MLflow run), and finishes
+    assert _train(cfg, tmp_path, out, "mlflow.db").wait(timeout=600) == 0
+    assert f"resuming from {out / 'resume.pt'} at step {state['step']}" in log_path.read_text()
+    runs = client.search_runs([client.get_experiment_by_name("onestep").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
+def _train_job_inputs(tmp_path: Path, method: dict) -> list[str]:
+    """A tiny ablation whose `train` job's inputs are made by hand (so only `train` runs); the
+    Snakemake command line of that one job."""
+    from conftest import REPO, TINY
+    from test_e2e import GRID
+
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "order.yaml").write_text(yaml.safe_dump({**GRID, "grid": {"method.ordering": ["forward"]}}))
+    over = {**TINY, "ablations_dir": str(tmp_path / "ablations"), "method": method,
+            "student": {**TINY["student"], "batch_size": 64}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(over))
+    (tmp_path / "results" / "mlflow").mkdir(parents=True)
+    (tmp_path / "results" / "mlflow" / "store.json").write_text("{}")
+    (tmp_path / "results" / "mlflow" / "ablate_order.parent.json").write_text(json.dumps({"run_id": "none"}))
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    teacher_dir = tmp_path / "results" / "checkerboard" / "teacher"
+    torch.manual_seed(0)
+    save_checkpoint(teacher_dir / "teacher.pt", "teacher", NET, (2,), cfg, build_net(NET, (2,)))
+    pairs = make_pairs(512)
+    np.savez(teacher_dir / "pairs.npz", z=pairs["z"].numpy(), x0=pairs["x0"].numpy())
+    return [str(BIN / "snakemake"), "--cores", "1", "-s", str(REPO / "Snakefile"), "--configfile",
+            str(REPO / "config" / "config.yaml"), str(tmp_path / "tiny.yaml"),
+            "--", "results/checkerboard/ablate_order/ordering-forward_seed-0/train.json"]
+
+
+@pytest.mark.e2e
+def test_snakemake_after_ctrl_c_goes_on_without_rerun_incomplete(tmp_path):
+    """Ctrl-C (SIGINT to Snakemake and its job, as a terminal sends it) while a train job writes its
+    outputs: Snakemake leaves them marked incomplete; the next run re-runs that job by itself (the
+    workflow profile's rerun-incomplete), where it stopped with IncompleteFilesException before."""
+    cmd = _train_job_inputs(tmp_path, {"K": 3, "steps_per_stage": 20})
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    student = tmp_path / "results/checkerboard/ablate_order/ordering-forward_seed-0/student.pt"
+    with open(tmp_path / "snakemake.out", "w") as out:
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.time() + 300
+        while not student.exists():  # the job is writing its outputs (student.pt, then train.json)
+            assert p.poll() is None and time.time() < deadline, (tmp_path / "snakemake.out").read_text()[-3000:]
+            time.sleep(0.005)
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=120)
+    assert "Terminating processes on user request" in (tmp_path / "snakemake.out").read_text()
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert "IncompleteFilesException" not in again.stdout + again.stderr
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert student.exists() and student.with_name("train.json").exists()

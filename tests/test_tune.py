@@ -162,3 +162,83 @@ def test_a_worker_killed_mid_trial_costs_one_retry(prepared):
     assert trials[0].state == TrialState.FAIL and "no heartbeat" in trials[0].user_attrs["fail_reason"]
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
     assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED) and len(trials) == 2
+
+
+def _start_and_kill_a_worker(work: Path, cfg: dict, folder: str) -> int:
+    """A real worker, SIGKILLed while its first trial runs; the killed trial's number."""
+    import signal
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "onestep"), *worker_argv(work, cfg, folder, parent=True)], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, running = time.time() + 120, []
+    while time.time() < deadline and not running:
+        time.sleep(0.2)
+        if (work / folder / "journal.log").exists():
+            running = [t for t in load_study(cfg, work / folder).get_trials(states=(TrialState.RUNNING,))
+                       if "mlflow_run_id" in t.user_attrs]
+    assert running, "the worker never started a trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return running[0].number
+
+
+def test_a_killed_worker_is_recovered_within_the_run_with_the_default_grace(prepared):
+    """The SLURM retry case: the worker is re-run at once (well within the default grace_s). Before, it
+    ran 0 trials and reaped none, the trial stayed RUNNING and the best value came from the others.
+    Now the dead owner (a process of this host that is gone) is seen at once: the trial is FAIL, its
+    lambda re-run, its MLflow run KILLED, and the summary's best comes from finished trials only."""
+    import mlflow
+
+    work, cfg = prepared
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["tune"]
+    cfg = deep_merge(cfg, {"tune": {"study": "heal", "n_trials": 2, "heartbeat_s": defaults["heartbeat_s"],
+                                    "grace_s": defaults["grace_s"]},
+                           "method": {"steps_per_stage": 400}})  # a trial long enough to be caught running
+    main(["parent", "--config", config_file(cfg, work / "heal.yaml"), "--ablation", "heal", "--kind", "study",
+          "--out", str(work / "heal.parent.json")])
+    killed = _start_and_kill_a_worker(work, cfg, "heal")
+    t0 = time.time()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}  # at once: the predecessor died a moment ago
+    p = subprocess.run([str(BIN / "onestep"), *worker_argv(work, cfg, "heal", parent=True)], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads((work / "heal" / "worker-0.json").read_text())
+    assert result["reaped"] == [killed] and result["trials_run"] >= 1
+    trials = load_study(cfg, work / "heal").get_trials()
+    assert trials[killed].state == TrialState.FAIL and "is gone" in trials[killed].user_attrs["fail_reason"]
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].params == trials[killed].params
+    assert all(t.state != TrialState.RUNNING and t.state != TrialState.WAITING for t in trials)
+    assert time.time() - t0 < defaults["grace_s"] + 120
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+    assert client.get_run(trials[killed].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    main(["tune-summary", "--config", config_file(cfg, work / "heal.yaml"), "--folder", str(work / "heal")])
+    best = yaml.safe_load((work / "heal" / "best.yaml").read_text())
+    assert best["trial"] != killed and best["value"] == min(
+        t.value for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_a_worker_waits_for_a_silent_trial_of_another_host_and_retries_it(prepared):
+    """A trial RUNNING on another host (no pid to check) with a fresh heartbeat, then silent: a worker
+    with nothing else to do waits within its run until grace_s has passed, then re-runs its lambda,
+    instead of leaving it RUNNING; the summary refuses a study with an unfinished trial."""
+    from onestep.tune import TuneError, summarize
+
+    work, cfg = prepared
+    cfg = deep_merge(cfg, {"tune": {"study": "silent", "n_trials": 1, "grace_s": 3, "heartbeat_s": 0.5}})
+    study = load_study(cfg, work / "silent")
+    trial = study.ask()  # RUNNING, as a worker on node B left it
+    trial.suggest_float("lambda", 0.001, 1000.0, log=True)
+    trial.set_user_attr("owner", "node-b.cluster:4242")
+    trial.set_user_attr("heartbeat", time.time())
+    with pytest.raises(TuneError, match=r"trial\(s\) 0 did not finish \(RUNNING\)"):
+        summarize(cfg, work / "silent")
+    t0 = time.time()
+    main(worker_argv(work, cfg, "silent"))
+    result = json.loads((work / "silent" / "worker-0.json").read_text())
+    assert result["reaped"] == [0] and result["trials_run"] == 1 and result["waited_s"] >= 2
+    assert time.time() - t0 >= 3
+    trials = load_study(cfg, work / "silent").get_trials()
+    assert trials[0].state == TrialState.FAIL and "no heartbeat" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from onestep import outputs
 from onestep.diffusion import Schedule, Teacher
 from onestep.errors import OnestepError
 from onestep.nets import build_net
@@ -25,15 +26,39 @@ class CheckpointError(OnestepError, RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """SIGTERM (SLURM preemption, scancel, a timeout) during training; the resume checkpoint is saved."""
+    """SIGTERM (SLURM preemption, scancel, a timeout) or SIGINT (Ctrl-C) during training; the resume
+    checkpoint is saved. `signal`: which one."""
+
+    def __init__(self, msg: str, signal: str = "SIGTERM"):
+        super().__init__(msg)
+        self.signal = signal
 
 
-def _atomic_save(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous file (or none), never a corrupt one
+def _atomic_save(obj: dict, path: str | Path) -> None:
+    """`obj` with its SHA-256 (key `sha256`, checked by _load), written atomically: a kill mid-write leaves
+    the previous file (or none), a full or read-only folder no temporary file (outputs.atomic)."""
+    with outputs.atomic(path) as tmp:
+        torch.save({**obj, "sha256": outputs.digest(obj)}, tmp)
+
+
+def _load(path: Path, what: str, what_to_do: str) -> dict:
+    """torch.load of a checkpoint written by _atomic_save, its SHA-256 checked; CheckpointError naming the
+    file and what to do when it is unreadable or corrupt."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{what} {path} is corrupt or unreadable ({type(e).__name__}: {e}); {what_to_do}") from e
+    if isinstance(obj, dict):
+        stored = obj.pop("sha256", None)
+        try:
+            outputs.verify(path, obj, stored, what_to_do)
+        except outputs.CorruptFile as e:
+            raise CheckpointError(f"{what} {e}") from None
+    return obj
+
+
+def _redo(path: Path) -> str:
+    return f"delete it and re-run the target to retrain (snakemake re-runs the job that writes {path.name})"
 
 
 def save_checkpoint(path: str | Path, kind: str, net_cfg: dict, shape, cfg: dict, net: nn.Module) -> None:
@@ -47,10 +72,7 @@ def load_checkpoint(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
+    ckpt = _load(path, "checkpoint", _redo(path))
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         raise CheckpointError(f"checkpoint {path} is not a {kind} checkpoint")
     net = build_net(ckpt["net"], tuple(ckpt["shape"]))
@@ -102,6 +124,7 @@ class Resume:
     extra: dict = field(default_factory=dict)
     on_save: Callable[[], None] | None = None
     preempted: bool = False
+    signal: str = "SIGTERM"  # what set `preempted` (jobs.on_sigterm): SIGTERM, or SIGINT (Ctrl-C)
 
     @classmethod
     def open(cls, path: str | Path, every: int, cfg: dict) -> Resume:
@@ -128,11 +151,7 @@ def load_resume(path: str | Path, cfg: dict) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"resume checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e}); "
-                              "delete it to train from scratch") from e
+    state = _load(path, "resume checkpoint", "delete it to train from scratch")
     if not isinstance(state, dict) or state.get("kind") != "resume":
         raise CheckpointError(f"{path} is not a resume checkpoint; delete it to train from scratch")
     diff = _diff(state["config"], _resume_key(cfg))

@@ -3,7 +3,8 @@ dispatches: each command reads its config and input files, calls the module that
 writes its output files (outputs.py); MLflow is written to on the side (tracking.py, jobs.py).
 
 Exit codes: 0 done; 2 a user error (`onestep <command>: error: <message>`, any errors.OnestepError or
-a missing file); 143 preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes).
+a missing file); 143 preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes);
+130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM).
 """
 
 from __future__ import annotations
@@ -335,11 +336,21 @@ def cmd_tune_worker(a) -> None:
         tags = {"kind": "trial", "study": name, "trial": str(trial.number), "worker": str(a.worker)}
         status = lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else "FAILED"  # noqa: E731
         with tracking.record(tcfg, f"trial-{trial.number}", tags, parent_id=parent, status_for=status) as rec:
+            trial.set_user_attr("mlflow_run_id", rec.run_id)  # closed as KILLED if this worker dies (on_dead)
             rec.params(tcfg)
             yield rec
 
+    def on_dead(trial, reason: str) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        try:
+            if run_id:
+                tracking.close_run(cfg, run_id, "KILLED", reason)
+        except Exception as e:  # a side channel: the study goes on
+            print(f"onestep tune-worker: warning: trial {trial.number}'s MLflow run {run_id} not closed ({e})",
+                  file=sys.stderr)
+
     objective = tune.Objective(cfg, teacher, pairs, outputs.load_npz(a.reference), a.features, trial_run, device)
-    result = tune.run_worker(cfg, a.folder, a.worker, objective)
+    result = tune.run_worker(cfg, a.folder, a.worker, objective, on_dead)
     outputs.write_json(a.out, result)
     print(json.dumps(result))
 
@@ -359,6 +370,14 @@ def cmd_tune_summary(a) -> None:
 
 
 # ---------------------------------------------------------------- for people
+
+
+def cmd_check_config(a) -> None:
+    from onestep.config import check_files
+
+    abl = check_files(a.files)
+    runs = sum(len(ab.runs) for ab in abl.values())
+    print(f"config ok: {' + '.join(map(str, a.files)) or 'defaults'}; {len(abl)} ablations, {runs} runs")
 
 
 def cmd_where(a) -> None:
@@ -538,6 +557,9 @@ def _tune_commands(sub) -> None:
 
 
 def _people_commands(sub) -> None:
+    g = _command(sub, "check-config", cmd_check_config, "check config files (--configfile A B) before a run: "
+                 "file and line of a YAML error, the key of a bad value", config=False, job=False)
+    g["config"].add_argument("files", type=Path, nargs="*", help="config files, merged over config/config.yaml in order")
     g = _command(sub, "where", cmd_where, "where a target's table, plots, runs and MLflow records are",
                  config=False, job=False)
     g["config"].add_argument("target", help="the target (an ablation name)")
@@ -583,8 +605,12 @@ def main(argv: list[str] | None = None) -> None:
         try:
             done = a.fn(a)
         except Preempted as e:
-            print(f"onestep {a.cmd}: preempted: {e}", file=sys.stderr)
-            code = 143  # 128 + SIGTERM, as if the signal had ended the process
+            ctrl_c = e.signal == "SIGINT"
+            print(f"onestep {a.cmd}: {'interrupted (Ctrl-C)' if ctrl_c else 'preempted'}: {e}", file=sys.stderr)
+            code = 130 if ctrl_c else 143  # 128 + SIGINT / SIGTERM, as if the signal had ended the process
+        except KeyboardInterrupt:  # Ctrl-C outside a training loop (or twice): stop now, one line
+            print(f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", file=sys.stderr)
+            code = 130
         except (OnestepError, FileNotFoundError) as e:
             print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
             code = 2

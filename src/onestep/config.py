@@ -35,6 +35,22 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def yaml_values(over):
+    """`--config` overrides with their values read as YAML. Snakemake parses `key=value` as an int, a
+    float or a bool, else with YAML's BaseLoader, which keeps every scalar inside a list or mapping a
+    string (`seeds=[0]` -> ['0']); each string is read again with yaml.safe_load (`[0]` -> [0])."""
+    if isinstance(over, dict):
+        return {k: yaml_values(v) for k, v in over.items()}
+    if isinstance(over, list):
+        return [yaml_values(v) for v in over]
+    if isinstance(over, str):
+        try:
+            return yaml.safe_load(over)
+        except yaml.YAMLError:
+            return over
+    return over
+
+
 def set_dotted(cfg: dict, key: str, value) -> dict:
     out = copy.deepcopy(cfg)
     node = out
@@ -99,9 +115,53 @@ def _check(instance, schema: str | dict, where: str, prefix: tuple = ()) -> None
         raise ConfigError(f"{where}: {_message(errors[0], prefix)}")
 
 
+def _non_finite(node, path: tuple = ()):
+    """The first NaN or infinite number in a config (its key path), else None."""
+    import math
+
+    if isinstance(node, float) and not math.isfinite(node):
+        return path
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        found = _non_finite(v, (*path, k))
+        if found is not None:
+            return found
+    return None
+
+
+def check_finite(cfg, where: str) -> None:
+    """YAML's .nan / .inf are floats that pass every bound of a JSON schema: refuse them by key."""
+    path = _non_finite(cfg)
+    if path is not None:
+        value = _get(cfg, path)
+        raise ConfigError(f"{where}: {_key(path)}: {value} is not allowed; allowed: a finite number")
+
+
+def _get(node, path):
+    for k in path:
+        node = node[k]
+    return node
+
+
+def _net_schema() -> dict:
+    with open(SCHEMAS / "config.schema.yaml") as f:
+        defs = yaml.safe_load(f)["$defs"]
+    return {"$defs": defs, **defs["net"]}
+
+
+def check_method_nets(m: dict, where: str, path: tuple = ("method",)) -> None:
+    """A method's own networks (e.g. method.adversarial.net) against the config schema's `net` keys."""
+    for k, v in m.items():
+        if k == "net" and isinstance(v, dict):
+            _check(v, _net_schema(), where, (*path, k))
+        elif isinstance(v, dict):
+            check_method_nets(v, where, (*path, k))
+
+
 def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
     """Check against workflow/schemas/<schema>.schema.yaml (and, for a config, the method section
     against its dataclass's schema and rules); raise ConfigError with one message."""
+    check_finite(cfg, where)
     _check(cfg, schema, where)
     if schema != "config":
         return
@@ -111,6 +171,7 @@ def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
     if name not in names:
         raise ConfigError(f"{where}: method.name: {name!r} is not allowed; allowed values: {', '.join(names)}")
     _check(cfg["method"], METHODS[name].Config.schema(name), where, ("method",))
+    check_method_nets(cfg["method"], where)
     try:
         METHODS[name].Config.check(method_section(cfg["method"]), cfg)
     except ConfigError as e:
@@ -144,6 +205,10 @@ def check_semantics(cfg: dict, where: str) -> None:
     lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
     if lo >= hi:
         raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
+    beat, grace = cfg["tune"]["heartbeat_s"], cfg["tune"]["grace_s"]
+    if grace < 2 * beat:
+        raise ConfigError(f"{where}: tune.grace_s: {grace} is below two heartbeats (tune.heartbeat_s = {beat}); a live "
+                          f"trial would be taken for dead; allowed: grace_s >= {2 * beat}")
     if cfg["tune"]["validation"]["noise_seed"] == cfg["evaluation"]["noise_seed"]:
         raise ConfigError(f"{where}: tune.validation.noise_seed: must differ from evaluation.noise_seed "
                           f"({cfg['evaluation']['noise_seed']}); the study must not see the evaluation noise")
@@ -255,13 +320,41 @@ def base_config(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir")}  # not the folder of the grids
 
 
+def read_file(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file as a dict; ConfigError naming the file, and the line and column of a YAML error."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror or e})") from e
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{at}: not valid YAML ({problem}); check the indentation (spaces, no tabs) "
+                          "and the brackets there") from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: a {what} is a mapping of keys (key: value), not a {type(obj).__name__}")
+    return obj
+
+
+def check_files(paths: list[str | Path], defaults: str | Path | None = None) -> dict[str, Ablation]:
+    """`onestep check-config`: the defaults (config/config.yaml) and each file over them, as Snakemake
+    merges `--configfile A B`, then load_workflow. Snakemake reads --configfile itself and its message
+    names neither the file nor the line; this does."""
+    cfg = read_file(defaults or REPO / "config" / "config.yaml")
+    for p in paths:
+        cfg = deep_merge(cfg, read_file(p))
+    return load_workflow(cfg)
+
+
 def load_ablation(path: Path, cfg: dict) -> Ablation:
     where = str(path)
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{where}: cannot read ablation file ({e})") from e
+    spec = read_file(path, "ablation file")
     validate(spec, "ablation", where)
     points = grid_points(spec, where)
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},

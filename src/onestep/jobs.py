@@ -53,13 +53,17 @@ def exit_on_sigterm() -> None:
 
 
 def on_sigterm(resume: Resume) -> None:
-    """SIGTERM (SLURM preemption or time limit, scancel): save a resume checkpoint at the end of the step."""
+    """SIGTERM (SLURM preemption or time limit, scancel) and SIGINT (Ctrl-C): save a resume checkpoint at
+    the end of the step, then stop (checkpoint.Preempted). A second Ctrl-C stops at once (KeyboardInterrupt)."""
 
     def handler(signum, frame):
-        resume.preempted = True
-        print("SIGTERM: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
+        if signum == signal.SIGINT and resume.preempted:
+            raise KeyboardInterrupt
+        resume.preempted, resume.signal = True, signal.Signals(signum).name
+        print(f"{resume.signal}: saving a resume checkpoint at the end of this step", file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @contextmanager
@@ -70,7 +74,7 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
     `extra` (the caller's own state) is saved in each resume checkpoint with the run id."""
     prior = resume.state["loop"]["extra"] if resume.state else {}
     on_sigterm(resume)
-    status = lambda e: "KILLED" if isinstance(e, Preempted) else "FAILED"  # noqa: E731
+    status = lambda e: "KILLED" if isinstance(e, Preempted | KeyboardInterrupt) else "FAILED"  # noqa: E731
     marker = resume.path.with_name(resume.path.name + ".mlflow-run")  # the open run's id, for a killed attempt's successor
     with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
                          status_for=status, system_metrics=True, marker=marker) as rec:

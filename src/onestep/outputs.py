@@ -6,11 +6,48 @@ from __future__ import annotations
 import csv
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from onestep.errors import OnestepError
+
+
+class WriteError(OnestepError, OSError):
+    """An output cannot be written (a read-only or full results folder): the path and what it needs."""
+
+
+def write_problem(path: Path, e: OSError) -> str:
+    """The message for an output that could not be written: the path, the cause, what is needed."""
+    import errno
+
+    need = {errno.ENOSPC: "free disk space there (or a larger quota)", errno.EDQUOT: "a larger disk quota there",
+            errno.EROFS: "a writable file system", errno.EACCES: "write permission on that folder",
+            errno.EPERM: "write permission on that folder"}.get(e.errno, "a writable folder with free space")
+    return (f"cannot write {path}: {e.strerror or e}; it needs {need}, or set `out:` to another folder "
+            "(snakemake --config out=/path)")
+
+
+@contextmanager
+def atomic(path: str | Path, suffix: str = ".tmp"):
+    """Yield a temporary name beside `path`, renamed onto it when the block ends; on any failure (a full
+    disk, a read-only folder, a kill by exception) the temporary file is removed and an OSError becomes a
+    WriteError naming `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(write_problem(path, e)) from e
+        raise
 
 
 def _tmp(path: Path, suffix: str = ".tmp") -> Path:
@@ -19,33 +56,92 @@ def _tmp(path: Path, suffix: str = ".tmp") -> Path:
 
 
 def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+# ---------------------------------------------------------------- checksums (checkpoints, .npz files)
+
+
+class CorruptFile(OnestepError, ValueError):
+    """A checkpoint or array file whose contents do not match the checksum stored in it, or unreadable."""
+
+
+def _feed(h, obj) -> None:
+    """Hash a nested payload: dicts (sorted keys), lists and tuples, tensors and arrays (dtype, shape,
+    bytes), scalars and strings (repr)."""
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=str):
+            _feed(h, k)
+            _feed(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, list | tuple):
+        h.update(b"[")
+        for v in obj:
+            _feed(h, v)
+        h.update(b"]")
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype.str}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif type(obj).__module__.startswith("torch") and hasattr(obj, "untyped_storage"):  # a tensor
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(__import__("torch").uint8).numpy().tobytes())
+    elif obj is None or isinstance(obj, bool | int | float | str | bytes):
+        h.update(repr(obj).encode())
+    else:  # an object of another kind: its type only (a repr may hold a memory address)
+        h.update(type(obj).__qualname__.encode())
+
+
+def digest(obj) -> str:
+    """SHA-256 of a checkpoint's or array file's payload (stored in the file, checked on load)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def verify(path: str | Path, payload: dict, stored: str | None, what_to_do: str) -> None:
+    """CorruptFile naming `path` when `payload` does not hash to `stored` (None: a file written before
+    checksums, accepted as is)."""
+    if stored is not None and digest(payload) != stored:
+        raise CorruptFile(f"{path} is corrupt: its contents do not match the SHA-256 stored in it (a damaged, "
+                          f"partly overwritten or truncated file); {what_to_do}")
+
+
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    path = Path(path)
-    tmp = _tmp(path, ".tmp.npz")  # np.savez appends .npz to any other name
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    """The arrays and their SHA-256 (entry `sha256`), written atomically."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    with atomic(path, ".tmp.npz") as tmp:  # np.savez appends .npz to any other name
+        np.savez(tmp, **arrays, sha256=np.array(digest(arrays)))
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+def load_npz(path: str | Path, what_to_do: str = "delete it and re-run the target to re-generate it") -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, checked against its stored SHA-256; CorruptFile naming the file."""
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a truncated or damaged zip: BadZipFile, EOFError, ValueError, zlib.error ...
+        raise CorruptFile(f"{path} is corrupt or truncated ({type(e).__name__}: {e}); {what_to_do}") from None
+    stored = arrays.pop("sha256", None)
+    verify(path, arrays, None if stored is None else str(stored), what_to_do)
+    return arrays
 
 
 def load_pairs(path: str | Path) -> dict:
     """Teacher pairs (z, x0) as tensors, each (N, *shape)."""
     import torch
 
-    return {k: torch.from_numpy(v) for k, v in load_npz(path).items() if k in ("z", "x0")}
+    arrays = load_npz(path, "delete it to re-generate the teacher pairs (snakemake re-runs the pairs rule)")
+    return {k: torch.from_numpy(v) for k, v in arrays.items() if k in ("z", "x0")}
 
 
 def load_states(path: str | Path, x0=None) -> dict:
@@ -65,14 +161,11 @@ def load_states(path: str | Path, x0=None) -> dict:
 def write_csv(path: str | Path, rows: list[dict], first: str) -> None:
     """One row per dict; the columns are every key in order of first appearance (a log may add keys
     later), or just `first` when there are no rows."""
-    path = Path(path)
-    tmp = _tmp(path)
     keys = list(dict.fromkeys(k for r in rows for k in r)) or [first]
-    with open(tmp, "w", newline="") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
 
 
 def parent_id(path: str | Path | None) -> str | None:
@@ -84,10 +177,8 @@ def write_yaml(path: str | Path, obj) -> None:
     """A config file (the rules' per-job config.yaml), keys in their given order."""
     import yaml
 
-    path = Path(path)
-    tmp = _tmp(path)
-    tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
 
 
 def read_yaml(path: str | Path):

@@ -111,6 +111,14 @@ def _local_store(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
+def close_run(cfg: dict, run_id: str, status: str = "KILLED", reason: str | None = None) -> None:
+    """End a run another process left RUNNING (a tuning worker killed mid-trial) with `status`."""
+    client = _client(cfg)
+    if reason:
+        client.set_tag(run_id, "fail_reason", reason)
+    client.set_terminated(run_id, status=status)
+
+
 def init_store(cfg: dict) -> str:
     """Create the store and the experiment (idempotent); returns the experiment id."""
     client = _client(cfg)

@@ -273,7 +273,8 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
                     "wall_s": before + time.time() - t0}
             save_resume(resume.path, cfg, step + 1, modules, gens, loop)
             if resume.preempted:
-                raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}")
+                raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}",
+                                resume.signal)
     if phase is not None:
         close_phase(total)
     accel.synchronize(device)

@@ -10,15 +10,23 @@
 - Storage: Optuna's JournalFileBackend under results/optuna/<study>/ by default (safe for several
   processes on a shared file system), or `tune.storage` as an RDB URL.
 - Faults: a diverging trial (NaN/Inf loss) is FAIL with its reason in user attr `fail_reason`;
-  each running trial writes a heartbeat (user attr) every `tune.heartbeat_s`; a worker that starts
-  (and every live worker, between its trials) marks RUNNING trials whose heartbeat is older than
-  `tune.grace_s` as FAIL and re-queues their parameters (at most `tune.max_retry` times), so a
-  worker killed mid-trial costs one retry.
+  each running trial writes a heartbeat (user attr) every `tune.heartbeat_s` and its owner
+  (host:pid). A RUNNING trial is dead when its owner is a process of this host that no longer
+  exists, or when its heartbeat is older than `tune.grace_s` (another host); a worker marks dead
+  trials FAIL and re-queues their parameters (at most `tune.max_retry` times), so a worker killed
+  mid-trial costs one retry. A worker does not leave while another worker's trial is RUNNING: it
+  waits (checking every heartbeat) until that trial finishes or is found dead, then runs the retry;
+  so a study recovers a killed worker's trial within the same invocation, however soon the worker
+  is restarted. The dead trial's MLflow run is closed as KILLED (`on_dead`, the CLI's side channel).
+  The summary refuses a study with a trial still RUNNING or WAITING: a best value comes only from a
+  study whose every trial finished.
 - Every trial is an MLflow run nested under the study's parent run (side channel only).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import warnings
@@ -30,11 +38,16 @@ from optuna.trial import TrialState
 
 from onestep import data
 from onestep.config import dataset_id, set_dotted
+from onestep.errors import OnestepError
 from onestep.evaluate import eval_noise, kind, one_step, score
 from onestep.metrics import PRIMARY
 from onestep.train import DivergenceError, train_student
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class TuneError(OnestepError, RuntimeError):
+    """The study cannot give a best value (an unfinished trial, no completed trial)."""
 
 
 def study_name(cfg: dict) -> str:
@@ -76,22 +89,58 @@ def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def reap_stale(study: optuna.Study, grace_s: float, max_retry: int) -> list[int]:
-    """Fail RUNNING trials with a stale heartbeat and re-queue their parameters; returns their numbers."""
+def owner() -> str:
+    """This process, as a trial's `owner` user attr: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _gone(who: str | None) -> bool:
+    """The owner is a process of this host that no longer exists (killed, crashed)."""
+    host, _, pid = (who or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def dead_reason(t: optuna.trial.FrozenTrial, grace_s: float, now: float) -> str | None:
+    """Why a RUNNING trial is dead (its worker is gone), or None while it may still be alive."""
+    beat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
+    if _gone(t.user_attrs.get("owner")):
+        return f"worker {t.user_attrs['owner']} is gone (last heartbeat {now - beat:.0f} s ago)"
+    if now - beat > grace_s:
+        return f"no heartbeat for {now - beat:.0f} s (worker lost)"
+    return None
+
+
+def reap_stale(study: optuna.Study, grace_s: float, max_retry: int, on_dead=None) -> list[int]:
+    """Fail dead RUNNING trials (dead_reason) and re-queue their parameters; returns their numbers.
+    `on_dead(trial, reason)` runs for each (the CLI closes the trial's MLflow run as KILLED)."""
     now, reaped = time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
-        if now - beat <= grace_s:
+        reason = dead_reason(t, grace_s, now)
+        if reason is None:
             continue
         retries = int(t.user_attrs.get("retries", 0))
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"no heartbeat for {now - beat:.0f} s (worker lost)")
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
         study._storage.set_trial_user_attr(t._trial_id, "requeued", retries < max_retry)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         if retries < max_retry:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": retries + 1},
                                 skip_if_exists=False)
+        if on_dead is not None:
+            on_dead(t, reason)
         reaped.append(t.number)
     return reaped
+
+
+def unfinished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
 
 
 class Heartbeat:
@@ -106,6 +155,7 @@ class Heartbeat:
             self.trial.set_user_attr("heartbeat", time.time())
 
     def __enter__(self):
+        self.trial.set_user_attr("owner", owner())
         self.trial.set_user_attr("heartbeat", time.time())
         self.thread.start()
         return self
@@ -178,20 +228,27 @@ class Objective:
             return v
 
 
-def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective) -> dict:
-    """Run trials against the shared study until `tune.n_trials` have finished (complete, pruned or failed)."""
+def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective, on_dead=None) -> dict:
+    """Run trials against the shared study until `tune.n_trials` have finished (complete, pruned or failed)
+    and no trial is left RUNNING or WAITING; dead trials are re-queued and retried (reap_stale)."""
     tc = cfg["tune"]
     study = load_study(cfg, folder, worker)
-    reaped = reap_stale(study, tc["grace_s"], tc["max_retry"])
-    ran = 0
+    reap = lambda: reap_stale(study, tc["grace_s"], tc["max_retry"], on_dead)  # noqa: E731
+    reaped, ran, waited = reap(), 0, 0.0
     # Two workers that check at the same moment can overshoot n_trials by at most (workers - 1).
-    while budget_used(study) < tc["n_trials"] or waiting(study):
-        study.optimize(objective, n_trials=1, catch=(DivergenceError,))
-        ran += 1
-        reaped += reap_stale(study, tc["grace_s"], tc["max_retry"])  # live workers also pick up dead trials
+    while True:
+        if budget_used(study) < tc["n_trials"] or waiting(study):
+            study.optimize(objective, n_trials=1, catch=(DivergenceError,))
+            ran += 1
+        elif unfinished(study):  # another worker's trial: wait until it finishes or is found dead
+            time.sleep(tc["heartbeat_s"])
+            waited += tc["heartbeat_s"]
+        else:
+            break
+        reaped += reap()  # live workers also pick up dead trials
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     return {"study": study.study_name, "worker": worker, "trials_run": ran, "finished_trials": finished,
-            "reaped": reaped}
+            "reaped": reaped, "waited_s": waited}
 
 
 def trials_frame(study: optuna.Study):
@@ -220,9 +277,14 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
 
     folder = Path(folder)
     study = load_study(cfg, folder)
+    left = unfinished(study)
+    if left:
+        raise TuneError(f"study {study.study_name} in {folder}: trial(s) {', '.join(str(t.number) for t in left)} "
+                        f"did not finish ({', '.join(sorted({t.state.name for t in left}))}); no best value from an "
+                        "unfinished study: re-run the target (a worker recovers them)")
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
-        raise RuntimeError(f"study {study.study_name} in {folder} has no completed trial")
+        raise TuneError(f"study {study.study_name} in {folder} has no completed trial")
     best = study.best_trial
     metric = PRIMARY[kind(cfg)]
     out = {"study": study.study_name, "metric": f"validation {metric}", "value": float(best.value),

@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config
 
 from onestep.data import is_image
-from onestep.config import ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections
+from onestep.config import (ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections,
+                            yaml_values)
 from onestep.devices import visible_gpus
 from onestep.outputs import config_hash
 
@@ -16,6 +18,8 @@ from onestep.outputs import config_hash
 # (no activated venv, an sbatch job with the caller's PATH), and imports the same package.
 ONESTEP = f"{shlex.quote(sys.executable)} -m onestep"
 
+# `--config key=value`: values read as YAML (numbers inside lists and mappings too), then validated
+update_config(config, yaml_values(workflow.config_settings.overwrite_config or {}))
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
 except ConfigError as e:

@@ -149,6 +149,9 @@ class CurriculumConfig(Knobs):
         T = cfg["diffusion"]["T"]
         if not 1 <= m["K"] <= T:
             raise ConfigError(f"method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
+        if m.get("budget") is not None and m["budget"] < m["K"]:
+            raise ConfigError(f"method.budget: {m['budget']} is below method.K ({m['K']}): every stage needs at least "
+                              f"one optimiser step; allowed: budget >= K, or budget null (steps_per_stage)")
         if m["budget"] is not None and m["budget"] - m["consolidation"] < m["K"]:
             raise ConfigError(f"method.consolidation: {m['consolidation']} leaves fewer than K = {m['K']} of "
                               f"method.budget = {m['budget']} steps for the stages; allowed: consolidation <= budget - K")

@@ -1,0 +1,303 @@
+"""`make bench`: the pipeline's own costs, measured side by side in one run; one table, results/bench/*.json.
+
+- trainer: `train.fit` (through train_student: LR schedule, logging every `log_every`, EMA, resume
+  checkpoints every `--checkpoint-every` steps, the curriculum's bookkeeping) against a bare PyTorch
+  loop on the same student, batch, optimiser and method loss (schedule, prepare, loss, backward,
+  step: nothing else). Goal: ratio >= 0.95.
+- sampling: one-step G(z, 0) against the teacher's 50-step DDIM on the same noise. Goal: >= 40x.
+- planning: `snakemake -n` of a grid of 1000 run configurations (goal < 30 s) and of `ablate_all`;
+  from the dry run's job stats, how many reference / teacher / pairs jobs serve those runs (once per
+  dataset and teacher, never per run).
+- memory: peak resident memory (getrusage of the child) of an `onestep train` and an `onestep
+  evaluate` job on a small run; peak GPU memory from the job's train.json where it ran on a GPU.
+
+Not a test: the numbers depend on the machine. Defaults keep it under ~5 minutes on 2 CPU cores.
+
+    .venv/bin/python benchmarks/bench.py [--steps 600] [--threads 1] [--device cpu|cuda] [--out results/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def defaults() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def run_config(steps: int, device: str) -> dict:
+    """config/config.yaml's curriculum run (student MLP 128 x 3, batch 512, Adam), `steps` optimiser steps."""
+    from onestep.config import resolve
+
+    cfg = resolve(defaults())
+    cfg["method"].update(K=10, steps_per_stage=max(1, steps // 10))
+    cfg.update(seed=0, device=device, run={"ablation": "bench", "name": "bench", "point": {}})
+    return cfg
+
+
+def toy_teacher(cfg: dict, device: str):
+    from onestep.diffusion import Schedule, Teacher
+    from onestep.nets import build_net
+
+    torch.manual_seed(0)  # throughput does not depend on the teacher's training
+    return Teacher(build_net(cfg["teacher"]["net"], (2,)).to(device).eval(), Schedule.from_config(cfg["diffusion"]))
+
+
+def toy_pairs(n: int = 8192) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {"z": torch.randn(n, 2, generator=g), "x0": torch.randn(n, 2, generator=g)}  # (N, 2) each
+
+
+def sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------- trainer vs a bare loop
+
+
+def bare_loop(cfg: dict, teacher, pairs: dict, device: str) -> float:
+    """Steps/s of the method's loss alone: the same student, batches, Adam and method, no trainer."""
+    from onestep import accel
+    from onestep.methods import build_method, student_net
+    from onestep.methods.base import Context
+    from onestep.nets import build_net
+    from onestep.train import PairBatches
+
+    torch.manual_seed(cfg["seed"])
+    ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=(2,), features=None)
+    method = build_method(cfg, ctx, cfg["seed"], device)
+    net = build_net(student_net(cfg), (2,)).to(device)
+    opt = accel.adam(net.parameters(), cfg["student"]["lr"], device)
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    batches = PairBatches({k: v.to(device) for k, v in pairs.items()}, cfg["student"]["batch_size"], cfg["seed"])
+    total = method.total_steps
+    sync(device)
+    t0 = time.perf_counter()
+    for step in range(total):
+        method.schedule(step)
+        b = next(batches)
+        batch = method.prepare(b, step, gen)
+        loss, _ = method.loss(net, batch, step, gen)  # (B,)
+        opt.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        opt.step()
+    sync(device)
+    return total / (time.perf_counter() - t0)
+
+
+def trainer_loop(cfg: dict, teacher, pairs: dict, device: str, checkpoint_every: int, folder: Path) -> float:
+    """Steps/s of train.fit with its logging (rows kept, as the CLI buffers them), EMA and resume checkpoints."""
+    from onestep.checkpoint import Resume
+    from onestep.train import train_student
+
+    rows = []
+    resume = Resume(folder / "resume.pt", checkpoint_every)
+    sync(device)
+    t0 = time.perf_counter()
+    train_student(cfg, teacher, pairs, device, lambda values, step, series="step": rows.append((series, step, values)),
+                  progress=True, resume=resume)
+    sync(device)
+    wall = time.perf_counter() - t0
+    (folder / "resume.pt").unlink(missing_ok=True)
+    return cfg["method"]["K"] * cfg["method"]["steps_per_stage"] / wall
+
+
+def bench_trainer(steps: int, device: str, checkpoint_every: int, repeats: int) -> dict:
+    cfg = run_config(steps, device)
+    teacher, pairs = toy_teacher(cfg, device), toy_pairs()
+    bare_loop(run_config(50, device), teacher, pairs, device)  # warm-up (allocator, kernels)
+    fit, bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):  # interleaved: drifts of a shared machine hit both alike
+            fit.append(trainer_loop(cfg, teacher, pairs, device, checkpoint_every, Path(tmp)))
+            bare.append(bare_loop(cfg, teacher, pairs, device))
+    return {"steps": cfg["method"]["K"] * cfg["method"]["steps_per_stage"], "batch": cfg["student"]["batch_size"],
+            "net": cfg["student"]["net"], "log_every": cfg["student"]["log_every"], "checkpoint_every": checkpoint_every,
+            "trainer_steps_per_s": max(fit), "bare_steps_per_s": max(bare), "ratio": max(fit) / max(bare),
+            "all_trainer": fit, "all_bare": bare, "goal": ">= 0.95"}
+
+
+# ---------------------------------------------------------------- one step vs 50-step DDIM
+
+
+def bench_sampling(device: str, n: int) -> dict:
+    from onestep.diffusion import ddim_sample
+    from onestep.evaluate import one_step
+    from onestep.methods import student_net
+    from onestep.nets import build_net
+
+    cfg = run_config(10, device)
+    teacher = toy_teacher(cfg, device)
+    student = build_net(student_net(cfg), (2,)).to(device).eval()
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(1)).to(device)  # (N, 2)
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        best = float("inf")
+        for _ in range(2):
+            sync(device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                fn()
+            sync(device)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    t_one = timed(lambda: one_step(cfg, teacher, student, z))
+    t_ddim = timed(lambda: ddim_sample(teacher.net, z, 50, cfg["diffusion"]))
+    return {"samples": n, "one_step_samples_per_s": n / t_one, "ddim50_samples_per_s": n / t_ddim,
+            "ratio": t_ddim / t_one, "goal": ">= 40"}
+
+
+# ---------------------------------------------------------------- snakemake -n planning
+
+
+def job_stats(text: str) -> dict[str, int]:
+    stats, on = {}, False
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("job ") and "count" in line:
+            on = True
+        elif on and parts and parts[0] == "total":
+            stats["total"] = int(parts[1])
+            break
+        elif on and len(parts) == 2 and parts[1].isdigit():
+            stats[parts[0]] = int(parts[1])
+    return stats
+
+
+def plan(work: Path, target: str, extra: dict) -> tuple[float, dict]:
+    cfg = work / f"{target}.yaml"
+    cfg.write_text(yaml.safe_dump({"out": str(work / "results"), **extra}))
+    cmd = [str(BIN / "snakemake"), "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(REPO / "config" / "config.yaml"), str(cfg), "--", target]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"snakemake -n {target} failed:\n{(p.stdout + p.stderr)[-3000:]}")
+    return wall, job_stats(p.stdout)
+
+
+def bench_planning() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "abl").mkdir()
+        lambdas = [round(0.01 * 2 ** i, 4) for i in range(10)]
+        replays = [round(0.05 * i, 2) for i in range(10)]
+        (work / "abl" / "grid.yaml").write_text(yaml.safe_dump({
+            "name": "ablate_grid1000", "grid": {"method.lambda": lambdas, "method.replay": replays},
+            "seeds": list(range(10))}))  # 10 x 10 points x 10 seeds = 1000 runs
+        t_grid, grid = plan(work, "ablate_grid1000", {"ablations_dir": str(work / "abl")})
+        t_all, full = plan(work, "ablate_all", {})
+    runs = grid.get("train", 0)
+    once = {k: grid.get(k, 0) for k in ("teacher", "pairs", "reference", "teacher_eval")}
+    return {"grid_runs": runs, "grid_plan_s": t_grid, "grid_jobs_total": grid.get("total"), "grid_jobs": grid, "ablate_all_plan_s": t_all,
+            "ablate_all_jobs": full, "shared_jobs": once, "goal": "< 30 s; teacher, pairs, reference once per dataset",
+            "paper_target": "none in this Snakefile: ablate_all is the full target"}
+
+
+# ---------------------------------------------------------------- peak memory of real jobs
+
+
+def peak_rss_mib(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    """Peak resident memory of `cmd` (getrusage of the only child of a fresh interpreter), in MiB."""
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+             "print('RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    p = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=cwd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-3000:]}")
+    return int(re.search(r"RSS_KIB (\d+)", p.stdout).group(1)) / 1024, p.stdout
+
+
+def bench_memory(device: str) -> dict:
+    onestep = str(BIN / "onestep")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cfg = run_config(200, device)
+        cfg["teacher"].update(steps=100)
+        cfg["pairs"].update(num=4096, ddim_steps=10)
+        cfg["tracking"].update(uri=f"sqlite:///{work / 'mlflow.db'}", artifacts=str(work / "mlartifacts"))
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+        c = ["--config", "config.yaml", "--threads", "1"]
+        for argv in (["teacher", *c, "--out", "teacher.pt"], ["pairs", *c, "--teacher", "teacher.pt", "--out", "pairs.npz"],
+                     ["reference", *c, "--out", "reference.npz", "--summary", "reference.json"]):
+            subprocess.run([onestep, *argv], cwd=work, check=True, capture_output=True)
+        train, _ = peak_rss_mib([onestep, "train", *c, "--teacher", "teacher.pt", "--pairs", "pairs.npz", "--out", "run"],
+                                work)
+        evaluate, _ = peak_rss_mib([onestep, "evaluate", "--threads", "1", "--run", "run", "--teacher", "teacher.pt",
+                                    "--reference", "reference.npz", "--out", "run/metrics.json", "--plot", "run/samples.png"],
+                                   work)
+        summary = json.loads((work / "run" / "train.json").read_text())
+    gpu = {k: v for k, v in summary.items() if k.startswith("gpu_")}
+    return {"train_peak_rss_mib": train, "evaluate_peak_rss_mib": evaluate, "train_steps": summary.get("steps"),
+            "device": device, **gpu}
+
+
+def table(res: dict) -> str:
+    tr, sa, pl, me = res["trainer"], res["sampling"], res["planning"], res["memory"]
+    once = pl["shared_jobs"]
+    gpu = f"{me['gpu_max_mem_gib']:.2f} GiB" if "gpu_max_mem_gib" in me else "no GPU"
+    rows = [
+        ("trainer / bare loop", f"{tr['trainer_steps_per_s']:.1f} / {tr['bare_steps_per_s']:.1f} steps/s",
+         f"{tr['ratio']:.3f}", ">= 0.95"),
+        ("one step / DDIM-50", f"{sa['one_step_samples_per_s']:.3g} / {sa['ddim50_samples_per_s']:.3g} samples/s",
+         f"{sa['ratio']:.1f}x", ">= 40x"),
+        (f"snakemake -n, {pl['grid_runs']} runs", f"{pl['grid_plan_s']:.1f} s", "", "< 30 s"),
+        ("snakemake -n ablate_all", f"{pl['ablate_all_plan_s']:.1f} s", f"{pl['ablate_all_jobs'].get('total', '')}", ""),
+        (f"shared jobs for {pl['grid_runs']} runs", ", ".join(f"{k} {v}" for k, v in once.items()),
+         "once" if set(once.values()) <= {0, 1} or once["teacher_eval"] == len(defaults()["evaluation"]["teacher_steps"])
+         else "PER RUN", "once per dataset/teacher"),
+        ("peak RSS train / evaluate", f"{me['train_peak_rss_mib']:.0f} / {me['evaluate_peak_rss_mib']:.0f} MiB", gpu, ""),
+    ]
+    head = ("measure", "value", "ratio / note", "goal")
+    w = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (x + 2) for x in w) + "|", *map(line, rows)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600, help="optimiser steps of each trainer / bare-loop measurement")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved trainer / bare-loop pairs (best kept)")
+    ap.add_argument("--checkpoint-every", type=int, default=200, help="resume checkpoints in the trainer run")
+    ap.add_argument("--samples", type=int, default=8192, help="noise samples of the sampling measurement")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": a.device, "threads": a.threads,
+           "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    res = {}
+    for name, fn in (("trainer", lambda: bench_trainer(a.steps, a.device, a.checkpoint_every, a.repeats)),
+                     ("sampling", lambda: bench_sampling(a.device, a.samples)),
+                     ("planning", bench_planning),
+                     ("memory", lambda: bench_memory(a.device))):
+        t0 = time.perf_counter()
+        res[name] = {**fn(), "bench_s": time.perf_counter() - t0, "env": env}
+        (a.out / f"{name}.json").write_text(json.dumps(res[name], indent=2, default=str) + "\n")
+        print(f"{name}: done in {res[name]['bench_s']:.0f} s", file=sys.stderr, flush=True)
+    print(table(copy.deepcopy(res)))
+    print(f"\n(results in {a.out}/*.json; {env['device']}, {a.threads} thread(s), torch {env['torch']})")
+
+
+if __name__ == "__main__":
+    main()
