@@ -312,6 +312,45 @@ def test_shortcut_training_reduces_the_loss(schedule):
         assert (m.sample(net, torch.randn(2000, 2, generator=gen), steps).mean(0) - MU).norm() < 0.3
 
 
+class Recorder(nn.Module):
+    """A two-time net that records the step size d of every call, split into trained calls (grad on)
+    and queries (no grad: bootstrap targets, sampling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.trained, self.queried = set(), set()
+
+    def forward(self, x, t, d):
+        ds = {round(float(v) / 1000, 6) for v in d}
+        (self.trained if torch.is_grad_enabled() else self.queried).update(ds)
+        return self.lin(x)
+
+
+def test_shortcut_every_queried_step_size_is_trained(schedule):
+    """Every d a bootstrap target or the sampler queries is a d the loss trains (flow matching at the
+    smallest step 1/M, as the official code does); the targets come from the EMA copy (ctx.ema)."""
+    M = 8
+    student, ema = Recorder(), Recorder().requires_grad_(False)
+    c = ctx(schedule)
+    c.ema = ema
+    m = METHODS["shortcut"]({"name": "shortcut", "max_steps": M}, c, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(20):
+        batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
+        m.loss(student, batch, step, gen)[0].mean().backward()
+    assert not student.queried  # the targets never query the online weights ...
+    assert ema.queried == {1 / 2, 1 / 4, 1 / 8}  # ... but the EMA copy, at every d = 2^-k down to 1/M
+    for n in m.sample_steps:
+        m.sample(ema, torch.randn(4, 2), n)
+    assert ema.queried <= student.trained, f"queried but never trained: {ema.queried - student.trained}"
+    assert student.trained == {1, 1 / 2, 1 / 4, 1 / 8}  # no d = 0 that nothing queries
+    off = METHODS["shortcut"]({"name": "shortcut", "max_steps": M, "ema_target": False}, c, seed=0)
+    online = Recorder()
+    off.loss(online, batch, 0, gen)
+    assert online.queried == {1 / 2, 1 / 4, 1 / 8}  # ema_target: false: the online weights, stop-gradient
+
+
 # ---------------------------------------------------------------- drifting
 
 
