@@ -130,7 +130,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
-                  features=None if features is None else features.to(device).features)
+                  features=None if features is None else features.to(device).features,
+                  data_std=lambda: data.std(cfg["dataset"]))
     method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding

@@ -21,7 +21,9 @@ slices `micro` of the prepared batch (every tensor of it, `extra` included), so 
 
 The trainer owns the student's EMA copy and offers it as `ctx.ema` (set before step 0, updated
 after every optimiser step, frozen: no gradients) for methods whose papers form targets from it
-(shortcut, CTM, consistency models); `None` outside the trainer.
+(shortcut, CTM, consistency models); `None` outside the trainer. `ctx.data_std()` gives the data's
+standard deviation (over every element) to methods whose maths needs it (EDM's sigma_data); training
+and evaluation both offer it, computed from the dataset config, so a student samples as it was trained.
 
 Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
 then fills `Batch.data` with real data samples of the same batch size. The DDPM teacher is such a
@@ -65,6 +67,8 @@ class Context:
     shape: tuple[int, ...]
     features: Callable[[torch.Tensor], torch.Tensor] | None = None  # frozen image features phi(x), x in [-1, 1]
     ema: nn.Module | None = None  # the trainer's EMA copy of the student (frozen), set before step 0
+    data_std: Callable[[], float] | None = None  # () -> the data's std over every element (data.std), computed
+                                                  # on first call; what `sigma_data: auto` resolves to
 
 
 @dataclass

@@ -11,7 +11,8 @@ the SAME noise z: x_{i+1} = x0 + sigma_{i+1} z, x_i = x0 + sigma_i z, and
     lambda = 1 / (sigma_{i+1} - sigma_i),  d(a, b) = sqrt(||a - b||^2 + c^2) - c,  c = 0.00054 sqrt(dim),
 the target being the stop-gradient CURRENT network (iCT, no EMA teacher). i is drawn from the
 lognormal-derived distribution p(i) ~ erf((ln sigma_{i+1} - P_mean) / (sqrt 2 P_std))
-- erf((ln sigma_i - P_mean) / (sqrt 2 P_std)), P_mean = -1.1, P_std = 2.0, and the grid size follows
+- erf((ln sigma_i - P_mean) / (sqrt 2 P_std)), P_mean (iCT: -1.1 on CIFAR-10; default 0 here, see
+common.ICTConfig), P_std = 2.0, and the grid size follows
 the iCT doubling curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2(s1 / s0) + 1)).
 
 Mapping to this repo's VP DDPM index space (t = 0..T, abar_0 = 1). A VP state
