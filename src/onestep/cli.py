@@ -100,7 +100,8 @@ def cmd_pairs(a) -> None:
     pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
-                          cfg["diffusion"], device, chunk=pc.get("batch_size", 4096))
+                          cfg["diffusion"], device, chunk=pc.get("batch_size", 4096), solver=pc.get("solver", "ddim"),
+                          clip_x0=pc.get("clip_x0"))
     outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy())
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
@@ -127,7 +128,7 @@ def cmd_reference(a) -> None:
 def cmd_teacher_eval(a):
     from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint
-    from onestep.diffusion import ddim_sample
+    from onestep.diffusion import pairs_label, teacher_sample
     from onestep.evaluate import generate, plot_samples, score
 
     cfg = _job(a)
@@ -135,13 +136,19 @@ def cmd_teacher_eval(a):
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     net.to(device)
     ref = outputs.load_npz(a.reference)
-    with tracking.record(cfg, f"teacher-ddim-{a.steps}", {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
+    plain = a.solver == "ddim" and a.clip_x0 is None  # a DDIM row; else the pairs' solver row
+    label = f"teacher DDIM {a.steps}" if plain else "teacher " + pairs_label(
+        {"solver": a.solver, "ddim_steps": a.steps, "clip_x0": a.clip_x0})
+    with tracking.record(cfg, label.replace(" ", "-"), {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
         t0 = time.time()
-        x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
+        x = generate(cfg, tuple(ckpt["shape"]),
+                     lambda z: teacher_sample(net, z, a.steps, cfg["diffusion"], a.solver, a.clip_x0), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
-                  "label": f"teacher DDIM {a.steps}"}
+                  "label": label, "solver": a.solver, "clip_x0": a.clip_x0,
+                  "outside_support": int((x.abs() > a.support).any(-1).sum()) if x.ndim == 2 else None,
+                  "max_abs": float(x.abs().max())}
         rec.metrics(result["metrics"])
-        plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
+        plot_samples(x, ref, a.plot, label if not plain else f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -414,7 +421,12 @@ def _teacher_commands(sub) -> None:
     _out(g, "reference.npz")
     g["out"].add_argument("--summary", type=Path, required=True, help="reference.json: the metric floor")
     g = _command(sub, "teacher-eval", cmd_teacher_eval, "score the teacher's DDIM samples (a reference row)")
-    g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps")
+    g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps (steps of --solver)")
+    g["config"].add_argument("--solver", default="ddim", choices=["ddim", "dpm++", "heun"],
+                             help="the ODE solver (pairs.solver); not ddim, or with --clip-x0: the pairs' row")
+    g["config"].add_argument("--clip-x0", type=float, default=None, help="clip the x0 prediction (pairs.clip_x0)")
+    g["config"].add_argument("--support", type=float, default=2.5,
+                             help="2-D: count samples with a coordinate beyond +-this (outside the data's support)")
     _teacher(g)
     _reference(g)
     _features(g)

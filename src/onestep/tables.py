@@ -23,6 +23,16 @@ METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID
 COST = ("wall_time_s", "teacher_evals", "steps")
 
 
+
+def pairs_row(t: dict) -> bool:
+    """A teacher row of the pairs' own solver (teacher-eval --solver / --clip-x0), not a plain DDIM row."""
+    return t.get("solver", "ddim") != "ddim" or t.get("clip_x0") is not None
+
+
+def teacher_label(t: dict) -> str:
+    """A teacher reference row's label: 'teacher DDIM 50 steps', or the pairs' solver row's own label."""
+    return t["label"] if pairs_row(t) else f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}"
+
 def read_json(paths) -> list[dict]:
     out = []
     for p in paths:
@@ -147,13 +157,13 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     summary = summarise(runs, axes, metrics, primary, spec.get("baseline") or {})
     position = [order.index(tuple(r[a] for a in axes)) for r in summary.iter_rows(named=True)]
     summary = summary.with_columns(pl.Series("_o", position)).sort("_o").drop("_o")  # the spec's point order
-    t50 = next((t for t in teachers if t["steps"] == 50), teachers[-1] if teachers else None)
+    t50 = next((t for t in teachers if t["steps"] == 50 and not pairs_row(t)), teachers[-1] if teachers else None)
     ratio = f"{primary}_ratio_to_teacher_{t50['steps']}" if t50 else None
     if t50:
         summary = summary.with_columns((pl.col(f"{primary}_mean") / t50["metrics"][primary]).alias(ratio))
 
     refs = [("data vs data (floor)", ref["floor"])]
-    refs += [(f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"]) for t in teachers]
+    refs += [(teacher_label(t), t["metrics"]) for t in teachers]
     csv = summary.with_columns(pl.lit("run").alias("kind"), pl.lit(name).alias("ablation"),
                                pl.lit(title).alias("title"), pl.lit(primary).alias("primary"),
                                pl.Series("setting", [setting(r, axes) for r in summary.iter_rows(named=True)]),
@@ -349,7 +359,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                   f"{row['params_mean']:.0f}", str(row["seeds"])]
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
-        (f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"]) for t in teachers]
+        (teacher_label(t), t["metrics"]) for t in teachers]
     for label, vals in refs:
         cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics] + ["", ""]
         cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [""] * (len(BASELINE_COST) + 1)
