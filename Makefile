@@ -14,7 +14,7 @@ MLFLOW_ALLOWED_HOSTS ?=
 # rules call the package's CLI (`onestep ...`): the venv's bin comes first on PATH
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench gpu-check
+.PHONY: venv demo paper slurm test lint ui mlflow-server clean-results bench gpu-check
 
 venv: $(STAMP)
 
@@ -28,6 +28,13 @@ $(STAMP): envs/requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
 	@$(BIN)/onestep where $(TARGET)
+
+# every table and figure of a tier under results/paper/<tier>/ (index.md), then the browsable report;
+# another tier: make paper PAPER_ARGS="--configfile config/digits.yaml"
+PAPER_ARGS ?=
+paper: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS)
+	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS) --report results/paper/report.html
 
 # the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables)
 slurm: $(STAMP)

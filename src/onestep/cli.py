@@ -266,6 +266,18 @@ def cmd_main_table(a) -> None:
     print(tables.build_main(a.tables, a.out_prefix, a.plot))
 
 
+def cmd_paper_artefact(a) -> None:
+    from onestep import paper
+
+    print("\n".join(map(str, paper.copy_artefact(a.src, a.out_prefix))))
+
+
+def cmd_paper_index(a) -> None:
+    from onestep import paper
+
+    print(paper.write_index(a.spec, a.out))
+
+
 # ---------------------------------------------------------------- Optuna
 
 
@@ -465,6 +477,13 @@ def _table_commands(sub) -> None:
     g["in"].add_argument("--tables", type=Path, nargs="+", required=True, help="per-ablation table CSVs")
     _out_prefix(g)
     _plot(g, "the figure")
+    g = _command(sub, "paper-artefact", cmd_paper_artefact, "copy one artefact's md, tex, csv, png under results/paper",
+                 config=False)
+    g["in"].add_argument("--src", type=Path, nargs="+", required=True, help="its .md, .tex, .csv and .png")
+    _out_prefix(g)
+    g = _command(sub, "paper-index", cmd_paper_index, "results/paper/<tier>/index.md from the paper spec", config=False)
+    g["in"].add_argument("--spec", type=Path, required=True, help="paper.yaml (the paper_spec rule's)")
+    _out(g, "index.md")
 
 
 def _tune_commands(sub) -> None:
