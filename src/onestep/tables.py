@@ -303,7 +303,8 @@ def _dedup(main: pl.DataFrame) -> list[dict]:
     return out
 # ---------------------------------------------------------------- baselines: quality and training cost per method
 
-BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_evals": "teacher evals", "params": "params"}
+BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_evals": "teacher evals",
+                 "student_forwards": "student fwd", "student_backwards": "student bwd", "params": "params"}
 
 
 def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.DataFrame:
