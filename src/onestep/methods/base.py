@@ -110,6 +110,9 @@ class MethodBase:
     needs_data = False
     times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
+    # tune_baselines: the method's 2-3 most sensitive knobs and their ranges, {knob: {low, high, log} | {choices}};
+    # a method knob, or a dotted key outside the method section (student.lr). onestep/tuned.py reads it.
+    search_space: ClassVar[dict[str, dict]] = {}
 
     def schedule(self, step: int) -> dict[str, float]:
         return {}

@@ -37,6 +37,7 @@ default's count (K = 10 x 400); s0 = 10, s1 = 1280 as in iCT, so N doubles every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -55,6 +56,11 @@ class CT(ICTMethod):
     pseudo-Huber are methods/common.py's."""
 
     Config = CTConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "p_mean": {"low": -1.5, "high": 1.5, "log": False},
+        "p_std": {"low": 0.5, "high": 2.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
     needs_data = True
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):

@@ -35,7 +35,7 @@ count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1, sigma_data from the data, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -62,6 +62,11 @@ class CTM(MethodBase):
     """Consistency trajectory model; see the module docstring."""
 
     Config = CTMConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "N": {"choices": [10, 18, 40]},
+        "dsm_weight": {"low": 0.0, "high": 2.0, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
     times = 2
     sample_steps = (1, 2, 4)
 

@@ -28,6 +28,7 @@ collapsed to std 0.12 (target 0.5); fake_lr 3e-3 and 4 updates matched mean and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -66,6 +67,11 @@ class DMD2(MethodBase):
     """Distribution matching with an online fake score; see the module docstring."""
 
     Config = DMD2Config
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "fake_lr": {"low": 3e-4, "high": 1e-2, "log": True},
+        "fake_updates": {"choices": [2, 4, 8]},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = self.Config.from_dict(cfg)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -77,6 +77,10 @@ class Progressive(MethodBase):
     """Progressive distillation; see the module docstring."""
 
     Config = ProgressiveConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "start_steps": {"choices": [4, 8, 16, 32]},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     sample_steps = (1, 2, 4)
 

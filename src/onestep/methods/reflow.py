@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -67,6 +67,10 @@ class Reflow(MethodBase):
     """One reflow round on the teacher pairs, then one-step distillation; see the module docstring."""
 
     Config = ReflowConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "flow_weight": {"low": 0.0, "high": 2.0, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     sample_steps = (1, 2, 4)
 

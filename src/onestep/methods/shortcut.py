@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -76,6 +76,10 @@ class Shortcut(MethodBase):
     """Step-size-conditioned flow matching with self-consistency targets; see the module docstring."""
 
     Config = ShortcutConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "bootstrap": {"low": 0.1, "high": 0.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     needs_data = True
     sample_steps = (1, 2, 4)
