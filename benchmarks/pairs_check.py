@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=65536)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", default=None, help="comma-separated indices of SETTINGS")
+    p.add_argument("--tail-only", action="store_true", help="only (1) and (1b): the tail diagnosis")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(open(REPO / "config" / "config.yaml"))
@@ -48,6 +49,14 @@ def main() -> None:
             ratio = (eps[m] * z[m]).sum(1) / (z[m] * z[m]).sum(1)  # eps's component along x_T, per |x_T|^2
             print(f"|z| in [{lo}, {hi}): n = {int(m.sum()):>6}, eps . z / |z|^2 = {float(ratio.mean()):.3f} "
                   f"(ideal ~1.000), |eps - z| mean {float((eps[m] - z[m]).norm(dim=1).mean()):.3f}", flush=True)
+    # (1b) the tail itself: every z of those 10^6 draws with a coordinate beyond +-4, through each setting
+    tail = z[(z.abs() > 4).any(1)]
+    for solver, steps, clip in SETTINGS:
+        x = teacher_sample(net, tail, steps, diff, solver, clip)
+        print(f"tail noise (n = {tail.shape[0]}, |z_i| > 4): {solver} {steps} clip {clip}: outside +-2.5: "
+              f"{int((x.abs() > 2.5).any(1).sum())}, max |x| {float(x.abs().max()):.1f}", flush=True)
+    if a.tail_only:
+        return
     # (2) solvers
     ref = data.sample(ds, a.n, seed=777)
     floor = sliced_wasserstein(data.sample(ds, a.n, seed=778), ref)

@@ -73,7 +73,7 @@ def test_clip_x0_keeps_tail_noise_in_the_data_bounds(solver):
 
 def test_pairs_solver_is_checked_at_parse_time(default_config):
     cfg = {**default_config, "seed": 0}
-    for solver, clip in (("dpm++", 2.0), ("heun", None), ("ddim", 1.5)):
+    for solver, clip in (("dpm++", 2.0), ("heun", None), ("ddim", 1.5), ("dpm++", "auto")):
         validate({**cfg, "pairs": {**cfg["pairs"], "solver": solver, "clip_x0": clip}})
     with pytest.raises(ConfigError, match="pairs.solver"):
         validate({**cfg, "pairs": {**cfg["pairs"], "solver": "rk45"}})
@@ -89,3 +89,11 @@ def test_the_pairs_solver_row_keeps_its_own_label():
     row = {"steps": 50, "solver": "dpm++", "clip_x0": 2.0, "label": "teacher pairs: dpm++ 50 steps, x0 clipped to +-2"}
     assert not pairs_row(ddim) and pairs_row(row) and pairs_row({"steps": 50, "solver": "ddim", "clip_x0": 2.0})
     assert teacher_label(ddim) == "teacher DDIM 50 steps" and teacher_label(row) == row["label"]
+
+
+def test_clip_x0_auto_is_the_data_bound():
+    from onestep import data
+
+    assert data.clip_x0(None, {"name": "checkerboard"}) is None and data.clip_x0(1.5, {"name": "moons"}) == 1.5
+    assert 1.99 < data.clip_x0("auto", {"name": "checkerboard"}) <= 2.0  # the checkerboard lies in +-2
+    assert data.clip_x0("auto", {"name": "moons"}) > 2.5  # another toy keeps its own, wider bound

@@ -99,9 +99,11 @@ def cmd_pairs(a) -> None:
     cfg = _job(a, tracked=False)
     pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
+    from onestep.data import clip_x0
+
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
                           cfg["diffusion"], device, chunk=pc.get("batch_size", 4096), solver=pc.get("solver", "ddim"),
-                          clip_x0=pc.get("clip_x0"))
+                          clip_x0=clip_x0(pc.get("clip_x0"), cfg["dataset"]))
     outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy())
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
@@ -136,6 +138,9 @@ def cmd_teacher_eval(a):
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     net.to(device)
     ref = outputs.load_npz(a.reference)
+    from onestep.data import clip_x0
+
+    a.clip_x0 = clip_x0(a.clip_x0, cfg["dataset"])
     plain = a.solver == "ddim" and a.clip_x0 is None  # a DDIM row; else the pairs' solver row
     label = f"teacher DDIM {a.steps}" if plain else "teacher " + pairs_label(
         {"solver": a.solver, "ddim_steps": a.steps, "clip_x0": a.clip_x0})
@@ -436,7 +441,8 @@ def _teacher_commands(sub) -> None:
     g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps (steps of --solver)")
     g["config"].add_argument("--solver", default="ddim", choices=["ddim", "dpm++", "heun"],
                              help="the ODE solver (pairs.solver); not ddim, or with --clip-x0: the pairs' row")
-    g["config"].add_argument("--clip-x0", type=float, default=None, help="clip the x0 prediction (pairs.clip_x0)")
+    g["config"].add_argument("--clip-x0", default=None,
+                             help="clip the x0 prediction (pairs.clip_x0): a number, or auto (the data's bound)")
     g["config"].add_argument("--support", type=float, default=2.5,
                              help="2-D: count samples with a coordinate beyond +-this (outside the data's support)")
     _teacher(g)

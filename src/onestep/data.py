@@ -211,3 +211,18 @@ def std(cfg: dict) -> float:
 @lru_cache
 def _std(key: str) -> float:
     return float(full(json.loads(key)).double().std())
+
+
+def bound(cfg: dict) -> float:
+    """The data's largest |coordinate| over `full(cfg)` (1.0 for images in [-1, 1]): `pairs.clip_x0: auto`."""
+    return _bound(json.dumps(cfg, sort_keys=True, default=str))
+
+
+@lru_cache
+def _bound(key: str) -> float:
+    return float(full(json.loads(key)).abs().max())
+
+
+def clip_x0(value, cfg: dict) -> float | None:
+    """`pairs.clip_x0` as a number: null (off), a number, or auto (the data's bound, `bound`)."""
+    return bound(cfg) if value == "auto" else (None if value is None else float(value))

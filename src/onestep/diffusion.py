@@ -192,7 +192,7 @@ def pairs_label(pc: dict) -> str:
     """How the pairs' solver reads in a table row: 'dpm++ 50 steps, x0 clipped to +-2'."""
     clip = pc.get("clip_x0")
     return (f"pairs: {pc.get('solver', 'ddim')} {pc['ddim_steps']} steps"
-            + ("" if clip is None else f", x0 clipped to +-{clip:g}"))
+            + ("" if clip is None else f", x0 clipped to +-{clip:.3g}"))
 
 
 @torch.no_grad()

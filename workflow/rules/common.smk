@@ -64,7 +64,7 @@ wildcard_constraints:
 JOB_SECTIONS = {
     "tracking": ("tracking", "dataset"),
     "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
-    "pairs": ("diffusion", "pairs", "device"),
+    "pairs": ("dataset", "diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
     "reference": ("dataset", "evaluation"),
     "teacher_eval": ("dataset", "diffusion", "evaluation", "tracking", "device"),
