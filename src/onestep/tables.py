@@ -157,7 +157,8 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     summary = summarise(runs, axes, metrics, primary, spec.get("baseline") or {})
     position = [order.index(tuple(r[a] for a in axes)) for r in summary.iter_rows(named=True)]
     summary = summary.with_columns(pl.Series("_o", position)).sort("_o").drop("_o")  # the spec's point order
-    t50 = next((t for t in teachers if t["steps"] == 50 and not pairs_row(t)), teachers[-1] if teachers else None)
+    plain = [t for t in teachers if not pairs_row(t)]  # the DDIM rows: the ratio's reference
+    t50 = next((t for t in plain if t["steps"] == 50), plain[-1] if plain else None)
     ratio = f"{primary}_ratio_to_teacher_{t50['steps']}" if t50 else None
     if t50:
         summary = summary.with_columns((pl.col(f"{primary}_mean") / t50["metrics"][primary]).alias(ratio))
@@ -336,7 +337,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     for m in [*metrics, *few, *BASELINE_COST]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     summary = runs.group_by(axes, maintain_order=True).agg(aggs)
-    bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50)}
+    bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50) and not pairs_row(t)}
     for n, v in bars.items():
         summary = summary.with_columns((pl.col(f"{primary}_mean") / v).alias(f"{primary}_ratio_to_teacher_{n}"))
     out_prefix = Path(out_prefix)
