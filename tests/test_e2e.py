@@ -64,7 +64,7 @@ def test_mlflow_holds_the_runs(finished):
     by_kind = {}
     for run in runs:
         by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 2
+    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 3  # DDIM 1, 10 and the pairs' solver
     parent = by_kind["ablation"][0]
     children = by_kind["run"]
     assert len(children) == 2

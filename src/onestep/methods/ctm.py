@@ -29,7 +29,7 @@ x0 are the teacher's samples (the pairs): data-free. Sampling with 1, 2 or 4 det
 T -> T (n-1)/n -> ... -> 0 (gamma = 0 sampling).
 
 Defaults (each knob's doc names its source): `steps` = 4000 optimiser steps (the curriculum default's
-count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1, sigma_data from the data, EMA target.
+count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1, sigma_data 0.5 (auto: from the data), EMA target.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class CTMConfig(Knobs):
     steps: int = knob(4000, "total optimiser steps; chosen here: the curriculum default's count", minimum=1)
     N: int = knob(18, "Karras grid levels of t, u, s; CTM paper (its CIFAR-10 grid, N = 18)", minimum=2)
     rho: float = knob(7.0, "Karras grid exponent; EDM / CTM (rho = 7)", exclusiveMinimum=0)
-    sigma_data: float | Literal["auto"] = knob("auto", SIGMA_DATA_DOC, exclusiveMinimum=0)
+    sigma_data: float | Literal["auto"] = knob(0.5, SIGMA_DATA_DOC, exclusiveMinimum=0)
     dsm_weight: float = knob(1.0, "weight of the denoising score-matching term; chosen here: 1 (CTM balances it "
                              "by gradient norm, not done here)", minimum=0)
     ema_target: bool = knob(True, "target from the trainer's EMA copy theta^- (ctx.ema), as the CTM paper; "
