@@ -16,7 +16,7 @@ MLFLOW_ALLOWED_HOSTS ?=
 # the venv's bin first on PATH is for the other commands here (mlflow, onestep where)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo slurm test lint ui mlflow-server clean-results bench figures gpu-check
+.PHONY: venv demo paper slurm test lint ui mlflow-server clean-results bench figures gpu-check
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ $(STAMP): envs/requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET) $(ARGS)
 	@$(BIN)/onestep where $(TARGET)
+
+# every table and figure of a tier under results/paper/<tier>/ (index.md), then the browsable report;
+# another tier: make paper PAPER_ARGS="--configfile config/digits.yaml"
+PAPER_ARGS ?=
+paper: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS)
+	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS) --report results/paper/report.html
 
 # the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables);
 # ARGS go to snakemake, e.g. make slurm ARGS="--configfile my.yaml --slurm-status-command squeue"

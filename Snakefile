@@ -5,6 +5,8 @@
 #   (ablate_loss needs images: snakemake --cores 2 ablate_loss --configfile config/digits.yaml)
 #   snakemake --cores 2 baselines         the seeds' one-step methods vs the curriculum (quality and training cost)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
+#   snakemake --cores 2 paper             every table and figure of this tier under results/paper/<tier>/ (index.md);
+#                                         then snakemake paper --report report.html for a browsable bundle
 # Every config/ablations/<file>.yaml with `name: X` is a target X.
 
 configfile: "config/config.yaml"
@@ -18,6 +20,7 @@ include: "workflow/rules/curriculum.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/tune.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule tune_lambda:
@@ -29,6 +32,11 @@ rule ablate_all:
     input:
         [ablation_outputs(name) for name in APPLICABLE],
         rules.main_table.output,
+
+
+rule paper:
+    input:
+        rules.paper_index.output,
 
 
 rule all:

@@ -66,7 +66,7 @@ def main() -> None:
         t0 = time.time()
         student, summary = train_student(c, teacher, pairs, "cpu", lambda *x, **k: None, progress=False)
         wall = time.time() - t0
-        steps = METHODS[name](c["method"], _ctx(teacher), 0).sample_steps
+        steps = METHODS[name].sample_steps
         swd = {k: score(one_step(c, teacher, student, z, steps=k), ref, c)["metrics"]["swd"] for k in steps}
         bar1 = swd[1] <= 0.7 * tswd[1]
         bar50 = swd[1] <= 1.25 * tswd[50] if name in DISTILLATIONS else None
@@ -74,12 +74,6 @@ def main() -> None:
               + f" | wall {wall:.0f}s steps {summary['steps']} teacher_evals {summary['teacher_evals']}"
               + f" | beats 0.7 x teacher-1 ({0.7 * tswd[1]:.4f}): {bar1}"
               + ("" if bar50 is None else f" | within 1.25 x teacher-50 ({1.25 * tswd[50]:.4f}): {bar50}"), flush=True)
-
-
-def _ctx(teacher):
-    from onestep.methods.base import Context
-
-    return Context(teacher, teacher.schedule, (2,))
 
 
 if __name__ == "__main__":

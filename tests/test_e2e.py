@@ -44,7 +44,8 @@ def test_table_has_its_rows(finished):
     md = (finished / "results" / "tables" / "checkerboard" / "ablate_order.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     labels = [row.split("|")[1].strip().strip("*") for row in rows[1:]]
-    assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps"]
+    assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps",
+                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver (issue 14)
     assert md.count("**") >= 2  # a best value in bold
     import polars as pl
 
@@ -63,7 +64,7 @@ def test_mlflow_holds_the_runs(finished):
     by_kind = {}
     for run in runs:
         by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 2
+    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 3  # DDIM 1, 10 and the pairs' solver
     parent = by_kind["ablation"][0]
     children = by_kind["run"]
     assert len(children) == 2

@@ -13,6 +13,8 @@ import torch
 from conftest import DIFF, GaussEps
 from torch import nn
 
+from onestep import data
+from onestep.config import ConfigError
 from onestep.diffusion import Schedule, Teacher
 from onestep.methods import METHODS, student_net
 from onestep.methods.base import Batch, Context
@@ -43,7 +45,7 @@ class Recorder(nn.Module):
 
 def make(name, sch, s=0.0, shape=(2,), **over):
     teacher = Teacher(GaussEps(sch, MU if shape == (2,) else torch.zeros(shape), s), sch)
-    return METHODS[name]({"name": name, **over}, Context(teacher, sch, shape), 0), teacher
+    return METHODS[name]({"name": name, **over}, Context(teacher, sch, shape, data_std=lambda: 0.5), 0), teacher
 
 
 def mlp(times=1, width=32):
@@ -223,6 +225,55 @@ def test_ctm_gradients_only_through_the_inner_jump(sch):
     assert x.grad is not None and all(p.grad is None for p in plain.parameters())
 
 
+def test_ctm_target_is_the_ema_copy(sch):
+    """CTM's target G(G(x_u, u, s), s, 0) comes from the trainer's EMA copy (ctx.ema), as in the paper; the
+    online student is only called with gradients on (or with frozen weights for the outer jump)."""
+    m, _ = make("ctm", sch)
+    ema = Recorder(mlp(times=2)).requires_grad_(False)
+    m.ctx.ema = ema
+    net = Recorder(mlp(times=2))
+    m.loss(net, batch(), 0, torch.Generator().manual_seed(1))
+    assert [c["grad"] for c in net.calls] == [True, True, True]  # inner G, outer G (frozen weights), DSM D
+    assert [c["grad"] for c in ema.calls] == [False, False]  # the two target jumps
+    off, _ = make("ctm", sch, ema_target=False)
+    off.ctx.ema = ema
+    net = Recorder(mlp(times=2))
+    off.loss(net, batch(), 0, torch.Generator().manual_seed(1))
+    assert [c["grad"] for c in net.calls].count(False) == 2  # ema_target: false: the online weights
+
+
+@pytest.mark.parametrize("name", ["cd", "ct", "ctm"])
+def test_sigma_data_comes_from_the_data(sch, name):
+    """sigma_data: auto is the data's std over every element, not CIFAR-10's 0.5 (the default, measured better
+    here); without a data source `auto` stops with a message naming the key."""
+    ds = {"name": "checkerboard"}
+    want = float(data.full(ds).double().std())
+    assert abs(data.std(ds) - want) < 1e-9 and abs(want - 0.5) > 0.3
+    teacher = Teacher(GaussEps(sch, MU, 0.0), sch)
+    build = lambda ctx, **over: METHODS[name]({"name": name, **over}, ctx, 0)  # noqa: E731
+    m = build(Context(teacher, sch, (2,), data_std=lambda: data.std(ds)), sigma_data="auto")
+    got = m.f.s_d if name != "ctm" else m.s_d
+    assert abs(got - want) < 1e-6
+    if name != "ctm":
+        assert m.schedule(0)["sigma_data"] == pytest.approx(want)  # logged with the run
+    m = build(Context(teacher, sch, (2,), data_std=lambda: data.std(ds)), sigma_data=0.7)
+    assert (m.f.s_d if name != "ctm" else m.s_d) == 0.7
+    with pytest.raises(ConfigError, match="method.sigma_data"):
+        build(Context(teacher, sch, (2,)), sigma_data="auto")
+    m = build(Context(teacher, sch, (2,)))  # the default needs no data
+    assert (m.f.s_d if name != "ctm" else m.s_d) == 0.5
+
+
+def test_sigma_data_in_the_schema(default_config):
+    from onestep.config import validate, with_method
+
+    for v in ("auto", 1.2):
+        validate(with_method({**default_config, "seed": 0}, {"name": "ct", "sigma_data": v}))
+    for v in ("data", 0):
+        with pytest.raises(ConfigError, match="sigma_data"):
+            validate(with_method({**default_config, "seed": 0}, {"name": "ct", "sigma_data": v}))
+
+
 def test_ctm_asks_for_a_two_time_student(default_config):
     cfg = {**default_config, "method": {"name": "ctm"}}
     assert student_net(cfg)["times"] == 2
@@ -286,7 +337,8 @@ def test_trainer_runs_each_method_blind(default_config, sch, name, one_thread):
     rows = []
     model, summary = train_student(cfg, teacher, pairs, "cpu", lambda v, step, series="step": rows.append(v), progress=False)
     assert summary["steps"] == 6 and summary["params"] > 0 and rows
-    x = METHODS[name](cfg["method"], Context(teacher, sch, (2,)), 0).sample(model, torch.randn(8, 2), 1)
+    ctx = Context(teacher, sch, (2,), data_std=lambda: data.std(cfg["dataset"]))
+    x = METHODS[name](cfg["method"], ctx, 0).sample(model, torch.randn(8, 2), 1)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
     assert few_steps(cfg) == ((2, 4) if name != "kd" else ())
 

@@ -108,7 +108,8 @@ class LinV(nn.Module):
 
 
 def test_reflow_targets(schedule):
-    m = method("reflow", schedule, reflow_steps=5, distill_steps=5, distill_ode_steps=4, flow_weight=0.0)
+    m = method("reflow", schedule, reflow_steps=5, distill_steps=5, distill_solver="euler", distill_ode_steps=4,
+               flow_weight=0.0)
     assert [m.schedule(s)["phase"] for s in (0, 4, 5, 9)] == [0, 0, 1, 1]
     z, x0 = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.5]])
     # phase 0: a field equal to the pair's straight velocity z - x0 has zero loss
@@ -271,6 +272,25 @@ def test_dmd2_training_moves_samples_to_the_teacher(schedule):
     assert abs(float(x.std(0).mean()) - SD) < 0.25
 
 
+class Linear(nn.Module):
+    """v(x, t) = x: from t = 1 the flow's exact solution at t = 0 is z / e."""
+
+    def forward(self, x, t):
+        return x
+
+
+def test_reflow_distils_an_accurate_solve(schedule):
+    """The distillation target is an accurate solve of the frozen reflowed flow (the paper: adaptive RK45),
+    not a 4-step Euler one: on v = x, exact z / e, 4 Euler steps give z (3/4)^4, 14% off."""
+    m = method("reflow", schedule)
+    m.frozen = Linear()
+    z = torch.randn(64, 2)
+    assert torch.allclose(m.distill_target(z), z / math.e, rtol=1e-3, atol=1e-5)
+    euler4 = method("reflow", schedule, distill_solver="euler", distill_ode_steps=4)
+    euler4.frozen = Linear()
+    assert torch.allclose(euler4.distill_target(z), z * 0.75**4)
+
+
 # ---------------------------------------------------------------- shortcut
 
 
@@ -310,6 +330,45 @@ def test_shortcut_training_reduces_the_loss(schedule):
     assert sum(losses[-20:]) / 20 < 0.6 * sum(losses[:5]) / 5  # the conditional variance of e - x stays
     for steps in (1, 4):
         assert (m.sample(net, torch.randn(2000, 2, generator=gen), steps).mean(0) - MU).norm() < 0.3
+
+
+class Recorder(nn.Module):
+    """A two-time net that records the step size d of every call, split into trained calls (grad on)
+    and queries (no grad: bootstrap targets, sampling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.trained, self.queried = set(), set()
+
+    def forward(self, x, t, d):
+        ds = {round(float(v) / 1000, 6) for v in d}
+        (self.trained if torch.is_grad_enabled() else self.queried).update(ds)
+        return self.lin(x)
+
+
+def test_shortcut_every_queried_step_size_is_trained(schedule):
+    """Every d a bootstrap target or the sampler queries is a d the loss trains (flow matching at the
+    smallest step 1/M, as the official code does); the targets come from the EMA copy (ctx.ema)."""
+    M = 8
+    student, ema = Recorder(), Recorder().requires_grad_(False)
+    c = ctx(schedule)
+    c.ema = ema
+    m = METHODS["shortcut"]({"name": "shortcut", "max_steps": M}, c, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(20):
+        batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
+        m.loss(student, batch, step, gen)[0].mean().backward()
+    assert not student.queried  # the targets never query the online weights ...
+    assert ema.queried == {1 / 2, 1 / 4, 1 / 8}  # ... but the EMA copy, at every d = 2^-k down to 1/M
+    for n in m.sample_steps:
+        m.sample(ema, torch.randn(4, 2), n)
+    assert ema.queried <= student.trained, f"queried but never trained: {ema.queried - student.trained}"
+    assert student.trained == {1, 1 / 2, 1 / 4, 1 / 8}  # no d = 0 that nothing queries
+    off = METHODS["shortcut"]({"name": "shortcut", "max_steps": M, "ema_target": False}, c, seed=0)
+    online = Recorder()
+    off.loss(online, batch, 0, gen)
+    assert online.queried == {1 / 2, 1 / 4, 1 / 8}  # ema_target: false: the online weights, stop-gradient
 
 
 # ---------------------------------------------------------------- drifting

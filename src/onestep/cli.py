@@ -109,8 +109,11 @@ def cmd_pairs(a) -> None:
     cfg = _job(a, tracked=False)
     pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
+    from onestep.data import clip_x0
+
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
-                          cfg["diffusion"], device, chunk=pc.get("batch_size", 4096))
+                          cfg["diffusion"], device, chunk=pc.get("batch_size", 4096), solver=pc.get("solver", "ddim"),
+                          clip_x0=clip_x0(pc.get("clip_x0"), cfg["dataset"]))
     outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy())
     print(f"{pc['num']} teacher pairs written to {a.out}")
 
@@ -159,7 +162,7 @@ def cmd_reference(a) -> None:
 def cmd_teacher_eval(a):
     from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint
-    from onestep.diffusion import ddim_sample
+    from onestep.diffusion import pairs_label, teacher_sample
     from onestep.evaluate import generate, plot_samples, score
 
     cfg = _job(a)
@@ -167,13 +170,21 @@ def cmd_teacher_eval(a):
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     net.to(device)
     ref = outputs.load_npz(a.reference)
-    with tracking.record(cfg, f"teacher-ddim-{a.steps}", {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
+    from onestep.data import clip_x0
+
+    a.clip_x0 = clip_x0(a.clip_x0, cfg["dataset"])
+    plain = a.solver == "ddim" and a.clip_x0 is None  # a DDIM row; else the pairs' solver row
+    label = f"teacher DDIM {a.steps}" if plain else "teacher " + pairs_label(
+        {"solver": a.solver, "ddim_steps": a.steps, "clip_x0": a.clip_x0})
+    with tracking.record(cfg, label.replace(" ", "-"), {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:
         t0 = time.time()
-        x = generate(cfg, tuple(ckpt["shape"]), lambda z: ddim_sample(net, z, a.steps, cfg["diffusion"]), device)
+        x = generate(cfg, tuple(ckpt["shape"]),
+                     lambda z: teacher_sample(net, z, a.steps, cfg["diffusion"], a.solver, a.clip_x0), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
-                  "label": f"teacher DDIM {a.steps}", **outputs.provenance(a.config, cfg)}
+                  "label": label, "solver": a.solver, "clip_x0": a.clip_x0,
+                  "max_abs": float(x.abs().max()), **outputs.provenance(a.config, cfg)}
         rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
-        plot_samples(x, ref, a.plot, f"teacher DDIM {a.steps} steps")
+        plot_samples(x, ref, a.plot, label if not plain else f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -311,6 +322,18 @@ def cmd_main_table(a) -> None:
     from onestep import tables
 
     print(tables.build_main(a.tables, a.out_prefix, a.plot))
+
+
+def cmd_paper_artefact(a) -> None:
+    from onestep import paper
+
+    print("\n".join(map(str, paper.copy_artefact(a.src, a.out_prefix))))
+
+
+def cmd_paper_index(a) -> None:
+    from onestep import paper
+
+    print(paper.write_index(a.spec, a.out))
 
 
 # ---------------------------------------------------------------- Optuna
@@ -496,7 +519,11 @@ def _teacher_commands(sub) -> None:
     _out(g, "reference.npz")
     g["out"].add_argument("--summary", type=Path, required=True, help="reference.json: the metric floor")
     g = _command(sub, "teacher-eval", cmd_teacher_eval, "score the teacher's DDIM samples (a reference row)")
-    g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps")
+    g["config"].add_argument("--steps", type=int, required=True, help="DDIM steps (steps of --solver)")
+    g["config"].add_argument("--solver", default="ddim", choices=["ddim", "dpm++", "heun"],
+                             help="the ODE solver (pairs.solver); not ddim, or with --clip-x0: the pairs' row")
+    g["config"].add_argument("--clip-x0", default=None,
+                             help="clip the x0 prediction (pairs.clip_x0): a number, or auto (the data's bound)")
     _teacher(g)
     _reference(g)
     _features(g)
@@ -539,6 +566,13 @@ def _table_commands(sub) -> None:
     g["in"].add_argument("--tables", type=Path, nargs="+", required=True, help="per-ablation table CSVs")
     _out_prefix(g)
     _plot(g, "the figure")
+    g = _command(sub, "paper-artefact", cmd_paper_artefact, "copy one artefact's md, tex, csv, png under results/paper",
+                 config=False)
+    g["in"].add_argument("--src", type=Path, nargs="+", required=True, help="its .md, .tex, .csv and .png")
+    _out_prefix(g)
+    g = _command(sub, "paper-index", cmd_paper_index, "results/paper/<tier>/index.md from the paper spec", config=False)
+    g["in"].add_argument("--spec", type=Path, required=True, help="paper.yaml (the paper_spec rule's)")
+    _out(g, "index.md")
 
 
 def _tune_commands(sub) -> None:

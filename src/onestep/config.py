@@ -399,6 +399,10 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
         data.check(cfg["dataset"])
     except data.DataError as e:
         raise ConfigError(f"config: {e}") from e
+    if cfg.get("tuned_baselines"):  # the tuned-values file: unknown method or knob, other teacher -> stop here
+        from onestep import tuned
+
+        tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
     adir = Path(cfg.get("ablations_dir", "config/ablations"))
     if not adir.is_absolute():
         adir = Path(repo or REPO) / adir

@@ -7,8 +7,10 @@ loaders, so adding one is adding an entry, not a branch.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,29 @@ def shape(cfg: dict) -> tuple[int, ...]:
     if cfg.get("shape") and tuple(cfg["shape"]) != got:
         raise DataError(f"dataset.shape: expected {tuple(cfg['shape'])} but the images in {cfg.get('path')} are {got}")
     return got
+
+
+def std(cfg: dict) -> float:
+    """The data's standard deviation over every element of `full(cfg)` (EDM's sigma_data), computed once per
+    dataset config and cached: deterministic, so training and evaluation resolve the same value."""
+    return _std(json.dumps(cfg, sort_keys=True, default=str))
+
+
+@lru_cache
+def _std(key: str) -> float:
+    return float(full(json.loads(key)).double().std())
+
+
+def bound(cfg: dict) -> float:
+    """The data's largest |coordinate| over `full(cfg)` (1.0 for images in [-1, 1]): `pairs.clip_x0: auto`."""
+    return _bound(json.dumps(cfg, sort_keys=True, default=str))
+
+
+@lru_cache
+def _bound(key: str) -> float:
+    return float(full(json.loads(key)).abs().max())
+
+
+def clip_x0(value, cfg: dict) -> float | None:
+    """`pairs.clip_x0` as a number: null (off), a number, or auto (the data's bound, `bound`)."""
+    return bound(cfg) if value == "auto" else (None if value is None else float(value))

@@ -123,6 +123,78 @@ def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_si
     return torch.cat(out)
 
 
+# ---------------------------------------------------------------- the pairs' solver (pairs.solver, pairs.clip_x0)
+
+
+def _dpmpp(cfg: dict):
+    """DPM-Solver++ (2M, multistep, Lu et al. 2022) on the same betas; 'trailing' so the first step starts at t = T."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    b = {k: v for k, v in _betas(cfg).items() if k != "clip_sample"}
+    return DPMSolverMultistepScheduler(**b, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
+
+
+def _heun(cfg: dict):
+    """Heun's second-order method (EDM's sampler, Karras et al. 2022) in diffusers' sigma space."""
+    from diffusers import HeunDiscreteScheduler
+
+    b = {k: v for k, v in _betas(cfg).items() if k != "clip_sample"}
+    return HeunDiscreteScheduler(**b, timestep_spacing="trailing")
+
+
+SOLVERS = {"ddim": ddim_scheduler, "dpm++": _dpmpp, "heun": _heun}  # pairs.solver: name -> scheduler(cfg)
+
+
+class ClippedEps(nn.Module):
+    """eps re-derived from a clipped x0 prediction (GLIDE / diffusers' DDIM `clip_sample`, for any solver):
+    x0 = clip((x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), -c, c), eps' = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t).
+    t is the network's (diffusers) index, fractional for Heun: abar_t from diffusers' linear interpolation of
+    sigma_t = sqrt((1 - abar_t) / abar_t) in t."""
+
+    def __init__(self, net: nn.Module, cfg: dict, c: float):
+        super().__init__()
+        abar = ddpm_scheduler(cfg).alphas_cumprod.double()  # (T,) diffusers index
+        self.net, self.c, self.sigma = net, c, ((1 - abar) / abar).sqrt()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = self.net(x, t)  # (B, ...)
+        tt = t.double().cpu().clamp(0, len(self.sigma) - 1)
+        lo = tt.floor().long().clamp(max=len(self.sigma) - 2)
+        sig = self.sigma[lo] + (tt - lo) * (self.sigma[lo + 1] - self.sigma[lo])  # (B,)
+        a = (1 / (1 + sig**2)).float().to(x.device).view(-1, *([1] * (x.ndim - 1)))
+        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-self.c, self.c)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+@torch.no_grad()
+def teacher_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, solver: str = "ddim",
+                   clip_x0: float | None = None, batch_size: int = 8192) -> torch.Tensor:
+    """The teacher's probability-flow ODE solved from noise z (B, ...) to x0 by a diffusers scheduler
+    (SOLVERS[solver], `steps` steps; Heun spends 2 network evaluations per step but the last), the x0
+    prediction clipped to [-clip_x0, clip_x0] at every evaluation when clip_x0 is set. ddim without
+    clip_x0 is `ddim_sample`."""
+    if solver not in SOLVERS:
+        raise ValueError(f"pairs.solver: unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    model = net if clip_x0 is None else ClippedEps(net, cfg, clip_x0)
+    out = []
+    for zb in z.split(batch_size):
+        sched = SOLVERS[solver](cfg)  # multistep solvers keep state: a fresh one per chunk
+        sched.set_timesteps(steps)
+        x = zb.clone() * sched.init_noise_sigma
+        for t in sched.timesteps:
+            eps = model(sched.scale_model_input(x, t), t.to(x.device).expand(x.shape[0]))  # (B, ...)
+            x = sched.step(eps, t, x).prev_sample
+        out.append(x)
+    return torch.cat(out)
+
+
+def pairs_label(pc: dict) -> str:
+    """How the pairs' solver reads in a table row: 'dpm++ 50 steps, x0 clipped to +-2'."""
+    clip = pc.get("clip_x0")
+    return (f"pairs: {pc.get('solver', 'ddim')} {pc['ddim_steps']} steps"
+            + ("" if clip is None else f", x0 clipped to +-{clip:.3g}"))
+
+
 @torch.no_grad()
 def ddim_trajectory(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, times: tuple[int, ...] = (),
                     batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -160,14 +232,15 @@ def ddim_trajectory(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, time
 
 @torch.no_grad()
 def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, ddim_steps: int, cfg: dict,
-                  device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """`num` teacher pairs (z, x0): fixed noise z ~ N(0, I) from `seed` and its DDIM solve x0, both
-    (num, *shape) on the CPU. `cfg`: the diffusion section."""
+                  device: str | torch.device = "cpu", chunk: int = 4096, solver: str = "ddim",
+                  clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`num` teacher pairs (z, x0): fixed noise z ~ N(0, I) from `seed` and its solve x0 (`solver`,
+    `ddim_steps` steps, `clip_x0`: teacher_sample), both (num, *shape) on the CPU. `cfg`: the diffusion section."""
     from tqdm import tqdm
 
     z = torch.randn(num, *shape, generator=torch.Generator().manual_seed(seed))  # (N, *shape)
-    x0 = [ddim_sample(net, zb.to(device), ddim_steps, cfg).cpu()
-          for zb in tqdm(z.split(chunk), desc=f"pairs (DDIM {ddim_steps} steps)")]
+    x0 = [teacher_sample(net, zb.to(device), ddim_steps, cfg, solver, clip_x0).cpu()
+          for zb in tqdm(z.split(chunk), desc=f"pairs ({solver} {ddim_steps} steps)")]
     return z, torch.cat(x0)
 
 

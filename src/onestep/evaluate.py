@@ -139,10 +139,11 @@ def plot_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path, title: str) 
 def build_method(cfg: dict, teacher, shape: tuple[int, ...], features=None, device: str | None = None):
     """The run's method around the teacher (methods.build_method, as in training): what samples a
     trained student. `features`: the dataset's frozen feature network, offered as `ctx.features`."""
-    from onestep import methods
+    from onestep import data, methods
     from onestep.methods.base import Context
 
-    ctx = Context(teacher, teacher.schedule, tuple(shape), None if features is None else features.features)
+    ctx = Context(teacher, teacher.schedule, tuple(shape), None if features is None else features.features,
+                  data_std=lambda: data.std(cfg["dataset"]))
     return methods.build_method(cfg, ctx, device=device)
 
 

@@ -26,6 +26,16 @@ STAGE_STEPS = "evaluated_stage_steps"  # curriculum: optimiser steps that traine
 SUPPORT = "out_of_support"  # 2-D: samples outside the data's bounding box plus a margin (evaluate.out_of_support)
 
 
+
+def pairs_row(t: dict) -> bool:
+    """A teacher row of the pairs' own solver (teacher-eval --solver / --clip-x0), not a plain DDIM row."""
+    return t.get("solver", "ddim") != "ddim" or t.get("clip_x0") is not None
+
+
+def teacher_label(t: dict) -> str:
+    """A teacher reference row's label: 'teacher DDIM 50 steps', or the pairs' solver row's own label."""
+    return t["label"] if pairs_row(t) else f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}"
+
 def read_json(paths) -> list[dict]:
     out = []
     for p in paths:
@@ -166,13 +176,14 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     summary = summarise(runs, axes, metrics, primary, spec.get("baseline") or {})
     position = [order.index(tuple(r[a] for a in axes)) for r in summary.iter_rows(named=True)]
     summary = summary.with_columns(pl.Series("_o", position)).sort("_o").drop("_o")  # the spec's point order
-    t50 = next((t for t in teachers if t["steps"] == 50), teachers[-1] if teachers else None)
+    plain = [t for t in teachers if not pairs_row(t)]  # the DDIM rows: the ratio's reference
+    t50 = next((t for t in plain if t["steps"] == 50), plain[-1] if plain else None)
     ratio = f"{primary}_ratio_to_teacher_{t50['steps']}" if t50 else None
     if t50:
         summary = summary.with_columns((pl.col(f"{primary}_mean") / t50["metrics"][primary]).alias(ratio))
 
     refs = [("data vs data (floor)", ref["floor"])]
-    refs += [(f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"]) for t in teachers]
+    refs += [(teacher_label(t), t["metrics"]) for t in teachers]
     csv = summary.with_columns(pl.lit("run").alias("kind"), pl.lit(name).alias("ablation"),
                                pl.lit(title).alias("title"), pl.lit(primary).alias("primary"),
                                pl.Series("setting", [setting(r, axes) for r in summary.iter_rows(named=True)]),
@@ -372,7 +383,8 @@ def _dedup(main: pl.DataFrame) -> list[dict]:
     return out
 # ---------------------------------------------------------------- baselines: quality and training cost per method
 
-BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_evals": "teacher evals", "params": "params"}
+BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_evals": "teacher evals",
+                 "student_forwards": "student fwd", "student_backwards": "student bwd", "params": "params"}
 
 
 def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.DataFrame:
@@ -404,7 +416,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     for m in [*metrics, *few, *BASELINE_COST]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     summary = runs.group_by(axes, maintain_order=True).agg(aggs)
-    bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50)}
+    bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50) and not pairs_row(t)}
     for n, v in bars.items():
         summary = summary.with_columns((pl.col(f"{primary}_mean") / v).alias(f"{primary}_ratio_to_teacher_{n}"))
     out_prefix = Path(out_prefix)
@@ -428,7 +440,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                   f"{row['params_mean']:.0f}", str(row["seeds"])]
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
-        (f"teacher DDIM {t['steps']} step{'s' * (t['steps'] > 1)}", t["metrics"]) for t in teachers]
+        (teacher_label(t), t["metrics"]) for t in teachers]
     for label, vals in refs:
         cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics] + ["", ""]
         cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [""] * (len(BASELINE_COST) + 1)

@@ -37,6 +37,31 @@ class DivergenceError(OnestepError, RuntimeError):
     """A non-finite training loss (NaN or Inf)."""
 
 
+class Passes:
+    """Counts the samples through the student network's forward passes (the online net and its EMA copy),
+    split into passes with autograd on (each one backpropagated: a forward + backward) and without (targets,
+    sampling): the budget a run spends besides its optimiser steps and teacher evaluations. The method's own
+    networks (fake score, discriminator) are not the student and are not counted."""
+
+    def __init__(self, *nets: nn.Module):
+        self.backward, self.forward_only = 0, 0
+        self.handles = [n.register_forward_hook(self._hook) for n in nets]
+
+    def _hook(self, module, args, out) -> None:
+        n = args[0].shape[0] if args and hasattr(args[0], "shape") else 0
+        if torch.is_grad_enabled():
+            self.backward += n
+        else:
+            self.forward_only += n
+
+    def summary(self) -> dict[str, int]:
+        return {"student_forwards": self.backward + self.forward_only, "student_backwards": self.backward}
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 class EMA:
     """Exponential moving average of a module's parameters (decay per optimiser step)."""
 
@@ -132,7 +157,8 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     shape = tuple(pairs["z"].shape[1:])
     ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=shape,
                   features=None if features is None else features.to(device).features,
-                  trajectory_t=tuple(pairs["trajectory_t"].tolist()) if "trajectory_t" in pairs else None)
+                  trajectory_t=tuple(pairs["trajectory_t"].tolist()) if "trajectory_t" in pairs else None,
+                  data_std=lambda: data.std(cfg["dataset"]))
     method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
     if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
@@ -219,6 +245,7 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
     if teacher is not None:
         teacher.evals = 0
+    passes = Passes(net, ema.shadow)
     if resume is not None and resume.state is not None:
         loop = restore_resume(resume.state, resume.path, modules, gens, device)
         start, acc, phase_acc = resume.state["step"], loop["acc"], loop["phase_acc"]
@@ -227,6 +254,7 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
             batches.position = loop["batches"]
         if teacher is not None:
             teacher.evals = loop["teacher_evals"]
+        passes.backward, passes.forward_only = loop.get("passes", (0, 0))
         print(f"resuming from {resume.path} at step {start} of {total}", flush=True)
 
     def close_phase(end: int) -> None:
@@ -270,7 +298,8 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
             loop = {"acc": acc, "phase_acc": phase_acc, "phase": phase, "phase_start": phase_start,
                     "batches": None if batches is None else batches.position,
                     "teacher_evals": None if teacher is None else teacher.evals, "extra": resume.extra,
-                    "wall_s": before + time.time() - t0}
+                    "wall_s": before + time.time() - t0,
+                    "passes": (passes.backward, passes.forward_only)}
             save_resume(resume.path, cfg, step + 1, modules, gens, loop)
             if resume.preempted:
                 raise Preempted(f"stopped at step {step + 1} of {total}; resume checkpoint saved to {resume.path}",
@@ -278,10 +307,11 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     if phase is not None:
         close_phase(total)
     accel.synchronize(device)
+    passes.close()
     wall = time.time() - t0
     # wall_time_s: every attempt's seconds up to its last resume checkpoint, plus this one's (a resumed run's cost)
     summary = {"wall_time_s": before + wall, "attempt_wall_s": wall, "samples_per_s": (total - start) * B / wall,
                "steps": total,
-               "params": count_params(net), "resumed_from_step": start, "precision": prec,
+               "params": count_params(net), "resumed_from_step": start, "precision": prec, **passes.summary(),
                **({} if teacher is None else {"teacher_evals": teacher.evals}), **accel.memory_stats(device)}
     return ema.shadow, summary

@@ -38,6 +38,11 @@ IS_IMAGES = is_image(config["dataset"])
 USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
 RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
 TEACHER_STEPS = config["evaluation"]["teacher_steps"]
+# the teacher rows of every table: DDIM at TEACHER_STEPS, and the pairs' own solver unless it is one of them
+_PC = config["pairs"]
+PAIRS_ROW = _PC.get("solver", "ddim") != "ddim" or _PC.get("clip_x0") is not None or _PC["ddim_steps"] not in TEACHER_STEPS
+TEACHER_ROWS = [f"{ROOT}/teacher/ddim-{s}/metrics.json" for s in TEACHER_STEPS] + (
+    [f"{ROOT}/teacher/pairs-solver/metrics.json"] if PAIRS_ROW else [])
 STUDY = f"{config['tune']['study']}-{DATA}"
 # what a tuning worker depends on: the base config without the ablation bookkeeping
 TUNE_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
@@ -72,7 +77,7 @@ wildcard_constraints:
 # the writer (Snakemake's params trigger), then, the file being newer, the job and everything downstream.
 JOB_SECTIONS = {
     "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
-    "pairs": ("diffusion", "pairs", "device"),
+    "pairs": ("dataset", "diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
     "trajectory": ("diffusion", "pairs", "evaluation", "device"),
     "reference": ("dataset", "evaluation"),

@@ -46,3 +46,30 @@ rule teacher_eval:
         "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
         " --reference {input.reference} {params.features} --steps {wildcards.steps} --out {output.metrics}"
         " --plot {output.plot} --log {log}"
+
+
+# The pairs' solver as a reference row (pairs.solver, pairs.ddim_steps, pairs.clip_x0), when it is not one of the
+# plain DDIM rows already (evaluation.teacher_steps).
+rule teacher_eval_pairs:
+    input:
+        teacher=f"{ROOT}/teacher/teacher.pt",
+        reference=f"{ROOT}/reference.npz",
+        features=features,
+        config=job_config("teacher_eval"),
+    output:
+        metrics=f"{ROOT}/teacher/pairs-solver/metrics.json",
+        plot=f"{ROOT}/teacher/pairs-solver/samples.png",
+    log:
+        f"{LOGS}/teacher_eval/{DATA}-pairs-solver.log",
+    params:
+        features=features_arg,
+        solver=config["pairs"].get("solver", "ddim"),
+        steps=config["pairs"]["ddim_steps"],
+        clip=f"--clip-x0 {config['pairs']['clip_x0']}" if config["pairs"].get("clip_x0") is not None else "",
+    threads: config["threads"]["run"]
+    resources:
+        gpu=GPU_PER_JOB,
+    shell:
+        "onestep teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        " --reference {input.reference} {params.features} --steps {params.steps} --solver {params.solver}"
+        " {params.clip} --out {output.metrics} --plot {output.plot} --log {log}"

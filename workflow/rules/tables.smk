@@ -2,7 +2,7 @@
 rule table:
     input:
         runs=lambda w: run_metrics(w.ablation),
-        teachers=expand(f"{ROOT}/teacher/ddim-{{steps}}/metrics.json", steps=TEACHER_STEPS),
+        teachers=TEACHER_ROWS,
         reference=f"{ROOT}/reference.json",
         configs=lambda w: [*run_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",

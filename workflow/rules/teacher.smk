@@ -1,4 +1,4 @@
-# Teacher preparation: the DDPM teacher, its DDIM pairs p_teacher(x0 | z), data statistics.
+# Teacher preparation: the DDPM teacher, its pairs p_teacher(x0 | z) (pairs.solver), data statistics.
 # teacher.pretrained (a local diffusers folder): the rule imports it instead of training.
 # Each job writes its own log (--log) and attaches it to its MLflow run once complete.
 PRETRAINED = [config["teacher"]["pretrained"]] if config["teacher"].get("pretrained") else []

@@ -21,7 +21,9 @@ slices `micro` of the prepared batch (every tensor of it, `extra` included), so 
 
 The trainer owns the student's EMA copy and offers it as `ctx.ema` (set before step 0, updated
 after every optimiser step, frozen: no gradients) for methods whose papers form targets from it
-(shortcut, CTM, consistency models); `None` outside the trainer.
+(shortcut, CTM, consistency models); `None` outside the trainer. `ctx.data_std()` gives the data's
+standard deviation (over every element) to methods whose maths needs it (EDM's sigma_data); training
+and evaluation both offer it, computed from the dataset config, so a student samples as it was trained.
 
 Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
 then fills `Batch.data` with real data samples of the same batch size. The DDPM teacher is such a
@@ -66,6 +68,8 @@ class Context:
     features: Callable[[torch.Tensor], torch.Tensor] | None = None  # frozen image features phi(x), x in [-1, 1]
     ema: nn.Module | None = None  # the trainer's EMA copy of the student (frozen), set before step 0
     trajectory_t: tuple[int, ...] | None = None  # seed times of the pairs' teacher DDIM states (Batch.extra["xt"])
+    data_std: Callable[[], float] | None = None  # () -> the data's std over every element (data.std), computed
+                                                  # on first call; what `sigma_data: auto` resolves to
 
 
 @dataclass
@@ -108,6 +112,9 @@ class MethodBase:
     needs_data = False
     times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
+    # tune_baselines: the method's 2-3 most sensitive knobs and their ranges, {knob: {low, high, log} | {choices}};
+    # a method knob, or a dotted key outside the method section (student.lr). onestep/tuned.py reads it.
+    search_space: ClassVar[dict[str, dict]] = {}
 
     def schedule(self, step: int) -> dict[str, float]:
         return {}

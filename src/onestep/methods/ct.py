@@ -11,7 +11,8 @@ the SAME noise z: x_{i+1} = x0 + sigma_{i+1} z, x_i = x0 + sigma_i z, and
     lambda = 1 / (sigma_{i+1} - sigma_i),  d(a, b) = sqrt(||a - b||^2 + c^2) - c,  c = 0.00054 sqrt(dim),
 the target being the stop-gradient CURRENT network (iCT, no EMA teacher). i is drawn from the
 lognormal-derived distribution p(i) ~ erf((ln sigma_{i+1} - P_mean) / (sqrt 2 P_std))
-- erf((ln sigma_i - P_mean) / (sqrt 2 P_std)), P_mean = -1.1, P_std = 2.0, and the grid size follows
+- erf((ln sigma_i - P_mean) / (sqrt 2 P_std)), P_mean (iCT: -1.1 on CIFAR-10; default 0 here, see
+common.ICTConfig), P_std = 2.0, and the grid size follows
 the iCT doubling curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2(s1 / s0) + 1)).
 
 Mapping to this repo's VP DDPM index space (t = 0..T, abar_0 = 1). A VP state
@@ -36,6 +37,7 @@ default's count (K = 10 x 400); s0 = 10, s1 = 1280 as in iCT, so N doubles every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -54,6 +56,11 @@ class CT(ICTMethod):
     pseudo-Huber are methods/common.py's."""
 
     Config = CTConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "p_mean": {"low": -1.5, "high": 1.5, "log": False},
+        "p_std": {"low": 0.5, "high": 2.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
     needs_data = True
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):

@@ -5,13 +5,14 @@ t to any s <= t, with the EDM-preconditioned denoiser D = c_skip x + c_out F_the
 c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2). Loss, for t, s <= u < t:
 
     x_est = G_sg(theta)(G_theta(x_t, t, s), s, 0)
-    x_tgt = sg[ G_theta(G_theta(x_u, u, s), s, 0) ],   x_u = teacher Heun steps from x_t down to u
+    x_tgt = sg[ G_ema(G_ema(x_u, u, s), s, 0) ],       x_u = teacher Heun steps from x_t down to u
     L = ||x_est - x_tgt||^2 + dsm_weight ||D_theta(x_t, t, t) - x0||^2
 
 (soft consistency: matched after both are carried to s and then to 0 by the same map; the outer
 s -> 0 jump of x_est uses stop-gradient weights, so the gradient reaches theta through the inner
-jump only, as in CTM). The target uses the current weights under stop-gradient (iCT's finding; CTM
-uses an EMA copy); the distance is squared L2 in data space (CTM: LPIPS on images, a feature
+jump only, as in CTM). The target x_tgt uses the trainer's EMA copy theta^- (`ctx.ema`), as CTM
+does (`ema_target`; false: the current weights under stop-gradient, iCT's choice); the
+distance is squared L2 in data space (CTM: LPIPS on images, a feature
 distance we do not have for 2-D); the DSM term has a fixed weight (CTM balances it by gradient norm);
 no GAN term.
 
@@ -27,36 +28,45 @@ solves t -> u by one Heun step per grid interval (up to N - 1 steps, two evaluat
 x0 are the teacher's samples (the pairs): data-free. Sampling with 1, 2 or 4 deterministic jumps
 T -> T (n-1)/n -> ... -> 0 (gamma = 0 sampling).
 
-Defaults: `steps` = 4000 optimiser steps (the curriculum default's count), N = 18 (CTM's CIFAR-10
-grid), dsm_weight = 1.
+Defaults (each knob's doc names its source): `steps` = 4000 optimiser steps (the curriculum default's
+count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1, sigma_data 0.5 (auto: from the data), EMA target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
-from onestep.methods.common import edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step
+from onestep.methods.common import SIGMA_DATA_DOC, edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step, sigma_data
 
 
 @dataclass(frozen=True)
 class CTMConfig(Knobs):
     """Consistency trajectory models (src/onestep/methods/ctm.py)."""
 
-    steps: int = knob(4000, "total optimiser steps", minimum=1)
-    N: int = knob(18, "Karras grid levels of t, u, s", minimum=2)
-    rho: float = knob(7.0, "Karras grid exponent", exclusiveMinimum=0)
-    sigma_data: float = knob(0.5, "data std of the EDM parameterisation", exclusiveMinimum=0)
-    dsm_weight: float = knob(1.0, "weight of the denoising score-matching term", minimum=0)
+    steps: int = knob(4000, "total optimiser steps; chosen here: the curriculum default's count", minimum=1)
+    N: int = knob(18, "Karras grid levels of t, u, s; CTM paper (its CIFAR-10 grid, N = 18)", minimum=2)
+    rho: float = knob(7.0, "Karras grid exponent; EDM / CTM (rho = 7)", exclusiveMinimum=0)
+    sigma_data: float | Literal["auto"] = knob(0.5, SIGMA_DATA_DOC, exclusiveMinimum=0)
+    dsm_weight: float = knob(1.0, "weight of the denoising score-matching term; chosen here: 1 (CTM balances it "
+                             "by gradient norm, not done here)", minimum=0)
+    ema_target: bool = knob(True, "target from the trainer's EMA copy theta^- (ctx.ema), as the CTM paper; "
+                            "false: the current weights under stop-gradient (iCT)")
 
 
 class CTM(MethodBase):
     """Consistency trajectory model; see the module docstring."""
 
     Config = CTMConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "N": {"choices": [10, 18, 40]},
+        "dsm_weight": {"low": 0.0, "high": 2.0, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
     times = 2
     sample_steps = (1, 2, 4)
 
@@ -65,6 +75,7 @@ class CTM(MethodBase):
         self.ctx, self.T = ctx, ctx.schedule.T
         self.total_steps = c.steps
         self.sigma, self.abar = edm_sigmas(ctx.schedule), ctx.schedule.abar  # (T+1,), (T+1,)
+        self.s_d = sigma_data(c.sigma_data, ctx)
         self.grid = torch.tensor((0, *index_grid(tuple(self.sigma.double().tolist()), c.N, c.rho)))  # (M,)
         if len(self.grid) < 3:
             raise ValueError(f"method.N: {c.N} gives fewer than 3 grid times; allowed: N >= 2")
@@ -73,7 +84,7 @@ class CTM(MethodBase):
         """EDM-preconditioned denoiser D(x_t, t, s) in data space."""
         sig = expand(self.sigma.to(x.device)[t], x.ndim)
         a = expand(self.abar.to(x.device)[t], x.ndim)
-        c_skip, c_out = edm_scalings(sig, self.cfg.sigma_data)
+        c_skip, c_out = edm_scalings(sig, self.s_d)
         return c_skip * x / a.sqrt() + c_out * net(x, t, s)
 
     def G(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -123,8 +134,9 @@ class CTM(MethodBase):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(dev)
         x_u = self.solve(x_t, pos[0], pos[2])
         x_est = self.G_sg(student, self.G(student, x_t, t, s), s, zero)
+        target = self.ctx.ema if self.cfg.ema_target and self.ctx.ema is not None else student
         with torch.no_grad():
-            x_tgt = self.G(student, self.G(student, x_u, u, s), s, zero)
+            x_tgt = self.G(target, self.G(target, x_u, u, s), s, zero)
         L_ctm = ((x_est - x_tgt) ** 2).flatten(1).sum(1)  # (B,)
         L_dsm = ((self.D(student, x_t, t, t) - x0) ** 2).flatten(1).sum(1)
         return L_ctm + self.cfg.dsm_weight * L_dsm, {"L_ctm": L_ctm.mean().detach(), "L_dsm": L_dsm.mean().detach()}

@@ -80,7 +80,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -286,6 +286,11 @@ class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
     Config = CurriculumConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "lambda": {"low": 1e-3, "high": 10.0, "log": True},
+        "replay": {"low": 0.0, "high": 0.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = self.Config.from_dict(cfg)

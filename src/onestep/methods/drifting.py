@@ -25,6 +25,7 @@ default 6000 steps = 18k, about the curriculum default (4000 x 5 = 20k).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -61,6 +62,9 @@ class Drifting(MethodBase):
     """Attraction-repulsion drift toward data; see the module docstring."""
 
     Config = DriftingConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     needs_data = True
 

@@ -14,7 +14,7 @@ pair-trained method). Default `steps` = 4000 optimiser steps, the curriculum def
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -36,6 +36,10 @@ class KD(MethodBase):
     """Endpoint distillation; see the module docstring."""
 
     Config = KDConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "distance": {"choices": ["l2", "l1"]},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = self.Config.from_dict(cfg)

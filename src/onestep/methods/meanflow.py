@@ -30,6 +30,7 @@ step; the default 4000 steps = 20k, about the curriculum default (4000 x 5).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -76,6 +77,11 @@ class MeanFlow(MethodBase):
     """MeanFlow average-velocity regression from data; see the module docstring."""
 
     Config = MeanFlowConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "ratio_r_neq_t": {"low": 0.1, "high": 0.75, "log": False},
+        "time_mean": {"low": -1.0, "high": 0.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     needs_data = True
     sample_steps = (1, 2, 4)

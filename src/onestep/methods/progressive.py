@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -44,8 +44,13 @@ from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 class ProgressiveConfig(Knobs):
     """Progressive distillation (src/onestep/methods/progressive.py)."""
 
-    start_steps: Literal[1, 2, 4, 8, 16, 32, 64, 128, 256] = knob(16, "student steps of round 0 (a power of two)")
-    steps_per_round: int = knob(800, "optimiser steps per halving round (total = rounds x this)", minimum=1)
+    start_steps: Literal[1, 2, 4, 8, 16, 32, 64, 128, 256] = knob(
+        16, "student steps of round 0 (a power of two); chosen here for the budget: the paper starts from a "
+        "many-step (>= 1024-step) sampler, so the first teacher here is a 32-step DDIM, coarser than the pairs' "
+        "DDIM-50 (a ceiling on the one-step student)")
+    steps_per_round: int = knob(800, "optimiser steps per halving round (total = rounds x this); chosen here: "
+                                "5 rounds x 800 = the curriculum default's 4000 (the paper spends far more per "
+                                "round)", minimum=1)
 
     @property
     def rounds(self) -> int:
@@ -72,6 +77,10 @@ class Progressive(MethodBase):
     """Progressive distillation; see the module docstring."""
 
     Config = ProgressiveConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "start_steps": {"choices": [4, 8, 16, 32]},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     sample_steps = (1, 2, 4)
 

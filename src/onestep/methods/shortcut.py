@@ -5,16 +5,21 @@ never called.
 
 Flow convention and time scale: methods/common.py (x_t = (1 - t) x + t e, sampling runs t = 1 -> 0,
 so a step of size d goes x_{t-d} = x_t - d s). The two-time student s_theta(x_t, t, d) is the
-network f(x_t, T t, T d). Per batch, a share 1 - `bootstrap` is plain flow matching (d = 0),
-the rest self-consistency with 2d on the dyadic grid {1, 1/2, ..., 2/M} (M = `max_steps`) and
-t a multiple of 2d (t >= 2d so both d-steps stay in [0, 1]):
+network f(x_t, T t, T d). Per batch, a share 1 - `bootstrap` is plain flow matching at the
+SMALLEST step size d = 1/M (M = `max_steps`), the rest self-consistency with 2d on the dyadic grid
+{1, 1/2, ..., 2/M} and t a multiple of 2d (t >= 2d so both d-steps stay in [0, 1]):
 
-    flow matching:     || s_theta(x_t, t, 0) - (e - x) ||^2
-    self-consistency:  || s_theta(x_t, t, 2d) - sg[ s(x_t, t, d)/2 + s(x'_{t-d}, t - d, d)/2 ] ||^2,
-                       x'_{t-d} = x_t - d s(x_t, t, d)
+    flow matching:     || s_theta(x_t, t, 1/M) - (e - x) ||^2
+    self-consistency:  || s_theta(x_t, t, 2d) - sg[ s_ema(x_t, t, d)/2 + s_ema(x'_{t-d}, t - d, d)/2 ] ||^2,
+                       x'_{t-d} = x_t - d s_ema(x_t, t, d)
 
-The target is the stop-gradient of the current network (the paper uses an EMA copy; the trainer's
-EMA is not visible to a method, and a stop-gradient current net is what iCT uses for CT).
+So every step size a target queries (d in {1/2, ..., 1/M}) and every one sampling uses (1, 1/2, 1/4)
+is itself trained: 1/M by flow matching, 2/M ... 1 by self-consistency. The official code
+(kvfrans/shortcut-models, targets_shortcut.py) labels the flow-matching part with dt_base =
+log2(denoise_timesteps), i.e. d = 1/M, and forms the bootstrap targets with the EMA parameters
+(`bootstrap_ema = 1`); an earlier version here trained flow matching at d = 0 and queried d = 1/M,
+which no target reached. The targets use the trainer's EMA copy (`ctx.ema`) when `ema_target` is on
+(and the online weights under stop-gradient when it is off, or outside the trainer).
 Sampling: n Euler steps of size d = 1/n with s(x, t, d), for n = 1, 2, 4.
 
 Cost: the flow part is a forward + backward (3) on 3/4 of the batch; the consistency part two
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -39,9 +44,15 @@ from onestep.methods.common import expand, interpolate
 class ShortcutConfig(Knobs):
     """Shortcut models (src/onestep/methods/shortcut.py); trains from data."""
 
-    steps: int = knob(5500, "total optimiser steps", minimum=1)
-    bootstrap: float = knob(0.25, "share of the batch trained by self-consistency", minimum=0, maximum=1)
-    max_steps: Literal[2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] = knob(128, "M: the finest step size is 1/M")
+    steps: int = knob(5500, "total optimiser steps; chosen here: about the curriculum default's cost "
+                      "(module docstring)", minimum=1)
+    bootstrap: float = knob(0.25, "share of the batch trained by self-consistency; paper (Frans et al. 2025, "
+                            "training details): k = 1/4 (the official code's bootstrap_every = 8 gives 1/8)",
+                            minimum=0, maximum=1)
+    max_steps: Literal[2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] = knob(
+        128, "M: the finest step size is 1/M, the one flow matching trains; paper and official code: M = 128")
+    ema_target: bool = knob(True, "self-consistency targets from the trainer's EMA copy (ctx.ema); paper's "
+                            "official code: bootstrap_ema = 1. false: the online weights under stop-gradient")
 
 
 def consistency_times(n: int, max_steps: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,6 +76,10 @@ class Shortcut(MethodBase):
     """Step-size-conditioned flow matching with self-consistency targets; see the module docstring."""
 
     Config = ShortcutConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "bootstrap": {"low": 0.1, "high": 0.5, "log": False},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
 
     needs_data = True
     sample_steps = (1, 2, 4)
@@ -83,9 +98,11 @@ class Shortcut(MethodBase):
         n_sc = int(round(self.cfg.bootstrap * B))
         t_fm = torch.rand(B - n_sc, generator=gen)
         t_sc, d = consistency_times(n_sc, self.cfg.max_steps, gen)
-        t, d_in = torch.cat([t_fm, t_sc]).to(dev), torch.cat([torch.zeros(B - n_sc), 2 * d]).to(dev)  # (B,)
+        d_fm = torch.full((B - n_sc,), 1.0 / self.cfg.max_steps)  # flow matching at the smallest step
+        t, d_in = torch.cat([t_fm, t_sc]).to(dev), torch.cat([d_fm, 2 * d]).to(dev)  # (B,)
         x_t = interpolate(x, e, t)
-        target = torch.cat([(e - x)[: B - n_sc], consistency_target(student, x_t[B - n_sc:], t[B - n_sc:], d.to(dev), self.T)])
+        net = self.ctx.ema if self.cfg.ema_target and self.ctx.ema is not None else student
+        target = torch.cat([(e - x)[: B - n_sc], consistency_target(net, x_t[B - n_sc:], t[B - n_sc:], d.to(dev), self.T)])
         err = ((student(x_t, self.T * t, self.T * d_in) - target) ** 2).flatten(1).sum(1)  # (B,)
         logs = {"L_fm": err[: B - n_sc].mean().detach()}
         return err, logs | ({"L_sc": err[B - n_sc:].mean().detach()} if n_sc else {})

@@ -32,6 +32,7 @@ fake_updates = 4; the default 1000 steps = 19.3k, about the curriculum default (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -73,6 +74,11 @@ class TDM(MethodBase):
     """Trajectory distribution matching; see the module docstring."""
 
     Config = TDMConfig
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+        "fake_lr": {"low": 3e-4, "high": 1e-2, "log": True},
+        "fake_updates": {"choices": [2, 4, 8]},
+        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    }
     times = 2
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
