@@ -306,7 +306,8 @@ def test_cifar10_dag_mlflow(finished):
         by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
     (teacher,) = by_kind["teacher"]
     assert teacher.data.tags["source"] == "pretrained" and teacher.data.params["teacher.pretrained"]
-    assert len(by_kind["reference"]) == 1 and len(by_kind["run"]) == 2
+    # teacher rows: DDIM 2 (evaluation.teacher_steps) and the pairs' own solver (pairs.solver: dpm++, clipped)
+    assert len(by_kind["reference"]) == 2 and len(by_kind["run"]) == 2
     for run in by_kind["run"]:
         assert run.info.status == "FINISHED" and run.data.tags["precision"] == "fp32"
         keys = set(run.data.metrics)

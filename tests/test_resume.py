@@ -264,7 +264,8 @@ def test_snakemake_retry_resumes_a_killed_train_job(tmp_path):
     retry (--retries 1) picks up where the killed job stopped."""
     import psutil
     import yaml
-    from test_e2e import GRID, REPO, TINY
+    from conftest import REPO, TINY
+    from test_e2e import GRID
 
     run = tmp_path / "results" / "checkerboard" / "ablate_order" / "ordering-forward_seed-0"
     (tmp_path / "ablations").mkdir()

@@ -189,7 +189,8 @@ def finished(cluster, mlflow_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm-run")
     (work / "ablations").mkdir()
     (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
-    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations")}))
+    # gpu_per_job 1: the 2-D tier asks for no GPU by default; here the GPU request path is what is checked
+    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations"), "gpu_per_job": 1}))
     (work / "slurm").symlink_to(REPO / "slurm")  # `--profile slurm` resolves ./slurm, as from the repository root
     path = ":".join(d for d in cluster["PATH"].split(":") if Path(d) != BIN)  # no venv bin, as in a fresh shell
     env = {**cluster, "PATH": path, "MLFLOW_TRACKING_URI": mlflow_server,
@@ -212,7 +213,8 @@ def test_jobs_went_through_sbatch(finished, cluster):
     work, out = finished
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     # everything but the local rules (init_tracking, mlflow_parent, table) and the target is a SLURM job
-    assert len(submitted) == 9, out[-3000:]  # teacher, pairs, reference, 2 teacher_eval, 2 train, 2 evaluate
+    # teacher, pairs, reference, 2 teacher_eval, the pairs' solver row, the evaluation trajectory, 2 train, 2 evaluate
+    assert len(submitted) == 11, out[-3000:]
     logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in logs} >= set(submitted.values())  # one SLURM log per job, named by its id
     train_logs = [p for p in logs if "rule_train" in p.parts]
@@ -224,7 +226,7 @@ def test_jobs_went_through_sbatch(finished, cluster):
         info = subprocess.run(["scontrol", "show", "job", log.stem], capture_output=True, text=True, env=cluster).stdout
         assert "JobState=COMPLETED" in info and "Partition=debug" in info, info
         by_rule.setdefault(rule, []).append(re.search(r"TresPerJob=(\S+)", info)[1] if "TresPerJob=" in info else "")
-    gpu_rules = ("teacher", "pairs", "teacher_eval", "train", "evaluate")
+    gpu_rules = ("teacher", "pairs", "teacher_eval", "teacher_eval_pairs", "trajectory", "train", "evaluate")
     assert all("gpu:1" in tres for rule in gpu_rules for tres in by_rule[rule]), by_rule
     assert by_rule["reference"] == [""], by_rule
 
@@ -248,7 +250,8 @@ def test_mlflow_server_holds_the_runs(finished, mlflow_server):
     by_kind: dict = {}
     for run in client.search_runs([exp.experiment_id]):
         by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 2 and len(by_kind["ablation"]) == 1
+    # reference rows: teacher DDIM 1 and 10, and the pairs' own solver
+    assert len(by_kind["teacher"]) == 1 and len(by_kind["reference"]) == 3 and len(by_kind["ablation"]) == 1
     assert len(by_kind["run"]) == 2
     for run in by_kind["run"]:
         assert run.info.status == "FINISHED" and "eval_swd" in run.data.metrics

@@ -70,6 +70,6 @@ rule teacher_eval_pairs:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "onestep teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
         " --reference {input.reference} {params.features} --steps {params.steps} --solver {params.solver}"
         " {params.clip} --out {output.metrics} --plot {output.plot} --log {log}"

@@ -54,7 +54,7 @@ rule paper_artefact:
         name="|".join(PAPER),
     localrule: True
     shell:
-        "onestep paper-artefact --src {input} --out-prefix {params.prefix} --log {log}"
+        "{ONESTEP} paper-artefact --src {input} --out-prefix {params.prefix} --log {log}"
 
 
 rule paper_index:
@@ -67,4 +67,4 @@ rule paper_index:
         f"{LOGS}/paper/{DATA}-index.log",
     localrule: True
     shell:
-        "onestep paper-index --spec {input.spec} --out {output} --log {log}"
+        "{ONESTEP} paper-index --spec {input.spec} --out {output} --log {log}"
