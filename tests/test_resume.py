@@ -263,33 +263,12 @@ def test_snakemake_retry_resumes_a_killed_train_job(tmp_path):
     """Snakemake deletes a failed job's declared outputs; the resume checkpoint is none of them, so the
     retry (--retries 1) picks up where the killed job stopped."""
     import psutil
-    import yaml
-    from conftest import REPO, TINY
-    from test_e2e import GRID
 
     run = tmp_path / "results" / "checkerboard" / "ablate_order" / "ordering-forward_seed-0"
-    (tmp_path / "ablations").mkdir()
-    (tmp_path / "ablations" / "order.yaml").write_text(yaml.safe_dump({**GRID, "grid": {"method.ordering": ["forward"]}}))
-    over = {**TINY, "ablations_dir": str(tmp_path / "ablations"),
-            "student": {**TINY["student"], "batch_size": 64, "checkpoint_every": 25},
-            "method": {"K": 3, "steps_per_stage": 100}}
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(over))
-    # the train job's inputs, made by hand (in DAG order, for their mtimes) so that only `train` runs
-    (tmp_path / "results" / "mlflow").mkdir(parents=True)
-    (tmp_path / "results" / "mlflow" / "store.json").write_text("{}")
-    (tmp_path / "results" / "mlflow" / "ablate_order.parent.json").write_text(json.dumps({"run_id": "none"}))
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    teacher_dir = tmp_path / "results" / "checkerboard" / "teacher"
-    torch.manual_seed(0)
-    save_checkpoint(teacher_dir / "teacher.pt", "teacher", NET, (2,), cfg, build_net(NET, (2,)))
-    pairs = make_pairs(512)
-    np.savez(teacher_dir / "pairs.npz", z=pairs["z"].numpy(), x0=pairs["x0"].numpy())
-
+    cmd = _train_job_inputs(tmp_path, {"K": 3, "steps_per_stage": 100}, {"checkpoint_every": 25})
+    cmd[1:1] = ["--retries", "1"]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [str(BIN / "snakemake"), "--cores", "1", "--retries", "1", "-s", str(REPO / "Snakefile"),
-           "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "tiny.yaml"),
-           "--", str((run / "train.json").relative_to(tmp_path))]
     with open(tmp_path / "snakemake.out", "w") as out:
         p = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env)
         _wait_for_new_checkpoint(run / "resume.pt", p)
@@ -339,16 +318,16 @@ def test_cli_ctrl_c_saves_a_resume_checkpoint_and_says_one_line(cfg, tmp_path):
     assert [r.info.status for r in runs] == ["FINISHED"]
 
 
-def _train_job_inputs(tmp_path: Path, method: dict) -> list[str]:
-    """A tiny ablation whose `train` job's inputs are made by hand (so only `train` runs); the
-    Snakemake command line of that one job."""
+def _train_job_inputs(tmp_path: Path, method: dict, student: dict | None = None) -> list[str]:
+    """A tiny ablation whose `train` job's inputs are made by hand (in DAG order, for their mtimes, so
+    only `train` runs); the Snakemake command line of that one job."""
     from conftest import REPO, TINY
     from test_e2e import GRID
 
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "order.yaml").write_text(yaml.safe_dump({**GRID, "grid": {"method.ordering": ["forward"]}}))
     over = {**TINY, "ablations_dir": str(tmp_path / "ablations"), "method": method,
-            "student": {**TINY["student"], "batch_size": 64}}
+            "student": {**TINY["student"], "batch_size": 64, **(student or {})}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(over))
     (tmp_path / "results" / "mlflow").mkdir(parents=True)
     (tmp_path / "results" / "mlflow" / "store.json").write_text("{}")

@@ -483,6 +483,15 @@ def _plot(g: Groups, help: str) -> None:
     g["out"].add_argument("--plot", type=Path, required=True, help=help)
 
 
+def _scoring(g: Groups) -> None:
+    """What a scoring job (teacher-eval, evaluate) reads and writes besides its samples' source."""
+    _teacher(g)
+    _reference(g)
+    _features(g)
+    _out(g, "metrics.json")
+    _plot(g, "samples.png")
+
+
 def _out_prefix(g: Groups) -> None:
     g["out"].add_argument("--out-prefix", type=Path, required=True, help="the table's path without .md/.tex/.csv")
 
@@ -524,11 +533,7 @@ def _teacher_commands(sub) -> None:
                              help="the ODE solver (pairs.solver); not ddim, or with --clip-x0: the pairs' row")
     g["config"].add_argument("--clip-x0", default=None,
                              help="clip the x0 prediction (pairs.clip_x0): a number, or auto (the data's bound)")
-    _teacher(g)
-    _reference(g)
-    _features(g)
-    _out(g, "metrics.json")
-    _plot(g, "samples.png")
+    _scoring(g)
 
 
 def _run_commands(sub) -> None:
@@ -545,11 +550,7 @@ def _run_commands(sub) -> None:
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
     g["in"].add_argument("--trajectory", type=Path, default=None,
                          help="curriculum: the teacher's DDIM states of the stage noise at the run's grid (per-stage errors)")
-    _teacher(g)
-    _reference(g)
-    _features(g)
-    _out(g, "metrics.json")
-    _plot(g, "samples.png")
+    _scoring(g)
 
 
 def _table_commands(sub) -> None:
