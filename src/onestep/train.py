@@ -68,14 +68,13 @@ class EMA:
     def __init__(self, net: nn.Module, decay: float):
         self.decay = decay
         self.shadow = copy.deepcopy(net).eval().requires_grad_(False)
+        self._shadow = list(self.shadow.parameters())  # loads copy into these tensors in place: built once
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         """shadow <- shadow + (1 - decay) (net - shadow), every tensor in one multi-tensor call (a few
         kernel launches on CUDA instead of one per parameter tensor)."""
-        shadow, live = list(self.shadow.parameters()), list(net.parameters())
-        assert len(shadow) == len(live), "EMA: the network's parameters changed"
-        torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+        torch._foreach_lerp_(self._shadow, list(net.parameters()), 1.0 - self.decay)
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
