@@ -321,8 +321,9 @@ def run_name(point: dict, seed: int) -> str:
 
 
 def base_config(cfg: dict) -> dict:
-    """The config shared by every run (no per-run keys)."""
-    return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir")}  # not the folder of the grids
+    """The config shared by every run (no per-run keys; not the folder of the grids, nor the settings of the
+    equal-effort tuning, which no run reads: tuning more or adding it to the paper re-runs no ablation)."""
+    return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir", "tune_baselines")}
 
 
 def read_file(path: str | Path, what: str = "config file") -> dict:
@@ -354,7 +355,11 @@ def check_files(paths: list[str | Path], defaults: str | Path | None = None) -> 
     cfg = read_file(defaults or REPO / "config" / "config.yaml")
     for p in paths:
         cfg = deep_merge(cfg, read_file(p))
-    return load_workflow(cfg)
+    ablations = load_workflow(cfg)
+    from onestep import tuned
+
+    tuned.study_configs(cfg, ablations)  # tune_baselines' studies, as the workflow builds them
+    return ablations
 
 
 def load_ablation(path: Path, cfg: dict) -> Ablation:
@@ -405,10 +410,11 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
         data.check(cfg["dataset"])
     except data.DataError as e:
         raise ConfigError(f"config: {e}") from e
+    values = None
     if cfg.get("tuned_baselines"):  # the tuned-values file: unknown method or knob, other teacher -> stop here
         from onestep import tuned
 
-        tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
+        values = tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
     adir = Path(cfg.get("ablations_dir", "config/ablations"))
     if not adir.is_absolute():
         adir = Path(repo or REPO) / adir
@@ -423,6 +429,11 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
     for ab in out.values():
         if ab.tuned:
             check_tuned(ab, out, cfg)
+            missing = [] if values is None else sorted({r.config["method"]["name"] for r in ab.runs} - set(values))
+            if missing:
+                raise ConfigError(f"{cfg['tuned_baselines']}: methods.{missing[0]}: missing; {ab.name} ({ab.file}) "
+                                  f"runs {', '.join(missing)} with tuned values; the file has: "
+                                  f"{', '.join(values) or '(none)'}")
     return out
 
 
@@ -453,7 +464,7 @@ def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None
             from onestep.outputs import differing_keys
 
             keys = differing_keys(strip(theirs[name].config), strip(run.config))
-            raise ConfigError(f"{where}: run {name} differs from {ab.tuned}'s in {', '.join(keys)}; allowed: the "
+            raise ConfigError(f"{where}: run {name} differs from the same run of {ab.tuned} in {', '.join(keys)}; allowed: the "
                               f"same configs (only the tuned values may differ, set when the runs are written)")
 
 
