@@ -34,8 +34,7 @@ rule tune_lambda:
 # equal-effort tuning: one study per method of tune_baselines.grid, then the tuned-values file and its table
 rule tune_baselines:
     input:
-        [f for name in BASELINE_STUDY.values() for f in study_outputs(name)],
-        rules.tune_gather.output,
+        lambda w: baseline_studies(),
 
 
 rule ablate_all:

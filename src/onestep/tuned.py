@@ -169,13 +169,11 @@ def study_config(run_cfg: dict, cfg: dict) -> dict:
 
 
 def study_configs(cfg: dict, ablations: dict) -> dict[str, dict]:
-    """{method: its study's config}, one per method of the tune_baselines.grid ablation, in grid order."""
+    """{method: its study's config}, one per method of the tune_baselines.grid ablation, in grid order; none
+    when the grid is not among the ablations (another ablations_dir) or does not apply to the dataset."""
     tb = cfg["tune_baselines"]
     grid = ablations.get(tb["grid"])
-    if grid is None:
-        raise ConfigError(f"config: tune_baselines.grid: {tb['grid']!r} is not an ablation; allowed: "
-                          f"{', '.join(ablations)}")
-    if grid.skipped:
+    if grid is None or grid.skipped:
         return {}
     if "method.name" not in grid.axes:
         raise ConfigError(f"config: tune_baselines.grid: {tb['grid']} ({grid.file}) has no method.name axis; allowed: "

@@ -196,6 +196,18 @@ def tuned_values(w):
     return [TUNED_VALUES, f"{ROOT}/teacher/teacher.pt"] if ABLATIONS[w.ablation].tuned else []
 
 
+def baseline_studies():
+    """tune_baselines: every method study's summary, the tuned-values file and its table."""
+    if not BASELINE_STUDIES:
+        grid = config["tune_baselines"]["grid"]
+        raise WorkflowError(f"tune_baselines: no study to run: tune_baselines.grid {grid!r} is "
+                            + (f"not among the ablations ({', '.join(ABLATIONS)})" if grid not in ABLATIONS
+                               else f"skipped here ({ABLATIONS[grid].skipped})"))
+    return [f for name in BASELINE_STUDY.values() for f in study_outputs(name)] + [
+        f"{ROOT}/tuned_baselines.yaml", *[f"{TABLES}/tune_baselines.{e}" for e in ("md", "tex", "csv")],
+        f"{PLOTS}/tune_baselines.png"]
+
+
 def study_outputs(name):
     """A study's summary: best.yaml, its trials table and figures (rule tune_summary)."""
     return [f"{OUT}/optuna/{name}/{f}" for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv")] + [
