@@ -459,7 +459,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
             cells.append((f"**{c}**", f"\\textbf{{{c}}}") if top else (c, c))
         extra = [f"{row[f'{primary}_ratio_to_teacher_{n}']:.3g}" for n in bars]
         extra += [f"{row['wall_time_s_mean']:.0f}", f"{row['steps_mean']:.0f}", f"{row['teacher_evals_mean']:.3g}",
-                  f"{row['student_forwards_mean']:.3g}", f"{row['student_backwards_mean']:.3g}",
+                  *("-" if row[f"{c}_mean"] is None or math.isnan(row[f"{c}_mean"]) else f"{row[f'{c}_mean']:.3g}"
+                    for c in ("student_forwards", "student_backwards")),  # '-': a run from before the counters
                   f"{row['params_mean']:.0f}", str(row["seeds"])]  # BASELINE_COST's order, then seeds
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
