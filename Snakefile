@@ -5,6 +5,9 @@
 #   (ablate_loss needs images: snakemake --cores 2 ablate_loss --configfile config/digits.yaml)
 #   snakemake --cores 2 baselines         the seeds' one-step methods vs the curriculum (quality and training cost)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
+#   snakemake --cores 2 tune_baselines    equal-effort tuning: a study per baseline method (its search_space), the
+#                                         tuned-values file results/<data>/tuned_baselines.yaml and its table
+#   snakemake --cores 2 baselines_tuned   the baselines with default and with tuned values side by side
 #   snakemake --cores 2 paper             every table and figure of this tier under results/paper/<tier>/ (index.md);
 #                                         then snakemake paper --report report.html for a browsable bundle
 # Every config/ablations/<file>.yaml with `name: X` is a target X.
@@ -25,7 +28,13 @@ include: "workflow/rules/paper.smk"
 
 rule tune_lambda:
     input:
-        rules.tune_summary.output,
+        study_outputs(STUDY),
+
+
+# equal-effort tuning: one study per method of tune_baselines.grid, then the tuned-values file and its table
+rule tune_baselines:
+    input:
+        lambda w: baseline_studies(),
 
 
 rule ablate_all:

@@ -34,12 +34,12 @@ def shipped(tmp_path, *args: str, configs=()):
 
 
 def test_every_target_plans_on_the_default_config(tmp_path):
-    targets = [*[t for t in SHIPPED if t != "ablate_loss"], "ablate_all", "all", "tune_lambda"]
+    targets = [*[t for t in SHIPPED if t != "ablate_loss"], "ablate_all", "all", "tune_lambda", "tune_baselines"]
     p = shipped(tmp_path, "-n", *targets)
     assert p.returncode == 0, p.stderr[-2000:]
     jobs = planned_jobs(p.stdout)
     assert jobs.get("teacher") == 1 and all(jobs.get(t) == 1 for t in targets), jobs
-    assert jobs["main_table"] == 1 and jobs["tune_summary"] == 1
+    assert jobs["main_table"] == 1 and jobs["tune_summary"] == 1 + 12  # tune_lambda's, one per baseline method
 
 
 def test_digits_targets_plan_and_loss_needs_images(tmp_path):

@@ -9,25 +9,29 @@ from conftest import REPO, planned_jobs, snakemake
 from onestep.paper import PaperError, config_hash, copy_artefact, write_index
 
 
-def _applicable(dataset_images: bool) -> set[str]:
-    """Ablation targets that apply to the tier (ablate_loss needs images), the main table and the tuning study."""
+def _applicable(dataset_images: bool, tuned: bool) -> set[str]:
+    """Ablation targets that apply to the tier (ablate_loss needs images), the main table and the tuning study; with
+    tune_baselines.paper the equal-effort tuning (its studies' table) and the ablations with `tuned:` too."""
     names = set()
     for f in (REPO / "config" / "ablations").glob("*.yaml"):
         spec = yaml.safe_load(f.read_text())
-        if spec.get("requires") == "images" and not dataset_images:
+        if (spec.get("requires") == "images" and not dataset_images) or (spec.get("tuned") and not tuned):
             continue
         names.add(spec["name"])
-    return names | {"main", "tune_lambda"}
+    return names | {"main", "tune_lambda"} | ({"tune_baselines", "baselines_tuned"} if tuned else set())
 
 
-@pytest.mark.parametrize("configs,tier,images", [((), "checkerboard", False),
-                                                  ((REPO / "config" / "digits.yaml",), "digits", True)])
-def test_paper_plans_every_artefact(tmp_path, configs, tier, images):
+@pytest.mark.parametrize("configs,tier,images,tuned", [((), "checkerboard", False, False),
+                                                       (("paper_tuned.yaml",), "checkerboard", False, True),
+                                                       ((REPO / "config" / "digits.yaml",), "digits", True, False)])
+def test_paper_plans_every_artefact(tmp_path, configs, tier, images, tuned):
+    (tmp_path / "paper_tuned.yaml").write_text(yaml.safe_dump({"tune_baselines": {"paper": True}}))
     p = snakemake(tmp_path, "-n", "paper", configs=configs)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     jobs = planned_jobs(p.stdout)
     planned = set(re.findall(rf"results/paper/{tier}/(\w+)\.png", p.stdout))
-    want = _applicable(images)
+    want = _applicable(images, tuned)
+    assert ("tune_gather" in jobs) == tuned and jobs.get("tune_summary") == 1 + 12 * tuned
     assert planned == want, (planned ^ want)
     assert jobs["paper_artefact"] == len(want) and jobs["paper_index"] == 1 and jobs["paper_spec"] == 1
     for name in want:  # md, tex, csv and png of each

@@ -97,7 +97,7 @@ def test_two_workers_in_parallel_processes(prepared):
     best = yaml.safe_load((work / "parallel" / "best.yaml").read_text())
     assert 0.001 <= best["lambda"] <= 1000 and best["value"] == min(
         t.value for t in study.get_trials(states=(TrialState.COMPLETE,)))
-    for f in ("trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png", "lambda_slice.png"):
+    for f in ("trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png", "slice.png"):
         assert (work / "parallel" / f).stat().st_size > 0
     # lambda: tuned picks it up
     run_cfg = deep_merge(cfg, {"method": {"lambda": "tuned"}, "run": {"name": "x"}})

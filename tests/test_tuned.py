@@ -64,6 +64,166 @@ def test_a_bad_tuned_file_stops_snakemake_at_parse_time(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_tuned_file_without_a_tuned_runs_method_stops_at_parse_time(tmp_path, default_config):
+    from onestep.config import load_workflow
+
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"teacher": "abc", "methods": {"cd": {"p_mean": 0.1}}}))
+    missing = r"tuned.yaml: methods.ct: missing; baselines_tuned .* runs ct, ctm, curriculum, .* the file has: cd"
+    with pytest.raises(ConfigError, match=missing):
+        load_workflow({**default_config, "out": str(tmp_path), "tuned_baselines": str(tmp_path / "tuned.yaml")})
+
+
 def test_set_dotted_is_pure():
     cfg = {"student": {"lr": 1e-3}}
     assert set_dotted(cfg, "student.lr", 5e-4)["student"]["lr"] == 5e-4 and cfg["student"]["lr"] == 1e-3
+
+
+# ---------------------------------------------------------------- the studies (target tune_baselines)
+
+
+def _workflow(default_config, **tune_baselines):
+    """The shipped workflow (config/ablations) on the default config with tune_baselines overrides."""
+    from onestep.config import load_workflow
+
+    cfg = {**default_config, "tune_baselines": {**default_config["tune_baselines"], **tune_baselines}}
+    return cfg, load_workflow(cfg)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_each_study_searches_exactly_its_declared_knobs_with_the_same_trials_and_budget(default_config, share):
+    """One study per method of the baselines grid (the curriculum included): its space is exactly the method's
+    search_space, its trials and its share of the method's own budget are those of every other study, and no
+    point of the space changes a trial's optimiser steps (progressive's start_steps changes its rounds)."""
+    import optuna
+
+    from onestep.tune import space, suggest
+
+    cfg, ablations = _workflow(default_config, trials=7, budget=share)
+    studies = tuned.study_configs(cfg, ablations)
+    grid = [r.config for r in ablations["baselines"].runs]
+    assert list(studies) == list(dict.fromkeys(c["method"]["name"] for c in grid)) and "curriculum" in studies
+    assert len(studies) == len(METHODS)
+    for name, study in studies.items():
+        tc, method = study["tune"], METHODS[name]
+        assert space(study) == {tuned.key(k): {"key": tuned.key(k), **spec} for k, spec in method.search_space.items()}
+        assert (tc["n_trials"], tc["budget"]["share"], tc["pruner"], tc["defaults_first"]) == (7, share, "none", True)
+        assert tc["study"] == f"tune_baselines-{name}" and study["seed"] == tc["seed"]
+        default = next(c for c in grid if c["method"]["name"] == name)
+        steps = method.total_steps_of(study["method"])
+        assert steps == tc["budget"]["steps"]
+        assert 0 <= round(share * method.total_steps_of(default["method"])) - steps < 16  # whole stages / rounds
+        assert {k: v for k, v in study["method"].items() if k not in ("steps", "budget", "steps_per_round",
+                "reflow_steps", "distill_steps")} == {k: v for k, v in default["method"].items() if k not in (
+                "steps", "budget", "steps_per_round", "reflow_steps", "distill_steps")}  # only the budget differs
+        sampled = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        for _ in range(6):
+            trial = sampled.ask()
+            tcfg = suggest(trial, study)
+            assert set(trial.params) == set(space(study)), name  # exactly the declared knobs
+            assert method.total_steps_of(tcfg["method"]) in range(steps - 15, steps + 1), (name, trial.params)
+            for key, v in trial.params.items():
+                node = tcfg
+                for part in key.split("."):
+                    node = node[part]
+                assert node == v
+
+
+def test_tuning_settings_rerun_no_ablation(default_config):
+    """The runs' configs (their config.yaml, whose change re-runs them) hold no tune_baselines key: more trials, or
+    the tuning in the paper, leave every ablation's runs as they are."""
+    _, before = _workflow(default_config)
+    _, after = _workflow(default_config, trials=3, budget=0.5, paper=True)
+    for name, ab in before.items():
+        assert [r.config for r in ab.runs] == [r.config for r in after[name].runs], name
+        assert all("tune_baselines" not in r.config for r in ab.runs)
+
+
+def test_the_lambda_study_keeps_its_space(default_config):
+    from onestep.tune import space
+
+    assert list(space(default_config)) == ["lambda"]
+    cfg = {**default_config, "tune": {**default_config["tune"], "space": {"method.replay": {"low": 0.0, "high": 0.5}}}}
+    assert space(cfg)["method.replay"] == {"key": "method.replay", "low": 0.0, "high": 0.5}
+
+
+def _best(folder, name, params, value, trials=3, default=1.0):
+    """A study's best.yaml as tune-summary writes it."""
+    doc = {"study": f"tune_baselines-{name}-checkerboard", "method": name, "metric": "validation swd", "value": value,
+           "trial": 2, "params": params, "keys": {k: k for k in params}, "n_trials": trials,
+           "budget": {"steps": 40, "student_forwards": 100, "student_backwards": 50, "teacher_evals": 0},
+           "trials": {"complete": trials, "pruned": 0, "fail": 0}, "default": {"trial": 0, "value": default}}
+    path = folder / name / "best.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_gathered_values_round_trip_into_a_tuned_runs_config(tmp_path, default_config):
+    """tune-gather (the rule's CLI) writes the file from the studies' best.yaml; tuned.read gives the values back;
+    resolve_run (rule run_config of baselines_tuned) applies them to the run's resolved config, records them, keeps
+    its optimiser steps; the tuned run differs from its default run in exactly the tuned keys."""
+    from onestep.cli import main
+    from onestep.outputs import differing_keys
+
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"weights")
+    best = [_best(tmp_path, "kd", {"method.distance": "l1", "student.lr": 5e-4}, 0.04),
+            _best(tmp_path, "progressive", {"method.start_steps": 32, "student.lr": 2e-3}, 0.06)]
+    out = tmp_path / "tuned_baselines.yaml"
+    main(["tune-gather", "--best", *map(str, best), "--teacher", str(teacher), "--out", str(out),
+          "--out-prefix", str(tmp_path / "tables" / "tune_baselines"), "--plot", str(tmp_path / "tune_baselines.png")])
+    values = tuned.read(out, teacher)
+    assert values == {"kd": {"distance": "l1", "student.lr": 5e-4}, "progressive": {"start_steps": 32, "student.lr": 2e-3}}
+    assert yaml.safe_load(out.read_text())["trials"] == 3
+    md = (tmp_path / "tables" / "tune_baselines.md").read_text()
+    assert "| kd | distance l1, student.lr 0.0005 | 1 | 0.04 |" in md
+    assert (tmp_path / "tune_baselines.png").stat().st_size > 0
+
+    _, ablations = _workflow(default_config)
+    runs = {r.name: r.config for r in ablations["baselines_tuned"].runs}
+    defaults = {r.name: r.config for r in ablations["baselines"].runs}
+    for name in ("name-kd_seed-0", "name-progressive_seed-0"):
+        cfg = tuned.resolve_run(runs[name], out, teacher)
+        method = METHODS[cfg["method"]["name"]]
+        assert cfg["run"]["tuned"] == {"file": str(out), "teacher": tuned.teacher_hash(teacher),
+                                       "values": values[cfg["method"]["name"]]}
+        assert abs(method.total_steps_of(cfg["method"]) - method.total_steps_of(defaults[name]["method"])) < 6
+        strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
+        changed = set(differing_keys(strip(defaults[name]), strip(cfg)))
+        assert {tuned.key(k) for k in values[cfg["method"]["name"]]} <= changed
+        assert changed - {tuned.key(k) for k in values[cfg["method"]["name"]]} <= {"method.steps_per_round"}
+    assert tuned.resolve_run(runs["name-kd_seed-0"], out, teacher)["method"]["distance"] == "l1"
+    with pytest.raises(ConfigError, match=r"tuned_baselines.yaml: methods.cd: missing; run baselines_tuned/name-cd_seed-0"):
+        tuned.resolve_run(runs["name-cd_seed-0"], out, teacher)
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"another teacher")
+    with pytest.raises(ConfigError, match=r"tuned_baselines.yaml: teacher: tuned under teacher"):
+        tuned.resolve_run(runs["name-kd_seed-0"], out, other)
+
+
+def test_gather_refuses_studies_of_unequal_effort(tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"weights")
+    best = [_best(tmp_path, "kd", {"student.lr": 5e-4}, 0.04, trials=3),
+            _best(tmp_path, "cd", {"student.lr": 5e-4}, 0.04, trials=4)]
+    with pytest.raises(ConfigError, match="different numbers of trials"):
+        tuned.gather(best, teacher, tmp_path / "t.yaml", tmp_path / "t", tmp_path / "t.png")
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"grid": {"method.name": ["curriculum", "kd"]}}, r"baselines_tuned.yaml: tuned: baselines_tuned's runs differ"),
+    ({"fixed": {"student": {"batch_size": 32}}}, r"baselines_tuned.yaml: tuned: run name-curriculum_seed-0 differs "
+                                                 r"from the same run of baselines in student.batch_size"),
+    ({"tuned": "ablate_K"}, r"baselines_tuned.yaml: tuned: 'ablate_K' is not the ablation the values are tuned on"),
+])
+def test_a_tuned_ablation_repeats_the_default_runs(tmp_path, default_config, edit, message):
+    from onestep.config import load_workflow
+
+    adir = tmp_path / "ablations"
+    adir.mkdir()
+    for f in ("baselines.yaml", "K.yaml"):
+        (adir / f).write_text((REPO / "config" / "ablations" / f).read_text())
+    spec = yaml.safe_load((REPO / "config" / "ablations" / "baselines_tuned.yaml").read_text()) | edit
+    (adir / "baselines_tuned.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=message):
+        load_workflow({**default_config, "ablations_dir": str(adir)})

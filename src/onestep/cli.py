@@ -219,7 +219,8 @@ def cmd_train(a):
         pairs |= outputs.load_states(a.trajectory, pairs["x0"])
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
-            "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()}}
+            "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()},
+            **({"tuned": "true"} if run.get("tuned") else {})}
     rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
 
     with jobs.resumable_record(cfg, run["name"], tags, resume, {"rows": rows}, outputs.parent_id(a.parent)) as rec:
@@ -271,7 +272,7 @@ def cmd_evaluate(a):
     x = generate(cfg, shape, lambda z: sample(method, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
-              "seed": cfg["seed"], "method": cfg["method"]["name"], **given}
+              "seed": cfg["seed"], "method": cfg["method"]["name"], "tuned": cfg["run"].get("tuned"), **given}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
     result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
     if a.trajectory:  # curriculum: G(z, t_k) at every stage against the mean and the teacher's trajectory
@@ -386,10 +387,18 @@ def cmd_tune_summary(a) -> None:
     print(json.dumps(best))
     if a.parent:
         with tracking.record(cfg, tune.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
-            rec.metrics({"best_value": best["value"], "best_lambda": best["lambda"], "best_trial": best["trial"]})
-            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", "history.png", "intermediate.png",
-                      "lambda_slice.png"):
+            numbers = {f"best_{k}": v for k, v in best["params"].items() if isinstance(v, int | float)}
+            rec.metrics({"best_value": best["value"], "best_trial": best["trial"], **numbers})
+            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in tune.PLOTS)):
                 rec.artifact(a.folder / f, "study")
+
+
+def cmd_tune_gather(a) -> None:
+    from onestep import tuned
+
+    values = tuned.gather(a.best, a.teacher, a.out, a.out_prefix, a.plot)
+    print(json.dumps(values))
+    print(f"tuned values of {len(values)} method(s) written to {a.out}")
 
 
 # ---------------------------------------------------------------- for people
@@ -577,7 +586,7 @@ def _table_commands(sub) -> None:
 
 
 def _tune_commands(sub) -> None:
-    g = _command(sub, "tune-worker", cmd_tune_worker, "one Optuna worker of the lambda study")
+    g = _command(sub, "tune-worker", cmd_tune_worker, "one Optuna worker of a study (tune_lambda, tune_baselines)")
     g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (its journal)")
     g["config"].add_argument("--worker", type=int, default=0, help="the worker's index")
     _teacher(g)
@@ -586,9 +595,16 @@ def _tune_commands(sub) -> None:
     _features(g)
     _parent(g)
     _out(g, "worker-<i>.json")
-    g = _command(sub, "tune-summary", cmd_tune_summary, "the study's best lambda, trial tables and plots")
+    g = _command(sub, "tune-summary", cmd_tune_summary, "the study's best values, trial tables and plots")
     g["config"].add_argument("--folder", type=Path, required=True, help="the study's folder (writes best.yaml there)")
     _parent(g)
+    g = _command(sub, "tune-gather", cmd_tune_gather, "the tuned-values file of tune_baselines from every method's "
+                 "study, and the studies' table", config=False)
+    g["in"].add_argument("--best", type=Path, nargs="+", required=True, help="every method study's best.yaml")
+    _teacher(g)
+    _out(g, "the tuned-values file (tuned_baselines.yaml, format: onestep/tuned.py)")
+    _out_prefix(g)
+    _plot(g, "the studies' figure: validation metric of the defaults and of the tuned values per method")
 
 
 def _people_commands(sub) -> None:

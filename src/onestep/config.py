@@ -202,9 +202,13 @@ def with_method(cfg: dict, section: dict) -> dict:
 
 def check_semantics(cfg: dict, where: str) -> None:
     """Rules a JSON schema cannot say, outside the method section (the method's own: `Config.check`)."""
-    lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
-    if lo >= hi:
-        raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
+    if cfg["tune"]["lambda"] is not None:
+        lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
+        if lo >= hi:
+            raise ConfigError(f"{where}: tune.lambda: low ({lo}) must be below high ({hi})")
+    for k, spec in (cfg["tune"].get("space") or {}).items():
+        if "low" in spec and spec["low"] >= spec["high"]:
+            raise ConfigError(f"{where}: tune.space.{k}: low ({spec['low']}) must be below high ({spec['high']})")
     beat, grace = cfg["tune"]["heartbeat_s"], cfg["tune"]["grace_s"]
     if grace < 2 * beat:
         raise ConfigError(f"{where}: tune.grace_s: {grace} is below two heartbeats (tune.heartbeat_s = {beat}); a live "
@@ -287,6 +291,7 @@ class Ablation:
     skipped: str | None = None  # why this ablation does not apply to the configured dataset
     runs: list[Run] = field(default_factory=list)
     table: str = "default"  # which tables.TABLES builder writes its table
+    tuned: str | None = None  # its runs are this ablation's with the tuned values (tune_baselines); the table shows both
 
     @property
     def axes(self) -> list[str]:
@@ -316,8 +321,9 @@ def run_name(point: dict, seed: int) -> str:
 
 
 def base_config(cfg: dict) -> dict:
-    """The config shared by every run (no per-run keys)."""
-    return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir")}  # not the folder of the grids
+    """The config shared by every run (no per-run keys; not the folder of the grids, nor the settings of the
+    equal-effort tuning, which no run reads: tuning more or adding it to the paper re-runs no ablation)."""
+    return {k: v for k, v in cfg.items() if k not in ("run", "seed", "ablations_dir", "tune_baselines")}
 
 
 def read_file(path: str | Path, what: str = "config file") -> dict:
@@ -349,7 +355,11 @@ def check_files(paths: list[str | Path], defaults: str | Path | None = None) -> 
     cfg = read_file(defaults or REPO / "config" / "config.yaml")
     for p in paths:
         cfg = deep_merge(cfg, read_file(p))
-    return load_workflow(cfg)
+    ablations = load_workflow(cfg)
+    from onestep import tuned
+
+    tuned.study_configs(cfg, ablations)  # tune_baselines' studies, as the workflow builds them
+    return ablations
 
 
 def load_ablation(path: Path, cfg: dict) -> Ablation:
@@ -358,7 +368,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     validate(spec, "ablation", where)
     points = grid_points(spec, where)
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},
-                  spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"))
+                  spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"),
+                  tuned=spec.get("tuned"))
     if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
         raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
     from onestep import data
@@ -399,10 +410,11 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
         data.check(cfg["dataset"])
     except data.DataError as e:
         raise ConfigError(f"config: {e}") from e
+    values = None
     if cfg.get("tuned_baselines"):  # the tuned-values file: unknown method or knob, other teacher -> stop here
         from onestep import tuned
 
-        tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
+        values = tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
     adir = Path(cfg.get("ablations_dir", "config/ablations"))
     if not adir.is_absolute():
         adir = Path(repo or REPO) / adir
@@ -414,7 +426,46 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
         if ab.name in out:
             raise ConfigError(f"{path}: name: '{ab.name}' is already used by {out[ab.name].file}")
         out[ab.name] = ab
+    for ab in out.values():
+        if ab.tuned:
+            check_tuned(ab, out, cfg)
+            missing = [] if values is None else sorted({r.config["method"]["name"] for r in ab.runs} - set(values))
+            if missing:
+                raise ConfigError(f"{cfg['tuned_baselines']}: methods.{missing[0]}: missing; {ab.name} ({ab.file}) "
+                                  f"runs {', '.join(missing)} with tuned values; the file has: "
+                                  f"{', '.join(values) or '(none)'}")
     return out
+
+
+def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None:
+    """An ablation with `tuned: X` repeats X's runs (same names, configs equal but for the run's bookkeeping), X
+    being the ablation the studies start from (tune_baselines.grid): its table compares default and tuned only."""
+    where, grid = f"{ab.file}: tuned", cfg["tune_baselines"]["grid"]
+    if ab.tuned != grid:
+        raise ConfigError(f"{where}: {ab.tuned!r} is not the ablation the values are tuned on; allowed: {grid!r} "
+                          "(config tune_baselines.grid)")
+    src = ablations.get(ab.tuned)
+    if src is None or src.tuned:
+        raise ConfigError(f"{where}: {ab.tuned!r} is not an ablation of default runs; allowed: "
+                          f"{', '.join(n for n, a in ablations.items() if not a.tuned)}")
+    if ab.skipped or src.skipped:
+        return
+    if "method.name" not in ab.axes:
+        raise ConfigError(f"{where}: {ab.name} has no method.name axis; the tuned values are per method")
+    mine = {r.name: r for r in ab.runs}
+    theirs = {r.name: r for r in src.runs}
+    if set(mine) != set(theirs):
+        raise ConfigError(f"{where}: {ab.name}'s runs differ from {ab.tuned}'s ({src.file}): only in {ab.name}: "
+                          f"{', '.join(sorted(set(mine) - set(theirs))) or '-'}; only in {ab.tuned}: "
+                          f"{', '.join(sorted(set(theirs) - set(mine))) or '-'}; allowed: the same grid and seeds")
+    strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
+    for name, run in mine.items():
+        if strip(run.config) != strip(theirs[name].config):
+            from onestep.outputs import differing_keys
+
+            keys = differing_keys(strip(theirs[name].config), strip(run.config))
+            raise ConfigError(f"{where}: run {name} differs from the same run of {ab.tuned} in {', '.join(keys)}; allowed: the "
+                              f"same configs (only the tuned values may differ, set when the runs are written)")
 
 
 def sections(cfg: dict, *keys: str) -> str:

@@ -387,6 +387,17 @@ BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_
                  "student_forwards": "student fwd", "student_backwards": "student bwd", "params": "params"}
 
 
+KNOBS = "knobs"  # the column of a tuned table: "default", or "tuned (knob value, ...)"
+
+
+def knobs_label(tuned: dict | None) -> str:
+    """A run's knobs as a tuned table shows them: 'default', or 'tuned (lambda 0.31, student.lr 0.0007)'."""
+    if not tuned:
+        return "default"
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "tuned (" + ", ".join(f"{k} {fmt(v)}" for k, v in tuned["values"].items()) + ")"
+
+
 def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.DataFrame:
     """One row per run: grid values, seed, one-step metrics, few-step metrics (null where the method has
     no such sampler) and the training costs of train.json."""
@@ -411,11 +422,22 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     primary = records[0]["primary"]
     metrics = sorted(ref["floor"], key=lambda m: (m != primary, m))
     few = [f"{primary}@{n}" for n in (2, 4)]
+    tuned = any(r.get("tuned") for r in records)
+    if tuned:  # a `tuned:` ablation's table: its runs next to the default runs they repeat, a row each per method
+        records = [{**r, "point": {**r["point"], KNOBS: knobs_label(r.get("tuned"))}} for r in records]
+        axes = [*axes, KNOBS]
     runs = collect_costs(records, axes, few)
     aggs = [pl.len().alias("seeds")]
     for m in [*metrics, *few, *BASELINE_COST]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     summary = runs.group_by(axes, maintain_order=True).agg(aggs)
+    if tuned:  # per method in the grid's order: defaults, then tuned
+        first = {}
+        for r in records:
+            first.setdefault(str(r["point"][axes[0]]), len(first))
+        summary = summary.with_columns(
+            pl.col(axes[0]).replace_strict(first, return_dtype=pl.Int64).alias("_o"),
+            (pl.col(KNOBS) != "default").alias("_t")).sort(["_o", "_t"]).drop(["_o", "_t"])
     bars = {t["steps"]: t["metrics"][primary] for t in teachers if t["steps"] in (1, 50) and not pairs_row(t)}
     for n, v in bars.items():
         summary = summary.with_columns((pl.col(f"{primary}_mean") / v).alias(f"{primary}_ratio_to_teacher_{n}"))
@@ -437,7 +459,9 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
             cells.append((f"**{c}**", f"\\textbf{{{c}}}") if top else (c, c))
         extra = [f"{row[f'{primary}_ratio_to_teacher_{n}']:.3g}" for n in bars]
         extra += [f"{row['wall_time_s_mean']:.0f}", f"{row['steps_mean']:.0f}", f"{row['teacher_evals_mean']:.3g}",
-                  f"{row['params_mean']:.0f}", str(row["seeds"])]
+                  *("-" if row[f"{c}_mean"] is None or math.isnan(row[f"{c}_mean"]) else f"{row[f'{c}_mean']:.3g}"
+                    for c in ("student_forwards", "student_backwards")),  # '-': a run from before the counters
+                  f"{row['params_mean']:.0f}", str(row["seeds"])]  # BASELINE_COST's order, then seeds
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
         (teacher_label(t), t["metrics"]) for t in teachers]
@@ -450,7 +474,11 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                f"held-out noise (one step unless the column says 2 or 4; '-' where the method has no such "
                f"sampler); lower is better, best in bold. Training cost per run: wall time, optimiser steps, "
                f"teacher network evaluations (per sample) spent in training; the one-off teacher pairs that "
-               f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM.")
+               f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM."
+               + (f" {KNOBS}: each method with its defaults and with the values its Optuna study found (tune_baselines:"
+                  " the same trials and training budget per trial for every method, objective the validation "
+                  "noise's metric, not this table's noise); a tuned run trains the same optimiser steps as its "
+                  "default run." if tuned else ""))
     md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c[0] for c in r) + " |" for r in body]
     out_prefix.with_suffix(".md").write_text("\n".join(md) + "\n")
@@ -464,7 +492,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     out_prefix.with_suffix(".tex").write_text("\n".join(tex) + "\n")
 
-    points = [{"label": ", ".join(row[a] for a in axes), "mean": row[f"{primary}_mean"], "std": row[f"{primary}_std"],
+    points = [{"label": ", ".join(row[a] if a != KNOBS else row[a].split(" ")[0] for a in axes),
+               "mean": row[f"{primary}_mean"], "std": row[f"{primary}_std"],
                "wall_time_s": row["wall_time_s_mean"], "teacher_evals": row["teacher_evals_mean"]}
               for row in summary.iter_rows(named=True)]
     plots.quality_vs_cost(points, [{"label": lb, "mean": v[primary]} for lb, v in refs], name, plot_path, title)
@@ -477,7 +506,10 @@ def build_baselines(spec_path: str | Path, run_files, teacher_files, reference_f
     spec = load_spec(spec_path)
     summary = baselines(run_files, teacher_files, reference_file, spec["axes"], spec.get("title", spec["name"]),
                         out_prefix, plot_path)
-    run_figures(spec, read_json(run_files), run_files, plot_path)
+    records = read_json(run_files)  # a tuned table's figures: its own runs (the default runs have theirs)
+    own = [(r, f) for r, f in zip(records, run_files, strict=True) if r.get("ablation") == spec["name"]]
+    own = own or list(zip(records, run_files, strict=True))
+    run_figures(spec, [r for r, _ in own], [f for _, f in own], plot_path)
     return summary
 
 

@@ -1,10 +1,19 @@
-"""Optuna search over lambda (and other knobs from config), pruned at curriculum checkpoints.
+"""Optuna studies: the curriculum's lambda (target tune_lambda; other knobs from config), pruned at curriculum
+checkpoints, and one study per baseline method over its declared search_space (target tune_baselines: the
+study's config written by onestep.tuned.study_configs; the same machinery, a different `tune` section).
+
+- Space: `tune.lambda` (log-uniform, parameter `lambda`; null: none) and `tune.space`, dotted config keys with
+  {low, high, log} or {choices}. A trial's knobs are set by onestep.tuned.apply_keys, which keeps the method's
+  total optimiser steps (a knob such as progressive's start_steps does not change the trial's budget).
+  `tune.defaults_first`: the config's own values are enqueued as the first trial (the default is one of the
+  study's trials, so a tuned value is never one that did worse on validation than the default).
 
 - Objective: the dataset's one-step metric (SWD for 2-D, FID for images) of G(z, 0) on a
   validation sample: noise and data drawn with `tune.validation` seeds, separate from the
   evaluation noise the tables use.
 - Sampler: TPE seeded with `tune.seed` + the worker index (workers must not propose in lockstep).
-- Pruner: MedianPruner (or HyperbandPruner); a trial reports every `tune.report_every` stages
+- Pruner: MedianPruner (or HyperbandPruner; `none` for the baselines' studies: every trial trains its whole
+  budget); a trial reports every `tune.report_every` stages
   before the last (whose value is the objective), and is not pruned before `tune.warmup_stages`:
   under the forward order G(z, 0) is only trained near the end, so early reports are noise.
 - Storage: Optuna's JournalFileBackend under results/optuna/<study>/ by default (safe for several
@@ -20,7 +29,9 @@
   is restarted. The dead trial's MLflow run is closed as KILLED (`on_dead`, the CLI's side channel).
   The summary refuses a study with a trial still RUNNING or WAITING: a best value comes only from a
   study whose every trial finished.
-- Every trial is an MLflow run nested under the study's parent run (side channel only).
+- Every trial is an MLflow run nested under the study's parent run (side channel only); its counted budget
+  (optimiser steps, student forward/backward passes, teacher evaluations, wall time) is also a user attr of the
+  trial (trials.csv).
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ from onestep.metrics import PRIMARY
 from onestep.train import DivergenceError, train_student
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# a trial's counted training budget (train.fit's summary), kept as its user attr `budget`
+BUDGET = ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")
 
 
 class TuneError(OnestepError, RuntimeError):
@@ -67,6 +80,8 @@ def storage(cfg: dict, folder: str | Path):
 
 def pruner(cfg: dict) -> optuna.pruners.BasePruner:
     tc = cfg["tune"]
+    if tc["pruner"] == "none":
+        return optuna.pruners.NopPruner()
     if tc["pruner"] == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg["method"]["K"])
     return optuna.pruners.MedianPruner(n_startup_trials=tc["startup_trials"], n_warmup_steps=tc["warmup_stages"])
@@ -165,13 +180,43 @@ class Heartbeat:
         self.thread.join()
 
 
-def suggest(trial: optuna.Trial, cfg: dict) -> dict:
-    """The trial's config: lambda (log-uniform) plus any knobs listed in `tune.space`."""
+def space(cfg: dict) -> dict[str, dict]:
+    """The study's knobs: {parameter name: {key: dotted config key, low, high, log} | {key, choices}}; `lambda`
+    from `tune.lambda` (log-uniform) unless null, then every entry of `tune.space` (named by its key)."""
     tc = cfg["tune"]
-    out = set_dotted(cfg, "seed", tc["seed"])  # every trial trains with the same seed: only the knobs differ
-    out = set_dotted(out, "method.lambda", trial.suggest_float("lambda", tc["lambda"]["low"], tc["lambda"]["high"], log=True))
+    out = {}
+    if tc.get("lambda") is not None:
+        out["lambda"] = {"key": "method.lambda", "low": tc["lambda"]["low"], "high": tc["lambda"]["high"], "log": True}
     for key, spec in (tc.get("space") or {}).items():
-        out = set_dotted(out, key, trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False)))
+        out[key] = {"key": key, **spec}
+    return out
+
+
+def _suggest_one(trial: optuna.Trial, name: str, spec: dict):
+    if "choices" in spec:
+        return trial.suggest_categorical(name, list(spec["choices"]))
+    if all(isinstance(spec[b], int) and not isinstance(spec[b], bool) for b in ("low", "high")):
+        return trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+    return trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+
+
+def suggest(trial: optuna.Trial, cfg: dict) -> dict:
+    """The trial's config: every knob of the study's space (`space`), with the method's total optimiser steps
+    kept as the config has them (onestep.tuned.apply_keys), and the study's training seed."""
+    from onestep.tuned import apply_keys
+
+    out = set_dotted(cfg, "seed", cfg["tune"]["seed"])  # every trial trains with the same seed: only the knobs differ
+    return apply_keys(out, {spec["key"]: _suggest_one(trial, name, spec) for name, spec in space(cfg).items()})
+
+
+def default_params(cfg: dict) -> dict:
+    """The config's own value of every parameter of the study (its defaults: the first trial with defaults_first)."""
+    out = {}
+    for name, spec in space(cfg).items():
+        node = cfg
+        for part in spec["key"].split("."):
+            node = node[part]
+        out[name] = node
     return out
 
 
@@ -202,6 +247,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = suggest(trial, self.cfg)
         every = self.cfg["tune"]["report_every"]
+        pruned = self.cfg["tune"]["pruner"] != "none"  # reports at phase ends (curriculum stages) only when pruning
         with self.record(trial, cfg) as rec, Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]):
 
             def checkpoint(phase: int, step: int, model: torch.nn.Module) -> None:
@@ -216,13 +262,14 @@ class Objective:
 
             try:
                 model, summary = train_student(cfg, self.teacher, self.pairs, self.device, rec.metrics,
-                                               progress=False, on_phase_end=checkpoint)
+                                               progress=False, on_phase_end=checkpoint if pruned else None)
             except DivergenceError as e:
                 trial.set_user_attr("fail_reason", str(e))
                 rec.tag("state", "FAIL")
                 rec.tag("fail_reason", str(e))
                 raise
             v = self.value(cfg, model)
+            trial.set_user_attr("budget", {k: summary[k] for k in BUDGET if k in summary})  # counted, per trial
             rec.metrics({"val_metric": v, **summary})
             rec.tag("state", "COMPLETE")
             return v
@@ -235,6 +282,9 @@ def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective,
     study = load_study(cfg, folder, worker)
     reap = lambda: reap_stale(study, tc["grace_s"], tc["max_retry"], on_dead)  # noqa: E731
     reaped, ran, waited = reap(), 0, 0.0
+    if tc.get("defaults_first") and worker == 0 and not any(t.user_attrs.get("default")
+                                                            for t in study.get_trials(deepcopy=False)):
+        study.enqueue_trial(default_params(cfg), user_attrs={"default": True})  # counts as one of n_trials
     # Two workers that check at the same moment can overshoot n_trials by at most (workers - 1).
     while True:
         if budget_used(study) < tc["n_trials"] or waiting(study):
@@ -251,23 +301,36 @@ def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective,
             "reaped": reaped, "waited_s": waited}
 
 
+def _value(v):
+    """A parameter's value as a table and YAML hold it: a choice as it is (int, str), a number as a float."""
+    return v if isinstance(v, bool | int | str) else float(v)
+
+
+PLOTS = ("history", "intermediate", "slice")  # the study's figures (<name>.png): tune_summary's outputs
+
+
 def trials_frame(study: optuna.Study):
-    """One row per trial: number, state, parameters, value, last reported stage, fault notes."""
+    """One row per trial: number, state, parameters, value, last reported stage, counted budget, fault notes."""
     import polars as pl
 
     rows = []
     for t in study.get_trials(deepcopy=False):
+        budget = t.user_attrs.get("budget") or {}
         rows.append({
-            "trial": t.number, "state": t.state.name, **{k: float(v) for k, v in t.params.items()},
+            "trial": t.number, "state": t.state.name, **{k: _value(v) for k, v in t.params.items()},
             "value": t.value, "last_report": max(t.intermediate_values) if t.intermediate_values else None,
             "duration_s": t.duration.total_seconds() if t.duration else None,
+            **{k: budget.get(k) for k in BUDGET if k != "wall_time_s"},
+            "default": bool(t.user_attrs.get("default")),
             "retry_of": t.user_attrs.get("retry_of"), "fail_reason": t.user_attrs.get("fail_reason"),
         })
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def summarize(cfg: dict, folder: str | Path) -> dict:
-    """best.yaml, trials.{md,tex,csv} and the three study plots under `folder`; returns the best dict."""
+    """best.yaml, trials.{md,tex,csv} and the study plots (PLOTS) under `folder`; returns the best dict: the
+    best trial's parameters (`params`, by parameter name; `lambda` too in a lambda study), its value and counted
+    budget, the study's method, and the first trial's (`default`) when the study began with the defaults."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,18 +350,28 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
         raise TuneError(f"study {study.study_name} in {folder} has no completed trial")
     best = study.best_trial
     metric = PRIMARY[kind(cfg)]
-    out = {"study": study.study_name, "metric": f"validation {metric}", "value": float(best.value),
-           "trial": best.number, "lambda": float(best.params["lambda"]),
-           "params": {k: float(v) for k, v in best.params.items()},
+    sp = space(cfg)
+    out = {"study": study.study_name, "method": cfg["method"]["name"], "metric": f"validation {metric}",
+           "value": float(best.value), "trial": best.number,
+           **({"lambda": float(best.params["lambda"])} if "lambda" in best.params else {}),
+           "params": {k: _value(v) for k, v in best.params.items()},
+           "keys": {k: spec["key"] for k, spec in sp.items()},  # parameter name -> the config key it sets
+           "budget": best.user_attrs.get("budget") or {},
+           "n_trials": cfg["tune"]["n_trials"],
            "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}}
+    first = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("default") and t.state == TrialState.COMPLETE]
+    if first:
+        out["default"] = {"trial": first[0].number, "value": float(first[0].value),
+                          "params": {k: _value(v) for k, v in first[0].params.items()}}
     (folder / "best.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
 
     df = trials_frame(study)
     df.write_csv(folder / "trials.csv")
     cols = df.columns
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    at = ", ".join(f"{k} = {fmt(v)}" for k, v in out["params"].items())
     md = [f"**Optuna study {study.study_name}: validation {metric.upper()} of G(z, 0) per trial "
-          f"(best: trial {best.number}, lambda = {out['lambda']:.4g}, {best.value:.4g}).**", "",
+          f"(best: trial {best.number}, {at}, {best.value:.4g}).**", "",
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.iter_rows():
         cells = [fmt(v) for v in row]
@@ -310,10 +383,11 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
            r"\bottomrule", r"\end{tabular}"]
     (folder / "trials.tex").write_text("\n".join(tex) + "\n")
 
-    for name, plot in (("history", ovm.plot_optimization_history), ("intermediate", ovm.plot_intermediate_values),
-                       ("lambda_slice", lambda s: ovm.plot_slice(s, params=["lambda"]))):
+    for name, plot in zip(PLOTS, (ovm.plot_optimization_history, ovm.plot_intermediate_values,
+                                  lambda s: ovm.plot_slice(s, params=list(sp))), strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)  # a study without pruning has no intermediate values
             ax = plot(study)
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
         fig.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")

@@ -9,6 +9,15 @@ range, or one produced under a different teacher stops before any job, naming th
     methods:
       cd: {p_mean: 0.31, p_std: 1.42}
       kd: {student.lr: 0.0007}   # a dotted key: outside the method section (the student's learning rate)
+
+The studies (target tune_baselines, workflow/rules/tune.smk): `study_configs` gives one study config per method
+of the `tune_baselines.grid` ablation (baselines): that ablation's run config of the method (its first seed),
+its total optimiser steps set to `tune_baselines.budget` times its own, and a `tune` section searching exactly
+the method's `search_space` with `tune_baselines.trials` trials, the defaults first, no pruning; the worker is
+onestep.tune's, the same as the lambda study's. `gather` (onestep tune-gather) writes this file and the studies'
+table from their best.yaml files; `resolve_run` applies it to a run of an ablation with `tuned: <grid>`
+(baselines_tuned) when its config.yaml is written, so the run's config.yaml records the values it trained with.
+A tuned value never changes a run's budget: `apply` keeps the method's total optimiser steps (`total_steps_of`).
 """
 
 from __future__ import annotations
@@ -81,11 +90,174 @@ def write(path: str | Path, teacher: str | Path, values: dict[str, dict], trials
     read(path, teacher)
 
 
-def apply(cfg: dict, values: dict) -> dict:
-    """A run config with a method's tuned values: method knobs, or dotted keys (student.lr) elsewhere."""
-    from onestep.config import set_dotted
+def key(knob: str) -> str:
+    """The config key of a declared knob: `method.<knob>`, or the dotted key itself (student.lr)."""
+    return knob if "." in knob else f"method.{knob}"
 
+
+def knob(key: str) -> str:
+    """The declared knob of a config key (the inverse of `key`)."""
+    return key.removeprefix("method.")
+
+
+def apply_keys(cfg: dict, values: dict) -> dict:
+    """`cfg` with {dotted config key: value} set, its method's total optimiser steps kept as they were (a knob
+    such as progressive's start_steps changes the number of rounds, not the budget)."""
+    from onestep.config import set_dotted
+    from onestep.methods import METHODS
+
+    method = METHODS[cfg["method"]["name"]]
+    steps = method.total_steps_of(cfg["method"])
     out = cfg
-    for knob, v in values.items():
-        out = set_dotted(out, knob if "." in knob else f"method.{knob}", v)
+    for k, v in values.items():
+        out = set_dotted(out, k, v)
+    if method.total_steps_of(out["method"]) != steps:
+        out = {**out, "method": method.with_total_steps(out["method"], steps)}
     return out
+
+
+def apply(cfg: dict, values: dict) -> dict:
+    """A run config with a method's tuned values: method knobs, or dotted keys (student.lr) elsewhere; the
+    method's total optimiser steps kept (apply_keys)."""
+    return apply_keys(cfg, {key(k): v for k, v in values.items()})
+
+
+def resolve_run(cfg: dict, path: str | Path, teacher: str | Path) -> dict:
+    """A run config (an ablation with `tuned:`) with its method's values from the tuned-values file `path`
+    (checked: `read`, the teacher too), recorded under run.tuned {file, teacher, values}; validated as a run."""
+    from onestep.config import validate
+
+    values = read(path, teacher)
+    name, run = cfg["method"]["name"], cfg.get("run", {})
+    if name not in values:
+        raise ConfigError(f"{path}: methods.{name}: missing; run {run.get('ablation')}/{run.get('name')} needs "
+                          f"{name}'s tuned values; the file has: {', '.join(values) or '(none)'} (rerun tune_baselines)")
+    out = apply(cfg, values[name])
+    out["run"] = {**out.get("run", {}), "tuned": {"file": str(path), "teacher": teacher_hash(teacher),
+                                                  "values": values[name]}}
+    validate(out, "config", f"{path} applied to run {run.get('ablation')}/{run.get('name')}")
+    return out
+
+
+# ---------------------------------------------------------------- the studies (target tune_baselines)
+
+STUDY_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
+
+
+def study_config(run_cfg: dict, cfg: dict) -> dict:
+    """The config of one method's study: the grid's run config `run_cfg` with its total optimiser steps scaled by
+    tune_baselines.budget (the same share for every method), the tune seed, and a `tune` section over exactly the
+    method's search_space (tune_baselines.trials, .workers; defaults first; no pruning). Only the sections a
+    study reads (STUDY_SECTIONS, and seed): the grid's seeds or the paper switch do not re-run a study."""
+    from onestep.config import validate
+    from onestep.methods import METHODS
+
+    tb, name = cfg["tune_baselines"], run_cfg["method"]["name"]
+    method = METHODS[name]
+    steps = max(1, round(tb["budget"] * method.total_steps_of(run_cfg["method"])))
+    out = {k: v for k, v in run_cfg.items() if k != "run"}
+    if method.total_steps_of(out["method"]) != steps:
+        out = {**out, "method": method.with_total_steps(out["method"], steps)}
+    trial_steps = method.total_steps_of(out["method"])
+    out["tune"] = {**cfg["tune"], "study": f"tune_baselines-{name}", "n_trials": tb["trials"],
+                   "workers": tb["workers"], "lambda": None, "pruner": "none", "defaults_first": True,
+                   "space": {key(k): dict(spec) for k, spec in method.search_space.items()},
+                   "budget": {"share": tb["budget"], "steps": trial_steps}}
+    out["seed"] = cfg["tune"]["seed"]
+    validate(out, "config", f"tune_baselines: the study of {name} (run config of {run_cfg['run']['ablation']})")
+    return {k: out[k] for k in (*STUDY_SECTIONS, "seed") if k in out}
+
+
+def study_configs(cfg: dict, ablations: dict) -> dict[str, dict]:
+    """{method: its study's config}, one per method of the tune_baselines.grid ablation, in grid order; none
+    when the grid is not among the ablations (another ablations_dir) or does not apply to the dataset."""
+    tb = cfg["tune_baselines"]
+    grid = ablations.get(tb["grid"])
+    if grid is None or grid.skipped:
+        return {}
+    if "method.name" not in grid.axes:
+        raise ConfigError(f"config: tune_baselines.grid: {tb['grid']} ({grid.file}) has no method.name axis; allowed: "
+                          "an ablation over methods (baselines)")
+    out = {}
+    for run in grid.runs:  # the method's first run (its first seed); the study sets its own seed
+        if run.config["method"]["name"] not in out:
+            out[run.config["method"]["name"]] = study_config(run.config, cfg)
+    return out
+
+
+def gather(best_files, teacher: str | Path, out: str | Path, out_prefix: str | Path, plot: str | Path) -> dict:
+    """The tuned-values file `out` from the studies' best.yaml files (every study with the same number of trials),
+    and the studies' table <out_prefix>.{md,tex,csv} and figure `plot`: per method the tuned values, the validation
+    metric of its defaults (the first trial) and of the best trial, and the counted budget of a trial."""
+    import polars as pl
+
+    docs = [yaml.safe_load(Path(f).read_text()) for f in best_files]
+    trials = sorted({d["n_trials"] for d in docs})
+    if len(trials) != 1:
+        raise ConfigError(f"tune-gather: the studies ran different numbers of trials ({', '.join(map(str, trials))}): "
+                          "equal effort needs the same for every method; rerun tune_baselines")
+    values = {d["method"]: {knob(d["keys"][p]): v for p, v in d["params"].items()} for d in docs}
+    write(out, teacher, values, trials[0])
+    rows = []
+    for d in docs:
+        b = d.get("budget") or {}
+        rows.append({"method": d["method"], "tuned": ", ".join(f"{k} {_fmt(v)}" for k, v in values[d["method"]].items()),
+                     "default_value": (d.get("default") or {}).get("value"), "tuned_value": d["value"],
+                     "best_trial": d["trial"], "complete": d["trials"].get("complete", 0),
+                     "failed": d["trials"].get("fail", 0), **{k: b.get(k) for k in
+                     ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")}})
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    df.write_csv(prefix.with_suffix(".csv"))
+    metric = docs[0]["metric"] if docs else "validation metric"
+    header = ["method", "tuned values", f"{metric}: defaults", f"{metric}: tuned", "best trial", "complete", "failed",
+              "optimiser steps", "student fwd", "student bwd", "teacher evals", "train s"]
+    caption = (f"Equal-effort tuning: one Optuna study per method over its declared knobs (search_space), "
+               f"{trials[0]} trials each (its defaults first, then TPE), every trial with the same share of its "
+               f"method's baselines budget; the {metric} of G(z, 0) on the validation noise (not the evaluation "
+               f"noise); budget columns: one trial's counted training cost.")
+    body = [[r["method"], r["tuned"], _fmt(r["default_value"]), _fmt(r["tuned_value"]), str(r["best_trial"]),
+             str(r["complete"]), str(r["failed"]), *[_fmt(r[k]) for k in
+             ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")]] for r in rows]
+    md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(r) + " |" for r in body]
+    prefix.with_suffix(".md").write_text("\n".join(md) + "\n")
+    esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
+    tex = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(caption)}}}",
+           r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule", " & ".join(map(esc, header)) + r" \\",
+           r"\midrule", *[" & ".join(map(esc, r)) + r" \\" for r in body], r"\bottomrule", r"\end{tabular}",
+           r"\end{table}"]
+    prefix.with_suffix(".tex").write_text("\n".join(tex) + "\n")
+    _figure(rows, metric, plot)
+    return values
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _figure(rows: list[dict], metric: str, path: str | Path) -> None:
+    """Bars per method: the validation metric of its defaults and of its tuned values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(rows) + 1), 3.2))
+    xs = range(len(rows))
+    nan = float("nan")
+    ax.bar([x - 0.2 for x in xs], [nan if r["default_value"] is None else r["default_value"] for r in rows], 0.4,
+           label="defaults")
+    ax.bar([x + 0.2 for x in xs], [r["tuned_value"] for r in rows], 0.4, label="tuned")
+    ax.set_xticks(list(xs), [r["method"] for r in rows], rotation=45, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title("Equal-effort tuning: validation metric per method")
+    ax.legend()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

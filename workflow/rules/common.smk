@@ -1,6 +1,7 @@
 # Parse-time set-up: validate the config and every ablation grid (one message, before any job).
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from onestep.data import is_image
 from onestep.config import (ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections,
                             yaml_values)
 from onestep.devices import visible_gpus
+from onestep import tuned as tuning  # the module (`tuned` is the lambda study's input function below)
 from onestep.outputs import config_hash
 
 # The package's CLI through the interpreter that runs Snakemake: a job finds it however it is started
@@ -22,6 +24,8 @@ ONESTEP = f"{shlex.quote(sys.executable)} -m onestep"
 update_config(config, yaml_values(workflow.config_settings.overwrite_config or {}))
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
+    # tune_baselines: {method: its study's config} for every method of tune_baselines.grid (onestep/tuned.py)
+    BASELINE_STUDIES = tuning.study_configs(config, ABLATIONS)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}") from None
 config.update(resolve(config))  # the method section with every knob (its dataclass defaults): what jobs see
@@ -45,7 +49,15 @@ TEACHER_ROWS = [f"{ROOT}/teacher/ddim-{s}/metrics.json" for s in TEACHER_STEPS] 
     [f"{ROOT}/teacher/pairs-solver/metrics.json"] if PAIRS_ROW else [])
 STUDY = f"{config['tune']['study']}-{DATA}"
 # what a tuning worker depends on: the base config without the ablation bookkeeping
-TUNE_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
+TUNE_SECTIONS = tuning.STUDY_SECTIONS
+# Every Optuna study of the workflow: its name (the folder under <out>/optuna/ and the MLflow parent) -> its
+# config file and its workers. tune_lambda's, and one per method of tune_baselines.grid (rule tune_study_config).
+BASELINE_STUDY = {m: f"{c['tune']['study']}-{DATA}" for m, c in BASELINE_STUDIES.items()}  # method -> study name
+STUDIES = {STUDY: (f"{ROOT}/config/tune.yaml", config["tune"]["workers"])} | {
+    name: (f"{ROOT}/config/tune_baselines/{m}.yaml", BASELINE_STUDIES[m]["tune"]["workers"])
+    for m, name in BASELINE_STUDY.items()}
+# the tuned-values file the `tuned:` ablations apply: config tuned_baselines, else tune_baselines' own output
+TUNED_VALUES = config.get("tuned_baselines") or f"{ROOT}/tuned_baselines.yaml"
 
 
 # GPUs a training / sampling job requests (`gpu_per_job`): 1 on images, 0 on the 2-D tier by default.
@@ -64,7 +76,9 @@ if workflow.nodes is None:
 
 
 wildcard_constraints:
-    ablation="|".join([*ABLATIONS, STUDY]),
+    ablation="|".join(map(re.escape, [*ABLATIONS, *STUDIES])),
+    study="|".join(map(re.escape, STUDIES)),
+    method="|".join(map(re.escape, BASELINE_STUDIES)) or "(?!)",
     worker=r"\d+",
     run="[A-Za-z0-9_.=+-]+",
     steps=r"\d+",
@@ -165,6 +179,41 @@ def run_metrics(name):
     return [f"{ROOT}/{name}/{run.name}/metrics.json" for run in ABLATIONS[name].runs]
 
 
+def table_runs(name):
+    """The runs an ablation's table reads: its own, and for a `tuned:` ablation the default runs it repeats."""
+    tuned_from = ABLATIONS[name].tuned
+    return run_metrics(name) + (run_metrics(tuned_from) if tuned_from else [])
+
+
+def table_configs(name):
+    tuned_from = ABLATIONS[name].tuned
+    return run_configs(name) + (run_configs(tuned_from) if tuned_from else [])
+
+
+def tuned_values(w):
+    """A run of a `tuned:` ablation: its config.yaml is written from the tuned-values file (and the teacher it
+    was tuned under, checked); the DAG tunes first unless config tuned_baselines names the file."""
+    return [TUNED_VALUES, f"{ROOT}/teacher/teacher.pt"] if ABLATIONS[w.ablation].tuned else []
+
+
+def baseline_studies():
+    """tune_baselines: every method study's summary, the tuned-values file and its table."""
+    if not BASELINE_STUDIES:
+        grid = config["tune_baselines"]["grid"]
+        raise WorkflowError(f"tune_baselines: no study to run: tune_baselines.grid {grid!r} is "
+                            + (f"not among the ablations ({', '.join(ABLATIONS)})" if grid not in ABLATIONS
+                               else f"skipped here ({ABLATIONS[grid].skipped})"))
+    return [f for name in BASELINE_STUDY.values() for f in study_outputs(name)] + [
+        f"{ROOT}/tuned_baselines.yaml", *[f"{TABLES}/tune_baselines.{e}" for e in ("md", "tex", "csv")],
+        f"{PLOTS}/tune_baselines.png"]
+
+
+def study_outputs(name):
+    """A study's summary: best.yaml, its trials table and figures (rule tune_summary)."""
+    return [f"{OUT}/optuna/{name}/{f}" for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv")] + [
+        f"{OUT}/optuna/{name}/{p}.png" for p in ("history", "intermediate", "slice")]
+
+
 def ablation_outputs(name):
     """Table, plot and every run's metrics: a deleted run is re-run (then the table) by the target."""
     if ABLATIONS[name].skipped:
@@ -173,8 +222,8 @@ def ablation_outputs(name):
 
 
 def finished(name):
-    """Every run of the ablation has its metrics.json on disk (what `tables` rebuilds from)."""
-    return not ABLATIONS[name].skipped and all(Path(f).is_file() for f in run_metrics(name))
+    """Every run the ablation's table reads has its metrics.json on disk (what `tables` rebuilds from)."""
+    return not ABLATIONS[name].skipped and all(Path(f).is_file() for f in table_runs(name))
 
 
 def stored_tables(w=None):

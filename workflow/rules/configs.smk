@@ -25,11 +25,18 @@ rule tracking_config:
         outputs.write_yaml(output[0], json.loads(params.cfg))
 
 
+# A run of a `tuned:` ablation (baselines_tuned): its method's tuned values applied from the tuned-values file
+# (checked against the teacher), recorded under run.tuned: the config.yaml says what the run trains with.
 rule run_config:
+    input:
+        tuned_values,
     output:
         f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
     params:
         cfg=lambda w: json.dumps(RUNS[(w.ablation, w.run)].config, sort_keys=True),
     localrule: True
     run:
-        outputs.write_yaml(output[0], json.loads(params.cfg))
+        cfg = json.loads(params.cfg)
+        if input:  # [tuned-values file, teacher.pt]
+            cfg = tuning.resolve_run(cfg, input[0], input[1])
+        outputs.write_yaml(output[0], cfg)

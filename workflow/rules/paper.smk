@@ -13,12 +13,19 @@ def _table_sources(name):
     return [f"{TABLES}/{name}.md", f"{TABLES}/{name}.tex", f"{TABLES}/{name}.csv", f"{PLOTS}/{name}.png"]
 
 
+# Equal-effort tuning (a study per baseline method, then baselines_tuned) only with tune_baselines.paper: it
+# trains methods x trials runs, more than the rest of the tier together (docs/results.md).
+TUNED_IN_PAPER = config["tune_baselines"]["paper"]
 # name -> (title, sources, command, config hash); an ablation that does not apply to the tier is left out
 PAPER = {
     name: (ABLATIONS[name].title, _table_sources(name), _CMD(name),
            config_hash(config, ABLATIONS[name].file))
-    for name in ABLATIONS if not ABLATIONS[name].skipped
+    for name in ABLATIONS if not ABLATIONS[name].skipped and (TUNED_IN_PAPER or not ABLATIONS[name].tuned)
 }
+if TUNED_IN_PAPER and BASELINE_STUDIES:
+    PAPER["tune_baselines"] = ("Equal-effort tuning: a study per method (defaults vs tuned, validation metric)",
+                               _table_sources("tune_baselines"), _CMD("tune_baselines"),
+                               config_hash(config, *[ABLATIONS[config["tune_baselines"]["grid"]].file]))
 PAPER["main"] = ("Main table: baseline and best point of every ablation", _table_sources("main"), _CMD("ablate_all"),
                  config_hash(config))
 PAPER["tune_lambda"] = ("The tuning study over lambda (Optuna trials)",

@@ -1,10 +1,10 @@
 # Paper tables and figures, from the stored metrics.json files (and the runs' logs) alone: no training.
 rule table:
     input:
-        runs=lambda w: run_metrics(w.ablation),
+        runs=lambda w: table_runs(w.ablation),
         teachers=TEACHER_ROWS,
         reference=f"{ROOT}/reference.json",
-        configs=lambda w: [*run_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
+        configs=lambda w: [*table_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         spec=lambda w: spec_file(w.ablation),
         config=job_config("tracking"),

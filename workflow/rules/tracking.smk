@@ -21,7 +21,7 @@ rule mlflow_parent:
     log:
         f"{LOGS}/mlflow_parent/{{ablation}}.log",
     params:
-        kind=lambda w: "study" if w.ablation == STUDY else "ablation",
+        kind=lambda w: "study" if w.ablation in STUDIES else "ablation",
     localrule: True
     shell:
         "{ONESTEP} parent --threads {threads} --config {input.config} --ablation {wildcards.ablation}"

@@ -1,5 +1,16 @@
-# Optuna search over lambda: W worker jobs against one study (journal file), then a summary.
-TUNE_DIR = f"{OUT}/optuna/{STUDY}"
+# Optuna studies, one machinery (onestep/tune.py): W worker jobs against one study (journal file), then a summary.
+# The studies (STUDIES, common.smk): tune_lambda's over the curriculum's lambda, and tune_baselines' one per
+# method of tune_baselines.grid over the method's declared search_space (config: rule tune_study_config).
+
+
+rule tune_study_config:
+    output:
+        f"{ROOT}/config/tune_baselines/{{method}}.yaml",
+    params:
+        cfg=lambda w: json.dumps(BASELINE_STUDIES[w.method], sort_keys=True),
+    localrule: True
+    run:
+        outputs.write_yaml(output[0], json.loads(params.cfg))
 
 
 rule tune_worker:
@@ -8,15 +19,15 @@ rule tune_worker:
         pairs=f"{ROOT}/teacher/pairs.npz",
         reference=f"{ROOT}/reference.npz",
         features=features,
-        parent=ancient(f"{OUT}/mlflow/{STUDY}.parent.json"),
-        config=job_config("tune"),
+        parent=ancient(f"{OUT}/mlflow/{{study}}.parent.json"),
+        config=lambda w: STUDIES[w.study][0],
     output:
-        f"{TUNE_DIR}/worker-{{worker}}.json",
+        f"{OUT}/optuna/{{study}}/worker-{{worker}}.json",
     log:
-        f"{LOGS}/tune_worker/{STUDY}-{{worker}}.log",
+        f"{LOGS}/tune_worker/{{study}}-{{worker}}.log",
     params:
         features=features_arg,
-        folder=TUNE_DIR,
+        folder=f"{OUT}/optuna/{{study}}",
     threads: config["threads"]["run"]
     resources:
         gpu=GPU_PER_JOB,
@@ -28,19 +39,40 @@ rule tune_worker:
 
 rule tune_summary:
     input:
-        workers=expand(f"{TUNE_DIR}/worker-{{worker}}.json", worker=range(config["tune"]["workers"])),
-        parent=f"{OUT}/mlflow/{STUDY}.parent.json",
-        config=job_config("tune"),
+        workers=lambda w: expand(f"{OUT}/optuna/{w.study}/worker-{{worker}}.json", worker=range(STUDIES[w.study][1])),
+        parent=f"{OUT}/mlflow/{{study}}.parent.json",
+        config=lambda w: STUDIES[w.study][0],
     output:
-        best=f"{TUNE_DIR}/best.yaml",
-        md=f"{TUNE_DIR}/trials.md",
-        tex=f"{TUNE_DIR}/trials.tex",
-        csv=f"{TUNE_DIR}/trials.csv",
-        plots=expand(f"{TUNE_DIR}/{{name}}.png", name=["history", "intermediate", "lambda_slice"]),
+        best=f"{OUT}/optuna/{{study}}/best.yaml",
+        md=f"{OUT}/optuna/{{study}}/trials.md",
+        tex=f"{OUT}/optuna/{{study}}/trials.tex",
+        csv=f"{OUT}/optuna/{{study}}/trials.csv",
+        plots=expand(f"{OUT}/optuna/{{{{study}}}}/{{name}}.png", name=["history", "intermediate", "slice"]),
     log:
-        f"{LOGS}/tune_summary/{STUDY}.log",
+        f"{LOGS}/tune_summary/{{study}}.log",
     params:
-        folder=TUNE_DIR,
+        folder=f"{OUT}/optuna/{{study}}",
     localrule: True
     shell:
         "{ONESTEP} tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"
+
+
+# tune_baselines: the tuned-values file (onestep/tuned.py) from every method's study, and the studies' table
+rule tune_gather:
+    input:
+        best=[f"{OUT}/optuna/{name}/best.yaml" for name in BASELINE_STUDY.values()],
+        teacher=f"{ROOT}/teacher/teacher.pt",
+    output:
+        values=f"{ROOT}/tuned_baselines.yaml",
+        md=f"{TABLES}/tune_baselines.md",
+        tex=f"{TABLES}/tune_baselines.tex",
+        csv=f"{TABLES}/tune_baselines.csv",
+        plot=f"{PLOTS}/tune_baselines.png",
+    log:
+        f"{LOGS}/tune_gather/{DATA}.log",
+    params:
+        prefix=f"{TABLES}/tune_baselines",
+    localrule: True
+    shell:
+        "{ONESTEP} tune-gather --best {input.best} --teacher {input.teacher} --out {output.values}"
+        " --out-prefix {params.prefix} --plot {output.plot} --log {log}"

@@ -116,6 +116,20 @@ class MethodBase:
     # a method knob, or a dotted key outside the method section (student.lr). onestep/tuned.py reads it.
     search_space: ClassVar[dict[str, dict]] = {}
 
+    # The training budget in optimiser steps, method-blind for tune_baselines (every trial of every study trains
+    # the same share of its method's budget, whatever knobs the trial sets): most methods hold it in `steps`;
+    # a method whose total follows from several knobs (stages, rounds, phases) overrides both.
+    @classmethod
+    def total_steps_of(cls, section: dict) -> int:
+        """The optimiser steps a run with this method section trains (the built method's `total_steps`)."""
+        return int(cls.Config.from_dict(section).steps)
+
+    @classmethod
+    def with_total_steps(cls, section: dict, steps: int) -> dict:
+        """`section` set to train `steps` optimiser steps (floored to the method's unit: whole stages, rounds),
+        its other knobs as they are."""
+        return {**section, "steps": int(steps)}
+
     def schedule(self, step: int) -> dict[str, float]:
         return {}
 

@@ -292,6 +292,15 @@ class Curriculum(MethodBase):
         "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
+    @classmethod
+    def total_steps_of(cls, section: dict) -> int:
+        c = cls.Config.from_dict(section)
+        return c.K * c.steps_per_stage + c.consolidation
+
+    @classmethod
+    def with_total_steps(cls, section: dict, steps: int) -> dict:
+        return {**section, "budget": int(steps)}  # steps_per_stage = floor((budget - consolidation) / K)
+
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = self.Config.from_dict(cfg)
         self.ctx, self.seed = ctx, seed

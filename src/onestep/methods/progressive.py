@@ -82,6 +82,16 @@ class Progressive(MethodBase):
         "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
+    @classmethod
+    def total_steps_of(cls, section: dict) -> int:
+        c = cls.Config.from_dict(section)
+        return c.rounds * c.steps_per_round
+
+    @classmethod
+    def with_total_steps(cls, section: dict, steps: int) -> dict:
+        """The same total whatever `start_steps` (the rounds): steps_per_round = floor(steps / rounds)."""
+        return {**section, "steps_per_round": max(1, int(steps) // cls.Config.from_dict(section).rounds)}
+
     sample_steps = (1, 2, 4)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):

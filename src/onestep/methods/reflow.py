@@ -72,6 +72,18 @@ class Reflow(MethodBase):
         "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
+    @classmethod
+    def total_steps_of(cls, section: dict) -> int:
+        c = cls.Config.from_dict(section)
+        return c.reflow_steps + c.distill_steps
+
+    @classmethod
+    def with_total_steps(cls, section: dict, steps: int) -> dict:
+        """Both phases scaled by the same share: reflow_steps : distill_steps stays as it is."""
+        c = cls.Config.from_dict(section)
+        reflow = max(1, round(int(steps) * c.reflow_steps / (c.reflow_steps + c.distill_steps)))
+        return {**section, "reflow_steps": reflow, "distill_steps": max(0, int(steps) - reflow)}
+
     sample_steps = (1, 2, 4)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
