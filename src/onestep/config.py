@@ -11,6 +11,7 @@ config names only the knobs it changes and each resolved run config holds every 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -104,13 +105,40 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
+@functools.cache
+def _schema_file(name: str) -> dict:
+    """workflow/schemas/<name>.schema.yaml, read once per process (a grid of 1000 runs validates 1000 configs
+    against it: reading it each time was most of `snakemake -n`'s planning time). Never mutated."""
+    with open(SCHEMAS / f"{name}.schema.yaml") as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def _validator(name: str, method=None):
+    """The JSON-schema validator of a schema file (`name`), of the `net` definition (`$net`) or of a method's
+    section (`$method`, the method's Config class): built once per process."""
+    import jsonschema
+
+    if name == "$net":
+        defs = _schema_file("config")["$defs"]
+        schema = {"$defs": defs, **defs["net"]}
+    elif name == "$method":
+        cls, mname = method
+        schema = cls.schema(mname)
+    else:
+        schema = _schema_file(name)
+    return jsonschema.Draft202012Validator(schema)
+
+
 def _check(instance, schema: str | dict, where: str, prefix: tuple = ()) -> None:
     import jsonschema
 
-    if isinstance(schema, str):
-        with open(SCHEMAS / f"{schema}.schema.yaml") as f:
-            schema = yaml.safe_load(f)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    v = _validator(schema) if isinstance(schema, str) else jsonschema.Draft202012Validator(schema)
+    _raise_first(v, instance, where, prefix)
+
+
+def _raise_first(validator, instance, where: str, prefix: tuple = ()) -> None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"{where}: {_message(errors[0], prefix)}")
 
@@ -143,17 +171,11 @@ def _get(node, path):
     return node
 
 
-def _net_schema() -> dict:
-    with open(SCHEMAS / "config.schema.yaml") as f:
-        defs = yaml.safe_load(f)["$defs"]
-    return {"$defs": defs, **defs["net"]}
-
-
 def check_method_nets(m: dict, where: str, path: tuple = ("method",)) -> None:
     """A method's own networks (e.g. method.adversarial.net) against the config schema's `net` keys."""
     for k, v in m.items():
         if k == "net" and isinstance(v, dict):
-            _check(v, _net_schema(), where, (*path, k))
+            _raise_first(_validator("$net"), v, where, (*path, k))
         elif isinstance(v, dict):
             check_method_nets(v, where, (*path, k))
 
@@ -170,7 +192,7 @@ def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
     name, names = cfg["method"]["name"], method_names()
     if name not in names:
         raise ConfigError(f"{where}: method.name: {name!r} is not allowed; allowed values: {', '.join(names)}")
-    _check(cfg["method"], METHODS[name].Config.schema(name), where, ("method",))
+    _raise_first(_validator("$method", (METHODS[name].Config, name)), cfg["method"], where, ("method",))
     check_method_nets(cfg["method"], where)
     try:
         METHODS[name].Config.check(method_section(cfg["method"]), cfg)
