@@ -294,7 +294,7 @@ class Run:
     name: str  # directory name, built from the grid point and the seed
     point: dict  # dotted key -> value
     seed: int
-    config: dict  # fully resolved
+    config: dict  # fully resolved, without the sections no result depends on (NOT_IN_RESULTS: tracking)
 
 
 @dataclass
@@ -335,6 +335,18 @@ def _slug(v) -> str:
 def run_name(point: dict, seed: int) -> str:
     parts = [f"{k.split('.')[-1]}-{_slug(v)}" for k, v in point.items()]
     return "_".join([*parts, f"seed-{seed}"])
+
+
+# Config sections no result depends on: validated with the config, then left out of every run's and job's
+# config file (and so of the config hash the results record). A job reads them from the one tracking file
+# (results/config/tracking.yaml, `--tracking`): changing tracking.required, timeout_s or the experiment
+# re-runs no training or evaluation; only the MLflow set-up rules look at them.
+NOT_IN_RESULTS = ("tracking",)
+
+
+def result_config(cfg: dict) -> dict:
+    """`cfg` without the sections no result depends on (NOT_IN_RESULTS): what a run's config file holds."""
+    return {k: v for k, v in cfg.items() if k not in NOT_IN_RESULTS}
 
 
 def base_config(cfg: dict) -> dict:
@@ -408,7 +420,7 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
             run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
             run_cfg["device"] = job_device(run_cfg)
             validate(run_cfg, "config", f"{where} (run {name})")
-            ab.runs.append(Run(ab.name, name, point, seed, run_cfg))
+            ab.runs.append(Run(ab.name, name, point, seed, result_config(run_cfg)))
     return ab
 
 
@@ -440,8 +452,9 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
 
 
 def sections(cfg: dict, *keys: str) -> str:
-    """JSON of the named config sections: what a rule's job depends on (params -> rerun on change)."""
-    out = {k: cfg[k] for k in keys if k in cfg}
+    """JSON of the named config sections: what a rule's job depends on (params -> rerun on change).
+    Never the sections no result depends on (NOT_IN_RESULTS): jobs read those from the tracking file."""
+    out = {k: cfg[k] for k in keys if k in cfg and k not in NOT_IN_RESULTS}
     if "device" in keys:
         out["device"] = job_device(cfg)
     return json.dumps(out, sort_keys=True)

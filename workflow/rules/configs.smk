@@ -15,16 +15,6 @@ rule job_config:
         outputs.write_yaml(output[0], json.loads(params.cfg))
 
 
-rule tracking_config:
-    output:
-        TRACKING_CONFIG,
-    params:
-        cfg=json.dumps({"tracking": TRACKING}, sort_keys=True),
-    localrule: True
-    run:
-        outputs.write_yaml(output[0], json.loads(params.cfg))
-
-
 rule run_config:
     output:
         f"{ROOT}/{{ablation}}/{{run}}/config.yaml",

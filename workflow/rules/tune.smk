@@ -21,7 +21,8 @@ rule tune_worker:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG}"
+        " --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
         " --folder {params.folder} --worker {wildcards.worker} --out {output} --log {log}"
 
@@ -43,4 +44,4 @@ rule tune_summary:
         folder=TUNE_DIR,
     localrule: True
     shell:
-        "{ONESTEP} tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"
+        "{ONESTEP} tune-summary --config {input.config} --tracking {TRACKING_CONFIG} --folder {params.folder} --parent {input.parent} --log {log}"
