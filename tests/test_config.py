@@ -165,3 +165,29 @@ def test_parse_time_work_does_not_grow_with_the_grid(default_config, tmp_path, m
         {"name": "ablate_g", "grid": {"student.net.width": [8, 0]}}))
     with pytest.raises(ConfigError, match=r"run width-0_seed-0\): student.net.width: 0 is out of range"):
         load_workflow({**default_config, "ablations_dir": str(tmp_path / "bad")})
+
+
+def test_config_file_errors_as_documented(tmp_path):
+    """A malformed or missing --configfile fails inside Snakemake, before the workflow runs: what it prints is
+    pinned here as docs/config.md quotes it (a Snakemake upgrade that changes it fails this test), and
+    `onestep check-config`, which the docs send the user to, names the file (and line) in one line."""
+    bad, gone = tmp_path / "my.yaml", tmp_path / "gone.yaml"
+    bad.write_text("out: results\nmethod:\n  K: 5\n   lambda: 0.1\n")
+    snakemake = str(REPO / ".venv" / "bin" / "snakemake")
+    docs = (REPO / "docs" / "config.md").read_text()
+    p = subprocess.run([snakemake, "-n", "--cores", "1", "--configfile", str(bad)], cwd=REPO, capture_output=True,
+                       text=True, env=_snakemake_env())
+    said = "Config file is not valid JSON or YAML. In case of YAML, make sure to not mix whitespace and tab indentation."
+    assert p.returncode == 1 and said in p.stdout and said in docs
+    p = subprocess.run([snakemake, "-n", "--cores", "1", "--configfile", str(gone)], cwd=REPO, capture_output=True,
+                       text=True, env=_snakemake_env())
+    last = p.stdout.strip().splitlines()[-1]  # (Snakemake prints its errors to stdout)
+    assert p.returncode == 1 and last == f"FileNotFoundError: [Errno 2] No such file or directory: '{gone}'"
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'my.yaml'" in docs
+    onestep = str(REPO / ".venv" / "bin" / "onestep")
+    for f, message in ((bad, f"{bad}, line 4, column 10: not valid YAML"),
+                       (gone, f"{gone}: cannot read config file (No such file or directory)")):
+        p = subprocess.run([onestep, "check-config", str(f)], capture_output=True, text=True, env=_snakemake_env())
+        assert p.returncode == 2 and p.stderr.strip() == p.stderr.strip().splitlines()[0], p.stderr
+        assert p.stderr.startswith(f"onestep check-config: error: {message}"), p.stderr
+        assert "onestep check-config A B" in docs
