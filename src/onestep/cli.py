@@ -4,7 +4,9 @@ writes its output files (outputs.py); MLflow is written to on the side (tracking
 
 Exit codes: 0 done; 2 a user error (`onestep <command>: error: <message>`, any errors.OnestepError or
 a missing file); 143 preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes);
-130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM).
+130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM); 1 a bug (its
+traceback in the log). With --log, that one line goes to the log and, naming the log, to stderr too
+(what Snakemake shows for a local job; a SLURM job's SLURM log).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def _job(a, tracked: bool = True) -> dict:
     given (the rules' results/config/tracking.yaml: run and job config files hold no tracking keys, so a
     tracking change re-runs no job). A job that writes to MLflow (`tracked`) checks the tracking server
     first, before any heavy import or work; torch threads = --threads."""
-    cfg = with_tracking(outputs.read_yaml(a.config), getattr(a, "tracking", None), a.config, tracked)
+    from onestep.config import read_file
+
+    cfg = with_tracking(read_file(a.config, "job config file"), getattr(a, "tracking", None), a.config, tracked)
     if tracked:
         from onestep import tracking
 
@@ -44,7 +48,9 @@ def with_tracking(cfg: dict, tracking_file: Path | None, where, needed: bool = T
     """`cfg` with the tracking section of `tracking_file` (a file holding `tracking:`), else as is; a job
     that writes to MLflow (`needed`) and finds the section in neither stops naming both."""
     if tracking_file is not None:
-        section = outputs.read_yaml(tracking_file).get("tracking")
+        from onestep.config import read_file
+
+        section = read_file(tracking_file, "tracking file").get("tracking")
         if not isinstance(section, dict):
             raise OnestepError(f"--tracking {tracking_file}: no `tracking:` section (the rules write it to "
                                "results/config/tracking.yaml)")
@@ -664,33 +670,36 @@ def main(argv: list[str] | None = None) -> None:
     from onestep.checkpoint import Preempted
 
     a = parser().parse_args(argv)
-    log, code, done = getattr(a, "log", None), 0, None
+    log, code, done, line = getattr(a, "log", None), 0, None, ""
     jobs.exit_on_sigterm()
     with jobs.logged(log):
         try:
             done = a.fn(a)
         except Preempted as e:
             ctrl_c = e.signal == "SIGINT"
-            print(f"onestep {a.cmd}: {'interrupted (Ctrl-C)' if ctrl_c else 'preempted'}: {e}", file=sys.stderr)
+            line = f"onestep {a.cmd}: {'interrupted (Ctrl-C)' if ctrl_c else 'preempted'}: {e}"
             code = 130 if ctrl_c else 143  # 128 + SIGINT / SIGTERM, as if the signal had ended the process
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (or twice): stop now, one line
-            print(f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", file=sys.stderr)
-            code = 130
+            line, code = f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", 130
         except (OnestepError, FileNotFoundError) as e:
-            print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
-            code = 2
+            line, code = f"onestep {a.cmd}: error: {e}", 2
         except Exception as e:
             if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
                 from onestep.accel import oom_message
 
-                print(f"onestep {a.cmd}: error: {oom_message(e, a.cmd, _config_or_none(a))}", file=sys.stderr)
-                code = 2
+                line, code = f"onestep {a.cmd}: error: {oom_message(e, a.cmd, _config_or_none(a))}", 2
             elif log is None:
                 raise
             else:
                 traceback.print_exc()  # a bug: its traceback belongs in the job's log
-                code = 1
+                line, code = f"onestep {a.cmd}: failed ({type(e).__name__}: {e}); the traceback is in the log", 1
+        if line and code != 1:
+            print(line, file=sys.stderr)
     jobs.attach_log(done, log)
+    if line and log is not None:
+        # the cause outside the log too: Snakemake shows a local job's stderr above its "Error in rule"; a
+        # SLURM job's goes to its SLURM log, which Snakemake names there with this job's log
+        print(f"{line.splitlines()[0]} (log: {log})", file=sys.stderr, flush=True)
     if code:
         sys.exit(code)
 
