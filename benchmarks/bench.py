@@ -5,7 +5,7 @@
   loop on the same student, batch, optimiser and method loss (schedule, prepare, loss, backward,
   step: nothing else). Goal: ratio >= 0.95.
 - sampling: one-step G(z, 0) against the teacher's 50-step DDIM on the same noise. Goal: >= 40x.
-- planning: `snakemake -n` of a grid of 1000 run configurations (goal < 30 s) and of `ablate_all`;
+- planning: `snakemake -n` of a grid of 1000 run configurations (goal < 30 s), of `ablate_all` and `paper`;
   from the dry run's job stats, how many reference / teacher / pairs jobs serve those runs (once per
   dataset and teacher, never per run).
 - memory: peak resident memory (getrusage of the child) of an `onestep train` and an `onestep
@@ -14,6 +14,7 @@
 Not a test: the numbers depend on the machine. Defaults keep it under ~5 minutes on 2 CPU cores.
 
     .venv/bin/python benchmarks/bench.py [--steps 600] [--threads 1] [--device cpu|cuda] [--out results/bench]
+    .venv/bin/python benchmarks/bench.py --only planning      # one measure (trainer, sampling, planning, memory)
 """
 
 from __future__ import annotations
@@ -206,11 +207,12 @@ def bench_planning() -> dict:
             "seeds": list(range(10))}))  # 10 x 10 points x 10 seeds = 1000 runs
         t_grid, grid = plan(work, "ablate_grid1000", {"ablations_dir": str(work / "abl")})
         t_all, full = plan(work, "ablate_all", {})
+        t_paper, paper = plan(work, "paper", {})
     runs = grid.get("train", 0)
     once = {k: grid.get(k, 0) for k in ("teacher", "pairs", "reference", "teacher_eval")}
     return {"grid_runs": runs, "grid_plan_s": t_grid, "grid_jobs_total": grid.get("total"), "grid_jobs": grid, "ablate_all_plan_s": t_all,
-            "ablate_all_jobs": full, "shared_jobs": once, "goal": "< 30 s; teacher, pairs, reference once per dataset",
-            "paper_target": "none in this Snakefile: ablate_all is the full target"}
+            "ablate_all_jobs": full, "paper_plan_s": t_paper, "paper_jobs": paper, "shared_jobs": once,
+            "goal": "< 30 s; teacher, pairs, reference once per dataset"}
 
 
 # ---------------------------------------------------------------- peak memory of real jobs
@@ -251,25 +253,42 @@ def bench_memory(device: str) -> dict:
 
 
 def table(res: dict) -> str:
-    tr, sa, pl, me = res["trainer"], res["sampling"], res["planning"], res["memory"]
-    once = pl["shared_jobs"]
-    gpu = f"{me['gpu_max_mem_gib']:.2f} GiB" if "gpu_max_mem_gib" in me else "no GPU"
-    rows = [
-        ("trainer / bare loop", f"{tr['trainer_steps_per_s']:.1f} / {tr['bare_steps_per_s']:.1f} steps/s",
-         f"{tr['ratio']:.3f}", ">= 0.95"),
-        ("one step / DDIM-50", f"{sa['one_step_samples_per_s']:.3g} / {sa['ddim50_samples_per_s']:.3g} samples/s",
-         f"{sa['ratio']:.1f}x", ">= 40x"),
-        (f"snakemake -n, {pl['grid_runs']} runs", f"{pl['grid_plan_s']:.1f} s", "", "< 30 s"),
-        ("snakemake -n ablate_all", f"{pl['ablate_all_plan_s']:.1f} s", f"{pl['ablate_all_jobs'].get('total', '')}", ""),
-        (f"shared jobs for {pl['grid_runs']} runs", ", ".join(f"{k} {v}" for k, v in once.items()),
-         "once" if set(once.values()) <= {0, 1} or once["teacher_eval"] == len(defaults()["evaluation"]["teacher_steps"])
-         else "PER RUN", "once per dataset/teacher"),
-        ("peak RSS train / evaluate", f"{me['train_peak_rss_mib']:.0f} / {me['evaluate_peak_rss_mib']:.0f} MiB", gpu, ""),
-    ]
+    """One row per measure; a measure not run (--only) has no row."""
+    rows = []
+    if "trainer" in res:
+        tr = res["trainer"]
+        rows.append(("trainer / bare loop", f"{tr['trainer_steps_per_s']:.1f} / {tr['bare_steps_per_s']:.1f} steps/s",
+                     f"{tr['ratio']:.3f}", ">= 0.95"))
+    if "sampling" in res:
+        sa = res["sampling"]
+        rows.append(("one step / DDIM-50",
+                     f"{sa['one_step_samples_per_s']:.3g} / {sa['ddim50_samples_per_s']:.3g} samples/s",
+                     f"{sa['ratio']:.1f}x", ">= 40x"))
+    if "planning" in res:
+        pl = res["planning"]
+        once = pl["shared_jobs"]
+        rows += [
+            (f"snakemake -n, {pl['grid_runs']} runs", f"{pl['grid_plan_s']:.1f} s", "", "< 30 s"),
+            ("snakemake -n ablate_all", f"{pl['ablate_all_plan_s']:.1f} s", f"{pl['ablate_all_jobs'].get('total', '')} jobs",
+             ""),
+            ("snakemake -n paper", f"{pl['paper_plan_s']:.1f} s", f"{pl['paper_jobs'].get('total', '')} jobs", ""),
+            (f"shared jobs for {pl['grid_runs']} runs", ", ".join(f"{k} {v}" for k, v in once.items()),
+             "once" if set(once.values()) <= {0, 1}
+             or once["teacher_eval"] == len(defaults()["evaluation"]["teacher_steps"]) else "PER RUN",
+             "once per dataset/teacher"),
+        ]
+    if "memory" in res:
+        me = res["memory"]
+        gpu = f"{me['gpu_max_mem_gib']:.2f} GiB" if "gpu_max_mem_gib" in me else "no GPU"
+        rows.append(("peak RSS train / evaluate", f"{me['train_peak_rss_mib']:.0f} / {me['evaluate_peak_rss_mib']:.0f} MiB",
+                     gpu, ""))
     head = ("measure", "value", "ratio / note", "goal")
     w = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
     line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("-" * (x + 2) for x in w) + "|", *map(line, rows)])
+
+
+MEASURES = ("trainer", "sampling", "planning", "memory")
 
 
 def main() -> None:
@@ -281,6 +300,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    ap.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES),
+                    help="run these measures only (the table shows them; the others' JSON files are left as they are)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +312,8 @@ def main() -> None:
                      ("sampling", lambda: bench_sampling(a.device, a.samples)),
                      ("planning", bench_planning),
                      ("memory", lambda: bench_memory(a.device))):
+        if name not in a.only:
+            continue
         t0 = time.perf_counter()
         res[name] = {**fn(), "bench_s": time.perf_counter() - t0, "env": env}
         (a.out / f"{name}.json").write_text(json.dumps(res[name], indent=2, default=str) + "\n")

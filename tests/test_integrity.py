@@ -89,3 +89,27 @@ def test_full_or_read_only_folder_names_the_path_and_leaves_no_temporary_file(tm
     with pytest.raises(OnestepError, match=rf"cannot write {tmp_path / 'run' / 'student.pt'}"):
         save_checkpoint(tmp_path / "run" / "student.pt", "student", NET, (2,), {}, build_net(NET, (2,)))
     assert list((tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["zeros", "truncated"])
+def test_corrupt_feature_classifier_is_refused_by_name(tmp_path, damage):
+    """features.pt (the image tiers' classifier behind FID) was a bare torch.save: zeros in it loaded silently
+    and moved every FID. It now carries a SHA-256 like the checkpoints; a damaged or truncated one is named
+    with what to do, and left in place."""
+    from onestep.evaluate import load_feature_net, save_feature_net
+    from onestep.metrics import FeatureNet
+
+    path = tmp_path / "features.pt"
+    torch.manual_seed(0)
+    net = FeatureNet((1, 8, 8), num_classes=10)
+    save_feature_net(path, net, 0.9)
+    loaded = load_feature_net(path)  # intact: loads, same weights
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values(), strict=True))
+    if damage == "zeros":
+        zero_middle(path, 256)
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=rf"feature classifier {path} is corrupt.*delete it and re-run the "
+                                              r"target to retrain \(snakemake re-runs the job that writes features.pt\)"):
+        load_feature_net(path)
+    assert path.exists()

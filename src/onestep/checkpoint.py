@@ -57,6 +57,21 @@ def _load(path: Path, what: str, what_to_do: str) -> dict:
     return obj
 
 
+def save_checked(path: str | Path, obj: dict) -> None:
+    """Any other torch file a job hands on (the image tiers' features.pt), written as checkpoints are:
+    atomically, with its SHA-256 (load_checked verifies it)."""
+    _atomic_save(obj, path)
+
+
+def load_checked(path: str | Path, what: str) -> dict:
+    """A file written by save_checked (or save_checkpoint), its SHA-256 checked: CheckpointError naming the
+    file and what to do (delete it, re-run the target) when it is missing, unreadable, damaged or truncated."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    return _load(path, what, _redo(path))
+
+
 def _redo(path: Path) -> str:
     return f"delete it and re-run the target to retrain (snakemake re-runs the job that writes {path.name})"
 

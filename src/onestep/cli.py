@@ -4,7 +4,9 @@ writes its output files (outputs.py); MLflow is written to on the side (tracking
 
 Exit codes: 0 done; 2 a user error (`onestep <command>: error: <message>`, any errors.OnestepError or
 a missing file); 143 preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes);
-130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM).
+130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM); 1 a bug (its
+traceback in the log). With --log, that one line goes to the log and, naming the log, to stderr too
+(what Snakemake shows for a local job; a SLURM job's SLURM log).
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from onestep.errors import OnestepError
 
 
 def _job(a, tracked: bool = True) -> dict:
-    """The job's config (--config: the file its rule wrote). A job that writes to MLflow (`tracked`)
-    checks the tracking server first, before any heavy import or work; torch threads = --threads."""
-    cfg = outputs.read_yaml(a.config)
+    """The job's config (--config: the file its rule wrote), with the tracking section of --tracking where
+    given (the rules' results/config/tracking.yaml: run and job config files hold no tracking keys, so a
+    tracking change re-runs no job). A job that writes to MLflow (`tracked`) checks the tracking server
+    first, before any heavy import or work; torch threads = --threads."""
+    from onestep.config import read_file
+
+    cfg = with_tracking(read_file(a.config, "job config file"), getattr(a, "tracking", None), a.config, tracked)
     if tracked:
         from onestep import tracking
 
@@ -35,6 +41,23 @@ def _job(a, tracked: bool = True) -> dict:
         import torch
 
         torch.set_num_threads(a.threads)
+    return cfg
+
+
+def with_tracking(cfg: dict, tracking_file: Path | None, where, needed: bool = True) -> dict:
+    """`cfg` with the tracking section of `tracking_file` (a file holding `tracking:`), else as is; a job
+    that writes to MLflow (`needed`) and finds the section in neither stops naming both."""
+    if tracking_file is not None:
+        from onestep.config import read_file
+
+        section = read_file(tracking_file, "tracking file").get("tracking")
+        if not isinstance(section, dict):
+            raise OnestepError(f"--tracking {tracking_file}: no `tracking:` section (the rules write it to "
+                               "results/config/tracking.yaml)")
+        return {**cfg, "tracking": section}
+    if needed and "tracking" not in cfg:
+        raise OnestepError(f"{where} has no tracking section: pass --tracking results/config/tracking.yaml "
+                           "(Snakemake writes it when it starts its jobs)")
     return cfg
 
 
@@ -64,8 +87,13 @@ def cmd_sync(a) -> None:
     from onestep import tracking
 
     for folder in a.run:
-        run_id = tracking.sync_run(folder)
-        print(f"{folder}: MLflow run {run_id} in {tracking.tracking_uri(outputs.read_yaml(folder / 'config.yaml'))}")
+        cfg = outputs.read_yaml(folder / "config.yaml")
+        up = folder.resolve().parents
+        shared = up[2] / "config" / "tracking.yaml" if len(up) > 2 else None  # <out>/<dataset>/<ablation>/<run>
+        given = a.tracking or (shared if "tracking" not in cfg and shared and shared.is_file() else None)
+        cfg = with_tracking(cfg, given, folder / "config.yaml")
+        run_id = tracking.sync_run(folder, cfg)
+        print(f"{folder}: MLflow run {run_id} in {tracking.tracking_uri(cfg)}")
 
 
 # ---------------------------------------------------------------- teacher preparation
@@ -155,7 +183,7 @@ def cmd_reference(a) -> None:
     cfg = _job(a, tracked=False)
     arrays, summary = reference(cfg, a.features)
     outputs.save_npz(a.out, **arrays)
-    outputs.write_json(a.summary, summary | outputs.provenance(a.config, cfg))
+    outputs.write_json(a.summary, summary | outputs.provenance(a.config))
     print(json.dumps(summary))
 
 
@@ -182,7 +210,7 @@ def cmd_teacher_eval(a):
                      lambda z: teacher_sample(net, z, a.steps, cfg["diffusion"], a.solver, a.clip_x0), device)
         result = {**score(x, ref, cfg, a.features), "steps": a.steps, "sampling_s": time.time() - t0,
                   "label": label, "solver": a.solver, "clip_x0": a.clip_x0,
-                  "max_abs": float(x.abs().max()), **outputs.provenance(a.config, cfg)}
+                  "max_abs": float(x.abs().max()), **outputs.provenance(a.config)}
         rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
         plot_samples(x, ref, a.plot, label if not plain else f"teacher DDIM {a.steps} steps")
         rec.artifact(a.plot, "plots")
@@ -202,7 +230,7 @@ def cmd_train(a):
     from onestep.train import student_net, train_student
     from onestep.tune import resolve_tuned
 
-    given = outputs.provenance(a.config, cfg)  # the config file as given (method.lambda: tuned unresolved)
+    given = outputs.provenance(a.config)  # the config file as given (method.lambda: tuned unresolved, no tracking)
     cfg = resolve_tuned(cfg, a.tuned)
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +284,8 @@ def cmd_evaluate(a):
     from onestep.evaluate import build_method, generate, multi_step_scores, plot_samples, sample, score
 
     student, ckpt = load_checkpoint(a.run / "student.pt", "student")
-    cfg = ckpt["config"]  # the run's config, resolved (method.lambda: tuned), travels with the weights
+    # the run's config, resolved (method.lambda: tuned), travels with the weights; tracking from --tracking
+    cfg = with_tracking(ckpt["config"], a.tracking, a.run / "student.pt")
     tracking.check_server(cfg)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -456,6 +485,10 @@ def _command(sub, name: str, fn, help: str, config: bool = True, job: bool = Tru
     if config:
         g["config"].add_argument("--config", type=Path, required=True,
                                  help="the job's config file (config.yaml: the sections it reads)")
+    if config or name == "evaluate":
+        g["config"].add_argument("--tracking", type=Path, default=None,
+                                 help="the MLflow settings (a file with `tracking:`, the rules' results/config/"
+                                 "tracking.yaml); default: the --config file's own tracking section")
     if job:
         g["job"].add_argument("--threads", type=int, default=None, help="torch threads (the job's Snakemake threads)")
         g["job"].add_argument("--log", type=Path, default=None,
@@ -516,6 +549,9 @@ def _tracking_commands(sub) -> None:
                  config=False, job=False)
     g["in"].add_argument("--run", type=Path, nargs="+", required=True,
                          help="run folders (config.yaml, train.json, metrics.json, logs, plots)")
+    g["config"].add_argument("--tracking", type=Path, default=None,
+                             help="the MLflow settings (a file with `tracking:`); default: <out>/config/tracking.yaml "
+                             "next to the run folders (MLFLOW_TRACKING_URI overrides its uri)")
 
 
 def _teacher_commands(sub) -> None:
@@ -650,33 +686,36 @@ def main(argv: list[str] | None = None) -> None:
     from onestep.checkpoint import Preempted
 
     a = parser().parse_args(argv)
-    log, code, done = getattr(a, "log", None), 0, None
+    log, code, done, line = getattr(a, "log", None), 0, None, ""
     jobs.exit_on_sigterm()
     with jobs.logged(log):
         try:
             done = a.fn(a)
         except Preempted as e:
             ctrl_c = e.signal == "SIGINT"
-            print(f"onestep {a.cmd}: {'interrupted (Ctrl-C)' if ctrl_c else 'preempted'}: {e}", file=sys.stderr)
+            line = f"onestep {a.cmd}: {'interrupted (Ctrl-C)' if ctrl_c else 'preempted'}: {e}"
             code = 130 if ctrl_c else 143  # 128 + SIGINT / SIGTERM, as if the signal had ended the process
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (or twice): stop now, one line
-            print(f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", file=sys.stderr)
-            code = 130
+            line, code = f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", 130
         except (OnestepError, FileNotFoundError) as e:
-            print(f"onestep {a.cmd}: error: {e}", file=sys.stderr)
-            code = 2
+            line, code = f"onestep {a.cmd}: error: {e}", 2
         except Exception as e:
             if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
                 from onestep.accel import oom_message
 
-                print(f"onestep {a.cmd}: error: {oom_message(e, a.cmd, _config_or_none(a))}", file=sys.stderr)
-                code = 2
+                line, code = f"onestep {a.cmd}: error: {oom_message(e, a.cmd, _config_or_none(a))}", 2
             elif log is None:
                 raise
             else:
                 traceback.print_exc()  # a bug: its traceback belongs in the job's log
-                code = 1
+                line, code = f"onestep {a.cmd}: failed ({type(e).__name__}: {e}); the traceback is in the log", 1
+        if line and code != 1:
+            print(line, file=sys.stderr)
     jobs.attach_log(done, log)
+    if line and log is not None:
+        # the cause outside the log too: Snakemake shows a local job's stderr above its "Error in rule"; a
+        # SLURM job's goes to its SLURM log, which Snakemake names there with this job's log
+        print(f"{line.splitlines()[0]} (log: {log})", file=sys.stderr, flush=True)
     if code:
         sys.exit(code)
 

@@ -11,6 +11,7 @@ config names only the knobs it changes and each resolved run config holds every 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -104,13 +105,43 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
+@functools.cache
+def _schema_file(name: str) -> dict:
+    """workflow/schemas/<name>.schema.yaml, read once per process (a grid of 1000 runs validates 1000 configs
+    against it: reading it each time was most of `snakemake -n`'s planning time). Never mutated."""
+    with open(SCHEMAS / f"{name}.schema.yaml") as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def _validator(name: str, method=None):
+    """The JSON-schema validator of a schema file (`name`), of the `net` definition (`$net`) or of a method's
+    section (`$method`, the method's Config class): built once per process."""
+    import jsonschema
+
+    if name == "$net":
+        defs = _schema_file("config")["$defs"]
+        schema = {"$defs": defs, **defs["net"]}
+    elif name == "$run":  # a grid run's config file: the config without the keys no run reads (run_result_config)
+        schema = dict(_schema_file("config"))
+        schema["required"] = [k for k in schema.get("required", []) if k not in (*NOT_IN_RESULTS, *NOT_IN_RUNS)]
+    elif name == "$method":
+        cls, mname = method
+        schema = cls.schema(mname)
+    else:
+        schema = _schema_file(name)
+    return jsonschema.Draft202012Validator(schema)
+
+
 def _check(instance, schema: str | dict, where: str, prefix: tuple = ()) -> None:
     import jsonschema
 
-    if isinstance(schema, str):
-        with open(SCHEMAS / f"{schema}.schema.yaml") as f:
-            schema = yaml.safe_load(f)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    v = _validator(schema) if isinstance(schema, str) else jsonschema.Draft202012Validator(schema)
+    _raise_first(v, instance, where, prefix)
+
+
+def _raise_first(validator, instance, where: str, prefix: tuple = ()) -> None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"{where}: {_message(errors[0], prefix)}")
 
@@ -143,34 +174,29 @@ def _get(node, path):
     return node
 
 
-def _net_schema() -> dict:
-    with open(SCHEMAS / "config.schema.yaml") as f:
-        defs = yaml.safe_load(f)["$defs"]
-    return {"$defs": defs, **defs["net"]}
-
-
 def check_method_nets(m: dict, where: str, path: tuple = ("method",)) -> None:
     """A method's own networks (e.g. method.adversarial.net) against the config schema's `net` keys."""
     for k, v in m.items():
         if k == "net" and isinstance(v, dict):
-            _check(v, _net_schema(), where, (*path, k))
+            _raise_first(_validator("$net"), v, where, (*path, k))
         elif isinstance(v, dict):
             check_method_nets(v, where, (*path, k))
 
 
 def validate(cfg: dict, schema: str = "config", where: str = "config") -> None:
     """Check against workflow/schemas/<schema>.schema.yaml (and, for a config, the method section
-    against its dataclass's schema and rules); raise ConfigError with one message."""
+    against its dataclass's schema and rules); raise ConfigError with one message. `$run`: a grid run's
+    config file (the config schema without the keys no run reads, run_result_config)."""
     check_finite(cfg, where)
     _check(cfg, schema, where)
-    if schema != "config":
+    if schema not in ("config", "$run"):
         return
     from onestep.methods import METHODS
 
     name, names = cfg["method"]["name"], method_names()
     if name not in names:
         raise ConfigError(f"{where}: method.name: {name!r} is not allowed; allowed values: {', '.join(names)}")
-    _check(cfg["method"], METHODS[name].Config.schema(name), where, ("method",))
+    _raise_first(_validator("$method", (METHODS[name].Config, name)), cfg["method"], where, ("method",))
     check_method_nets(cfg["method"], where)
     try:
         METHODS[name].Config.check(method_section(cfg["method"]), cfg)
@@ -202,6 +228,15 @@ def with_method(cfg: dict, section: dict) -> dict:
 
 def check_semantics(cfg: dict, where: str) -> None:
     """Rules a JSON schema cannot say, outside the method section (the method's own: `Config.check`)."""
+    if "tune" in cfg:  # (a grid run's config file has no tune section: NOT_IN_RUNS)
+        check_tune(cfg, where)
+    ds = cfg["dataset"]
+    if ds["name"] in ("npz", "folder") and not ds.get("path"):
+        raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
+    check_gpu_tier(cfg, where)
+
+
+def check_tune(cfg: dict, where: str) -> None:
     if cfg["tune"]["lambda"] is not None:
         lo, hi = cfg["tune"]["lambda"]["low"], cfg["tune"]["lambda"]["high"]
         if lo >= hi:
@@ -216,10 +251,6 @@ def check_semantics(cfg: dict, where: str) -> None:
     if cfg["tune"]["validation"]["noise_seed"] == cfg["evaluation"]["noise_seed"]:
         raise ConfigError(f"{where}: tune.validation.noise_seed: must differ from evaluation.noise_seed "
                           f"({cfg['evaluation']['noise_seed']}); the study must not see the evaluation noise")
-    ds = cfg["dataset"]
-    if ds["name"] in ("npz", "folder") and not ds.get("path"):
-        raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
-    check_gpu_tier(cfg, where)
 
 
 def check_gpu_tier(cfg: dict, where: str) -> None:
@@ -276,7 +307,7 @@ class Run:
     name: str  # directory name, built from the grid point and the seed
     point: dict  # dotted key -> value
     seed: int
-    config: dict  # fully resolved
+    config: dict  # fully resolved, without the sections no result depends on (NOT_IN_RESULTS: tracking)
 
 
 @dataclass
@@ -318,6 +349,29 @@ def _slug(v) -> str:
 def run_name(point: dict, seed: int) -> str:
     parts = [f"{k.split('.')[-1]}-{_slug(v)}" for k, v in point.items()]
     return "_".join([*parts, f"seed-{seed}"])
+
+
+# Config sections no result depends on: validated with the config, then left out of every run's and job's
+# config file (and so of the config hash the results record). A job reads them from the one tracking file
+# (results/config/tracking.yaml, `--tracking`): changing tracking.required, timeout_s or the experiment
+# re-runs no training or evaluation; only the MLflow set-up rules look at them.
+NOT_IN_RESULTS = ("tracking",)
+
+
+def result_config(cfg: dict) -> dict:
+    """`cfg` without the sections no result depends on (NOT_IN_RESULTS): what a run's config file holds."""
+    return {k: v for k, v in cfg.items() if k not in NOT_IN_RESULTS}
+
+
+# keys a grid run never reads: the Optuna studies' settings (a tuned run records its applied values under
+# run.tuned), the tuned-values file's path, torch threads (the rule's --threads) and the output folder
+NOT_IN_RUNS = ("tune", "tuned_baselines", "threads", "out")
+
+
+def run_result_config(cfg: dict) -> dict:
+    """What a grid run's config file holds (and its hash covers): result_config without NOT_IN_RUNS, so a
+    change to the lambda study, to thread counts or to the tuned-values path re-runs no training."""
+    return {k: v for k, v in result_config(cfg).items() if k not in NOT_IN_RUNS}
 
 
 def base_config(cfg: dict) -> dict:
@@ -397,7 +451,7 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
             run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
             run_cfg["device"] = job_device(run_cfg)
             validate(run_cfg, "config", f"{where} (run {name})")
-            ab.runs.append(Run(ab.name, name, point, seed, run_cfg))
+            ab.runs.append(Run(ab.name, name, point, seed, run_result_config(run_cfg)))
     return ab
 
 
@@ -469,8 +523,9 @@ def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None
 
 
 def sections(cfg: dict, *keys: str) -> str:
-    """JSON of the named config sections: what a rule's job depends on (params -> rerun on change)."""
-    out = {k: cfg[k] for k in keys if k in cfg}
+    """JSON of the named config sections: what a rule's job depends on (params -> rerun on change).
+    Never the sections no result depends on (NOT_IN_RESULTS): jobs read those from the tracking file."""
+    out = {k: cfg[k] for k in keys if k in cfg and k not in NOT_IN_RESULTS}
     if "device" in keys:
         out["device"] = job_device(cfg)
     return json.dumps(out, sort_keys=True)

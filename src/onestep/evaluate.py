@@ -191,20 +191,22 @@ def fit_features(cfg: dict) -> tuple[FeatureNet, float]:
 
 
 def save_feature_net(path: str | Path, net: FeatureNet, val_accuracy: float) -> None:
-    """The classifier's checkpoint (what load_feature_net reads), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": net.state_dict(), "shape": list(net.shape), "num_classes": net.head.out_features,
-                "val_accuracy": val_accuracy}, tmp)
-    tmp.replace(path)
+    """The classifier's checkpoint (what load_feature_net reads), written as checkpoints are: atomically,
+    with its SHA-256 (checkpoint.save_checked)."""
+    from onestep.checkpoint import save_checked
+
+    save_checked(path, {"kind": "features", "state_dict": net.state_dict(), "shape": list(net.shape),
+                        "num_classes": net.head.out_features, "val_accuracy": val_accuracy})
 
 
 def load_feature_net(features_path: str | None) -> FeatureNet:
-    """The dataset's classifier (rule `features`), frozen."""
+    """The dataset's classifier (rule `features`), frozen; its SHA-256 checked (a damaged or truncated file is
+    named, with what to do: delete it and re-run the target, which retrains it)."""
+    from onestep.checkpoint import load_checked
+
     if not features_path or not Path(features_path).is_file():
         raise FeatureError(f"evaluation.feature_net: classifier weights not found: {features_path}")
-    ckpt = torch.load(features_path, map_location="cpu", weights_only=False)
+    ckpt = load_checked(features_path, "feature classifier")
     net = FeatureNet(tuple(ckpt["shape"]), num_classes=ckpt["num_classes"])
     net.load_state_dict(ckpt["state_dict"])
     return net.eval().requires_grad_(False)

@@ -24,8 +24,11 @@ class PaperError(OnestepError):
 
 
 def config_hash(cfg: dict, *files: str | Path) -> str:
-    """12 hex digits of sha256 over the resolved config (sorted JSON) and the given files' bytes (a spec)."""
-    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    """12 hex digits of sha256 over the resolved config (sorted JSON; no tracking section, which no result
+    depends on) and the given files' bytes (a spec)."""
+    from onestep.config import result_config
+
+    h = hashlib.sha256(json.dumps(result_config(cfg), sort_keys=True, default=str).encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:12]

@@ -346,18 +346,19 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     client.set_terminated(run_id, status="FINISHED")
 
 
-def sync_run(folder: str | Path) -> str:
+def sync_run(folder: str | Path, cfg: dict | None = None) -> str:
     """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
     a store that was cleaned or moved): its config as params, train.json's and metrics.json's numbers,
     train_log.csv and stages.csv as metric histories, and the files as artifacts. The run recorded in
     train.json is reused when the store holds it; else a new one is made (tag onestep.synced_from).
-    Returns the run id. Reads files only: never changes them."""
+    Returns the run id. Reads files only: never changes them. `cfg`: the run's config.yaml with a
+    tracking section (the CLI adds results/config/tracking.yaml's); default: config.yaml as it is."""
     import csv
 
     folder = Path(folder)
     from onestep import outputs
 
-    cfg = outputs.read_yaml(folder / "config.yaml")
+    cfg = outputs.read_yaml(folder / "config.yaml") if cfg is None else cfg
     train = outputs.read_json(folder / "train.json") if (folder / "train.json").is_file() else {}
     result = outputs.read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     run = cfg.get("run", {})

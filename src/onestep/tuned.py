@@ -135,13 +135,13 @@ def resolve_run(cfg: dict, path: str | Path, teacher: str | Path) -> dict:
     out = apply(cfg, values[name])
     out["run"] = {**out.get("run", {}), "tuned": {"file": str(path), "teacher": teacher_hash(teacher),
                                                   "values": values[name]}}
-    validate(out, "config", f"{path} applied to run {run.get('ablation')}/{run.get('name')}")
+    validate(out, "$run", f"{path} applied to run {run.get('ablation')}/{run.get('name')}")
     return out
 
 
 # ---------------------------------------------------------------- the studies (target tune_baselines)
 
-STUDY_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "tracking", "device")
+STUDY_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "device")
 
 
 def study_config(run_cfg: dict, cfg: dict) -> dict:
@@ -164,7 +164,7 @@ def study_config(run_cfg: dict, cfg: dict) -> dict:
                    "space": {key(k): dict(spec) for k, spec in method.search_space.items()},
                    "budget": {"share": tb["budget"], "steps": trial_steps}}
     out["seed"] = cfg["tune"]["seed"]
-    validate(out, "config", f"tune_baselines: the study of {name} (run config of {run_cfg['run']['ablation']})")
+    validate(out, "$run", f"tune_baselines: the study of {name} (run config of {run_cfg['run']['ablation']})")
     return {k: out[k] for k in (*STUDY_SECTIONS, "seed") if k in out}
 
 

@@ -89,26 +89,44 @@ wildcard_constraints:
 # Each job reads a config file, not JSON on its shell line: the local rules `job_config` and `run_config`
 # (configs.smk) write it from these sections, with the sections as params, so a config change re-runs
 # the writer (Snakemake's params trigger), then, the file being newer, the job and everything downstream.
+# No config file holds the tracking section (config.NOT_IN_RESULTS): a job that writes to MLflow reads it
+# from TRACKING_CONFIG (--tracking), so a tracking change re-runs no job.
 JOB_SECTIONS = {
-    "teacher": ("dataset", "diffusion", "teacher", "tracking", "device"),
+    "teacher": ("dataset", "diffusion", "teacher", "device"),
     "pairs": ("dataset", "diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
     "trajectory": ("diffusion", "pairs", "evaluation", "device"),
     "reference": ("dataset", "evaluation"),
-    "teacher_eval": ("dataset", "diffusion", "evaluation", "tracking", "device"),
+    "teacher_eval": ("dataset", "diffusion", "evaluation", "device"),
     "tune": TUNE_SECTIONS,
 }
 
 
 def job_config(kind):
-    """The config file of a job kind (JOB_SECTIONS); `tracking` is shared by every dataset (TRACKING_CONFIG)."""
-    return TRACKING_CONFIG if kind == "tracking" else f"{ROOT}/config/{kind}.yaml"
+    """The config file of a job kind (JOB_SECTIONS)."""
+    return f"{ROOT}/config/{kind}.yaml"
 
 
-# The MLflow set-up (store, experiment, parent runs) depends on the tracking section alone, with the URI that
-# jobs will use (MLFLOW_TRACKING_URI wins): another dataset or run knob never re-plans it.
+# The MLflow settings every job reads (--tracking): the tracking section, with the URI that jobs will use
+# (MLFLOW_TRACKING_URI wins), shared by every dataset. The file is no rule's output or input: Snakemake
+# writes it as it starts its jobs (onstart, tracking.smk; never in a dry run), when its content changed.
+# What a job produces does not depend on it, so changing tracking.required, timeout_s or system_metrics_s
+# plans nothing. (As an input it would be re-written upstream of every job, and Snakemake does not look
+# for other reasons to run a job below one that must run: an ancient input does not pass it on, so a
+# missing metrics.json went unplanned for one invocation.) The store's set-up (init_tracking, the parent
+# runs) re-runs when the store or experiment changes (TRACKING_STORE, its params).
 TRACKING_CONFIG = f"{OUT}/config/tracking.yaml"
 TRACKING = {**config["tracking"], "uri": os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"]["uri"]}
+TRACKING_STORE = json.dumps({k: TRACKING[k] for k in ("uri", "experiment")}, sort_keys=True)
+
+
+def write_tracking_config():
+    """TRACKING_CONFIG as this invocation's jobs will read it; left as it is (not touched) when unchanged."""
+    from onestep import outputs
+
+    path = Path(TRACKING_CONFIG)
+    if not path.is_file() or outputs.read_yaml(path) != {"tracking": TRACKING}:
+        outputs.write_yaml(path, {"tracking": TRACKING})
 
 
 def run_config(w):

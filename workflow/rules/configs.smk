@@ -15,16 +15,6 @@ rule job_config:
         outputs.write_yaml(output[0], json.loads(params.cfg))
 
 
-rule tracking_config:
-    output:
-        TRACKING_CONFIG,
-    params:
-        cfg=json.dumps({"tracking": TRACKING}, sort_keys=True),
-    localrule: True
-    run:
-        outputs.write_yaml(output[0], json.loads(params.cfg))
-
-
 # A run of a `tuned:` ablation (baselines_tuned): its method's tuned values applied from the tuned-values file
 # (checked against the teacher), recorded under run.tuned: the config.yaml says what the run trains with.
 rule run_config:

@@ -22,5 +22,6 @@ rule train:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} train --threads {threads} --config {input.config} --teacher {input.teacher} --pairs {input.pairs}"
+        "{ONESTEP} train --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG} --teacher {input.teacher}"
+        " --pairs {input.pairs}"
         " --parent {input.parent} {params.tuned} {params.states} {params.features} --out {params.out} --log {log}"

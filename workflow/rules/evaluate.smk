@@ -22,7 +22,8 @@ rule evaluate:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} evaluate --threads {threads} --run {params.run} --teacher {input.teacher} --reference {input.reference}"
+        "{ONESTEP} evaluate --threads {threads} --run {params.run} --tracking {TRACKING_CONFIG} --teacher {input.teacher}"
+        " --reference {input.reference}"
         " {params.features} {params.states} --out {output.metrics} --plot {output.plot} --log {log}"
 
 
@@ -43,7 +44,8 @@ rule teacher_eval:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG}"
+        " --teacher {input.teacher}"
         " --reference {input.reference} {params.features} --steps {wildcards.steps} --out {output.metrics}"
         " --plot {output.plot} --log {log}"
 
@@ -70,6 +72,7 @@ rule teacher_eval_pairs:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} teacher-eval --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG}"
+        " --teacher {input.teacher}"
         " --reference {input.reference} {params.features} --steps {params.steps} --solver {params.solver}"
         " {params.clip} --out {output.metrics} --plot {output.plot} --log {log}"

@@ -7,7 +7,6 @@ rule table:
         configs=lambda w: [*table_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         spec=lambda w: spec_file(w.ablation),
-        config=job_config("tracking"),
     output:
         md=f"{TABLES}/{{ablation}}.md",
         tex=f"{TABLES}/{{ablation}}.tex",
@@ -21,7 +20,7 @@ rule table:
         prefix=f"{TABLES}/{{ablation}}",
     localrule: True
     shell:
-        "{ONESTEP} tables --threads {threads} --config {input.config} --ablation {wildcards.ablation} --runs {input.runs}"
+        "{ONESTEP} tables --threads {threads} --config {TRACKING_CONFIG} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --spec {input.spec}"
         " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} --log {log}"
 

@@ -17,7 +17,8 @@ rule teacher:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} teacher --threads {threads} --config {input.config} --out {output} --log {log}"
+        "{ONESTEP} teacher --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG} --out {output}"
+        " --log {log}"
 
 
 rule pairs:

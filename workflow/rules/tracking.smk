@@ -1,21 +1,25 @@
 # MLflow store and experiment, created once before jobs fan out (SQLite migrations race otherwise).
+# The jobs' MLflow settings (TRACKING_CONFIG, common.smk), written as Snakemake starts its jobs.
+onstart:
+    write_tracking_config()
+
+
+# Re-run when the store or experiment changes (params), not when tracking.required or timeout_s does.
 rule init_tracking:
-    input:
-        config=job_config("tracking"),
     output:
         f"{OUT}/mlflow/store.json",
     log:
         f"{LOGS}/init_tracking.log",
     params:
+        store=TRACKING_STORE,
     localrule: True
     shell:
-        "{ONESTEP} init-tracking --threads {threads} --config {input.config} --out {output} --log {log}"
+        "{ONESTEP} init-tracking --threads {threads} --config {TRACKING_CONFIG} --out {output} --log {log}"
 
 
 rule mlflow_parent:
     input:
         f"{OUT}/mlflow/store.json",
-        config=job_config("tracking"),
     output:
         f"{OUT}/mlflow/{{ablation}}.parent.json",
     log:
@@ -24,5 +28,5 @@ rule mlflow_parent:
         kind=lambda w: "study" if w.ablation in STUDIES else "ablation",
     localrule: True
     shell:
-        "{ONESTEP} parent --threads {threads} --config {input.config} --ablation {wildcards.ablation}"
+        "{ONESTEP} parent --threads {threads} --config {TRACKING_CONFIG} --ablation {wildcards.ablation}"
         " --kind {params.kind} --out {output} --log {log}"

@@ -32,7 +32,8 @@ rule tune_worker:
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --teacher {input.teacher}"
+        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG}"
+        " --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
         " --folder {params.folder} --worker {wildcards.worker} --out {output} --log {log}"
 
@@ -54,7 +55,7 @@ rule tune_summary:
         folder=f"{OUT}/optuna/{{study}}",
     localrule: True
     shell:
-        "{ONESTEP} tune-summary --config {input.config} --folder {params.folder} --parent {input.parent} --log {log}"
+        "{ONESTEP} tune-summary --config {input.config} --tracking {TRACKING_CONFIG} --folder {params.folder} --parent {input.parent} --log {log}"
 
 
 # tune_baselines: the tuned-values file (onestep/tuned.py) from every method's study, and the studies' table
