@@ -110,9 +110,9 @@ def test_states_of_other_pairs_are_refused(tmp_path):
     from onestep import outputs
     from onestep.errors import OnestepError
 
-    x0 = torch.randn(8, 2)
-    outputs.save_npz(tmp_path / "s.npz", x0=x0.numpy(), xt=torch.randn(8, 3, 2).numpy(),
+    z = torch.randn(8, 2)
+    outputs.save_npz(tmp_path / "s.npz", z=z.numpy(), x0=torch.randn(8, 2).numpy(), xt=torch.randn(8, 3, 2).numpy(),
                      trajectory_t=torch.tensor([250, 500, 750]).numpy())
-    assert outputs.load_states(tmp_path / "s.npz", x0)["trajectory_t"].tolist() == [250, 500, 750]
+    assert outputs.load_states(tmp_path / "s.npz", z)["trajectory_t"].tolist() == [250, 500, 750]
     with pytest.raises(OnestepError, match=r"s.npz: its DDIM states are not those of the teacher pairs"):
-        outputs.load_states(tmp_path / "s.npz", x0 + 1)
+        outputs.load_states(tmp_path / "s.npz", z + 1)

@@ -153,6 +153,7 @@ def cmd_trajectory(a) -> None:
 
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
+    from onestep.data import clip_x0
     from onestep.diffusion import grid_times, teacher_states
     from onestep.evaluate import stage_noise
 
@@ -162,8 +163,8 @@ def cmd_trajectory(a) -> None:
     z = outputs.load_pairs(a.pairs)["z"] if a.pairs else stage_noise(cfg, tuple(ckpt["shape"]))
     times = grid_times(cfg["diffusion"]["T"], [a.K])
     x0, xt = teacher_states(net.to(device), z, pc["ddim_steps"], cfg["diffusion"], times, device,
-                            chunk=pc.get("batch_size", 4096))
-    outputs.save_npz(a.out, x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64),
+                            chunk=pc.get("batch_size", 4096), clip_x0=clip_x0(pc.get("clip_x0"), cfg["dataset"]))
+    outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64),
                      K=np.asarray(a.K))
     print(f"DDIM states of {z.shape[0]} noises at {len(times)} grid times (K = {a.K}) written to {a.out}")
 
@@ -244,7 +245,7 @@ def cmd_train(a):
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
     if a.trajectory:  # method.target trajectory: the teacher's DDIM states of these pairs (rule trajectory)
-        pairs |= outputs.load_states(a.trajectory, pairs["x0"])
+        pairs |= outputs.load_states(a.trajectory, pairs["z"])
     run = cfg["run"]
     tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()},

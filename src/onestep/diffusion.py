@@ -246,12 +246,16 @@ def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, d
 
 @torch.no_grad()
 def teacher_states(net: nn.Module, z: torch.Tensor, ddim_steps: int, cfg: dict, times: tuple[int, ...],
-                   device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+                   device: str | torch.device = "cpu", chunk: int = 4096,
+                   clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's DDIM solve of noise z (N, *shape) and its states at the seed `times`
     (`ddim_trajectory`), chunk by chunk: (x0 (N, *shape), xt (N, M, *shape)) on the CPU. Run once per
-    teacher and grid (rule `trajectory`): on the pairs' z the x0 are the pairs' own."""
+    teacher and grid (rule `trajectory`), with the pairs' x0 clipping (`clip_x0`, as the pairs' solver):
+    on the pairs' z these are the DDIM states of the pairs' noises; the pairs' x0 may come from another
+    solver (pairs.solver), so the endpoint a `trajectory` run regresses is the pairs' own."""
     from tqdm import tqdm
 
+    net = net if clip_x0 is None else ClippedEps(net, cfg, clip_x0)
     solved = [ddim_trajectory(net, zb.to(device), ddim_steps, cfg, times)
               for zb in tqdm(z.split(chunk), desc=f"trajectory (DDIM {ddim_steps} steps, {len(times)} states)")]
     x0 = torch.cat([x.cpu() for x, _ in solved])

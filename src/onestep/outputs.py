@@ -144,17 +144,18 @@ def load_pairs(path: str | Path) -> dict:
     return {k: torch.from_numpy(v) for k, v in arrays.items() if k in ("z", "x0")}
 
 
-def load_states(path: str | Path, x0=None) -> dict:
+def load_states(path: str | Path, z=None) -> dict:
     """The teacher's DDIM states (rule trajectory): xt (N, M, *shape) at the seed times trajectory_t (M,),
-    and x0; with `x0` given (the pairs'), checks that the states belong to the same solves."""
+    and x0; with `z` given (the pairs' noise), checks that the states were solved from the same noises (the
+    pairs' own x0 may come from another solver, pairs.solver: the endpoint a run regresses stays the pairs')."""
     import torch
 
     arrays = {k: torch.from_numpy(v) for k, v in load_npz(path).items()}
-    if x0 is not None and (arrays["x0"].shape != x0.shape or not torch.allclose(arrays["x0"], x0, atol=1e-4)):
+    if z is not None and ("z" not in arrays or arrays["z"].shape != z.shape or not torch.equal(arrays["z"], z)):
         from onestep.errors import OnestepError
 
-        raise OnestepError(f"{path}: its DDIM states are not those of the teacher pairs given (x0 differs); "
-                           "rebuild it from the same pairs.npz (rule trajectory)")
+        raise OnestepError(f"{path}: its DDIM states are not those of the teacher pairs given (not solved from "
+                           "the pairs' noise z); rebuild it from the same pairs.npz (rule trajectory)")
     return {"xt": arrays["xt"], "trajectory_t": arrays["trajectory_t"]}
 
 

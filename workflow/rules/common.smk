@@ -95,7 +95,7 @@ JOB_SECTIONS = {
     "teacher": ("dataset", "diffusion", "teacher", "device"),
     "pairs": ("dataset", "diffusion", "pairs", "device"),
     "features": ("dataset", "evaluation"),
-    "trajectory": ("diffusion", "pairs", "evaluation", "device"),
+    "trajectory": ("dataset", "diffusion", "pairs", "evaluation", "device"),
     "reference": ("dataset", "evaluation"),
     "teacher_eval": ("dataset", "diffusion", "evaluation", "device"),
     "tune": TUNE_SECTIONS,
