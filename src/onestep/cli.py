@@ -191,6 +191,7 @@ def cmd_reference(a) -> None:
 def cmd_teacher_eval(a):
     from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint
+    from onestep.config import plain_ddim
     from onestep.diffusion import pairs_label, teacher_sample
     from onestep.evaluate import generate, plot_samples, score
 
@@ -202,7 +203,7 @@ def cmd_teacher_eval(a):
     from onestep.data import clip_x0
 
     a.clip_x0 = clip_x0(a.clip_x0, cfg["dataset"])
-    plain = a.solver == "ddim" and a.clip_x0 is None  # a DDIM row; else the pairs' solver row
+    plain = plain_ddim(a.solver, a.clip_x0)  # a DDIM row; else the pairs' solver row
     label = f"teacher DDIM {a.steps}" if plain else "teacher " + pairs_label(
         {"solver": a.solver, "ddim_steps": a.steps, "clip_x0": a.clip_x0})
     with tracking.record(cfg, label.replace(" ", "-"), {"kind": "reference", "ddim_steps": str(a.steps)}) as rec:

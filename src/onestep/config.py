@@ -52,6 +52,17 @@ def yaml_values(over):
     return over
 
 
+def plain_ddim(solver: str | None, clip_x0) -> bool:
+    """pairs.solver / clip_x0 (or a teacher row's) naming a plain DDIM solve, the reference rows' sampler:
+    solver ddim and no clipping; else the pairs' own solver row (tables, teacher-eval, the workflow's rows)."""
+    return (solver or "ddim") == "ddim" and clip_x0 is None
+
+
+def get_dotted(cfg: dict, key: str):
+    """The value at a dotted key (method.lambda)."""
+    return _get(cfg, key.split("."))
+
+
 def set_dotted(cfg: dict, key: str, value) -> dict:
     out = copy.deepcopy(cfg)
     node = out

@@ -203,24 +203,21 @@ def shape(cfg: dict) -> tuple[int, ...]:
 
 
 def std(cfg: dict) -> float:
-    """The data's standard deviation over every element of `full(cfg)` (EDM's sigma_data), computed once per
-    dataset config and cached: deterministic, so training and evaluation resolve the same value."""
-    return _std(json.dumps(cfg, sort_keys=True, default=str))
-
-
-@lru_cache
-def _std(key: str) -> float:
-    return float(full(json.loads(key)).double().std())
+    """The data's standard deviation over every element of `full(cfg)` (EDM's sigma_data): deterministic, so
+    training and evaluation resolve the same value."""
+    return _stats(json.dumps(cfg, sort_keys=True, default=str))[0]
 
 
 def bound(cfg: dict) -> float:
     """The data's largest |coordinate| over `full(cfg)` (1.0 for images in [-1, 1]): `pairs.clip_x0: auto`."""
-    return _bound(json.dumps(cfg, sort_keys=True, default=str))
+    return _stats(json.dumps(cfg, sort_keys=True, default=str))[1]
 
 
 @lru_cache
-def _bound(key: str) -> float:
-    return float(full(json.loads(key)).abs().max())
+def _stats(key: str) -> tuple[float, float]:
+    """(std, max |x|) of the dataset config `key` (JSON): the data loaded once per process and config."""
+    x = full(json.loads(key)).double()
+    return float(x.std()), float(x.abs().max())
 
 
 def clip_x0(value, cfg: dict) -> float | None:

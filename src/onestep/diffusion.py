@@ -154,14 +154,17 @@ class ClippedEps(nn.Module):
     def __init__(self, net: nn.Module, cfg: dict, c: float):
         super().__init__()
         abar = ddpm_scheduler(cfg).alphas_cumprod.double()  # (T,) diffusers index
-        self.net, self.c, self.sigma = net, c, ((1 - abar) / abar).sqrt()
+        self.net, self.c = net, c
+        self.sigma = ((1 - abar) / abar).sqrt()  # (T,) float64; moved to the samples' device once, on first use
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = self.net(x, t)  # (B, ...)
-        tt = t.double().cpu().clamp(0, len(self.sigma) - 1)
+        if self.sigma.device != x.device:
+            self.sigma = self.sigma.to(x.device)
+        tt = t.to(self.sigma).clamp(0, len(self.sigma) - 1)  # (B,), on the device: no host round trip per evaluation
         lo = tt.floor().long().clamp(max=len(self.sigma) - 2)
         sig = self.sigma[lo] + (tt - lo) * (self.sigma[lo + 1] - self.sigma[lo])  # (B,)
-        a = (1 / (1 + sig**2)).float().to(x.device).view(-1, *([1] * (x.ndim - 1)))
+        a = (1 / (1 + sig**2)).float().view(-1, *([1] * (x.ndim - 1)))
         x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-self.c, self.c)
         return (x - a.sqrt() * x0) / (1 - a).sqrt()
 

@@ -18,6 +18,7 @@ import polars as pl
 import yaml
 
 from onestep import plots
+from onestep.config import plain_ddim
 
 METRIC_MD = {"swd": "SWD", "fd": "FD", "mmd": "MMD²", "fid": "FID", "kid": "KID"}
 COST = ("wall_time_s", "teacher_evals", "steps")
@@ -29,7 +30,7 @@ SUPPORT = "out_of_support"  # 2-D: samples outside the data's bounding box plus 
 
 def pairs_row(t: dict) -> bool:
     """A teacher row of the pairs' own solver (teacher-eval --solver / --clip-x0), not a plain DDIM row."""
-    return t.get("solver", "ddim") != "ddim" or t.get("clip_x0") is not None
+    return not plain_ddim(t.get("solver"), t.get("clip_x0"))
 
 
 def teacher_label(t: dict) -> str:

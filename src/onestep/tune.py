@@ -48,7 +48,7 @@ import torch
 from optuna.trial import TrialState
 
 from onestep import data
-from onestep.config import dataset_id, set_dotted
+from onestep.config import dataset_id, get_dotted, set_dotted
 from onestep.errors import OnestepError
 from onestep.evaluate import eval_noise, kind, one_step, score
 from onestep.metrics import PRIMARY
@@ -211,13 +211,7 @@ def suggest(trial: optuna.Trial, cfg: dict) -> dict:
 
 def default_params(cfg: dict) -> dict:
     """The config's own value of every parameter of the study (its defaults: the first trial with defaults_first)."""
-    out = {}
-    for name, spec in space(cfg).items():
-        node = cfg
-        for part in spec["key"].split("."):
-            node = node[part]
-        out[name] = node
-    return out
+    return {name: get_dotted(cfg, spec["key"]) for name, spec in space(cfg).items()}
 
 
 def validation_set(cfg: dict, ref: dict, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict, dict]:

@@ -22,6 +22,7 @@ A tuned value never changes a run's budget: `apply` keeps the method's total opt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -31,7 +32,14 @@ from onestep.config import ConfigError
 
 
 def teacher_hash(path: str | Path) -> str:
-    """sha256 (12 hex digits) of the teacher checkpoint's bytes."""
+    """sha256 (12 hex digits) of the teacher checkpoint's bytes, read once per process and file version (the
+    parse-time check and every tuned run's config ask for it)."""
+    st = Path(path).stat()
+    return _file_hash(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -76,9 +84,9 @@ def read(path: str | Path, teacher: str | Path | None = None) -> dict[str, dict]
                 raise ConfigError(f"{path}: methods.{name}.{knob}: not a tunable knob of {name}; allowed: "
                                   f"{', '.join(sp) or '(none)'} (its search_space)")
             check_value(f"{path}: methods.{name}.{knob}", sp[knob], v)
-    if teacher is not None and Path(teacher).is_file() and str(doc["teacher"]) != teacher_hash(teacher):
+    if teacher is not None and Path(teacher).is_file() and str(doc["teacher"]) != (now := teacher_hash(teacher)):
         raise ConfigError(f"{path}: teacher: tuned under teacher {doc['teacher']}, but {teacher} is "
-                          f"{teacher_hash(teacher)}; allowed: values tuned under this teacher (rerun tune_baselines)")
+                          f"{now}; allowed: values tuned under this teacher (rerun tune_baselines)")
     return {name: dict(values or {}) for name, values in doc["methods"].items()}
 
 
@@ -100,20 +108,28 @@ def knob(key: str) -> str:
     return key.removeprefix("method.")
 
 
+def with_steps(cfg: dict, steps: int) -> dict:
+    """`cfg` training `steps` optimiser steps in total (the method's with_total_steps), untouched when it already
+    does (a section left as written keeps its config hash)."""
+    from onestep.methods import METHODS
+
+    method = METHODS[cfg["method"]["name"]]
+    if method.total_steps_of(cfg["method"]) == steps:
+        return cfg
+    return {**cfg, "method": method.with_total_steps(cfg["method"], steps)}
+
+
 def apply_keys(cfg: dict, values: dict) -> dict:
     """`cfg` with {dotted config key: value} set, its method's total optimiser steps kept as they were (a knob
     such as progressive's start_steps changes the number of rounds, not the budget)."""
     from onestep.config import set_dotted
     from onestep.methods import METHODS
 
-    method = METHODS[cfg["method"]["name"]]
-    steps = method.total_steps_of(cfg["method"])
+    steps = METHODS[cfg["method"]["name"]].total_steps_of(cfg["method"])
     out = cfg
     for k, v in values.items():
         out = set_dotted(out, k, v)
-    if method.total_steps_of(out["method"]) != steps:
-        out = {**out, "method": method.with_total_steps(out["method"], steps)}
-    return out
+    return with_steps(out, steps)
 
 
 def apply(cfg: dict, values: dict) -> dict:
@@ -155,9 +171,7 @@ def study_config(run_cfg: dict, cfg: dict) -> dict:
     tb, name = cfg["tune_baselines"], run_cfg["method"]["name"]
     method = METHODS[name]
     steps = max(1, round(tb["budget"] * method.total_steps_of(run_cfg["method"])))
-    out = {k: v for k, v in run_cfg.items() if k != "run"}
-    if method.total_steps_of(out["method"]) != steps:
-        out = {**out, "method": method.with_total_steps(out["method"], steps)}
+    out = with_steps({k: v for k, v in run_cfg.items() if k != "run"}, steps)
     trial_steps = method.total_steps_of(out["method"])
     out["tune"] = {**cfg["tune"], "study": f"tune_baselines-{name}", "n_trials": tb["trials"],
                    "workers": tb["workers"], "lambda": None, "pruner": "none", "defaults_first": True,
@@ -191,6 +205,8 @@ def gather(best_files, teacher: str | Path, out: str | Path, out_prefix: str | P
     metric of its defaults (the first trial) and of the best trial, and the counted budget of a trial."""
     import polars as pl
 
+    from onestep.tables import render
+
     docs = [yaml.safe_load(Path(f).read_text()) for f in best_files]
     trials = sorted({d["n_trials"] for d in docs})
     if len(trials) != 1:
@@ -217,18 +233,13 @@ def gather(best_files, teacher: str | Path, out: str | Path, out_prefix: str | P
                f"{trials[0]} trials each (its defaults first, then TPE), every trial with the same share of its "
                f"method's baselines budget; the {metric} of G(z, 0) on the validation noise (not the evaluation "
                f"noise); budget columns: one trial's counted training cost.")
-    body = [[r["method"], r["tuned"], _fmt(r["default_value"]), _fmt(r["tuned_value"]), str(r["best_trial"]),
-             str(r["complete"]), str(r["failed"]), *[_fmt(r[k]) for k in
-             ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")]] for r in rows]
-    md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(r) + " |" for r in body]
-    prefix.with_suffix(".md").write_text("\n".join(md) + "\n")
-    esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
-    tex = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(caption)}}}",
-           r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule", " & ".join(map(esc, header)) + r" \\",
-           r"\midrule", *[" & ".join(map(esc, r)) + r" \\" for r in body], r"\bottomrule", r"\end{tabular}",
-           r"\end{table}"]
-    prefix.with_suffix(".tex").write_text("\n".join(tex) + "\n")
+    body = [[(c, False) for c in (r["method"], r["tuned"], _fmt(r["default_value"]), _fmt(r["tuned_value"]),
+                                  str(r["best_trial"]), str(r["complete"]), str(r["failed"]),
+                                  *[_fmt(r[k]) for k in ("steps", "student_forwards", "student_backwards",
+                                                         "teacher_evals", "wall_time_s")])] for r in rows]
+    md, tex = render(header, body, [], caption, 2, "tune_baselines")  # the ablation tables' renderer
+    prefix.with_suffix(".md").write_text(md)
+    prefix.with_suffix(".tex").write_text(tex)
     _figure(rows, metric, plot)
     return values
 

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 from onestep.data import is_image
-from onestep.config import (ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, resolve, sections,
+from onestep.config import (ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, plain_ddim, resolve, sections,
                             yaml_values)
 from onestep.devices import visible_gpus
 from onestep import tuned as tuning  # the module (`tuned` is the lambda study's input function below)
@@ -44,7 +44,7 @@ RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs
 TEACHER_STEPS = config["evaluation"]["teacher_steps"]
 # the teacher rows of every table: DDIM at TEACHER_STEPS, and the pairs' own solver unless it is one of them
 _PC = config["pairs"]
-PAIRS_ROW = _PC.get("solver", "ddim") != "ddim" or _PC.get("clip_x0") is not None or _PC["ddim_steps"] not in TEACHER_STEPS
+PAIRS_ROW = not plain_ddim(_PC.get("solver"), _PC.get("clip_x0")) or _PC["ddim_steps"] not in TEACHER_STEPS
 TEACHER_ROWS = [f"{ROOT}/teacher/ddim-{s}/metrics.json" for s in TEACHER_STEPS] + (
     [f"{ROOT}/teacher/pairs-solver/metrics.json"] if PAIRS_ROW else [])
 STUDY = f"{config['tune']['study']}-{DATA}"
