@@ -111,3 +111,23 @@ def test_table_column_of_steps_on_the_evaluated_stage(tmp_path):
     i = cols.index("optimiser steps that trained the evaluated stage")
     rev = [c.strip() for c in next(r for r in md if r.startswith("| reversed")).split("|")[1:-1]]
     assert rev[i] == "14.58"  # 10 + 2.5 + 1.25 + 0.833
+
+
+def test_consolidated_ablations_follow_the_tier():
+    """The control's budget is the tier's own (checkerboard 4000 = 10 x 400; a tier of 10 x 100 gets 1000),
+    its consolidation a quarter of it: not the checkerboard's 4000 / 1000 copied onto every tier."""
+    from onestep.config import REPO, ConfigError, deep_merge, load_ablation, read_file, tier_relative
+
+    base = read_file(REPO / "config" / "config.yaml")
+    for sps, budget in ((400, 4000), (100, 1000)):
+        cfg = deep_merge(base, {"method": {"steps_per_stage": sps}})
+        for name in ("order_consolidated", "K_consolidated") if sps == 400 else ("order_consolidated",):
+            ab = load_ablation(REPO / "config" / "ablations" / f"{name}.yaml", cfg)
+            got = {(r.config["method"]["budget"], r.config["method"]["consolidation"]) for r in ab.runs}
+            assert got == {(budget, budget // 4)}, (name, got)
+    # K = 1000 stages cannot share 750 steps: said at parse time, naming the file and the run
+    with pytest.raises(ConfigError, match=r"K_consolidated.yaml \(run K-1000_seed-0\): method.consolidation: 250"):
+        load_ablation(REPO / "config" / "ablations" / "K_consolidated.yaml", cfg)
+    assert tier_relative({"budget": "tier"}, {"budget": 700, "K": 10, "steps_per_stage": 400}, "f") == {"budget": 700}
+    with pytest.raises(ConfigError, match=r"f: fixed.method.consolidation: '25%' is a share of the budget"):
+        tier_relative({"consolidation": "25%"}, {"budget": None, "K": 10, "steps_per_stage": 400}, "f")

@@ -53,12 +53,25 @@ def test_image_floor_at_the_runs_sample_size(monkeypatch):
     calls = []
 
     def spy(a, b, st=None):
-        calls.append((a.shape[0], b.shape[0], st is stats))
+        calls.append((a.shape[0], b.shape[0], st is stats, len(np.unique(a, axis=0))))
         return {"fid": float(a.shape[0]), "kid": 0.0}
 
     monkeypatch.setattr(evaluate, "feature_metrics", spy)
     out = evaluate.image_floor(feats, stats, 64, 5, seed=1)
-    assert calls == [(64, 300, True)] * 5  # n = the runs' sample size, against the runs' reference and statistics
+    # n = the runs' sample size, against the runs' reference and statistics; then the held-out draws
+    assert [c[:3] for c in calls] == [(64, 300, True)] * 5 + [(64, 150, False)] * 5
     assert out["floor_samples"] == 64 and out["floor_repeats"] == 5 and out["floor"]["fid"] == 64.0
     calls.clear()
-    assert evaluate.image_floor(feats, stats, 1000, 2, seed=1)["floor_samples"] == 300  # at most every image
+    big = evaluate.image_floor(feats, stats, 1000, 2, seed=1)  # n above the set's size: still n draws
+    assert big["floor_samples"] == 1000 and all(c[0] == 1000 for c in calls)
+    assert all(c[3] < 300 for c in calls[:2])  # with replacement: repeats, not the reference set itself
+
+
+def test_image_floor_does_not_degenerate_when_n_covers_the_dataset():
+    """Without replacement, n >= the dataset's size drew the reference itself (digits: FID 1.5e-09)."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(200, 3))
+    stats = (feats.mean(0), np.cov(feats, rowvar=False))
+    out = evaluate.image_floor(feats, stats, 256, 4, seed=0)
+    assert out["floor"]["fid"] > 1e-3 and out["floor_std"]["fid"] > 0
+    assert out["floor_heldout"]["fid"] > out["floor"]["fid"]  # an independent sample is further than a resample

@@ -444,8 +444,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
                       f"Run it with an image config, e.g. snakemake --cores 2 {ab.name} --configfile config/digits.yaml")
         return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
-    base = with_method(deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"}),
-                       fixed.get("method") or {})
+    base = deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"})
+    base = with_method(base, tier_relative(fixed.get("method") or {}, with_method(base, {})["method"], where))
     per_method = spec.get("per_method") or {}
     unknown = sorted(set(per_method) - set(method_names()))
     if unknown:
@@ -464,6 +464,22 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
             validate(run_cfg, "config", f"{where} (run {name})")
             ab.runs.append(Run(ab.name, name, point, seed, run_result_config(run_cfg)))
     return ab
+
+
+def tier_relative(fixed: dict, tier: dict, where: str) -> dict:
+    """An ablation's fixed method knobs that follow the dataset tier instead of copying one tier's numbers:
+    `budget: tier` is the tier's total optimiser steps (its method.budget, or K x steps_per_stage: 4000 on the
+    checkerboard, 1000 on digits) and `consolidation: "P%"` is P% of that budget (rounded down)."""
+    out = dict(fixed)
+    if out.get("budget") == "tier":
+        out["budget"] = tier["budget"] if tier.get("budget") is not None else tier["K"] * tier["steps_per_stage"]
+    share = out.get("consolidation")
+    if isinstance(share, str):
+        if out.get("budget") is None:
+            raise ConfigError(f"{where}: fixed.method.consolidation: {share!r} is a share of the budget, and "
+                              "fixed.method.budget is not set; allowed: a budget (steps, or 'tier') with it")
+        out["consolidation"] = int(out["budget"] * float(share.rstrip("%")) / 100)
+    return out
 
 
 def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablation]:

@@ -265,8 +265,15 @@ def floor_caption(ref: dict, primary: str) -> str:
     against = ("every training image's features, the runs' reference" if ref.get("kind") == "images"
                else "the same reference sample as the runs")
     spread = (ref.get("floor_std") or {}).get(primary)
-    return (f"data vs data (floor): the mean over {reps} draw{'s' * (reps > 1)} of {n} data samples, the runs' "
-            f"sample size, against {against}" + (f" ({pm} std over the draws {spread:.2g})" if spread is not None else ""))
+    out = (f"data vs data (floor): the mean over {reps} draw{'s' * (reps > 1)} of {n} data samples, the runs' "
+           f"sample size, against {against}" + (f" ({pm} std over the draws {spread:.2g})" if spread is not None else ""))
+    held = (ref.get("floor_heldout") or {}).get(primary)
+    if held is not None:  # images: the floor's draws come from the reference itself
+        out += (f"; the draws are training images taken with replacement, what a generator that reproduces the "
+                f"training set scores. A sample of the data that is not the reference scores {pm} {held:.3g} "
+                f"(std {ref['floor_heldout_std'][primary]:.2g}; {n} draws from one half of the images against "
+                "the other half): a generator that generalises is bounded by that, not by the floor")
+    return out
 
 
 def stage_figure(spec: dict, records: list[dict], plot_path: str | Path) -> None:
