@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from onestep import evaluate, tables
+from onestep.config import IMAGE_FLOOR
 
 
 def test_holm_against_a_hand_computation():
@@ -61,6 +62,7 @@ def test_image_floor_at_the_runs_sample_size(monkeypatch):
     # n = the runs' sample size, against the runs' reference and statistics; then the held-out draws
     assert [c[:3] for c in calls] == [(64, 300, True)] * 5 + [(64, 150, False)] * 5
     assert out["floor_samples"] == 64 and out["floor_repeats"] == 5 and out["floor"]["fid"] == 64.0
+    assert out["floor_draws"] == IMAGE_FLOOR  # the reference rule's param: a new way to draw re-runs it
     calls.clear()
     big = evaluate.image_floor(feats, stats, 1000, 2, seed=1)  # n above the set's size: still n draws
     assert big["floor_samples"] == 1000 and all(c[0] == 1000 for c in calls)

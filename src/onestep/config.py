@@ -376,6 +376,10 @@ def result_config(cfg: dict) -> dict:
 
 # keys a grid run never reads: the Optuna studies' settings (a tuned run records its applied values under
 # run.tuned), the tuned-values file's path, torch threads (the rule's --threads) and the output folder
+# How the images' data floor is drawn (evaluate.image_floor, recorded in reference.json). The reference rule
+# takes it as a param, so changing how the floor is computed re-runs that rule (a code change alone would not).
+IMAGE_FLOOR = "with-replacement, held-out half"
+
 NOT_IN_RUNS = ("tune", "tuned_baselines", "threads", "out")
 
 
@@ -469,7 +473,7 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
 def tier_relative(fixed: dict, tier: dict, where: str) -> dict:
     """An ablation's fixed method knobs that follow the dataset tier instead of copying one tier's numbers:
     `budget: tier` is the tier's total optimiser steps (its method.budget, or K x steps_per_stage: 4000 on the
-    checkerboard, 1000 on digits) and `consolidation: "P%"` is P% of that budget (rounded down)."""
+    checkerboard and digits; a tier of 10 x 100 gets 1000) and `consolidation: "P%"` is P% of that budget (rounded down)."""
     out = dict(fixed)
     if out.get("budget") == "tier":
         out["budget"] = tier["budget"] if tier.get("budget") is not None else tier["K"] * tier["steps_per_stage"]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from onestep import data
+from onestep.config import IMAGE_FLOOR
 from onestep.errors import OnestepError
 from onestep.metrics import (
     PRIMARY,
@@ -359,7 +360,7 @@ def image_floor(feats: np.ndarray, stats, n: int, repeats: int, seed: int) -> di
     std = lambda ds: {k: float(np.std([d[k] for d in ds])) for k in ds[0]}  # noqa: E731
     return {"floor": mean(draws), "floor_std": std(draws), "floor_heldout": mean(held),
             "floor_heldout_std": std(held), "floor_samples": n, "floor_repeats": repeats,
-            "floor_draws": "with replacement"}
+            "floor_draws": IMAGE_FLOOR}
 
 
 SUPPORT_MARGIN = 0.25  # evaluation.support_margin: the box's extent per coordinate is widened by this share each side

@@ -269,10 +269,10 @@ def floor_caption(ref: dict, primary: str) -> str:
            f"sample size, against {against}" + (f" ({pm} std over the draws {spread:.2g})" if spread is not None else ""))
     held = (ref.get("floor_heldout") or {}).get(primary)
     if held is not None:  # images: the floor's draws come from the reference itself
-        out += (f"; the draws are training images taken with replacement, what a generator that reproduces the "
-                f"training set scores. A sample of the data that is not the reference scores {pm} {held:.3g} "
-                f"(std {ref['floor_heldout_std'][primary]:.2g}; {n} draws from one half of the images against "
-                "the other half): a generator that generalises is bounded by that, not by the floor")
+        out += (f" (training images drawn with replacement: what a generator that reproduces the training set "
+                f"scores; an independent sample of the data scores {pm} {held:.3g}, std "
+                f"{ref['floor_heldout_std'][primary]:.2g}: {n} draws from one half of the images against the other "
+                "half, the bound for a generator that generalises)")
     return out
 
 

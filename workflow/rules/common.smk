@@ -10,8 +10,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 from onestep.data import is_image
-from onestep.config import (ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, plain_ddim, resolve, sections,
-                            yaml_values)
+from onestep.config import (IMAGE_FLOOR, ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, plain_ddim, resolve,
+                            sections, yaml_values)
 from onestep.devices import visible_gpus
 from onestep import tuned as tuning  # the module (`tuned` is the lambda study's input function below)
 from onestep.outputs import config_hash
