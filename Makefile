@@ -43,8 +43,11 @@ paper: $(STAMP)
 slurm: $(STAMP)
 	$(BIN)/snakemake --profile slurm $(TARGET) $(ARGS)
 
+# two pytest workers (pytest-xdist), whole files per worker so a file's shared fixture runs once; the
+# slowest tests are printed at the end. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

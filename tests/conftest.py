@@ -16,6 +16,9 @@ from torch import nn
 
 from onestep.diffusion import Schedule
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on the machine's cores: one thread each
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}  # config/config.yaml's
