@@ -16,8 +16,9 @@ from torch import nn
 
 from onestep.diffusion import Schedule
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on the machine's cores: one thread each
-    torch.set_num_threads(1)
+# One torch thread in the test processes and in their jobs: the tensors are tiny, and two threads per process on
+# a busy 2-core machine (two pytest workers, Snakemake's jobs) spin against each other: 1.6 s -> 15 s for a test.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,6 +29,7 @@ DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.
 TINY = {
     "out": "results",
     "seeds": [0],
+    "threads": {"run": 1, "prep": 1},
     "teacher": {"steps": 200, "batch_size": 256, "log_every": 50, "warmup": 10},
     "pairs": {"num": 1024, "ddim_steps": 10, "seed": 1},
     "student": {"batch_size": 64, "log_every": 10},
@@ -38,6 +40,7 @@ TINY = {
 TINY_DIGITS = {
     "out": "results",
     "seeds": [0],
+    "threads": {"run": 1, "prep": 1},
     "dataset": {"name": "digits"},
     "teacher": {"net": {"name": "convnet", "width": 16, "depth": 1, "temb_dim": 16}, "steps": 40, "batch_size": 32,
                 "log_every": 10},
