@@ -120,3 +120,30 @@ def test_baselines_table_from_files(tmp_path):
     assert "| kd | **0.03 ± 0.014** | **0.01 ± 0** | - | - | 0.06 | 1.2 | 10 | 4000 | 0 | - | - | 1000 | 2 |" in md
     assert len({line.count("|") for line in md.splitlines() if line.startswith("|")}) == 1
     assert "*teacher DDIM 50 steps*" in md and (tmp_path / "b.pdf").exists()
+
+
+def test_baselines_table_counts_samples_outside_the_support(tmp_path):
+    """Issue 13, item 7: every run and teacher row reports its samples outside the data's support; the
+    baselines table too (a mean over seeds; the teacher's DDIM-50 with its far-off samples)."""
+    from onestep import tables
+
+    runs = []
+    for name, seed, far in (("kd", 0, 2), ("kd", 1, 0), ("cd", 0, 5)):
+        runs.append(tmp_path / f"{name}-{seed}.json")
+        runs[-1].write_text(json.dumps({
+            "point": {"method.name": name}, "seed": seed, "method": name, "primary": "swd", "out_of_support": far,
+            "metrics": {"swd": 0.02 + seed / 100, "mmd": 0.01}, "multistep": {},
+            "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 0, "params": 10}}))
+    teachers = []
+    for n, far in ((1, 0), (50, 8)):
+        teachers.append(tmp_path / f"t{n}.json")
+        teachers[-1].write_text(json.dumps({"steps": n, "metrics": {"swd": 0.1, "mmd": 0.1}, "out_of_support": far}))
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
+    tables.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    md = (tmp_path / "out" / "b.md").read_text()
+    assert "| SWD / DDIM-50 | outside support (of 4096) | train s |" in md
+    rows = {line.split(" | ")[0].strip("| *"): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}
+    col = rows["method"].index("outside support (of 4096)")
+    assert rows["kd"][col] == "1" and rows["cd"][col] == "5" and rows["teacher DDIM 50 steps"][col] == "*8*"
+    assert len({line.count("|") for line in md.splitlines() if line.startswith("|")}) == 1

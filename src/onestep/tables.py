@@ -413,7 +413,8 @@ def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.Da
     for r in records:
         ms = r.get("multistep") or {}
         rows.append({**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
-                     **{k: ms.get(k) for k in few}, **{c: float(r["train"].get(c, float("nan"))) for c in BASELINE_COST}})
+                     **{k: ms.get(k) for k in few}, **{c: float(r["train"].get(c, float("nan"))) for c in BASELINE_COST},
+                     SUPPORT: float(r.get(SUPPORT, float("nan")))})
     schema = {k: (pl.Float64 if k not in axes and k != "seed" else None) for k in rows[0]}
     return pl.DataFrame(rows, schema_overrides={k: v for k, v in schema.items() if v is not None})
 
@@ -436,9 +437,10 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
         axes = [*axes, KNOBS]
     runs = collect_costs(records, axes, few)
     aggs = [pl.len().alias("seeds")]
-    for m in [*metrics, *few, *BASELINE_COST]:
+    for m in [*metrics, *few, *BASELINE_COST, SUPPORT]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     summary = runs.group_by(axes, maintain_order=True).agg(aggs)
+    far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
     if tuned:  # per method in the grid's order: defaults, then tuned
         first = {}
         for r in records:
@@ -457,7 +459,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     name = METRIC_MD[primary]
     header = [*[a.split(".")[-2 if a == "method.name" else -1] for a in axes], *[METRIC_MD[m] for m in metrics],
               f"{name} 2 steps", f"{name} 4 steps"]
-    header += [f"{name} / DDIM-{n}" for n in bars] + [*BASELINE_COST.values(), "seeds"]
+    header += [f"{name} / DDIM-{n}" for n in bars] + [f"outside support (of {ref.get('num_samples')})"] * far
+    header += [*BASELINE_COST.values(), "seeds"]
     body = []
     for row in summary.iter_rows(named=True):
         cells = [(row[a], row[a]) for a in axes]
@@ -466,6 +469,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
             top = row[f"{m}_mean"] is not None and row[f"{m}_mean"] == best[m]
             cells.append((f"**{c}**", f"\\textbf{{{c}}}") if top else (c, c))
         extra = [f"{row[f'{primary}_ratio_to_teacher_{n}']:.3g}" for n in bars]
+        extra += [f"{row[f'{SUPPORT}_mean']:.3g}"] * far
         extra += [f"{row['wall_time_s_mean']:.0f}", f"{row['steps_mean']:.0f}", f"{row['teacher_evals_mean']:.3g}",
                   *("-" if row[f"{c}_mean"] is None or math.isnan(row[f"{c}_mean"]) else f"{row[f'{c}_mean']:.3g}"
                     for c in ("student_forwards", "student_backwards")),  # '-': a run from before the counters
@@ -473,9 +477,10 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
         (teacher_label(t), t["metrics"]) for t in teachers]
-    for label, vals in refs:
+    outside = [""] + [str(t.get(SUPPORT, "")) for t in teachers]  # the floor's draws are data: none outside
+    for (label, vals), out in zip(refs, outside, strict=True):
         cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics] + ["", ""]
-        cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [""] * (len(BASELINE_COST) + 1)
+        cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [out] * far + [""] * (len(BASELINE_COST) + 1)
         body.append([(f"*{c}*" if c else "", c) for c in cells])
 
     caption = (f"{title}. Mean ± std over seeds of metrics on {ref.get('num_samples')} samples from the same "
@@ -483,6 +488,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                f"sampler); lower is better, best in bold. Training cost per run: wall time, optimiser steps, "
                f"teacher network evaluations (per sample) spent in training; the one-off teacher pairs that "
                f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM."
+               + (" Outside support: samples outside the data's bounding box widened by evaluation.support_margin "
+                  "of its extent on each side (mean over seeds)." if far else "")
                + (f" {KNOBS}: each method with its defaults and with the values its Optuna study found (tune_baselines:"
                   " the same trials and training budget per trial for every method, objective the validation "
                   "noise's metric, not this table's noise); a tuned run trains the same optimiser steps as its "
