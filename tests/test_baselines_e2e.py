@@ -122,7 +122,7 @@ def test_baselines_table_from_files(tmp_path):
     assert "*teacher DDIM 50 steps*" in md and (tmp_path / "b.pdf").exists()
 
 
-def test_baselines_table_counts_samples_outside_the_support(tmp_path):
+def test_baselines_table_counts_samples_outside_the_support(tmp_path, monkeypatch):
     """Issue 13, item 7: every run and teacher row reports its samples outside the data's support; the
     baselines table too (a mean over seeds; the teacher's DDIM-50 with its far-off samples)."""
     from onestep import tables
@@ -133,14 +133,19 @@ def test_baselines_table_counts_samples_outside_the_support(tmp_path):
         runs[-1].write_text(json.dumps({
             "point": {"method.name": name}, "seed": seed, "method": name, "primary": "swd", "out_of_support": far,
             "metrics": {"swd": 0.02 + seed / 100, "mmd": 0.01}, "multistep": {},
-            "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 0, "params": 10}}))
+            "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 100 * seed, "params": 10,
+                      "student_forwards": 20, "student_backwards": 10}}))
     teachers = []
     for n, far in ((1, 0), (50, 8)):
         teachers.append(tmp_path / f"t{n}.json")
         teachers[-1].write_text(json.dumps({"steps": n, "metrics": {"swd": 0.1, "mmd": 0.1}, "out_of_support": far}))
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
+    plotted = []
+    monkeypatch.setattr(tables.plots, "quality_vs_cost", lambda points, *a: plotted.extend(points))
     tables.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    # the plot's x: teacher evaluations + student forward and backward passes (kd: mean of 0 and 100, + 30)
+    assert {p["label"]: p["compute"] for p in plotted} == {"kd": 80.0, "cd": 30.0}
     md = (tmp_path / "out" / "b.md").read_text()
     assert "| SWD / DDIM-50 | outside support (of 4096) | train s |" in md
     rows = {line.split(" | ")[0].strip("| *"): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}

@@ -509,10 +509,18 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
 
     points = [{"label": ", ".join(row[a] if a != KNOBS else row[a].split(" ")[0] for a in axes),
                "mean": row[f"{primary}_mean"], "std": row[f"{primary}_std"],
-               "wall_time_s": row["wall_time_s_mean"], "teacher_evals": row["teacher_evals_mean"]}
+               "wall_time_s": row["wall_time_s_mean"], "teacher_evals": row["teacher_evals_mean"],
+               "compute": counted_compute(row)}
               for row in summary.iter_rows(named=True)]
     plots.quality_vs_cost(points, [{"label": lb, "mean": v[primary]} for lb, v in refs], name, plot_path, title)
     return summary
+
+
+def counted_compute(row: dict) -> float | None:
+    """Teacher evaluations + student forward + backward passes per sample (the quality-vs-cost plot's x);
+    None for a run from before the pass counters."""
+    vals = [row[f"{c}_mean"] for c in ("teacher_evals", "student_forwards", "student_backwards")]
+    return None if any(v is None or math.isnan(v) for v in vals) else float(sum(vals))
 
 
 def build_baselines(spec_path: str | Path, run_files, teacher_files, reference_file, out_prefix: str | Path,
