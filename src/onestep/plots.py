@@ -190,6 +190,7 @@ def quality_vs_cost(points: list[dict], ref_rows: list[dict], metric: str, path:
         for j, r in enumerate(ref_rows):
             ax.axhline(r["mean"], ls=styles[j % len(styles)], c="0.4", lw=0.8, label=r["label"])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # labels at the decades only: minor ones overlap
         ax.set_xlabel(xlabel, fontsize=8)
     axes[0].set_yscale("log")
     axes[0].set_ylabel(f"{metric} (one step)")
