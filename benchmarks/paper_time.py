@@ -49,7 +49,7 @@ def measured(workdir: Path) -> dict[str, list[float]]:
             continue  # unfinished, or a config writer run inside Snakemake's process (its times are queueing)
         if rec["endtime"] - rec["starttime"] < 0.1:
             continue  # marked up to date by --touch, not run
-        job = (rec["rule"], rec.get("job_hash"), rec["starttime"])  # one job, several outputs: counted once
+        job = (rec["rule"], str(Path(path).parent), rec["endtime"])  # one job, several outputs: counted once
         if job not in seen:
             seen.add(job)
             out[key(rec["rule"], path)].append(rec["endtime"] - rec["starttime"])
