@@ -374,12 +374,12 @@ def result_config(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in NOT_IN_RESULTS}
 
 
-# keys a grid run never reads: the Optuna studies' settings (a tuned run records its applied values under
-# run.tuned), the tuned-values file's path, torch threads (the rule's --threads) and the output folder
 # How the images' data floor is drawn (evaluate.image_floor, recorded in reference.json). The reference rule
 # takes it as a param, so changing how the floor is computed re-runs that rule (a code change alone would not).
 IMAGE_FLOOR = "with-replacement, held-out half"
 
+# keys a grid run never reads: the Optuna studies' settings (a tuned run records its applied values under
+# run.tuned), the tuned-values file's path, torch threads (the rule's --threads) and the output folder
 NOT_IN_RUNS = ("tune", "tuned_baselines", "threads", "out")
 
 
