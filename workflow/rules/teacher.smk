@@ -80,7 +80,7 @@ rule reference:
         f"{LOGS}/reference/{DATA}.log",
     params:
         features=features_arg,
-        floor=IMAGE_FLOOR,  # how the images' floor is drawn: a new way re-runs this rule
+        **({"floor": IMAGE_FLOOR} if IS_IMAGES else {}),  # how the images' floor is drawn: a new way re-runs this rule
     threads: config["threads"]["run"]
     resources:
         gpu=1 if IS_IMAGES else 0,  # images: Inception features of the training set (50k for CIFAR-10); points: CPU
