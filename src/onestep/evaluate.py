@@ -325,8 +325,7 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
         # (SWD between two 4096-point checkerboard samples varies by +-20% from draw to draw).
         draws = [points_metrics(data.sample(ds, n, ev["reference_seed"] + 1 + i), ref, ev)
                  for i in range(ev["floor_repeats"])]
-        floor = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
-        floor_std = {k: float(np.std([d[k] for d in draws])) for k in draws[0]}
+        floor, floor_std = over_draws(draws)
         return {"x": ref.numpy()}, {"floor": floor, "floor_std": floor_std, "floor_repeats": ev["floor_repeats"],
                                     "num_samples": n, "floor_samples": n, "kind": "points"}
     images = data.full(ds)
@@ -356,11 +355,15 @@ def image_floor(feats: np.ndarray, stats, n: int, repeats: int, seed: int) -> di
         perm = rng.permutation(len(feats))  # (N,): half a = the reference, half b = the "generator"
         a, b = feats[perm[: len(feats) // 2]], feats[perm[len(feats) // 2:]]
         held.append(feature_metrics(b[rng.integers(0, len(b), n)], a))
-    mean = lambda ds: {k: float(np.mean([d[k] for d in ds])) for k in ds[0]}  # noqa: E731
-    std = lambda ds: {k: float(np.std([d[k] for d in ds])) for k in ds[0]}  # noqa: E731
-    return {"floor": mean(draws), "floor_std": std(draws), "floor_heldout": mean(held),
-            "floor_heldout_std": std(held), "floor_samples": n, "floor_repeats": repeats,
-            "floor_draws": IMAGE_FLOOR}
+    (floor, floor_std), (heldout, heldout_std) = over_draws(draws), over_draws(held)
+    return {"floor": floor, "floor_std": floor_std, "floor_heldout": heldout, "floor_heldout_std": heldout_std,
+            "floor_samples": n, "floor_repeats": repeats, "floor_draws": IMAGE_FLOOR}
+
+
+def over_draws(draws: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and std per metric over a floor's draws."""
+    return ({k: float(np.mean([d[k] for d in draws])) for k in draws[0]},
+            {k: float(np.std([d[k] for d in draws])) for k in draws[0]})
 
 
 SUPPORT_MARGIN = 0.25  # evaluation.support_margin: the box's extent per coordinate is widened by this share each side

@@ -118,6 +118,25 @@ def summarise(runs: pl.DataFrame, axes: list[str], metrics: list[str], primary: 
         pl.Series(f"{primary}_p_holm", holm(p), dtype=pl.Float64), pl.Series("baseline", is_base))
 
 
+def _present(runs: pl.DataFrame, col: str) -> bool:
+    """Some run has the column (a NaN where a run lacks it: per-stage errors, support counts, stage steps)."""
+    return not all(math.isnan(v) for v in runs[col].to_list())
+
+
+def support_header(n) -> str:
+    return f"outside support (of {n})"
+
+
+def support_caption(margin) -> str:
+    return (f" outside support: samples outside the data's bounding box widened by {margin} of its extent on each "
+            "side, mean over seeds (a few such samples decide a W2 metric at large N).")
+
+
+def support_refs(teachers: list[dict]) -> list[str]:
+    """The reference rows' outside-support cells: none for the floor (its draws are data), each teacher's count."""
+    return [""] + [_num(t.get(SUPPORT, math.nan), 6) for t in teachers]
+
+
 def _num(v: float, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
 
@@ -197,13 +216,13 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
 
     best = {m: summary[f"{m}_mean"].min() for m in metrics}
     pm = METRIC_MD[primary]
-    staged = not all(math.isnan(v) for v in runs["traj_err"].to_list())  # curriculum runs with per-stage errors
+    staged = _present(runs, "traj_err")  # curriculum runs with per-stage errors
     header = [a.split(".")[-1] for a in axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)"]
     header += ["traj. err (mean over t_k)"] if staged else []
     header += [METRIC_MD[m] for m in metrics[1:]] + ([f"{pm} / teacher-{t50['steps']}"] if t50 else [])
-    far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
-    recency = not all(math.isnan(v) for v in runs[STAGE_STEPS].to_list())  # curriculum: steps on the evaluated stage
-    header += [f"outside support (of {records[0].get('num_samples')})"] * far
+    far = _present(runs, SUPPORT)  # 2-D: samples outside the data's support
+    recency = _present(runs, STAGE_STEPS)  # curriculum: steps on the evaluated stage
+    header += [support_header(records[0].get("num_samples"))] * far
     header += ["optimiser steps that trained the evaluated stage"] * recency + ["train s", "teacher evals", "seeds"]
     body = []
     for r in summary.iter_rows(named=True):
@@ -220,8 +239,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
         cells += [(f"{r['wall_time_s_mean']:.0f}", False), (_num(r["teacher_evals_mean"], 3), False), (str(r["seeds"]), False)]
         body.append(cells)
     ref_rows = []
-    far_refs = [""] + [_num(t.get(SUPPORT, math.nan), 6) for t in teachers]  # the floor row: data itself
-    for (label, vals), n_far in zip(refs, far_refs, strict=True):
+    for (label, vals), n_far in zip(refs, support_refs(teachers), strict=True):
         cells = [label] + [""] * (len(axes) - 1) + [_num(vals[primary]), "", "", ""] + [""] * staged
         cells += [_num(vals[m]) for m in metrics[1:]]
         cells += [f"{vals[primary] / t50['metrics'][primary]:.3g}"] if t50 else []
@@ -236,9 +254,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
                f"Reference rows: {floor_caption(ref, primary)}, and the teacher's DDIM sampler. Intervals and "
                f"p-values are over training seeds only: they are conditional on one held-out noise set and one "
                f"reference sample (the floor's spread shows what another evaluation draw would move)."
-               + (f" outside support: samples outside the data's bounding box widened by "
-                  f"{records[0].get('support_margin')} of its extent on each side (a few such samples decide a "
-                  f"W2 metric at large N)." if far else "")
+               + (support_caption(records[0].get("support_margin")) if far else "")
                + (" Optimiser steps that trained the evaluated stage: each step counted by the share of its "
                   "batch on stage K (t = 0), from the schedule (method.consolidation adds N/K)." if recency else "")
                + (" traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), "
@@ -440,7 +456,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     for m in [*metrics, *few, *BASELINE_COST, SUPPORT]:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
     summary = runs.group_by(axes, maintain_order=True).agg(aggs)
-    far = not all(math.isnan(v) for v in runs[SUPPORT].to_list())  # 2-D: samples outside the data's support
+    far = _present(runs, SUPPORT)  # 2-D: samples outside the data's support
     if tuned:  # per method in the grid's order: defaults, then tuned
         first = {}
         for r in records:
@@ -459,7 +475,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     name = METRIC_MD[primary]
     header = [*[a.split(".")[-2 if a == "method.name" else -1] for a in axes], *[METRIC_MD[m] for m in metrics],
               f"{name} 2 steps", f"{name} 4 steps"]
-    header += [f"{name} / DDIM-{n}" for n in bars] + [f"outside support (of {ref.get('num_samples')})"] * far
+    header += [f"{name} / DDIM-{n}" for n in bars] + [support_header(ref.get("num_samples"))] * far
     header += [*BASELINE_COST.values(), "seeds"]
     body = []
     for row in summary.iter_rows(named=True):
@@ -477,8 +493,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
         body.append(cells + [(c, c) for c in extra])
     refs = [("data vs data (floor)", ref["floor"])] + [
         (teacher_label(t), t["metrics"]) for t in teachers]
-    outside = [""] + [str(t.get(SUPPORT, "")) for t in teachers]  # the floor's draws are data: none outside
-    for (label, vals), out in zip(refs, outside, strict=True):
+    for (label, vals), out in zip(refs, support_refs(teachers), strict=True):
         cells = [label] + [""] * (len(axes) - 1) + [_fmt(vals[m], None) for m in metrics] + ["", ""]
         cells += [f"{vals[primary] / v:.3g}" for v in bars.values()] + [out] * far + [""] * (len(BASELINE_COST) + 1)
         body.append([(f"*{c}*" if c else "", c) for c in cells])
@@ -488,8 +503,7 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                f"sampler); lower is better, best in bold. Training cost per run: wall time, optimiser steps, "
                f"teacher network evaluations (per sample) spent in training; the one-off teacher pairs that "
                f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM."
-               + (" Outside support: samples outside the data's bounding box widened by evaluation.support_margin "
-                  "of its extent on each side (mean over seeds)." if far else "")
+               + (support_caption(records[0].get("support_margin")) if far else "")
                + (f" {KNOBS}: each method with its defaults and with the values its Optuna study found (tune_baselines:"
                   " the same trials and training budget per trial for every method, objective the validation "
                   "noise's metric, not this table's noise); a tuned run trains the same optimiser steps as its "
