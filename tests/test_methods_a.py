@@ -289,16 +289,8 @@ FALLS = [("kd", {}, 0.5), ("progressive", {"start_steps": 1}, 0.5), ("cd", {"s0"
          ("ct", {"s0": 10, "s1": 10}, 0.9), ("ctm", {"N": 6}, 0.5)]
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: threads only contend
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(("name", "over", "ratio"), FALLS)
-def test_short_training_lowers_the_loss(sch, name, over, ratio, one_thread):
+def test_short_training_lowers_the_loss(sch, name, over, ratio):
     s = 0.5
     m, _ = make(name, sch, s=s, **over)
     net = mlp(times=m.times, width=32)
@@ -320,7 +312,7 @@ def test_short_training_lowers_the_loss(sch, name, over, ratio, one_thread):
 
 
 @pytest.mark.parametrize("name", ["kd", "progressive", "cd", "ct", "ctm"])
-def test_trainer_runs_each_method_blind(default_config, sch, name, one_thread):
+def test_trainer_runs_each_method_blind(default_config, sch, name):
     """The method-blind trainer on checkerboard, a few steps: the method's own step budget, its
     two-time student where it needs one, data batches where it trains from data."""
     from onestep.config import deep_merge, validate, with_method
@@ -344,7 +336,7 @@ def test_trainer_runs_each_method_blind(default_config, sch, name, one_thread):
 
 
 @pytest.mark.parametrize("name", ["kd", "progressive", "cd", "ct", "ctm"])
-def test_methods_take_images(sch, name, one_thread):
+def test_methods_take_images(sch, name):
     m, _ = make(name, sch, shape=(1, 8, 8))
     torch.manual_seed(0)
     net = build_net({"name": "convnet", "width": 8, "depth": 1, "temb_dim": 8, "times": m.times}, (1, 8, 8))

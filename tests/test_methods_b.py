@@ -24,15 +24,6 @@ NAMES = ("reflow", "meanflow", "dmd2", "shortcut", "drifting", "tdm")
 MU, SD = torch.tensor([1.5, -1.0]), 0.5  # the Gaussian "data" of the distribution-matching tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny nets: one torch thread is faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(times: int = 1) -> nn.Module:
     return build_net({"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16, "times": times}, (2,))
 

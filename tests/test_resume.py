@@ -45,14 +45,6 @@ def make_pairs(n: int = 200) -> dict:
     return {"z": torch.randn(n, 2, generator=g), "x0": torch.randn(n, 2, generator=g)}  # (N, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: threads only contend (and the CLI runs use --threads 1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Stop(Exception):
     pass
 
