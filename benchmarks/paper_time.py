@@ -8,7 +8,9 @@ the sum (one core) and the sum divided by the jobs that run side by side (cores 
 estimate a researcher can set against the 3-hour goal. Jobs of a rule never measured here are listed
 as such and left out of the sum (so the sum is a lower bound when any are).
 
-    .venv/bin/python benchmarks/paper_time.py [--workdir .] [--cores 2] [-- --configfile config/digits.yaml]
+    .venv/bin/python benchmarks/paper_time.py [--workdir .] [--cores 2] [--target paper] [-- --configfile config/digits.yaml]
+
+`--target ablate_order` gives the same estimate for what `make demo` runs.
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ def measured(workdir: Path) -> dict[str, list[float]]:
     return out
 
 
-def planned(workdir: Path, extra: list[str]) -> dict[str, int]:
-    """Jobs of a from-scratch `paper`, by key(): the dry run's job list (rule and output per job)."""
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", "--cores", "2", "paper",
+def planned(workdir: Path, extra: list[str], target: str = "paper") -> dict[str, int]:
+    """Jobs of a from-scratch `target`, by key(): the dry run's job list (rule and output per job)."""
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", "--cores", "2", target,
                         *extra], cwd=workdir, capture_output=True, text=True)
     if p.returncode != 0:
-        sys.exit(f"snakemake -n paper failed:\n{p.stderr[-2000:]}")
+        sys.exit(f"snakemake -n {target} failed:\n{p.stderr[-2000:]}")
     counts: dict[str, int] = defaultdict(int)
     for rule, out in re.findall(r"rule (\w+):\n\s+(?:input: [^\n]*\n\s+)?output: ([^\s,]+)", p.stdout):
         counts[key(rule, out)] += 1
@@ -73,9 +75,10 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("."))
     ap.add_argument("--cores", type=int, default=2, help="cores of the machine the estimate is for")
     ap.add_argument("--threads", type=int, default=1, help="threads per job (config threads.run)")
+    ap.add_argument("--target", default="paper", help="the Snakemake target to estimate (ablate_order: make demo)")
     ap.add_argument("extra", nargs="*", help="after --: more snakemake arguments (--configfile ...)")
     a = ap.parse_args()
-    times, jobs = measured(a.workdir), planned(a.workdir, a.extra)
+    times, jobs = measured(a.workdir), planned(a.workdir, a.extra, a.target)
     rows, unmeasured, assumed = [], [], []
     for k, n in sorted(jobs.items()):
         ts = times.get(k)
