@@ -24,12 +24,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PER_ABLATION = ("train", "evaluate")  # rules whose cost depends on the grid: keyed by rule and ablation
+# rules whose cost depends on the folder below the first: train / evaluate on the ablation
+# (results/<data>/<ablation>/<run>/...), an Optuna worker / summary on its study (results/optuna/<study>/...:
+# 16 lambda trials of the curriculum cost nothing like 3 trials of ctm)
+PER_ABLATION = ("train", "evaluate", "tune_worker", "tune_summary")
 
 
 def key(rule: str, path: str) -> str:
     """The rule and the folder under results/ (the dataset: a checkerboard teacher is not a digits one),
-    and for train / evaluate the ablation too (results/<data>/<ablation>/<run>/...)."""
+    and for the PER_ABLATION rules the folder below it too (the ablation, or the Optuna study)."""
     parts = Path(path).parts
     if rule in PER_ABLATION and len(parts) > 3:
         return f"{rule}:{parts[1]}:{parts[2]}"
