@@ -72,6 +72,12 @@ def test_the_tuned_values_reach_the_runs_and_the_table_shows_both(finished):
             for part in tuned.key(knob).split("."):
                 node = node[part]
             assert node == v
+    for name in ("curriculum", "progressive"):  # a study that kept the defaults: the default training, reused
+        runs = [finished / "checkerboard" / a / f"name-{name}_seed-0" for a in ("baselines", "baselines_tuned")]
+        default, tuned_cfg = (yaml.safe_load((r / "config.yaml").read_text()) for r in runs)
+        same = {k: v for k, v in default.items() if k != "run"} == {k: v for k, v in tuned_cfg.items() if k != "run"}
+        train = yaml.safe_load((runs[1] / "train.json").read_text())
+        assert train.get("reused_from") == (str(runs[0].relative_to(finished.parent)) if same else None), name
     table = pl.read_csv(finished / "tables" / "checkerboard" / "baselines_tuned.csv")
     assert table["method.name"].to_list() == ["curriculum", "curriculum", "progressive", "progressive"]
     assert [k.split(" ")[0] for k in table["knobs"].to_list()] == ["default", "tuned"] * 2

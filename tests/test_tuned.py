@@ -2,6 +2,7 @@
 file naming an unknown method or knob, a value outside the range, or another teacher stops at parse time."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -227,3 +228,67 @@ def test_a_tuned_ablation_repeats_the_default_runs(tmp_path, default_config, edi
     (adir / "baselines_tuned.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match=message):
         load_workflow({**default_config, "ablations_dir": str(adir)})
+
+
+def test_a_tuned_run_whose_values_are_the_defaults_reuses_the_default_training(tmp_path, default_config, monkeypatch):
+    """baselines_tuned repeats the baselines' runs; a method whose study kept its defaults would train the very
+    same config again. onestep train --same-as (rule train of a tuned ablation) reuses the default run's training
+    then: the same weights saved under the tuned run's config, train.json and the MLflow run naming the source;
+    a tuned run with another value trains."""
+    import json
+
+    import mlflow
+    import torch
+
+    from onestep.cli import main
+    from onestep.config import deep_merge, validate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    base = deep_merge(default_config, {"teacher": {"steps": 30, "batch_size": 128, "log_every": 10, "warmup": 5},
+                                       "pairs": {"num": 256, "ddim_steps": 4}, "student": {"batch_size": 32, "log_every": 5},
+                                       "method": {"K": 2, "steps_per_stage": 5},
+                                       "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                                    "artifacts": str(tmp_path / "mlartifacts")}})
+    base = with_method({**base, "seed": 0}, {"name": "curriculum", "K": 2, "steps_per_stage": 5})
+
+    def run(ablation: str, extra: dict | None = None) -> dict:  # a run's config.yaml, as rule run_config writes it
+        cfg = {**base, "run": {"ablation": ablation, "name": "name-curriculum_seed-0",
+                               "point": {"method.name": "curriculum"}, **(extra or {})}}
+        validate(cfg, "$run")
+        return cfg
+
+    record = {"tuned": {"file": "tuned_baselines.yaml", "teacher": "abc", "values": {"lambda": 0.1}}}
+    folders = {"baselines": run("baselines"), "same": run("baselines_tuned", record),
+               "other": set_dotted(run("baselines_tuned", record), "student.lr", 0.002)}
+    for name, cfg in folders.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(base))
+    main(["teacher", "--config", "job.yaml", "--out", "teacher.pt"])
+    main(["pairs", "--config", "job.yaml", "--teacher", "teacher.pt", "--out", "pairs.npz"])
+    train = lambda name, *extra: main(["train", "--config", f"{name}/config.yaml", "--teacher", "teacher.pt",  # noqa: E731
+                                       "--pairs", "pairs.npz", "--out", name, *extra])
+    assert tuned.trained_alike("same/config.yaml", "baselines") is None  # not trained yet
+    train("baselines")
+    assert tuned.trained_alike("same/config.yaml", "baselines") == Path("baselines")
+    assert tuned.trained_alike("other/config.yaml", "baselines") is None  # student.lr differs
+    train("same", "--same-as", "baselines")
+    train("other", "--same-as", "baselines")
+
+    summary = {n: json.loads((tmp_path / n / "train.json").read_text()) for n in folders}
+    ckpt = {n: torch.load(tmp_path / n / "student.pt", weights_only=False) for n in folders}
+    assert summary["same"]["reused_from"] == "baselines" and "reused_from" not in summary["other"]
+    assert summary["same"]["steps"] == summary["baselines"]["steps"] == 10
+    assert summary["same"]["wall_time_s"] == summary["baselines"]["wall_time_s"]  # the result's cost: that training's
+    assert summary["same"]["config_file"] == "same/config.yaml"
+    assert ckpt["same"]["config"]["run"]["ablation"] == "baselines_tuned" and ckpt["same"]["config"]["run"]["tuned"]
+    for k, v in ckpt["baselines"]["state_dict"].items():
+        assert torch.equal(ckpt["same"]["state_dict"][k], v), k
+    assert any(not torch.equal(ckpt["other"]["state_dict"][k], v) for k, v in ckpt["baselines"]["state_dict"].items())
+    assert (tmp_path / "same" / "train_log.csv").read_text() == (tmp_path / "baselines" / "train_log.csv").read_text()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    reused = client.get_run(summary["same"]["mlflow_run_id"])
+    assert reused.data.tags["reused_from"] == "baselines" and reused.info.status == "FINISHED"
+    assert reused.data.tags["reused_mlflow_run_id"] == summary["baselines"]["mlflow_run_id"]
+    assert reused.data.metrics["steps"] == 10

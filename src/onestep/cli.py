@@ -226,7 +226,7 @@ def cmd_teacher_eval(a):
 
 def cmd_train(a):
     cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
-    from onestep import jobs, plots
+    from onestep import jobs, plots, tuned
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.evaluate import load_feature_net
     from onestep.train import student_net, train_student
@@ -239,6 +239,8 @@ def cmd_train(a):
     # a previous training's evaluation is stale from now on, whatever happens to this job (kill, failure)
     for stale in ("metrics.json", "samples.png"):
         (out / stale).unlink(missing_ok=True)
+    if a.same_as is not None and (source := tuned.trained_alike(a.config, a.same_as)) is not None:
+        return _reuse_training(a, cfg, given, source)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
     prior = resume.state["loop"]["extra"] if resume.state else {}
@@ -247,10 +249,7 @@ def cmd_train(a):
     pairs = outputs.load_pairs(a.pairs)
     if a.trajectory:  # method.target trajectory: the teacher's DDIM states of these pairs (rule trajectory)
         pairs |= outputs.load_states(a.trajectory, pairs["z"])
-    run = cfg["run"]
-    tags = {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
-            "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()},
-            **({"tuned": "true"} if run.get("tuned") else {})}
+    run, tags = cfg["run"], _run_tags(cfg)
     rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
 
     with jobs.resumable_record(cfg, run["name"], tags, resume, {"rows": rows}, outputs.parent_id(a.parent)) as rec:
@@ -274,6 +273,50 @@ def cmd_train(a):
         summary |= {"lambda": cfg["method"]["lambda"], "lambda_source": run["lambda_source"]}
     outputs.write_json(out / "train.json", summary | given)
     resume.path.unlink(missing_ok=True)  # every output is written: the next attempt starts afresh
+    print(json.dumps(summary))
+    return jobs.Done(cfg, rec.run_id)
+
+
+def _run_tags(cfg: dict) -> dict[str, str]:
+    run = cfg["run"]
+    return {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
+            "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()},
+            **({"tuned": "true"} if run.get("tuned") else {})}
+
+
+RUN_FILES = ("train_log.csv", "stages.csv", "curves.png", "curves.pdf")  # a training's files besides the outputs
+
+
+def _reuse_training(a, cfg: dict, given: dict, source: Path):
+    """cmd_train for a tuned run whose values are its method's defaults (tuned.trained_alike): the grid's run
+    `source` trained this very config. Its weights are saved under this run's config and its logs copied;
+    train.json keeps its counted cost (what the result cost) and names it (reused_from), so does the MLflow run."""
+    import shutil
+
+    from onestep import jobs, tracking
+    from onestep.checkpoint import load_checkpoint, save_checkpoint
+
+    out = a.out
+    (out / "resume.pt").unlink(missing_ok=True)  # a killed attempt's training is not needed any more
+    net, ckpt = load_checkpoint(source / "student.pt", "student")
+    save_checkpoint(out / "student.pt", "student", ckpt["net"], ckpt["shape"], cfg, net)
+    for name in RUN_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    prior = outputs.read_json(source / "train.json")
+    summary = {k: v for k, v in prior.items() if k not in given and k != "mlflow_run_id"}
+    summary |= {"reused_from": str(source), "reused_mlflow_run_id": prior.get("mlflow_run_id") or ""}
+    tags = _run_tags(cfg) | {"reused_from": str(source)}
+    with tracking.record(cfg, cfg["run"]["name"], tags, parent_id=outputs.parent_id(a.parent)) as rec:
+        rec.params(cfg)
+        rec.metrics({k: v for k, v in summary.items() if isinstance(v, int | float | str) and not isinstance(v, bool)})
+        rec.artifact(a.config)
+        for name in (*RUN_FILES, "student.pt"):
+            rec.artifact(out / name)
+        summary["mlflow_run_id"] = rec.run_id
+    outputs.write_json(out / "train.json", summary | given)
+    print(f"{cfg['run']['ablation']}/{cfg['run']['name']}: the same config as {source} (its tuned values are the "
+          f"defaults): its training reused, not repeated")
     print(json.dumps(summary))
     return jobs.Done(cfg, rec.run_id)
 
@@ -592,6 +635,9 @@ def _run_commands(sub) -> None:
     g["in"].add_argument("--tuned", type=Path, default=None, help="best.yaml of the lambda study (method.lambda: tuned)")
     g["in"].add_argument("--trajectory", type=Path, default=None,
                          help="the pairs' DDIM states at the run's grid (method.target: trajectory)")
+    g["in"].add_argument("--same-as", type=Path, default=None,
+                         help="a tuned run: the grid's run of the same name; when it trained the same config (the "
+                              "tuned values are the defaults), its training is reused instead of repeated")
     _out(g, "the run's folder: student.pt, train.json, train_log.csv, stages.csv, curves.png")
     g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")

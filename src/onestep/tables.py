@@ -414,12 +414,14 @@ BASELINE_COST = {"wall_time_s": "train s", "steps": "optimiser steps", "teacher_
 KNOBS = "knobs"  # the column of a tuned table: "default", or "tuned (knob value, ...)"
 
 
-def knobs_label(tuned: dict | None) -> str:
-    """A run's knobs as a tuned table shows them: 'default', or 'tuned (lambda 0.31, student.lr 0.0007)'."""
+def knobs_label(tuned: dict | None, reused: bool = False) -> str:
+    """A run's knobs as a tuned table shows them: 'default', or 'tuned (lambda 0.31, student.lr 0.0007)', with
+    ' = defaults, reused' when its study kept the defaults and the run reused the default run's training."""
     if not tuned:
         return "default"
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "tuned (" + ", ".join(f"{k} {fmt(v)}" for k, v in tuned["values"].items()) + ")"
+    return ("tuned (" + ", ".join(f"{k} {fmt(v)}" for k, v in tuned["values"].items()) + ")"
+            + (" = defaults, reused" if reused else ""))
 
 
 def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.DataFrame:
@@ -449,7 +451,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
     few = [f"{primary}@{n}" for n in (2, 4)]
     tuned = any(r.get("tuned") for r in records)
     if tuned:  # a `tuned:` ablation's table: its runs next to the default runs they repeat, a row each per method
-        records = [{**r, "point": {**r["point"], KNOBS: knobs_label(r.get("tuned"))}} for r in records]
+        records = [{**r, "point": {**r["point"], KNOBS: knobs_label(r.get("tuned"), bool(r["train"].get("reused_from")))}}
+                   for r in records]
         axes = [*axes, KNOBS]
     runs = collect_costs(records, axes, few)
     aggs = [pl.len().alias("seeds")]
@@ -507,7 +510,8 @@ def baselines(run_files, teacher_files, reference_file, axes: list[str], title: 
                + (f" {KNOBS}: each method with its defaults and with the values its Optuna study found (tune_baselines:"
                   " the same trials and training budget per trial for every method, objective the validation "
                   "noise's metric, not this table's noise); a tuned run trains the same optimiser steps as its "
-                  "default run." if tuned else ""))
+                  "default run; '= defaults, reused': the study kept the defaults, so the tuned run is the default "
+                  "run's training (reused, not repeated; its cost columns are that training's)." if tuned else ""))
     md = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c[0] for c in r) + " |" for r in body]
     out_prefix.with_suffix(".md").write_text("\n".join(md) + "\n")

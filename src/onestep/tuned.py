@@ -155,6 +155,19 @@ def resolve_run(cfg: dict, path: str | Path, teacher: str | Path) -> dict:
     return out
 
 
+def trained_alike(config_file: str | Path, folder: str | Path) -> Path | None:
+    """`folder` (the grid's run of the same name: baselines/name-kd_seed-0 for baselines_tuned/name-kd_seed-0)
+    when it trained exactly what the run config `config_file` asks for, every section but `run` equal (a
+    method whose study kept its defaults: the same knobs, budget and seed), and its training finished
+    (student.pt and train.json); None otherwise. Such a tuned run reuses that training (onestep train --same-as)."""
+    folder = Path(folder)
+    if not all((folder / f).is_file() for f in ("config.yaml", "student.pt", "train.json")):
+        return None
+    mine, theirs = (yaml.safe_load(Path(f).read_text()) or {} for f in (config_file, folder / "config.yaml"))
+    strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
+    return folder if strip(mine) == strip(theirs) else None
+
+
 # ---------------------------------------------------------------- the studies (target tune_baselines)
 
 STUDY_SECTIONS = ("dataset", "diffusion", "student", "method", "evaluation", "tune", "device")

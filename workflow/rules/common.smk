@@ -214,6 +214,20 @@ def tuned_values(w):
     return [TUNED_VALUES, f"{ROOT}/teacher/teacher.pt"] if ABLATIONS[w.ablation].tuned else []
 
 
+def same_as(w):
+    """A run of a `tuned:` ablation: the finished training of the grid's run of the same name (its default knobs).
+    When the tuned values are the method's defaults, the train job reuses it (onestep train --same-as) instead of
+    training the same config again; the tuned table reads that run anyway, so no job is added."""
+    ab = ABLATIONS[w.ablation]
+    if not ab.tuned or (ab.tuned, w.run) not in RUNS:
+        return []
+    return [f"{ROOT}/{ab.tuned}/{w.run}/{f}" for f in ("student.pt", "train.json")]
+
+
+def same_as_arg(w):
+    return " ".join(f"--same-as {Path(f).parent}" for f in same_as(w)[:1])
+
+
 def baseline_studies():
     """tune_baselines: every method study's summary, the tuned-values file and its table."""
     if not BASELINE_STUDIES:

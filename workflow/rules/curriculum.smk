@@ -5,6 +5,7 @@ rule train:
         pairs=f"{ROOT}/teacher/pairs.npz",
         parent=ancient(f"{OUT}/mlflow/{{ablation}}.parent.json"),
         tuned=tuned,
+        same_as=same_as,
         states=pair_states,
         features=features,
         config=run_config,
@@ -16,6 +17,7 @@ rule train:
     params:
         out=f"{ROOT}/{{ablation}}/{{run}}",
         tuned=tuned_arg,
+        same_as=same_as_arg,
         states=pair_states_arg,
         features=features_arg,
     threads: config["threads"]["run"]
@@ -24,4 +26,4 @@ rule train:
     shell:
         "{ONESTEP} train --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG} --teacher {input.teacher}"
         " --pairs {input.pairs}"
-        " --parent {input.parent} {params.tuned} {params.states} {params.features} --out {params.out} --log {log}"
+        " --parent {input.parent} {params.tuned} {params.same_as} {params.states} {params.features} --out {params.out} --log {log}"
