@@ -131,3 +131,23 @@ def test_consolidated_ablations_follow_the_tier():
     assert tier_relative({"budget": "tier"}, {"budget": 700, "K": 10, "steps_per_stage": 400}, "f") == {"budget": 700}
     with pytest.raises(ConfigError, match=r"f: fixed.method.consolidation: '25%' is a share of the budget"):
         tier_relative({"consolidation": "25%"}, {"budget": None, "K": 10, "steps_per_stage": 400}, "f")
+
+
+def test_a_budget_grid_in_multiples_of_the_tier_follows_the_tier():
+    """ablate_budget's grid values '1x', '2x', '4x' are multiples of the tier's own budget (digits 4000 steps,
+    a tier of 10 x 2000 gets 20000 ...): not one tier's numbers copied to another; a bad value is named."""
+    from onestep.config import REPO, load_ablation, read_file, tier_relative
+
+    base = read_file(REPO / "config" / "config.yaml")
+    for sps in (400, 2000):
+        cfg = deep_merge(base, {"dataset": {"name": "digits"}, "method": {"steps_per_stage": sps}})
+        ab = load_ablation(REPO / "config" / "ablations" / "budget.yaml", cfg)
+        got = {r.point["method.budget"]: (r.config["method"]["budget"], METHODS["curriculum"].total_steps_of(
+            r.config["method"])) for r in ab.runs}
+        assert got == {"1x": (10 * sps,) * 2, "2x": (20 * sps,) * 2, "4x": (40 * sps,) * 2}, got
+        assert {r.name for r in ab.runs} >= {"budget-2x_seed-0", "budget-4x_seed-2"}
+    assert load_ablation(REPO / "config" / "ablations" / "budget.yaml", base).skipped  # images only
+    assert tier_relative({"budget": "0.5x"}, {"budget": None, "K": 10, "steps_per_stage": 400}, "f") == {"budget": 2000}
+    with pytest.raises(ConfigError, match=r"f: method.budget: 'double' is not a budget; allowed: optimiser steps, "
+                                          r"'tier' \(the tier's 4000\) or 'Nx'"):
+        tier_relative({"budget": "double"}, {"budget": None, "K": 10, "steps_per_stage": 400}, "f")

@@ -14,6 +14,7 @@ import copy
 import functools
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,7 +450,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
         return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"})
-    base = with_method(base, tier_relative(fixed.get("method") or {}, with_method(base, {})["method"], where))
+    tier = with_method(base, {})["method"]
+    base = with_method(base, tier_relative(fixed.get("method") or {}, tier, where))
     per_method = spec.get("per_method") or {}
     unknown = sorted(set(per_method) - set(method_names()))
     if unknown:
@@ -461,6 +463,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
             switch = point.get("method.name")
             run_cfg = with_method(base, {**per_method.get(switch, {}), "name": switch}) if switch else base
             for k, v in point.items():
+                if k == "method.budget":  # 'tier' or 'Nx' (N times the tier's budget): steps of this tier
+                    v = tier_relative({"budget": v}, tier, f"{where}: grid")["budget"]
                 run_cfg = set_dotted(run_cfg, k, v)
             name = run_name(point, seed)
             run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
@@ -473,10 +477,19 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
 def tier_relative(fixed: dict, tier: dict, where: str) -> dict:
     """An ablation's fixed method knobs that follow the dataset tier instead of copying one tier's numbers:
     `budget: tier` is the tier's total optimiser steps (its method.budget, or K x steps_per_stage: 4000 on the
-    checkerboard and digits; a tier of 10 x 100 gets 1000) and `consolidation: "P%"` is P% of that budget (rounded down)."""
+    checkerboard and digits; a tier of 10 x 100 gets 1000), `budget: "Nx"` N times that (ablate_budget's grid
+    values), and `consolidation: "P%"` is P% of the budget (rounded down)."""
     out = dict(fixed)
-    if out.get("budget") == "tier":
-        out["budget"] = tier["budget"] if tier.get("budget") is not None else tier["K"] * tier["steps_per_stage"]
+    budget = out.get("budget")
+    if isinstance(budget, str):
+        steps = tier["budget"] if tier.get("budget") is not None else tier["K"] * tier["steps_per_stage"]
+        if budget == "tier":
+            out["budget"] = steps
+        elif re.fullmatch(r"[0-9]+([.][0-9]+)?x", budget):
+            out["budget"] = max(1, int(float(budget[:-1]) * steps))
+        else:
+            raise ConfigError(f"{where}: method.budget: {budget!r} is not a budget; allowed: optimiser steps, 'tier' "
+                              f"(the tier's {steps}) or 'Nx' (N times it, e.g. '2x')")
     share = out.get("consolidation")
     if isinstance(share, str):
         if out.get("budget") is None:
