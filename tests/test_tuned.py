@@ -292,3 +292,5 @@ def test_a_tuned_run_whose_values_are_the_defaults_reuses_the_default_training(t
     assert reused.data.tags["reused_from"] == "baselines" and reused.info.status == "FINISHED"
     assert reused.data.tags["reused_mlflow_run_id"] == summary["baselines"]["mlflow_run_id"]
     assert reused.data.metrics["steps"] == 10
+    curve = lambda run_id: [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")]  # noqa: E731
+    assert curve(reused.info.run_id) == curve(summary["baselines"]["mlflow_run_id"]) != []  # the curves, replayed

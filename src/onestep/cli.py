@@ -309,6 +309,8 @@ def _reuse_training(a, cfg: dict, given: dict, source: Path):
     tags = _run_tags(cfg) | {"reused_from": str(source)}
     with tracking.record(cfg, cfg["run"]["name"], tags, parent_id=outputs.parent_id(a.parent)) as rec:
         rec.params(cfg)
+        for row in _numeric_rows(out / "train_log.csv", "step"):  # the training curves, as the source logged them
+            rec.metrics(row, int(row.pop("step")))
         rec.metrics({k: v for k, v in summary.items() if isinstance(v, int | float | str) and not isinstance(v, bool)})
         rec.artifact(a.config)
         for name in (*RUN_FILES, "student.pt"):
@@ -319,6 +321,26 @@ def _reuse_training(a, cfg: dict, given: dict, source: Path):
           f"defaults): its training reused, not repeated")
     print(json.dumps(summary))
     return jobs.Done(cfg, rec.run_id)
+
+
+def _numeric_rows(path: Path, first: str) -> list[dict[str, float]]:
+    """The rows of a log CSV (outputs.write_csv) with their numeric cells as floats (empty cells left out)."""
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = []
+        for r in csv.DictReader(f):
+            row = {}
+            for k, v in r.items():
+                try:
+                    row[k] = float(v)
+                except (TypeError, ValueError):
+                    continue
+            if first in row:
+                rows.append(row)
+        return rows
 
 
 def cmd_evaluate(a):
