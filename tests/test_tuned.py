@@ -273,6 +273,12 @@ def test_a_tuned_run_whose_values_are_the_defaults_reuses_the_default_training(t
     train("baselines")
     assert tuned.trained_alike("same/config.yaml", "baselines") == Path("baselines")
     assert tuned.trained_alike("other/config.yaml", "baselines") is None  # student.lr differs
+    stale = json.loads((tmp_path / "baselines" / "train.json").read_text())  # trained from an older config of the run
+    (tmp_path / "baselines" / "train.json.bak").write_text(json.dumps(stale))
+    (tmp_path / "baselines" / "train.json").write_text(json.dumps(
+        {**stale, "config": set_dotted(stale["config"], "method.lambda", 0.5)}))
+    assert tuned.trained_alike("same/config.yaml", "baselines") is None
+    (tmp_path / "baselines" / "train.json.bak").replace(tmp_path / "baselines" / "train.json")
     train("same", "--same-as", "baselines")
     train("other", "--same-as", "baselines")
 

@@ -157,13 +157,17 @@ def resolve_run(cfg: dict, path: str | Path, teacher: str | Path) -> dict:
 
 def trained_alike(config_file: str | Path, folder: str | Path) -> Path | None:
     """`folder` (the grid's run of the same name: baselines/name-kd_seed-0 for baselines_tuned/name-kd_seed-0)
-    when it trained exactly what the run config `config_file` asks for, every section but `run` equal (a
-    method whose study kept its defaults: the same knobs, budget and seed), and its training finished
-    (student.pt and train.json); None otherwise. Such a tuned run reuses that training (onestep train --same-as)."""
+    when its finished training (student.pt, train.json) was made from exactly what the run config `config_file`
+    asks for: the config its train.json records, every section but `run` equal (a method whose study kept its
+    defaults: the same knobs, budget and seed); None otherwise, a training of an older config of that run too.
+    Such a tuned run reuses that training (onestep train --same-as)."""
+    import json
+
     folder = Path(folder)
-    if not all((folder / f).is_file() for f in ("config.yaml", "student.pt", "train.json")):
+    if not all((folder / f).is_file() for f in ("student.pt", "train.json")):
         return None
-    mine, theirs = (yaml.safe_load(Path(f).read_text()) or {} for f in (config_file, folder / "config.yaml"))
+    mine = yaml.safe_load(Path(config_file).read_text()) or {}
+    theirs = json.loads((folder / "train.json").read_text()).get("config") or {}
     strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
     return folder if strip(mine) == strip(theirs) else None
 
