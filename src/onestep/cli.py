@@ -290,7 +290,8 @@ RUN_FILES = ("train_log.csv", "stages.csv", "curves.png", "curves.pdf")  # a tra
 def _reuse_training(a, cfg: dict, given: dict, source: Path):
     """cmd_train for a tuned run whose values are its method's defaults (tuned.trained_alike): the grid's run
     `source` trained this very config. Its weights are saved under this run's config and its logs copied;
-    train.json keeps its counted cost (what the result cost) and names it (reused_from), so does the MLflow run."""
+    train.json keeps its counted cost (what the result cost) and names it (reused_from); the folder is then
+    recorded in MLflow as any finished run folder is (tracking.sync_run: params, numbers, curves, files)."""
     import shutil
 
     from onestep import jobs, tracking
@@ -305,42 +306,15 @@ def _reuse_training(a, cfg: dict, given: dict, source: Path):
             shutil.copyfile(source / name, out / name)
     prior = outputs.read_json(source / "train.json")
     summary = {k: v for k, v in prior.items() if k not in given and k != "mlflow_run_id"}
-    summary |= {"reused_from": str(source), "reused_mlflow_run_id": prior.get("mlflow_run_id") or ""}
-    tags = _run_tags(cfg) | {"reused_from": str(source)}
-    with tracking.record(cfg, cfg["run"]["name"], tags, parent_id=outputs.parent_id(a.parent)) as rec:
-        rec.params(cfg)
-        for row in _numeric_rows(out / "train_log.csv", "step"):  # the training curves, as the source logged them
-            rec.metrics(row, int(row.pop("step")))
-        rec.metrics({k: v for k, v in summary.items() if isinstance(v, int | float | str) and not isinstance(v, bool)})
-        rec.artifact(a.config)
-        for name in (*RUN_FILES, "student.pt"):
-            rec.artifact(out / name)
-        summary["mlflow_run_id"] = rec.run_id
+    reused = {"reused_from": str(source), "reused_mlflow_run_id": prior.get("mlflow_run_id") or ""}
+    outputs.write_json(out / "train.json", summary | reused | given)  # no run id yet: sync_run makes a new run
+    run_id = tracking.sync_run(out, cfg, tags=_run_tags(cfg) | reused, parent_id=outputs.parent_id(a.parent))
+    summary |= reused | {"mlflow_run_id": run_id}
     outputs.write_json(out / "train.json", summary | given)
     print(f"{cfg['run']['ablation']}/{cfg['run']['name']}: the same config as {source} (its tuned values are the "
           f"defaults): its training reused, not repeated")
     print(json.dumps(summary))
-    return jobs.Done(cfg, rec.run_id)
-
-
-def _numeric_rows(path: Path, first: str) -> list[dict[str, float]]:
-    """The rows of a log CSV (outputs.write_csv) with their numeric cells as floats (empty cells left out)."""
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = []
-        for r in csv.DictReader(f):
-            row = {}
-            for k, v in r.items():
-                try:
-                    row[k] = float(v)
-                except (TypeError, ValueError):
-                    continue
-            if first in row:
-                rows.append(row)
-        return rows
+    return jobs.Done(cfg, run_id)
 
 
 def cmd_evaluate(a):

@@ -535,6 +535,12 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
     return out
 
 
+def without_run(cfg: dict) -> dict:
+    """A run's config without its bookkeeping (`run`: ablation, name, grid point, tuned record): what its
+    training depends on, so two runs that agree here train the same thing."""
+    return {k: v for k, v in cfg.items() if k != "run"}
+
+
 def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None:
     """An ablation with `tuned: X` repeats X's runs (same names, configs equal but for the run's bookkeeping), X
     being the ablation the studies start from (tune_baselines.grid): its table compares default and tuned only."""
@@ -556,12 +562,11 @@ def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None
         raise ConfigError(f"{where}: {ab.name}'s runs differ from {ab.tuned}'s ({src.file}): only in {ab.name}: "
                           f"{', '.join(sorted(set(mine) - set(theirs))) or '-'}; only in {ab.tuned}: "
                           f"{', '.join(sorted(set(theirs) - set(mine))) or '-'}; allowed: the same grid and seeds")
-    strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
     for name, run in mine.items():
-        if strip(run.config) != strip(theirs[name].config):
+        if without_run(run.config) != without_run(theirs[name].config):
             from onestep.outputs import differing_keys
 
-            keys = differing_keys(strip(theirs[name].config), strip(run.config))
+            keys = differing_keys(without_run(theirs[name].config), without_run(run.config))
             raise ConfigError(f"{where}: run {name} differs from the same run of {ab.tuned} in {', '.join(keys)}; allowed: the "
                               f"same configs (only the tuned values may differ, set when the runs are written)")
 

@@ -346,13 +346,15 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     client.set_terminated(run_id, status="FINISHED")
 
 
-def sync_run(folder: str | Path, cfg: dict | None = None) -> str:
+def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = None,
+             parent_id: str | None = None) -> str | None:
     """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
-    a store that was cleaned or moved): its config as params, train.json's and metrics.json's numbers,
-    train_log.csv and stages.csv as metric histories, and the files as artifacts. The run recorded in
-    train.json is reused when the store holds it; else a new one is made (tag onestep.synced_from).
-    Returns the run id. Reads files only: never changes them. `cfg`: the run's config.yaml with a
-    tracking section (the CLI adds results/config/tracking.yaml's); default: config.yaml as it is."""
+    a store that was cleaned or moved; a tuned run that reused its default run's training): its config as
+    params, train.json's and metrics.json's numbers, train_log.csv and stages.csv as metric histories, and
+    the files as artifacts. The run recorded in train.json is reused when the store holds it; else a new one
+    is made (tag onestep.synced_from, and `tags`, under `parent_id`). Returns the run id (None untracked).
+    Reads files only: never changes them. `cfg`: the run's config.yaml with a tracking section (the CLI
+    adds results/config/tracking.yaml's); default: config.yaml as it is."""
     import csv
 
     folder = Path(folder)
@@ -364,11 +366,10 @@ def sync_run(folder: str | Path, cfg: dict | None = None) -> str:
     run = cfg.get("run", {})
     tags = {"kind": "run", "ablation": run.get("ablation", ""), "run": run.get("name", folder.name),
             "seed": str(cfg.get("seed")), "method": cfg.get("method", {}).get("name", ""),
-            "onestep.synced_from": str(folder.resolve())}
-    client = _client(cfg)
+            "onestep.synced_from": str(folder.resolve()), **(tags or {})}
     old = train.get("mlflow_run_id")
-    reuse = old is not None and _exists(client, old)
-    with record(cfg, run.get("name", folder.name), tags, run_id=old if reuse else None) as rec:
+    reuse = old is not None and enabled(cfg) and _exists(_client(cfg), old)
+    with record(cfg, run.get("name", folder.name), tags, parent_id=parent_id, run_id=old if reuse else None) as rec:
         if not reuse:
             rec.params(cfg)
         rec.metrics({k: v for k, v in train.items() if isinstance(v, int | float) and not isinstance(v, bool)})

@@ -163,13 +163,14 @@ def trained_alike(config_file: str | Path, folder: str | Path) -> Path | None:
     Such a tuned run reuses that training (onestep train --same-as)."""
     import json
 
+    from onestep.config import without_run
+
     folder = Path(folder)
     if not all((folder / f).is_file() for f in ("student.pt", "train.json")):
         return None
     mine = yaml.safe_load(Path(config_file).read_text()) or {}
     theirs = json.loads((folder / "train.json").read_text()).get("config") or {}
-    strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
-    return folder if strip(mine) == strip(theirs) else None
+    return folder if without_run(mine) == without_run(theirs) else None
 
 
 # ---------------------------------------------------------------- the studies (target tune_baselines)

@@ -214,18 +214,22 @@ def tuned_values(w):
     return [TUNED_VALUES, f"{ROOT}/teacher/teacher.pt"] if ABLATIONS[w.ablation].tuned else []
 
 
-def same_as(w):
-    """A run of a `tuned:` ablation: the finished training of the grid's run of the same name (its default knobs).
-    When the tuned values are the method's defaults, the train job reuses it (onestep train --same-as) instead of
-    training the same config again; the tuned table reads that run anyway, so no job is added."""
+def default_run(w):
+    """A run of a `tuned:` ablation: the folder of the grid's run of the same name (its default knobs); else None.
+    When the tuned values are the method's defaults, the train job reuses that run's training (onestep train
+    --same-as) instead of training the same config again; the tuned table reads that run anyway."""
     ab = ABLATIONS[w.ablation]
-    if not ab.tuned or (ab.tuned, w.run) not in RUNS:
-        return []
-    return [f"{ROOT}/{ab.tuned}/{w.run}/{f}" for f in ("student.pt", "train.json")]
+    return f"{ROOT}/{ab.tuned}/{w.run}" if ab.tuned and (ab.tuned, w.run) in RUNS else None
+
+
+def same_as(w):
+    d = default_run(w)
+    return [f"{d}/student.pt", f"{d}/train.json"] if d else []
 
 
 def same_as_arg(w):
-    return " ".join(f"--same-as {Path(f).parent}" for f in same_as(w)[:1])
+    d = default_run(w)
+    return f"--same-as {d}" if d else ""
 
 
 def baseline_studies():
