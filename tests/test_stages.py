@@ -14,8 +14,7 @@ from test_target import MU, Closed, closed
 
 from onestep import tables
 from onestep.diffusion import ddim_trajectory, grid_times
-from onestep.evaluate import stage_errors
-from onestep.methods.curriculum import timesteps
+from onestep.methods.curriculum import stage_errors, timesteps
 
 
 class Mean(torch.nn.Module):
@@ -38,8 +37,8 @@ def test_stage_errors_in_closed_form(schedule):
     z = torch.randn(512, 2, generator=torch.Generator().manual_seed(3))
     K = 5
     states = _states(schedule, z, K)
-    on = stage_errors(Closed(schedule), states, z, schedule)
-    off = stage_errors(Mean(schedule), states, z, schedule)
+    on = stage_errors(Closed(schedule), states, z, schedule, K)
+    off = stage_errors(Mean(schedule), states, z, schedule, K)
     assert on["t"] == list(timesteps(1000, K)[1:]) and on["k"] == [1, 2, 3, 4, 5]
     for i, t in enumerate(on["t"]):
         gap = float(((closed(schedule, z, t) - schedule.abar[t].sqrt() * MU) ** 2).mean().sqrt())  # sqrt(1 - abar) e(z)

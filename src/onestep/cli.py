@@ -147,26 +147,25 @@ def cmd_pairs(a) -> None:
 
 
 def cmd_trajectory(a) -> None:
-    """The teacher's DDIM states x_{t_k}(z) at the curriculum grid of K, once per teacher and grid: on the
-    pairs' z (--pairs; method.target trajectory) or on the held-out stage noise (per-stage evaluation)."""
+    """The teacher's DDIM states x_t(z) at the times a method's grid names (its `state_grid`), once per teacher
+    and grid: on the pairs' z (--pairs; read in training) or on the held-out stage noise (its diagnostics)."""
     import numpy as np
 
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
     from onestep.data import clip_x0
-    from onestep.diffusion import grid_times, teacher_states
+    from onestep.diffusion import teacher_states
     from onestep.evaluate import stage_noise
 
     cfg = _job(a, tracked=False)
     pc, device = cfg["pairs"], jobs.device(cfg)
     net, ckpt = load_checkpoint(a.teacher, "teacher")
     z = outputs.load_pairs(a.pairs)["z"] if a.pairs else stage_noise(cfg, tuple(ckpt["shape"]))
-    times = grid_times(cfg["diffusion"]["T"], [a.K])
+    times = tuple(sorted(a.times))
     x0, xt = teacher_states(net.to(device), z, pc["ddim_steps"], cfg["diffusion"], times, device,
                             chunk=pc.get("batch_size", 4096), clip_x0=clip_x0(pc.get("clip_x0"), cfg["dataset"]))
-    outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64),
-                     K=np.asarray(a.K))
-    print(f"DDIM states of {z.shape[0]} noises at {len(times)} grid times (K = {a.K}) written to {a.out}")
+    outputs.save_npz(a.out, z=z.numpy(), x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64))
+    print(f"DDIM states of {z.shape[0]} noises at {len(times)} times written to {a.out}")
 
 
 def cmd_features(a) -> None:
@@ -345,22 +344,23 @@ def cmd_evaluate(a):
               "seed": cfg["seed"], "method": cfg["method"]["name"], "tuned": cfg["run"].get("tuned"), **given}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, a.features, device)
     result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
-    if a.trajectory:  # curriculum: G(z, t_k) at every stage against the mean and the teacher's trajectory
-        from onestep.evaluate import stage_errors, stage_noise
+    if type(method).eval_states(cfg["method"]):  # the method's own evaluation (curriculum: per-stage errors)
+        from onestep.evaluate import stage_noise
 
-        result["stages"] = stage_errors(student, outputs.load_npz(a.trajectory), stage_noise(cfg, shape),
-                                        teacher.schedule)
+        states = outputs.load_npz(a.trajectory) if a.trajectory else None
+        diag = method.diagnostics(student, states, stage_noise(cfg, shape))
+    else:
+        diag = {}
+    result |= diag.get("record", {})
     plot_samples(x, ref, a.plot, f"{cfg['run']['name']}: one step")
     with tracking.record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         rec.metrics({f"eval_{k}": v for k, v in result["metrics"].items()})
         rec.metrics({f"eval_{k}": result[k] for k in ("out_of_support",) if k in result} | result["method_report"])
         rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in result["multistep"].items()})  # swd_at2
-        st = result.get("stages")
-        for i, k in enumerate(st["k"] if st else []):  # one point per stage, step = k
-            rec.metrics({"stage_t": st["t"][i], "stage_err_mean": st["err_mean"][i],
-                         "stage_err_traj": st["err_traj"][i]}, k)
-        if st:
-            rec.metrics({"eval_traj_err": st["traj_err"], "eval_mean_err": st["mean_err"]})
+        for step, values in diag.get("series", []):  # e.g. one point per curriculum stage, step = k
+            rec.metrics(values, step)
+        if diag.get("metrics"):
+            rec.metrics({f"eval_{k}": v for k, v in diag["metrics"].items()})
         rec.artifact(a.plot, "plots")
     outputs.write_json(a.out, result)
     print(json.dumps(result["metrics"]))
@@ -601,12 +601,13 @@ def _teacher_commands(sub) -> None:
     g = _command(sub, "pairs", cmd_pairs, "teacher DDIM pairs (z, x0)")
     _teacher(g)
     _out(g, "pairs.npz")
-    g = _command(sub, "trajectory", cmd_trajectory, "the teacher's DDIM states x_{t_k}(z) at the grid of K")
-    g["config"].add_argument("--K", type=int, required=True, help="the curriculum's K (grid t_k = T - k floor(T/K))")
+    g = _command(sub, "trajectory", cmd_trajectory, "the teacher's DDIM states x_t(z) at a method's grid times")
+    g["config"].add_argument("--times", type=int, nargs="+", required=True,
+                             help="the interior times 0 < t < T (a method's state_grid)")
     _teacher(g)
     g["in"].add_argument("--pairs", type=Path, default=None,
                          help="states of these pairs' z (pairs.npz); without it: the held-out stage noise")
-    _out(g, "trajectory-<noise>-K<K>.npz: x0, xt (N, K-1, ...), trajectory_t")
+    _out(g, "trajectory/<noise>-<grid>.npz: x0, xt (N, M, ...), trajectory_t (M,)")
     g = _command(sub, "features", cmd_features, "train the dataset's classifier (digits: FID/KID features)")
     _out(g, "features.pt")
     g = _command(sub, "reference", cmd_reference, "reference samples/features of the data and the metric floor")
@@ -638,7 +639,7 @@ def _run_commands(sub) -> None:
     g = _command(sub, "evaluate", cmd_evaluate, "score a trained run's one-step and few-step samples", config=False)
     g["in"].add_argument("--run", type=Path, required=True, help="the run's folder (student.pt with its config, train.json)")
     g["in"].add_argument("--trajectory", type=Path, default=None,
-                         help="curriculum: the teacher's DDIM states of the stage noise at the run's grid (per-stage errors)")
+                         help="the teacher's DDIM states of the stage noise at the run's grid (the method's diagnostics)")
     _scoring(g)
 
 

@@ -20,14 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from onestep.errors import OnestepError
+from onestep.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "workflow" / "schemas"
-
-
-class ConfigError(OnestepError, ValueError):
-    """One clear message: the key, the bad value, what is allowed."""
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -8,3 +8,7 @@ replaced (ValueError, RuntimeError), so existing `except ValueError` callers kee
 
 class OnestepError(Exception):
     """A user-facing error: its message names the config key or the file."""
+
+
+class ConfigError(OnestepError, ValueError):
+    """One clear message: the key, the bad value, what is allowed."""

@@ -49,44 +49,6 @@ def stage_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
 
 
-def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """RMS error per coordinate over every sample."""
-    return float(((a - b) ** 2).mean().sqrt())
-
-
-@torch.no_grad()
-def stage_errors(model: torch.nn.Module, states: dict[str, np.ndarray], z: torch.Tensor, schedule,
-                 batch_size: int = 8192) -> dict:
-    """Per-stage evaluation of a curriculum student G(z, t) on the held-out stage noise z (n, *shape):
-    for every stage k = 1..K, the RMS error per coordinate of G(z, t_k) against (a) the seed's target
-    sqrt(abar_{t_k}) x0(z) (`err_mean`) and (b) the teacher's trajectory point x_{t_k}(z) (`err_traj`),
-    x0 and x_{t_k} the teacher's DDIM solve of z and its states (rule trajectory, `states`; at t_K = 0
-    both are x0). `traj_err` / `mean_err`: the means over the K stages."""
-    from onestep.methods.curriculum import timesteps, trajectory_columns
-
-    K = int(states["K"])
-    ts = timesteps(schedule.T, K)
-    x0, xt = torch.from_numpy(states["x0"]), torch.from_numpy(states["xt"])  # (n, *shape), (n, K-1, *shape)
-    if x0.shape != z.shape:
-        raise OnestepError(f"trajectory states: {tuple(x0.shape)} samples, but the stage noise is {tuple(z.shape)} "
-                           "(evaluation.stage_samples changed?); rebuild them (rule trajectory)")
-    col = trajectory_columns(ts, tuple(int(t) for t in states["trajectory_t"]))
-    full = torch.cat([xt, x0[:, None]], 1)  # (n, K, *shape): column K-1 is t = 0
-    device = next(model.parameters(), torch.empty(0)).device
-    out = {"K": K, "k": [], "t": [], "err_mean": [], "err_traj": []}
-    for k in range(1, K + 1):
-        t = ts[k]
-        g = torch.cat([model(zb.to(device), torch.full((zb.shape[0],), t, device=device)).float().cpu()
-                       for zb in z.split(batch_size)])  # (n, *shape) G(z, t_k)
-        out["k"].append(k)
-        out["t"].append(t)
-        out["err_mean"].append(_rms(g, schedule.abar[t].sqrt() * x0))
-        out["err_traj"].append(_rms(g, full[:, int(col[k])]))
-    out["traj_err"] = float(np.mean(out["err_traj"]))
-    out["mean_err"] = float(np.mean(out["err_mean"]))
-    return out
-
-
 def chunk_seed(noise_seed: int, chunk: int) -> int:
     """The seed of noise chunk j: a fixed function of (noise_seed, j)."""
     return int(np.random.SeedSequence([noise_seed, chunk]).generate_state(1, dtype=np.uint64)[0])

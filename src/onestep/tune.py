@@ -78,12 +78,19 @@ def storage(cfg: dict, folder: str | Path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(Path(folder) / "journal.log")))
 
 
+def phases(cfg: dict) -> int:
+    """The phases a run of `cfg` trains (its method's `phases`): the pruning resource, a report at each end."""
+    from onestep.methods import METHODS
+
+    return METHODS[cfg["method"]["name"]].phases(cfg["method"])
+
+
 def pruner(cfg: dict) -> optuna.pruners.BasePruner:
     tc = cfg["tune"]
     if tc["pruner"] == "none":
         return optuna.pruners.NopPruner()
     if tc["pruner"] == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg["method"]["K"])
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=phases(cfg))
     return optuna.pruners.MedianPruner(n_startup_trials=tc["startup_trials"], n_warmup_steps=tc["warmup_stages"])
 
 
@@ -245,7 +252,7 @@ class Objective:
         with self.record(trial, cfg) as rec, Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]):
 
             def checkpoint(phase: int, step: int, model: torch.nn.Module) -> None:
-                if (phase + 1) % every or phase + 1 >= cfg["method"]["K"]:  # the last stage is the objective itself
+                if (phase + 1) % every or phase + 1 >= phases(cfg):  # the last stage is the objective itself
                     return
                 v = self.value(cfg, model)
                 trial.report(v, phase + 1)

@@ -13,6 +13,7 @@ from onestep.data import is_image
 from onestep.config import (IMAGE_FLOOR, ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, plain_ddim, resolve,
                             sections, yaml_values)
 from onestep.devices import visible_gpus
+from onestep.methods import METHODS
 from onestep import tuned as tuning  # the module (`tuned` is the lambda study's input function below)
 from onestep.outputs import config_hash
 
@@ -41,6 +42,9 @@ APPLICABLE = [name for name, ab in ABLATIONS.items() if not ab.skipped and ab.ta
 IS_IMAGES = is_image(config["dataset"])
 USE_CLASSIFIER = IS_IMAGES and config["evaluation"]["feature_net"] == "classifier"
 RUNS = {(ab.name, run.name): run for ab in ABLATIONS.values() for run in ab.runs}
+# the teacher-state grids the runs' methods read (their hook state_grid): label -> interior times
+STATE_GRIDS = dict(g for run in RUNS.values()
+                   if (g := METHODS[run.config["method"]["name"]].state_grid(run.config["method"], config["diffusion"]["T"])))
 TEACHER_STEPS = config["evaluation"]["teacher_steps"]
 # the teacher rows of every table: DDIM at TEACHER_STEPS, and the pairs' own solver unless it is one of them
 _PC = config["pairs"]
@@ -83,7 +87,7 @@ wildcard_constraints:
     run="[A-Za-z0-9_.=+-]+",
     steps=r"\d+",
     noise="pairs|eval",
-    K=r"\d+",
+    grid="|".join(map(re.escape, STATE_GRIDS)) or "(?!)",
 
 
 # Each job reads a config file, not JSON on its shell line: the local rules `job_config` and `run_config`
@@ -147,10 +151,18 @@ def _method(w):
     return RUNS[(w.ablation, w.run)].config["method"]
 
 
-def pair_states(w):
-    """The pairs' DDIM states at the run's grid (rule trajectory) when it asks for `method.target: trajectory`."""
+def _states(w, noise):
+    """The teacher's DDIM states a run's method reads (its hooks state_grid, train_states, eval_states):
+    of the pairs' z for training (`pairs`), of the held-out stage noise for evaluation (`eval`)."""
     m = _method(w)
-    return [f"{ROOT}/teacher/trajectory/pairs-K{m['K']}.npz"] if m.get("target") == "trajectory" else []
+    cls = METHODS[m["name"]]
+    wanted = cls.train_states(m) if noise == "pairs" else cls.eval_states(m)
+    grid = cls.state_grid(m, config["diffusion"]["T"]) if wanted else None
+    return [f"{ROOT}/teacher/trajectory/{noise}-{grid[0]}.npz"] if grid else []
+
+
+def pair_states(w):
+    return _states(w, "pairs")
 
 
 def pair_states_arg(w):
@@ -158,15 +170,11 @@ def pair_states_arg(w):
 
 
 def stage_states(w):
-    """Curriculum runs: the teacher's DDIM states of the held-out stage noise at the run's grid (per-stage evaluation)."""
-    m = _method(w)
-    return [f"{ROOT}/teacher/trajectory/eval-K{m['K']}.npz"] if m["name"] == "curriculum" else []
+    return _states(w, "eval")
 
 
 def stage_states_arg(w):
     return " ".join(f"--trajectory {f}" for f in stage_states(w))
-
-
 
 
 def features(w=None):

@@ -36,24 +36,25 @@ rule pairs:
         "{ONESTEP} pairs --threads {threads} --config {input.config} --teacher {input.teacher} --out {output} --log {log}"
 
 
-# The teacher's DDIM states x_{t_k}(z) at the curriculum grid of K, once per teacher and grid: on the pairs'
-# z (method.target trajectory) or on the held-out stage noise (per-stage evaluation of curriculum runs).
+# The teacher's DDIM states x_t(z) at a method's grid (its state_grid hook), once per teacher and grid: on the
+# pairs' z (read in training) or on the held-out stage noise (the method's diagnostics in evaluation).
 rule trajectory:
     input:
         teacher=f"{ROOT}/teacher/teacher.pt",
         pairs=lambda w: [f"{ROOT}/teacher/pairs.npz"] if w.noise == "pairs" else [],
         config=job_config("trajectory"),
     output:
-        f"{ROOT}/teacher/trajectory/{{noise}}-K{{K}}.npz",
+        f"{ROOT}/teacher/trajectory/{{noise}}-{{grid}}.npz",
     log:
-        f"{LOGS}/trajectory/{DATA}-{{noise}}-K{{K}}.log",
+        f"{LOGS}/trajectory/{DATA}-{{noise}}-{{grid}}.log",
     params:
         pairs=lambda w: f"--pairs {ROOT}/teacher/pairs.npz" if w.noise == "pairs" else "",
+        times=lambda w: " ".join(map(str, STATE_GRIDS[w.grid])),
     threads: config["threads"]["prep"]
     resources:
         gpu=GPU_PER_JOB,
     shell:
-        "{ONESTEP} trajectory --threads {threads} --config {input.config} --teacher {input.teacher} --K {wildcards.K}"
+        "{ONESTEP} trajectory --threads {threads} --config {input.config} --teacher {input.teacher} --times {params.times}"
         " {params.pairs} --out {output} --log {log}"
 
 

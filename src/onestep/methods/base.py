@@ -56,8 +56,9 @@ from typing import Any, ClassVar, Literal, Protocol, Union, get_args, get_origin
 import torch
 from torch import nn
 
-from onestep.config import ConfigError
+from onestep.columns import Column
 from onestep.diffusion import Schedule, Teacher
+from onestep.errors import ConfigError
 
 
 @dataclass
@@ -141,6 +142,46 @@ class MethodBase:
 
     def report(self) -> dict[str, float]:
         """Numbers of the method's schedule the evaluation records (metrics.json `method_report`); {} by default."""
+        return {}
+
+    # ---- a method's own extras: what its jobs read, what its evaluation reports, what its tables add.
+    # Nothing outside methods/ names a method: rules, evaluation, tables and tuning ask these hooks.
+
+    @classmethod
+    def state_grid(cls, section: dict, T: int) -> tuple[str, tuple[int, ...]] | None:
+        """The teacher's DDIM states x_t(z) this method's runs read: (label, interior times 0 < t < T, ascending),
+        the label naming the states file teacher/trajectory/<noise>-<label>.npz (one file per label and noise);
+        None (the default): the method reads no states."""
+        return None
+
+    @classmethod
+    def train_states(cls, section: dict) -> bool:
+        """Training reads the states of the pairs' z at `state_grid` (Batch.extra["traj"]); False by default."""
+        return False
+
+    @classmethod
+    def eval_states(cls, section: dict) -> bool:
+        """Evaluation reads the states of the held-out stage noise at `state_grid` (`diagnostics`); False by default."""
+        return False
+
+    @classmethod
+    def phases(cls, section: dict) -> int:
+        """How many phases (`schedule(step)["phase"]`) a run of this section trains: the tuning's pruning
+        resource (a report at each phase end); 1 by default."""
+        return 1
+
+    @classmethod
+    def columns(cls) -> tuple[Column, ...]:
+        """The table columns of this method's own numbers (keys of `report()` or of `diagnostics()["metrics"]`);
+        none by default. A table shows a column when some run of it has the number."""
+        return ()
+
+    def diagnostics(self, student: nn.Module, states: dict | None, z: torch.Tensor) -> dict:
+        """The method's own evaluation of a trained student, beside the generic scores: a dict with optional
+        `record` (stored in metrics.json under the method's key, e.g. per-stage errors), `metrics` (flat
+        numbers: metrics.json, MLflow, `columns()`) and `series` ([(step, {name: number})]: MLflow curves).
+        `states`: the stage noise's teacher states when `eval_states`, else None; `z` (n, *shape): that noise.
+        {} by default."""
         return {}
 
     def state_dict(self) -> dict:

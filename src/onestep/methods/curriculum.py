@@ -82,11 +82,13 @@ from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from onestep import data
-from onestep.diffusion import BRIDGES, ddim_jump
+from onestep.columns import Column
+from onestep.diffusion import BRIDGES, ddim_jump, grid_times
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
 from onestep.methods.losses import DISTANCES, L2, Adversarial, AdversarialConfig, lpips_features
 
@@ -282,6 +284,54 @@ def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
     return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
 
 
+# the curriculum's own columns (report/ shows each when some run of the table has the number)
+STAGE_COLUMNS = (
+    Column("traj_err", "traj. err (mean over t_k)", path=("stages", "traj_err"),
+           caption="traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), mean "
+                   "over the K stages, on the held-out stage noise (figure _stages)."),
+    Column("mean_err", "mean-target err (mean over t_k)", path=("stages", "mean_err")),
+    Column("evaluated_stage_steps", "optimiser steps that trained the evaluated stage",
+           path=("method_report", "evaluated_stage_steps"),
+           caption="Optimiser steps that trained the evaluated stage: each step counted by the share of its batch "
+                   "on stage K (t = 0), from the schedule (method.consolidation adds N/K)."),
+)
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    """RMS error per coordinate over every sample."""
+    return float(((a - b) ** 2).mean().sqrt())
+
+
+@torch.no_grad()
+def stage_errors(model: torch.nn.Module, states: dict[str, np.ndarray], z: torch.Tensor, schedule, K: int,
+                 batch_size: int = 8192) -> dict:
+    """Per-stage evaluation of a curriculum student G(z, t) on the held-out stage noise z (n, *shape):
+    for every stage k = 1..K, the RMS error per coordinate of G(z, t_k) against (a) the seed's target
+    sqrt(abar_{t_k}) x0(z) (`err_mean`) and (b) the teacher's trajectory point x_{t_k}(z) (`err_traj`),
+    x0 and x_{t_k} the teacher's DDIM solve of z and its states (rule trajectory, `states`; at t_K = 0
+    both are x0). `traj_err` / `mean_err`: the means over the K stages."""
+    ts = timesteps(schedule.T, K)
+    x0, xt = torch.from_numpy(states["x0"]), torch.from_numpy(states["xt"])  # (n, *shape), (n, K-1, *shape)
+    if x0.shape != z.shape:
+        raise TrajectoryError(f"trajectory states: {tuple(x0.shape)} samples, but the stage noise is {tuple(z.shape)} "
+                           "(evaluation.stage_samples changed?); rebuild them (rule trajectory)")
+    col = trajectory_columns(ts, tuple(int(t) for t in states["trajectory_t"]))
+    full = torch.cat([xt, x0[:, None]], 1)  # (n, K, *shape): column K-1 is t = 0
+    device = next(model.parameters(), torch.empty(0)).device
+    out = {"K": K, "k": [], "t": [], "err_mean": [], "err_traj": []}
+    for k in range(1, K + 1):
+        t = ts[k]
+        g = torch.cat([model(zb.to(device), torch.full((zb.shape[0],), t, device=device)).float().cpu()
+                       for zb in z.split(batch_size)])  # (n, *shape) G(z, t_k)
+        out["k"].append(k)
+        out["t"].append(t)
+        out["err_mean"].append(_rms(g, schedule.abar[t].sqrt() * x0))
+        out["err_traj"].append(_rms(g, full[:, int(col[k])]))
+    out["traj_err"] = float(np.mean(out["err_traj"]))
+    out["mean_err"] = float(np.mean(out["err_mean"]))
+    return out
+
+
 class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
@@ -347,6 +397,35 @@ class Curriculum(MethodBase):
     def report(self) -> dict[str, float]:
         """What the tables show of the schedule: the optimiser steps that trained the evaluated stage K."""
         return {"evaluated_stage_steps": steps_on_stage(self.cfg, self.seed)}
+
+    @classmethod
+    def state_grid(cls, section: dict, T: int) -> tuple[str, tuple[int, ...]]:
+        K = cls.Config.from_dict(section).K
+        return f"K{K}", grid_times(T, [K])
+
+    @classmethod
+    def train_states(cls, section: dict) -> bool:
+        return cls.Config.from_dict(section).target == "trajectory"
+
+    @classmethod
+    def eval_states(cls, section: dict) -> bool:
+        return True  # per-stage errors of G(z, t_k) on the held-out stage noise
+
+    @classmethod
+    def phases(cls, section: dict) -> int:
+        return cls.Config.from_dict(section).K
+
+    @classmethod
+    def columns(cls) -> tuple[Column, ...]:
+        return STAGE_COLUMNS
+
+    def diagnostics(self, student: nn.Module, states: dict | None, z: torch.Tensor) -> dict:
+        """G(z, t_k) at every stage against the mean target and the teacher's trajectory (`stage_errors`)."""
+        st = stage_errors(student, states, z, self.ctx.schedule, self.cfg.K)
+        series = [(k, {"stage_t": st["t"][i], "stage_err_mean": st["err_mean"][i], "stage_err_traj": st["err_traj"][i]})
+                  for i, k in enumerate(st["k"])]
+        return {"record": {"stages": st}, "metrics": {"traj_err": st["traj_err"], "mean_err": st["mean_err"]},
+                "series": series}
 
     def _stages(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (k, k_anchor): the current stage, or with prob. `replay` an earlier-trained one; in the
