@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from onestep.cli import main
 from onestep.config import deep_merge, validate
-from onestep.tune import load_study, resolve_tuned
+from onestep.tuning.study import load_study
+from onestep.tuning.values import resolve_lambda
 
 BIN = Path(sys.executable).parent
 TINY = {
@@ -101,7 +102,7 @@ def test_two_workers_in_parallel_processes(prepared):
         assert (work / "parallel" / f).stat().st_size > 0
     # lambda: tuned picks it up
     run_cfg = deep_merge(cfg, {"method": {"lambda": "tuned"}, "run": {"name": "x"}})
-    assert resolve_tuned(run_cfg, work / "parallel" / "best.yaml")["method"]["lambda"] == best["lambda"]
+    assert resolve_lambda(run_cfg, work / "parallel" / "best.yaml")["method"]["lambda"] == best["lambda"]
 
 
 def test_a_poor_trial_is_pruned(prepared):
@@ -223,7 +224,8 @@ def test_a_worker_waits_for_a_silent_trial_of_another_host_and_retries_it(prepar
     """A trial RUNNING on another host (no pid to check) with a fresh heartbeat, then silent: a worker
     with nothing else to do waits within its run until grace_s has passed, then re-runs its lambda,
     instead of leaving it RUNNING; the summary refuses a study with an unfinished trial."""
-    from onestep.tune import TuneError, summarize
+    from onestep.tuning.best import write_best
+    from onestep.tuning.study import TuneError
 
     work, cfg = prepared
     cfg = deep_merge(cfg, {"tune": {"study": "silent", "n_trials": 1, "grace_s": 3, "heartbeat_s": 0.5}})
@@ -233,7 +235,7 @@ def test_a_worker_waits_for_a_silent_trial_of_another_host_and_retries_it(prepar
     trial.set_user_attr("owner", "node-b.cluster:4242")
     trial.set_user_attr("heartbeat", time.time())
     with pytest.raises(TuneError, match=r"trial\(s\) 0 did not finish \(RUNNING\)"):
-        summarize(cfg, work / "silent")
+        write_best(cfg, work / "silent")
     t0 = time.time()
     main(worker_argv(work, cfg, "silent"))
     result = json.loads((work / "silent" / "worker-0.json").read_text())

@@ -6,9 +6,10 @@ import pytest
 import yaml
 from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
 
-from onestep import tuned
 from onestep.config import deep_merge
-from onestep.methods import METHODS
+from onestep.tuning import keys
+from onestep.tuning import values as values_file
+from onestep.tuning.space import method_space
 
 SHIPPED = yaml.safe_load((REPO / "config" / "ablations" / "baselines.yaml").read_text())["grid"]["method.name"]
 
@@ -51,7 +52,7 @@ def test_every_study_tunes_its_declared_knobs_with_equal_trials_and_budget(finis
     for name, steps in (("curriculum", 30), ("progressive", 25)):
         trials = pl.read_csv(finished / "optuna" / f"tune_baselines-{name}-checkerboard" / "trials.csv")
         params = {c for c in trials.columns if c.startswith(("method.", "student."))}
-        assert params == {tuned.key(k) for k in METHODS[name].search_space}, name
+        assert params == {keys.key(k) for k in method_space(name)}, name
         assert trials.height == 3 and trials["default"].to_list() == [True, False, False]
         assert (trials["state"] == "COMPLETE").all()
         # the counted budget of every trial: the same optimiser steps (whole rounds), student passes, teacher calls
@@ -62,14 +63,14 @@ def test_every_study_tunes_its_declared_knobs_with_equal_trials_and_budget(finis
 @pytest.mark.e2e
 def test_the_tuned_values_reach_the_runs_and_the_table_shows_both(finished):
     teacher = finished / "checkerboard" / "teacher" / "teacher.pt"
-    values = tuned.read(finished / "checkerboard" / "tuned_baselines.yaml", teacher)
-    assert {m: set(v) for m, v in values.items()} == {m: set(METHODS[m].search_space) for m in ("curriculum", "progressive")}
+    values = values_file.read(finished / "checkerboard" / "tuned_baselines.yaml", teacher)
+    assert {m: set(v) for m, v in values.items()} == {m: set(method_space(m)) for m in ("curriculum", "progressive")}
     for name in ("curriculum", "progressive"):
         cfg = yaml.safe_load((finished / "checkerboard" / "baselines_tuned" / f"name-{name}_seed-0" / "config.yaml").read_text())
-        assert cfg["run"]["tuned"]["values"] == values[name] and cfg["run"]["tuned"]["teacher"] == tuned.teacher_hash(teacher)
+        assert cfg["run"]["tuned"]["values"] == values[name] and cfg["run"]["tuned"]["teacher"] == values_file.teacher_hash(teacher)
         for knob, v in values[name].items():
             node = cfg
-            for part in tuned.key(knob).split("."):
+            for part in keys.key(knob).split("."):
                 node = node[part]
             assert node == v
     for name in ("curriculum", "progressive"):  # a study that kept the defaults: the default training, reused

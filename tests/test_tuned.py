@@ -8,14 +8,17 @@ import pytest
 import yaml
 from conftest import BIN, REPO
 
-from onestep import tuned
 from onestep.config import ConfigError, set_dotted, with_method
 from onestep.methods import METHODS
+from onestep.tuning import keys
+from onestep.tuning import values as values_file
+from onestep.tuning.space import method_space
+from onestep.tuning.studies import study_configs
 
 
 def test_every_method_declares_a_search_space_around_its_defaults(default_config):
-    for name, m in METHODS.items():
-        sp = m.search_space
+    for name in METHODS:
+        sp = method_space(name)
         assert 1 <= len(sp) <= 3, name
         cfg = with_method({**default_config, "seed": 0}, {"name": name})
         for knob, spec in sp.items():
@@ -33,9 +36,9 @@ def test_tuned_values_round_trip(tmp_path):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"weights")
     values = {"cd": {"p_mean": 0.3, "p_std": 1.4}, "kd": {"distance": "l1", "student.lr": 5e-4}}
-    tuned.write(tmp_path / "tuned.yaml", teacher, values, trials=16)
-    assert tuned.read(tmp_path / "tuned.yaml", teacher) == values
-    cfg = tuned.apply(with_method(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), {"name": "kd"}),
+    values_file.write(tmp_path / "tuned.yaml", teacher, values, trials=16)
+    assert values_file.read(tmp_path / "tuned.yaml", teacher) == values
+    cfg = values_file.apply(with_method(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), {"name": "kd"}),
                       values["kd"])
     assert cfg["method"]["distance"] == "l1" and cfg["student"]["lr"] == 5e-4
 
@@ -49,10 +52,10 @@ def test_tuned_values_round_trip(tmp_path):
 def test_bad_tuned_values_name_the_file_and_key(tmp_path, edit, key):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"weights")
-    doc = {"teacher": tuned.teacher_hash(teacher), "trials": 4, "methods": {"cd": {"p_mean": 0.0}}} | edit
+    doc = {"teacher": values_file.teacher_hash(teacher), "trials": 4, "methods": {"cd": {"p_mean": 0.0}}} | edit
     (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=f"tuned.yaml: {key}"):
-        tuned.read(tmp_path / "tuned.yaml", teacher)
+        values_file.read(tmp_path / "tuned.yaml", teacher)
 
 
 def test_a_bad_tuned_file_stops_snakemake_at_parse_time(tmp_path):
@@ -93,20 +96,20 @@ def _workflow(default_config, **tune_baselines):
 @pytest.mark.parametrize("share", [1.0, 0.25])
 def test_each_study_searches_exactly_its_declared_knobs_with_the_same_trials_and_budget(default_config, share):
     """One study per method of the baselines grid (the curriculum included): its space is exactly the method's
-    search_space, its trials and its share of the method's own budget are those of every other study, and no
+    space (method_space), its trials and its share of the method's own budget are those of every other study, and no
     point of the space changes a trial's optimiser steps (progressive's start_steps changes its rounds)."""
     import optuna
 
-    from onestep.tune import space, suggest
+    from onestep.tuning.space import study_space, suggest
 
     cfg, ablations = _workflow(default_config, trials=7, budget=share)
-    studies = tuned.study_configs(cfg, ablations)
+    studies = study_configs(cfg, ablations)
     grid = [r.config for r in ablations["baselines"].runs]
     assert list(studies) == list(dict.fromkeys(c["method"]["name"] for c in grid)) and "curriculum" in studies
     assert len(studies) == len(METHODS)
     for name, study in studies.items():
         tc, method = study["tune"], METHODS[name]
-        assert space(study) == {tuned.key(k): {"key": tuned.key(k), **spec} for k, spec in method.search_space.items()}
+        assert study_space(study) == {keys.key(k): {"key": keys.key(k), **spec} for k, spec in method_space(name).items()}
         assert (tc["n_trials"], tc["budget"]["share"], tc["pruner"], tc["defaults_first"]) == (7, share, "none", True)
         assert tc["study"] == f"tune_baselines-{name}" and study["seed"] == tc["seed"]
         default = next(c for c in grid if c["method"]["name"] == name)
@@ -120,7 +123,7 @@ def test_each_study_searches_exactly_its_declared_knobs_with_the_same_trials_and
         for _ in range(6):
             trial = sampled.ask()
             tcfg = suggest(trial, study)
-            assert set(trial.params) == set(space(study)), name  # exactly the declared knobs
+            assert set(trial.params) == set(study_space(study)), name  # exactly the declared knobs
             assert method.total_steps_of(tcfg["method"]) in range(steps - 15, steps + 1), (name, trial.params)
             for key, v in trial.params.items():
                 node = tcfg
@@ -140,11 +143,11 @@ def test_tuning_settings_rerun_no_ablation(default_config):
 
 
 def test_the_lambda_study_keeps_its_space(default_config):
-    from onestep.tune import space
+    from onestep.tuning.space import study_space
 
-    assert list(space(default_config)) == ["lambda"]
+    assert list(study_space(default_config)) == ["lambda"]
     cfg = {**default_config, "tune": {**default_config["tune"], "space": {"method.replay": {"low": 0.0, "high": 0.5}}}}
-    assert space(cfg)["method.replay"] == {"key": "method.replay", "low": 0.0, "high": 0.5}
+    assert study_space(cfg)["method.replay"] == {"key": "method.replay", "low": 0.0, "high": 0.5}
 
 
 def _best(folder, name, params, value, trials=3, default=1.0):
@@ -160,7 +163,7 @@ def _best(folder, name, params, value, trials=3, default=1.0):
 
 
 def test_gathered_values_round_trip_into_a_tuned_runs_config(tmp_path, default_config):
-    """tune-gather (the rule's CLI) writes the file from the studies' best.yaml; tuned.read gives the values back;
+    """tune-gather (the rule's CLI) writes the file from the studies' best.yaml; values_file.read gives the values back;
     resolve_run (rule run_config of baselines_tuned) applies them to the run's resolved config, records them, keeps
     its optimiser steps; the tuned run differs from its default run in exactly the tuned keys."""
     from onestep.cli import main
@@ -173,7 +176,7 @@ def test_gathered_values_round_trip_into_a_tuned_runs_config(tmp_path, default_c
     out = tmp_path / "tuned_baselines.yaml"
     main(["tune-gather", "--best", *map(str, best), "--teacher", str(teacher), "--out", str(out),
           "--out-prefix", str(tmp_path / "tables" / "tune_baselines"), "--plot", str(tmp_path / "tune_baselines.png")])
-    values = tuned.read(out, teacher)
+    values = values_file.read(out, teacher)
     assert values == {"kd": {"distance": "l1", "student.lr": 5e-4}, "progressive": {"start_steps": 32, "student.lr": 2e-3}}
     assert yaml.safe_load(out.read_text())["trials"] == 3
     md = (tmp_path / "tables" / "tune_baselines.md").read_text()
@@ -184,22 +187,22 @@ def test_gathered_values_round_trip_into_a_tuned_runs_config(tmp_path, default_c
     runs = {r.name: r.config for r in ablations["baselines_tuned"].runs}
     defaults = {r.name: r.config for r in ablations["baselines"].runs}
     for name in ("name-kd_seed-0", "name-progressive_seed-0"):
-        cfg = tuned.resolve_run(runs[name], out, teacher)
+        cfg = values_file.resolve_run(runs[name], out, teacher)
         method = METHODS[cfg["method"]["name"]]
-        assert cfg["run"]["tuned"] == {"file": str(out), "teacher": tuned.teacher_hash(teacher),
+        assert cfg["run"]["tuned"] == {"file": str(out), "teacher": values_file.teacher_hash(teacher),
                                        "values": values[cfg["method"]["name"]]}
         assert abs(method.total_steps_of(cfg["method"]) - method.total_steps_of(defaults[name]["method"])) < 6
         strip = lambda c: {k: v for k, v in c.items() if k != "run"}  # noqa: E731
         changed = set(differing_keys(strip(defaults[name]), strip(cfg)))
-        assert {tuned.key(k) for k in values[cfg["method"]["name"]]} <= changed
-        assert changed - {tuned.key(k) for k in values[cfg["method"]["name"]]} <= {"method.steps_per_round"}
-    assert tuned.resolve_run(runs["name-kd_seed-0"], out, teacher)["method"]["distance"] == "l1"
+        assert {keys.key(k) for k in values[cfg["method"]["name"]]} <= changed
+        assert changed - {keys.key(k) for k in values[cfg["method"]["name"]]} <= {"method.steps_per_round"}
+    assert values_file.resolve_run(runs["name-kd_seed-0"], out, teacher)["method"]["distance"] == "l1"
     with pytest.raises(ConfigError, match=r"tuned_baselines.yaml: methods.cd: missing; run baselines_tuned/name-cd_seed-0"):
-        tuned.resolve_run(runs["name-cd_seed-0"], out, teacher)
+        values_file.resolve_run(runs["name-cd_seed-0"], out, teacher)
     other = tmp_path / "other.pt"
     other.write_bytes(b"another teacher")
     with pytest.raises(ConfigError, match=r"tuned_baselines.yaml: teacher: tuned under teacher"):
-        tuned.resolve_run(runs["name-kd_seed-0"], out, other)
+        values_file.resolve_run(runs["name-kd_seed-0"], out, other)
 
 
 def test_gather_refuses_studies_of_unequal_effort(tmp_path):
@@ -207,8 +210,10 @@ def test_gather_refuses_studies_of_unequal_effort(tmp_path):
     teacher.write_bytes(b"weights")
     best = [_best(tmp_path, "kd", {"student.lr": 5e-4}, 0.04, trials=3),
             _best(tmp_path, "cd", {"student.lr": 5e-4}, 0.04, trials=4)]
+    from onestep.tuning.summary import gather
+
     with pytest.raises(ConfigError, match="different numbers of trials"):
-        tuned.gather(best, teacher, tmp_path / "t.yaml", tmp_path / "t", tmp_path / "t.png")
+        gather(best, teacher, tmp_path / "t.yaml", tmp_path / "t", tmp_path / "t.png")
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -269,15 +274,15 @@ def test_a_tuned_run_whose_values_are_the_defaults_reuses_the_default_training(t
     main(["pairs", "--config", "job.yaml", "--teacher", "teacher.pt", "--out", "pairs.npz"])
     train = lambda name, *extra: main(["train", "--config", f"{name}/config.yaml", "--teacher", "teacher.pt",  # noqa: E731
                                        "--pairs", "pairs.npz", "--out", name, *extra])
-    assert tuned.trained_alike("same/config.yaml", "baselines") is None  # not trained yet
+    assert values_file.trained_alike("same/config.yaml", "baselines") is None  # not trained yet
     train("baselines")
-    assert tuned.trained_alike("same/config.yaml", "baselines") == Path("baselines")
-    assert tuned.trained_alike("other/config.yaml", "baselines") is None  # student.lr differs
+    assert values_file.trained_alike("same/config.yaml", "baselines") == Path("baselines")
+    assert values_file.trained_alike("other/config.yaml", "baselines") is None  # student.lr differs
     stale = json.loads((tmp_path / "baselines" / "train.json").read_text())  # trained from an older config of the run
     (tmp_path / "baselines" / "train.json.bak").write_text(json.dumps(stale))
     (tmp_path / "baselines" / "train.json").write_text(json.dumps(
         {**stale, "config": set_dotted(stale["config"], "method.lambda", 0.5)}))
-    assert tuned.trained_alike("same/config.yaml", "baselines") is None
+    assert values_file.trained_alike("same/config.yaml", "baselines") is None
     (tmp_path / "baselines" / "train.json.bak").replace(tmp_path / "baselines" / "train.json")
     train("same", "--same-as", "baselines")
     train("other", "--same-as", "baselines")

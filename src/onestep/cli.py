@@ -225,20 +225,20 @@ def cmd_teacher_eval(a):
 
 def cmd_train(a):
     cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
-    from onestep import jobs, plots, tuned
+    from onestep import jobs, plots
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.evaluate import load_feature_net
     from onestep.train import student_net, train_student
-    from onestep.tune import resolve_tuned
+    from onestep.tuning.values import resolve_lambda, trained_alike
 
     given = outputs.provenance(a.config)  # the config file as given (method.lambda: tuned unresolved, no tracking)
-    cfg = resolve_tuned(cfg, a.tuned)
+    cfg = resolve_lambda(cfg, a.tuned)
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     # a previous training's evaluation is stale from now on, whatever happens to this job (kill, failure)
     for stale in ("metrics.json", "samples.png"):
         (out / stale).unlink(missing_ok=True)
-    if a.same_as is not None and (source := tuned.trained_alike(a.config, a.same_as)) is not None:
+    if a.same_as is not None and (source := trained_alike(a.config, a.same_as)) is not None:
         return _reuse_training(a, cfg, given, source)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
@@ -415,15 +415,18 @@ def cmd_tune_worker(a) -> None:
 
     import optuna
 
-    from onestep import jobs, tracking, tune
+    from onestep import jobs, tracking
     from onestep.checkpoint import load_teacher
+    from onestep.tuning.objective import Objective
+    from onestep.tuning.study import study_name
+    from onestep.tuning.worker import run_worker
 
     cfg = _job(a)
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
     parent = outputs.parent_id(a.parent)
-    name = tune.study_name(cfg)
+    name = study_name(cfg)
 
     @contextmanager
     def trial_run(trial, tcfg):
@@ -443,30 +446,31 @@ def cmd_tune_worker(a) -> None:
             print(f"onestep tune-worker: warning: trial {trial.number}'s MLflow run {run_id} not closed ({e})",
                   file=sys.stderr)
 
-    objective = tune.Objective(cfg, teacher, pairs, outputs.load_npz(a.reference), a.features, trial_run, device)
-    result = tune.run_worker(cfg, a.folder, a.worker, objective, on_dead)
+    objective = Objective(cfg, teacher, pairs, outputs.load_npz(a.reference), a.features, trial_run, device)
+    result = run_worker(cfg, a.folder, a.worker, objective, on_dead)
     outputs.write_json(a.out, result)
     print(json.dumps(result))
 
 
 def cmd_tune_summary(a) -> None:
-    from onestep import tracking, tune
+    from onestep import tracking
+    from onestep.tuning import study, summary
 
     cfg = _job(a)
-    best = tune.summarize(cfg, a.folder)
+    best = summary.summarize(cfg, a.folder)
     print(json.dumps(best))
     if a.parent:
-        with tracking.record(cfg, tune.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
+        with tracking.record(cfg, study.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
             numbers = {f"best_{k}": v for k, v in best["params"].items() if isinstance(v, int | float)}
             rec.metrics({"best_value": best["value"], "best_trial": best["trial"], **numbers})
-            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in tune.PLOTS)):
+            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in summary.PLOTS)):
                 rec.artifact(a.folder / f, "study")
 
 
 def cmd_tune_gather(a) -> None:
-    from onestep import tuned
+    from onestep.tuning import summary
 
-    values = tuned.gather(a.best, a.teacher, a.out, a.out_prefix, a.plot)
+    values = summary.gather(a.best, a.teacher, a.out, a.out_prefix, a.plot)
     print(json.dumps(values))
     print(f"tuned values of {len(values)} method(s) written to {a.out}")
 
@@ -683,7 +687,7 @@ def _tune_commands(sub) -> None:
                  "study, and the studies' table", config=False)
     g["in"].add_argument("--best", type=Path, nargs="+", required=True, help="every method study's best.yaml")
     _teacher(g)
-    _out(g, "the tuned-values file (tuned_baselines.yaml, format: onestep/tuned.py)")
+    _out(g, "the tuned-values file (tuned_baselines.yaml, format: onestep/tuning/values.py)")
     _out_prefix(g)
     _plot(g, "the studies' figure: validation metric of the defaults and of the tuned values per method")
 

@@ -422,9 +422,9 @@ def check_files(paths: list[str | Path], defaults: str | Path | None = None) -> 
     for p in paths:
         cfg = deep_merge(cfg, read_file(p))
     ablations = load_workflow(cfg)
-    from onestep import tuned
+    from onestep.tuning import studies
 
-    tuned.study_configs(cfg, ablations)  # tune_baselines' studies, as the workflow builds them
+    studies.study_configs(cfg, ablations)  # tune_baselines' studies, as the workflow builds them
     return ablations
 
 
@@ -506,9 +506,9 @@ def load_workflow(cfg: dict, repo: str | Path | None = None) -> dict[str, Ablati
         raise ConfigError(f"config: {e}") from e
     values = None
     if cfg.get("tuned_baselines"):  # the tuned-values file: unknown method or knob, other teacher -> stop here
-        from onestep import tuned
+        from onestep.tuning import values as tuned_values
 
-        values = tuned.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
+        values = tuned_values.read(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
     adir = Path(cfg.get("ablations_dir", "config/ablations"))
     if not adir.is_absolute():
         adir = Path(repo or REPO) / adir

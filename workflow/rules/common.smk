@@ -14,7 +14,7 @@ from onestep.config import (IMAGE_FLOOR, ConfigError, check_device, dataset_id, 
                             sections, yaml_values)
 from onestep.devices import visible_gpus
 from onestep.methods import METHODS
-from onestep import tuned as tuning  # the module (`tuned` is the lambda study's input function below)
+from onestep.tuning import studies as tune_studies, values as tune_values
 from onestep.outputs import config_hash
 
 # The package's CLI through the interpreter that runs Snakemake: a job finds it however it is started
@@ -25,8 +25,8 @@ ONESTEP = f"{shlex.quote(sys.executable)} -m onestep"
 update_config(config, yaml_values(workflow.config_settings.overwrite_config or {}))
 try:
     ABLATIONS = load_workflow(config, workflow.basedir)
-    # tune_baselines: {method: its study's config} for every method of tune_baselines.grid (onestep/tuned.py)
-    BASELINE_STUDIES = tuning.study_configs(config, ABLATIONS)
+    # tune_baselines: {method: its study's config} for every method of tune_baselines.grid (onestep/tuning/studies.py)
+    BASELINE_STUDIES = tune_studies.study_configs(config, ABLATIONS)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}") from None
 config.update(resolve(config))  # the method section with every knob (its dataclass defaults): what jobs see
@@ -53,7 +53,7 @@ TEACHER_ROWS = [f"{ROOT}/teacher/ddim-{s}/metrics.json" for s in TEACHER_STEPS] 
     [f"{ROOT}/teacher/pairs-solver/metrics.json"] if PAIRS_ROW else [])
 STUDY = f"{config['tune']['study']}-{DATA}"
 # what a tuning worker depends on: the base config without the ablation bookkeeping
-TUNE_SECTIONS = tuning.STUDY_SECTIONS
+TUNE_SECTIONS = tune_studies.STUDY_SECTIONS
 # Every Optuna study of the workflow: its name (the folder under <out>/optuna/ and the MLflow parent) -> its
 # config file and its workers. tune_lambda's, and one per method of tune_baselines.grid (rule tune_study_config).
 BASELINE_STUDY = {m: f"{c['tune']['study']}-{DATA}" for m, c in BASELINE_STUDIES.items()}  # method -> study name

@@ -28,5 +28,5 @@ rule run_config:
     run:
         cfg = json.loads(params.cfg)
         if input:  # [tuned-values file, teacher.pt]
-            cfg = tuning.resolve_run(cfg, input[0], input[1])
+            cfg = tune_values.resolve_run(cfg, input[0], input[1])
         outputs.write_yaml(output[0], cfg)

@@ -60,6 +60,9 @@ from onestep.columns import Column
 from onestep.diffusion import Schedule, Teacher
 from onestep.errors import ConfigError
 
+# tune_baselines: the student's knobs every method's study searches too, after the method's own `search_space`
+STUDENT_SPACE: dict[str, dict] = {"student.lr": {"low": 1e-4, "high": 3e-3, "log": True}}
+
 
 @dataclass
 class Context:
@@ -113,8 +116,9 @@ class MethodBase:
     needs_data = False
     times = 1  # time inputs of the student network: 2 for f(x, t, s)
     sample_steps: tuple[int, ...] = (1,)
-    # tune_baselines: the method's 2-3 most sensitive knobs and their ranges, {knob: {low, high, log} | {choices}};
-    # a method knob, or a dotted key outside the method section (student.lr). onestep/tuned.py reads it.
+    # tune_baselines: the method's most sensitive knobs and their ranges, {knob: {low, high, log} | {choices}};
+    # a method knob, or a dotted key outside the method section. The study searches these, then STUDENT_SPACE
+    # (onestep.tuning.space.method_space); a method may narrow a student knob by declaring it here.
     search_space: ClassVar[dict[str, dict]] = {}
 
     # The training budget in optimiser steps, method-blind for tune_baselines (every trial of every study trains

@@ -42,10 +42,9 @@ class CD(ICTMethod):
     """Consistency distillation (iCT settings, Heun teacher steps); see the module docstring."""
 
     Config = CDConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "p_mean": {"low": -1.5, "high": 1.5, "log": False},
         "p_std": {"low": 0.5, "high": 2.5, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):

@@ -56,10 +56,9 @@ class CT(ICTMethod):
     pseudo-Huber are methods/common.py's."""
 
     Config = CTConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "p_mean": {"low": -1.5, "high": 1.5, "log": False},
         "p_std": {"low": 0.5, "high": 2.5, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
     needs_data = True
 

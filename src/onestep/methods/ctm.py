@@ -62,10 +62,9 @@ class CTM(MethodBase):
     """Consistency trajectory model; see the module docstring."""
 
     Config = CTMConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "N": {"choices": [10, 18, 40]},
         "dsm_weight": {"low": 0.0, "high": 2.0, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
     times = 2
     sample_steps = (1, 2, 4)

@@ -336,10 +336,9 @@ class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
     Config = CurriculumConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "lambda": {"low": 1e-3, "high": 10.0, "log": True},
         "replay": {"low": 0.0, "high": 0.5, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     @classmethod

@@ -67,10 +67,9 @@ class DMD2(MethodBase):
     """Distribution matching with an online fake score; see the module docstring."""
 
     Config = DMD2Config
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "fake_lr": {"low": 3e-4, "high": 1e-2, "log": True},
         "fake_updates": {"choices": [2, 4, 8]},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):

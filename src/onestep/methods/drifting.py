@@ -62,9 +62,7 @@ class Drifting(MethodBase):
     """Attraction-repulsion drift toward data; see the module docstring."""
 
     Config = DriftingConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
-    }
+    search_space: ClassVar[dict[str, dict]] = {}  # tune_baselines: STUDENT_SPACE alone
 
     needs_data = True
 

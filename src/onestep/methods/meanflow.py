@@ -77,10 +77,9 @@ class MeanFlow(MethodBase):
     """MeanFlow average-velocity regression from data; see the module docstring."""
 
     Config = MeanFlowConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "ratio_r_neq_t": {"low": 0.1, "high": 0.75, "log": False},
         "time_mean": {"low": -1.0, "high": 0.5, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     needs_data = True

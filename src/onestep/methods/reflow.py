@@ -67,9 +67,8 @@ class Reflow(MethodBase):
     """One reflow round on the teacher pairs, then one-step distillation; see the module docstring."""
 
     Config = ReflowConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "flow_weight": {"low": 0.0, "high": 2.0, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     @classmethod

@@ -76,9 +76,8 @@ class Shortcut(MethodBase):
     """Step-size-conditioned flow matching with self-consistency targets; see the module docstring."""
 
     Config = ShortcutConfig
-    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (issue 14)
+    search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "bootstrap": {"low": 0.1, "high": 0.5, "log": False},
-        "student.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     }
 
     needs_data = True
