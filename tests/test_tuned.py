@@ -32,6 +32,39 @@ def test_every_method_declares_a_search_space_around_its_defaults(default_config
                 assert spec["low"] <= node <= spec["high"], (name, knob, node)
 
 
+LR = {"low": 1e-4, "high": 3e-3, "log": True}  # the student's learning rate, every method's last knob
+# every method's search space as its file wrote it before the student's knobs were written once (STUDENT_SPACE)
+SPACES = {
+    "curriculum": {"lambda": {"low": 1e-3, "high": 10.0, "log": True}, "replay": {"low": 0.0, "high": 0.5, "log": False},
+                   "student.lr": LR},
+    "kd": {"distance": {"choices": ["l2", "l1"]}, "student.lr": LR},
+    "progressive": {"start_steps": {"choices": [4, 8, 16, 32]}, "student.lr": LR},
+    "cd": {"p_mean": {"low": -1.5, "high": 1.5, "log": False}, "p_std": {"low": 0.5, "high": 2.5, "log": False},
+           "student.lr": LR},
+    "ctm": {"N": {"choices": [10, 18, 40]}, "dsm_weight": {"low": 0.0, "high": 2.0, "log": False}, "student.lr": LR},
+    "reflow": {"flow_weight": {"low": 0.0, "high": 2.0, "log": False}, "student.lr": LR},
+    "dmd2": {"fake_lr": {"low": 3e-4, "high": 1e-2, "log": True}, "fake_updates": {"choices": [2, 4, 8]},
+             "student.lr": LR},
+    "tdm": {"fake_lr": {"low": 3e-4, "high": 1e-2, "log": True}, "fake_updates": {"choices": [2, 4, 8]},
+            "student.lr": LR},
+    "ct": {"p_mean": {"low": -1.5, "high": 1.5, "log": False}, "p_std": {"low": 0.5, "high": 2.5, "log": False},
+           "student.lr": LR},
+    "meanflow": {"ratio_r_neq_t": {"low": 0.1, "high": 0.75, "log": False},
+                 "time_mean": {"low": -1.0, "high": 0.5, "log": False}, "student.lr": LR},
+    "shortcut": {"bootstrap": {"low": 0.1, "high": 0.5, "log": False}, "student.lr": LR},
+    "drifting": {"student.lr": LR},
+}
+
+
+def test_every_methods_space_is_its_own_knobs_then_the_students():
+    """The student's knobs are written once (STUDENT_SPACE) and every method's space is what its file declared
+    before, in the same order (the order a study suggests its knobs in)."""
+    assert set(SPACES) == set(METHODS)
+    for name, space in SPACES.items():
+        assert list(method_space(name).items()) == list(space.items()), name
+        assert "student.lr" not in METHODS[name].search_space, name
+
+
 def test_tuned_values_round_trip(tmp_path):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"weights")
