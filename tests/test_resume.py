@@ -16,9 +16,11 @@ import pytest
 import torch
 import yaml
 
+from onestep.checkpoint import CheckpointError, Resume, load_resume, save_checkpoint
 from onestep.diffusion import Schedule, Teacher
 from onestep.nets import build_net
-from onestep.train import CheckpointError, PairBatches, Resume, load_resume, save_checkpoint, train_student, train_teacher
+from onestep.training.batches import PairBatches
+from onestep.training.train import train_student, train_teacher
 
 BIN = Path(sys.executable).parent
 NET = {"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16}
@@ -148,7 +150,7 @@ def test_corrupt_or_foreign_checkpoints_name_the_file(cfg, tmp_path):
     other = copy.deepcopy(cfg)
     other.update(device="cpu", tracking={**cfg["tracking"], "uri": "http://elsewhere"})
     other["student"]["checkpoint_every"] = 3
-    assert Resume.open(path, 3, other).state["step"] == 10
+    assert Resume.open(path, 3, other).state.step == 10
     # a network that does not fit the checkpoint's weights
     state = load_resume(path, cfg)
     state["modules"]["student"] = {"nope": torch.zeros(1)}

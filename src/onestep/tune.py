@@ -52,7 +52,8 @@ from onestep.config import dataset_id, get_dotted, set_dotted
 from onestep.errors import OnestepError
 from onestep.evaluate import eval_noise, kind, one_step, score
 from onestep.metrics import PRIMARY
-from onestep.train import DivergenceError, train_student
+from onestep.training.loop import DivergenceError
+from onestep.training.train import train_student
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # a trial's counted training budget (train.fit's summary), kept as its user attr `budget`

@@ -63,6 +63,8 @@ from onestep.errors import ConfigError
 
 @dataclass
 class Context:
+    """What a method is built with besides its config section; a run's is built by `methods.context`."""
+
     teacher: Teacher | None  # None while the teacher itself is trained (methods/ddpm.py)
     schedule: Schedule
     shape: tuple[int, ...]
