@@ -40,7 +40,7 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
 
     Batches: teacher pairs (z, x0) when `pairs` is given, real data (Batch.data) when
     `method.needs_data` (batches.Streams). The EMA copy is offered to the method as `ctx.ema`.
-    `on_phase_end(phase, step, ema_model)` runs when the method's phase (curriculum stage) ends, e.g.
+    `on_phase_end(phase, step, ema_model)` runs when the method's phase (a stage, a round) ends, e.g.
     an Optuna trial reporting a validation score. A non-finite loss raises DivergenceError. With
     `resume`, training continues from `resume.state` (a LoopState) and saves a resume checkpoint every
     `resume.every` steps (and on SIGTERM, then raises Preempted); on CPU the result is bit-for-bit
@@ -142,7 +142,7 @@ def _log_tick(state: LoopState, n: int, total: int, info: dict, device: str, log
 
 
 def _close_phase(state: LoopState, end: int, log: Logger, on_phase_end: PhaseHook | None, ema: nn.Module) -> None:
-    """Per-phase (curriculum stage) means, logged at step = phase index; then the phase hook; the phase's
+    """Per-phase (a stage, a round) means, logged at step = phase index; then the phase hook; the phase's
     sums start afresh at `end`."""
     n = end - state.phase_start
     log({f"phase_{k}": float(v) / n for k, v in state.phase_acc.items()} | {"phase_end_step": end}, int(state.phase),
