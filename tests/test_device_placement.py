@@ -18,11 +18,11 @@ from torch import nn
 from onestep.config import with_method
 from onestep.diffusion import BRIDGES, Schedule, Teacher, ddim_jump, ddim_sample
 from onestep.evaluate import generate
-from onestep.methods import METHODS
+from onestep.features import FeatureNet
+from onestep.methods import METHODS, student_net
 from onestep.methods.base import Batch, Context
-from onestep.metrics import FeatureNet
 from onestep.nets import build_net
-from onestep.train import EMA, student_net
+from onestep.training.ema import EMA
 
 DEV = torch.device("meta")
 DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}

@@ -60,7 +60,7 @@ def test_digits_pipeline_scores_fid_and_kid(cfg, tmp_path):
 
 
 def test_missing_classifier_weights_are_named(cfg):
-    from onestep.evaluate import FeatureError, extractor
+    from onestep.features import FeatureError, extractor
 
     with pytest.raises(FeatureError, match="evaluation.feature_net: classifier weights not found"):
         extractor(cfg, "nope.pt")

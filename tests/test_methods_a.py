@@ -317,7 +317,8 @@ def test_trainer_runs_each_method_blind(default_config, sch, name):
     two-time student where it needs one, data batches where it trains from data."""
     from onestep.config import deep_merge, validate, with_method
     from onestep.evaluate import few_steps
-    from onestep.train import train_student
+    from onestep.methods import context
+    from onestep.training.train import train_student
 
     cfg = with_method({**default_config, "seed": 0}, {"name": name})
     steps = {"progressive": {"start_steps": 2, "steps_per_round": 3}}.get(name, {"steps": 6})
@@ -329,8 +330,7 @@ def test_trainer_runs_each_method_blind(default_config, sch, name):
     rows = []
     model, summary = train_student(cfg, teacher, pairs, "cpu", lambda v, step, series="step": rows.append(v), progress=False)
     assert summary["steps"] == 6 and summary["params"] > 0 and rows
-    ctx = Context(teacher, sch, (2,), data_std=lambda: data.std(cfg["dataset"]))
-    x = METHODS[name](cfg["method"], ctx, 0).sample(model, torch.randn(8, 2), 1)
+    x = METHODS[name](cfg["method"], context(cfg, teacher, (2,)), 0).sample(model, torch.randn(8, 2), 1)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
     assert few_steps(cfg) == ((2, 4) if name != "kd" else ())
 

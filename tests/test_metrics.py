@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from onestep import data
-from onestep.metrics import FeatureNet, feature_metrics, image_features, mmd2, points_metrics, sliced_wasserstein
+from onestep.features import FeatureNet
+from onestep.metrics import feature_metrics, image_features, mmd2, points_metrics, sliced_wasserstein
 
 CFG = {"swd_projections": 128, "mmd_bandwidths": [0.1, 0.3, 1.0]}
 DS = {"name": "checkerboard"}

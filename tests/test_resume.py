@@ -16,9 +16,12 @@ import pytest
 import torch
 import yaml
 
+from onestep.checkpoint import CheckpointError, Resume, load_resume, save_checkpoint, save_resume
 from onestep.diffusion import Schedule, Teacher
 from onestep.nets import build_net
-from onestep.train import CheckpointError, PairBatches, Resume, load_resume, save_checkpoint, train_student, train_teacher
+from onestep.training.batches import PairBatches
+from onestep.training.state import LoopState
+from onestep.training.train import train_student, train_teacher
 
 BIN = Path(sys.executable).parent
 NET = {"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16}
@@ -80,6 +83,37 @@ def test_pair_batches_position_is_the_whole_state():
     assert not torch.equal(ref[0], ref[3])  # each epoch is reshuffled
     with pytest.raises(ValueError, match="batch_size"):
         PairBatches(pairs, 101, seed=0)
+
+
+def test_loop_state_round_trips_through_a_resume_checkpoint(cfg, tmp_path):
+    """LoopState.pack and .unpack are inverse, also through the file (save_resume, Resume.open); the RNGs
+    are taken at the save and put back by restore; a checkpoint holding other loop fields is refused."""
+    state = LoopState(step=7, acc={"loss": torch.tensor(1.5)}, phase_acc={"loss": torch.tensor(3.0)}, phase=1,
+                      phase_start=4, batches=7, teacher_evals=896, passes=(224, 32), wall_s=2.5,
+                      extra={"rows": {"step": [{"step": 5}]}}, rng={"torch": torch.get_rng_state()})
+    back = LoopState.unpack(state.pack())
+    assert back.pack().keys() == state.pack().keys() and back.pack()["loop"].keys() == state.pack()["loop"].keys()
+    assert back.step == 7 and back.phase == 1 and back.passes == (224, 32) and back.extra == state.extra
+    assert torch.equal(back.acc["loss"], state.acc["loss"]) and torch.equal(back.rng["torch"], state.rng["torch"])
+
+    net, gen = torch.nn.Linear(2, 2), torch.Generator().manual_seed(9)
+    path = tmp_path / "resume.pt"
+    save_resume(path, cfg, {"student": net}, {"gen": gen}, state)
+    saved = load_resume(path, cfg)
+    assert saved["step"] == 7 and saved["loop"]["wall_s"] == 2.5  # the file's layout: step, rng, loop
+    expected = torch.randn(3, generator=gen)
+    resume = Resume.open(path, 10, cfg)
+    other = torch.nn.Linear(2, 2)
+    restored = resume.restore({"student": other}, {"gen": gen}, "cpu")
+    assert torch.equal(torch.randn(3, generator=gen), expected) and same_weights(other, net)
+    assert {k: v for k, v in vars(restored).items() if k not in ("acc", "phase_acc", "rng")} == \
+        {k: v for k, v in vars(state).items() if k not in ("acc", "phase_acc", "rng")}
+    assert torch.equal(restored.phase_acc["loss"], state.phase_acc["loss"])
+
+    saved["loop"]["running"] = 0.0  # a field this version does not know
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match=f"{path} was written by another version"):
+        Resume.open(path, 10, cfg)
 
 
 def test_student_resumed_at_step_k_matches_uninterrupted(cfg, tmp_path):
@@ -148,7 +182,7 @@ def test_corrupt_or_foreign_checkpoints_name_the_file(cfg, tmp_path):
     other = copy.deepcopy(cfg)
     other.update(device="cpu", tracking={**cfg["tracking"], "uri": "http://elsewhere"})
     other["student"]["checkpoint_every"] = 3
-    assert Resume.open(path, 3, other).state["step"] == 10
+    assert Resume.open(path, 3, other).state.step == 10
     # a network that does not fit the checkpoint's weights
     state = load_resume(path, cfg)
     state["modules"]["student"] = {"nope": torch.zeros(1)}

@@ -13,7 +13,7 @@ from onestep.diffusion import Teacher, ddim_sample, ddim_trajectory, grid_times
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
 from onestep.methods.curriculum import TrajectoryError, timesteps
-from onestep.train import PairBatches
+from onestep.training.batches import PairBatches
 
 MU = torch.tensor([1.5, -0.5])
 

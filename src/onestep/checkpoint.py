@@ -2,14 +2,16 @@
 training run (preemption). Both are written atomically (temporary name, then rename).
 
 A weights checkpoint is {"kind", "net", "shape", "config", "state_dict"}: the network config and the
-run config travel with the weights (nanoGPT style), so a loader needs nothing but the file.
+run config travel with the weights (nanoGPT style), so a loader needs nothing but the file. A resume
+checkpoint is {"kind", "config", "modules", "step", "rng", "loop"}: the config it must match, the module and
+optimiser states, and the loop's state as training.state.LoopState packs it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from onestep import outputs
 from onestep.diffusion import Schedule, Teacher
 from onestep.errors import OnestepError
 from onestep.nets import build_net
+from onestep.training.state import LoopState
 
 
 class CheckpointError(OnestepError, RuntimeError):
@@ -127,15 +130,17 @@ def _diff(a, b, prefix: str = "") -> list[str]:
 class Resume:
     """The resume checkpoint of one training run: where, how often, and what the caller adds.
 
-    `state` is the checkpoint found at start (None: a fresh run); `extra` is the caller's own state (the
-    CLI's log rows, its MLflow run id), saved as is; `on_save()` runs just before each save (the CLI
-    flushes its MLflow buffer there). `preempted` is set by a SIGTERM handler: the trainer then saves at
-    the end of the current step and raises Preempted.
+    `state` is where the checkpoint found at start stands (a LoopState; None: a fresh run) and `modules` its
+    saved module and optimiser states; `extra` is the caller's own state (the CLI's log rows, its MLflow run
+    id), saved as is; `on_save()` runs just before each save (the CLI flushes its MLflow buffer there).
+    `preempted` is set by a SIGTERM handler: the trainer then saves at the end of the current step and
+    raises Preempted.
     """
 
     path: Path
     every: int
-    state: dict | None = None
+    state: LoopState | None = None
+    modules: dict | None = None
     extra: dict = field(default_factory=dict)
     on_save: Callable[[], None] | None = None
     preempted: bool = False
@@ -143,26 +148,59 @@ class Resume:
 
     @classmethod
     def open(cls, path: str | Path, every: int, cfg: dict) -> Resume:
-        return cls(Path(path), every, load_resume(path, cfg))
+        saved = load_resume(path, cfg)
+        if saved is None:
+            return cls(Path(path), every)
+        try:
+            state = LoopState.unpack(saved)
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"resume checkpoint {path} was written by another version of the trainer "
+                                  f"({type(e).__name__}: {e}); delete it to train from scratch") from e
+        return cls(Path(path), every, state, saved["modules"])
 
     def due(self, done: int, total: int) -> bool:
         return done < total and (self.preempted or (self.every > 0 and done % self.every == 0))
 
+    def save(self, cfg: dict, modules: dict, gens: dict[str, torch.Generator], state: LoopState, total: int) -> None:
+        """The checkpoint of `state` (with `extra`), after `on_save()`; then Preempted if a signal asked to stop."""
+        if self.on_save is not None:
+            self.on_save()
+        save_resume(self.path, cfg, modules, gens, replace(state, extra=self.extra))
+        if self.preempted:
+            raise Preempted(f"stopped at step {state.step} of {total}; resume checkpoint saved to {self.path}",
+                            self.signal)
 
-def save_resume(path: str | Path, cfg: dict, step: int, modules: dict, gens: dict[str, torch.Generator],
-                loop: dict) -> None:
-    """Everything to continue bit-for-bit at `step`: module/optimiser states, every RNG, the loop's state."""
+    def restore(self, modules: dict, gens: dict[str, torch.Generator], device: str | torch.device) -> LoopState:
+        """Loads the saved module/optimiser states and every RNG; returns the state (accumulators on `device`)."""
+        state = self.state
+        try:
+            for k, m in modules.items():
+                m.load_state_dict(self.modules[k])
+            for k, g in gens.items():
+                g.set_state(state.rng[k])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"resume checkpoint {self.path} does not match this run ({type(e).__name__}: "
+                                  f"{e}); delete it to train from scratch") from e
+        torch.set_rng_state(state.rng["torch"])
+        if "cuda" in state.rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state.rng["cuda"])
+        return state.to(device)
+
+
+def save_resume(path: str | Path, cfg: dict, modules: dict, gens: dict[str, torch.Generator],
+                state: LoopState) -> None:
+    """Everything to continue bit-for-bit at `state.step`: module/optimiser states, every RNG (taken now),
+    the loop's state (LoopState.pack)."""
     rng = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    state = {"kind": "resume", "config": _resume_key(cfg), "step": step, "rng": rng, "loop": loop,
-             "modules": {k: m.state_dict() for k, m in modules.items()}}
-    _atomic_save(state, path)
+    _atomic_save({"kind": "resume", "config": _resume_key(cfg), **replace(state, rng=rng).pack(),
+                  "modules": {k: m.state_dict() for k, m in modules.items()}}, path)
 
 
 def load_resume(path: str | Path, cfg: dict) -> dict | None:
-    """The resume checkpoint at `path` (None if there is none); CheckpointError naming the file when it
-    is unreadable or was written for another config."""
+    """The resume checkpoint at `path` as saved (None if there is none); CheckpointError naming the file when
+    it is unreadable or was written for another config."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -174,25 +212,3 @@ def load_resume(path: str | Path, cfg: dict) -> dict | None:
         raise CheckpointError(f"resume checkpoint {path} was written for another config (differs at "
                               f"{', '.join(diff[:5])}); delete it to train from scratch")
     return state
-
-
-def restore_resume(state: dict, path: str | Path, modules: dict, gens: dict[str, torch.Generator],
-                   device: str | torch.device) -> dict:
-    """Load module/optimiser states and RNGs from `state`; returns the loop's state (accumulators on `device`)."""
-    try:
-        for k, m in modules.items():
-            m.load_state_dict(state["modules"][k])
-        for k, g in gens.items():
-            g.set_state(state["rng"][k])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"resume checkpoint {path} does not match this run ({type(e).__name__}: {e}); "
-                              "delete it to train from scratch") from e
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    to = lambda d: {k: v.to(device) if torch.is_tensor(v) else v for k, v in d.items()}  # noqa: E731
-    loop = state["loop"]
-    return {**loop, **{k: to(loop[k]) for k in ("acc", "phase_acc") if k in loop},
-            **({"running": loop["running"].to(device)} if torch.is_tensor(loop.get("running")) else {})}
-
-

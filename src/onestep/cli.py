@@ -116,7 +116,7 @@ def cmd_teacher(a):
             net, net_cfg = import_teacher(pre, cfg, shape)
             summary = {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
         else:
-            from onestep.train import train_teacher
+            from onestep.training.train import train_teacher
 
             net, summary = train_teacher(cfg, jobs.device(cfg), rec.metrics, resume=resume)
             net_cfg = cfg["teacher"]["net"]
@@ -169,7 +169,7 @@ def cmd_trajectory(a) -> None:
 
 
 def cmd_features(a) -> None:
-    from onestep.evaluate import fit_features, save_feature_net
+    from onestep.features import fit_features, save_feature_net
 
     cfg = _job(a, tracked=False)
     net, acc = fit_features(cfg)
@@ -227,8 +227,9 @@ def cmd_train(a):
     cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
     from onestep import jobs, plots
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
-    from onestep.evaluate import load_feature_net
-    from onestep.train import student_net, train_student
+    from onestep.features import load_feature_net
+    from onestep.methods import student_net
+    from onestep.training.train import train_student
     from onestep.tuning.values import resolve_lambda, trained_alike
 
     given = outputs.provenance(a.config)  # the config file as given (method.lambda: tuned unresolved, no tracking)
@@ -242,7 +243,7 @@ def cmd_train(a):
         return _reuse_training(a, cfg, given, source)
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", cfg["student"].get("checkpoint_every", 0), cfg)
-    prior = resume.state["loop"]["extra"] if resume.state else {}
+    prior = resume.state.extra if resume.state else {}
     device = jobs.device(cfg)
     teacher = load_teacher(a.teacher, device)
     pairs = outputs.load_pairs(a.pairs)
@@ -321,7 +322,8 @@ def cmd_evaluate(a):
 
     from onestep import jobs, tracking
     from onestep.checkpoint import load_checkpoint, load_teacher
-    from onestep.evaluate import build_method, generate, multi_step_scores, plot_samples, sample, score
+    from onestep.evaluate import generate, multi_step_scores, plot_samples, sample, score
+    from onestep.methods import build_method, context
 
     student, ckpt = load_checkpoint(a.run / "student.pt", "student")
     # the run's config, resolved (method.lambda: tuned), travels with the weights; tracking from --tracking
@@ -337,7 +339,7 @@ def cmd_evaluate(a):
     student.to(device)
     shape = tuple(ckpt["shape"])
     t0 = time.time()
-    method = build_method(cfg, teacher, shape)  # once, not per noise chunk
+    method = build_method(cfg, context(cfg, teacher, shape))  # once, not per noise chunk
     x = generate(cfg, shape, lambda z: sample(method, student, z), device)
     result = {**score(x, ref, cfg, a.features), "sampling_s": time.time() - t0, "train": train,
               "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],

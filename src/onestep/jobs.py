@@ -72,14 +72,14 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
     checkpoint, so the steps a kill loses (after the last checkpoint) are not in MLflow either and are
     logged once, on resume; a preempted run is KILLED, not FAILED; SIGTERM saves a checkpoint first.
     `extra` (the caller's own state) is saved in each resume checkpoint with the run id."""
-    prior = resume.state["loop"]["extra"] if resume.state else {}
+    prior = resume.state.extra if resume.state else {}
     on_sigterm(resume)
     status = lambda e: "KILLED" if isinstance(e, Preempted | KeyboardInterrupt) else "FAILED"  # noqa: E731
     marker = resume.path.with_name(resume.path.name + ".mlflow-run")  # the open run's id, for a killed attempt's successor
     with tracking.record(cfg, name, tags, parent_id=parent_id, run_id=prior.get("mlflow_run_id"),
                          status_for=status, system_metrics=True, marker=marker) as rec:
         if resume.state:
-            rec.tag("resumed_from_step", resume.state["step"])
+            rec.tag("resumed_from_step", resume.state.step)
         else:
             rec.params(cfg)
         if resume.every > 0:

@@ -3,15 +3,14 @@
 2-D: Frechet distance of the raw coordinates (clean-fid's `frechet_distance`), sliced
 Wasserstein-2 distance and the unbiased MMD^2 with a sum of Gaussian kernels.
 Images: FID and KID (clean-fid's `frechet_distance` / `kernel_distance`) on the features of a
-feature network: Inception where its weights are present, else a classifier trained on the
-dataset itself (`FeatureNet`), passed to clean-fid as its feature extractor.
+feature network (features.py: Inception, or a classifier trained on the dataset itself), passed to
+clean-fid as its feature extractor.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, projections: int = 512, seed: int = 0) -> float:
@@ -58,68 +57,6 @@ def points_metrics(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, f
         "swd": sliced_wasserstein(x, ref, cfg.get("swd_projections", 512)),
         "mmd": mmd2(x, ref, tuple(cfg.get("mmd_bandwidths", (0.1, 0.3, 1.0)))),
     }
-
-
-# ---------------------------------------------------------------- image features
-
-
-class FeatureNet(nn.Module):
-    """Small CNN classifier for tiny images; its penultimate layer is the feature space.
-
-    As a clean-fid feature extractor it takes (B, C, H, W) in [0, 255] at any size (clean-fid
-    resizes to 299 for Inception) and pools back to the dataset's resolution.
-    """
-
-    def __init__(self, shape: tuple[int, ...], num_classes: int = 10, width: int = 64, feat_dim: int = 64):
-        super().__init__()
-        c, h, w = shape
-        self.shape, self.res = tuple(shape), (h, w)
-        self.body = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(4),
-            nn.Flatten(), nn.Linear(width * 16, feat_dim), nn.SiLU(),
-        )
-        self.head = nn.Linear(feat_dim, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)  # (B, feat_dim), x in [-1, 1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def as_extractor(self):
-        """clean-fid feature-extractor interface: [0, 255] images -> features."""
-
-        def extract(img: torch.Tensor) -> torch.Tensor:
-            img = img.float()
-            if tuple(img.shape[-2:]) != self.res:
-                img = nn.functional.adaptive_avg_pool2d(img, self.res)
-            if img.shape[1] != self.body[0].in_channels:
-                img = img.mean(1, keepdim=True)
-            with torch.no_grad():
-                return self.features(img / 127.5 - 1.0)
-
-        return extract
-
-
-def train_feature_net(images: torch.Tensor, labels: torch.Tensor, steps: int = 600, seed: int = 0) -> tuple[FeatureNet, float]:
-    """Train the dataset's own classifier (held-out accuracy returned)."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    perm = torch.randperm(images.shape[0], generator=gen)
-    n_val = images.shape[0] // 10
-    val, tr = perm[:n_val], perm[n_val:]
-    net = FeatureNet(tuple(images.shape[1:]), num_classes=int(labels.max()) + 1)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    for _ in range(steps):
-        idx = tr[torch.randint(0, tr.numel(), (128,), generator=gen)]
-        loss = nn.functional.cross_entropy(net(images[idx]), labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        acc = float((net(images[val]).argmax(1) == labels[val]).float().mean())
-    return net.eval(), acc
 
 
 def image_features(images: torch.Tensor, extractor, batch_size: int = 512) -> np.ndarray:

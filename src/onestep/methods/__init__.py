@@ -1,4 +1,5 @@
-"""Registry of one-step methods: `METHODS[name](cfg, ctx, seed)`, all with the contract in base.py.
+"""Registry of one-step methods: `METHODS[name](cfg, ctx, seed)`, all with the contract in base.py; the one
+builder of a run's Context (`context`) and of its method (`build_method`).
 
 A method is one file: its class (the contract) and its knobs (`Method.Config`, a frozen dataclass:
 keys, types, defaults, bounds, descriptions and cross-key rules). Adding one is that file plus its
@@ -7,6 +8,12 @@ line here. Shared maths lives in common.py; method files never import each other
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from torch import nn
+
+from onestep import data
+from onestep.diffusion import Schedule, Teacher
 from onestep.methods.base import Context, Method
 from onestep.methods.cd import CD
 from onestep.methods.ct import CT
@@ -45,10 +52,21 @@ def defaults(name: str) -> dict:
     return {"name": name, **METHODS[name].Config.defaults()}
 
 
+def context(cfg: dict, teacher: Teacher | None, shape: Sequence[int], features: nn.Module | None = None,
+            trajectory_t: tuple[int, ...] | None = None) -> Context:
+    """The Context a run's method is built with, the same in training, evaluation and tuning: the frozen
+    teacher and its schedule (teacher None: the teacher's own training, on `cfg.diffusion`'s schedule), the
+    sample shape, the feature network's `features` (images; the caller puts it on the device), the seed
+    times of the pairs' stored DDIM states, and the data's std from the dataset config (on first call)."""
+    schedule = Schedule.from_config(cfg["diffusion"]) if teacher is None else teacher.schedule
+    return Context(teacher, schedule, tuple(shape), None if features is None else features.features,
+                   trajectory_t=trajectory_t, data_std=lambda: data.std(cfg["dataset"]))
+
+
 def build_method(cfg: dict, ctx: Context, seed: int | None = None, device: str | None = None) -> Method:
     """The run's method, METHODS[cfg.method.name], built from its section with the run seed
     (`cfg["seed"]` unless given), its own networks moved to `device` when given: what training,
-    evaluation and tuning all use."""
+    evaluation and tuning all use, around the run's `context(...)`."""
     mc = cfg["method"]
     method = METHODS[mc["name"]](mc, ctx, cfg["seed"] if seed is None else seed)
     return method if device is None else method.to(device)
@@ -63,4 +81,4 @@ def student_net(cfg: dict) -> dict:
 
 TEACHERS = {"ddpm": DDPM}  # trained by the same loop, never a one-step student (not in METHODS)
 
-__all__ = ["METHODS", "TEACHERS", "build_method", "defaults", "student_net"]
+__all__ = ["METHODS", "TEACHERS", "build_method", "context", "defaults", "student_net"]

@@ -66,6 +66,8 @@ STUDENT_SPACE: dict[str, dict] = {"student.lr": {"low": 1e-4, "high": 3e-3, "log
 
 @dataclass
 class Context:
+    """What a method is built with besides its config section; a run's is built by `methods.context`."""
+
     teacher: Teacher | None  # None while the teacher itself is trained (methods/ddpm.py)
     schedule: Schedule
     shape: tuple[int, ...]

@@ -14,7 +14,8 @@ import torch
 
 from onestep import data
 from onestep.evaluate import eval_noise, kind, one_step, score
-from onestep.train import DivergenceError, train_student
+from onestep.training.loop import DivergenceError
+from onestep.training.train import train_student
 from onestep.tuning.reaper import Heartbeat
 from onestep.tuning.space import suggest
 from onestep.tuning.study import BUDGET, phases

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from onestep.train import DivergenceError
+from onestep.training.loop import DivergenceError
 from onestep.tuning.objective import Objective
 from onestep.tuning.reaper import reap_stale
 from onestep.tuning.space import default_params
