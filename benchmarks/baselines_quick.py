@@ -23,7 +23,7 @@ from onestep.config import REPO, with_method
 from onestep.diffusion import ddim_sample
 from onestep.evaluate import eval_noise, one_step, reference, score
 from onestep.methods import METHODS
-from onestep.train import train_student, train_teacher
+from onestep.training.train import train_student, train_teacher
 
 DISTILLATIONS = {"reflow", "dmd2", "tdm", "curriculum", "kd", "progressive", "cd", "ctm"}
 

@@ -77,13 +77,12 @@ def sync(device: str) -> None:
 def bare_loop(cfg: dict, teacher, pairs: dict, device: str) -> float:
     """Steps/s of the method's loss alone: the same student, batches, Adam and method, no trainer."""
     from onestep import accel
-    from onestep.methods import build_method, student_net
-    from onestep.methods.base import Context
+    from onestep.methods import build_method, context, student_net
     from onestep.nets import build_net
-    from onestep.train import PairBatches
+    from onestep.training.batches import PairBatches
 
     torch.manual_seed(cfg["seed"])
-    ctx = Context(teacher=teacher, schedule=teacher.schedule, shape=(2,), features=None)
+    ctx = context(cfg, teacher, (2,))
     method = build_method(cfg, ctx, cfg["seed"], device)
     net = build_net(student_net(cfg), (2,)).to(device)
     opt = accel.adam(net.parameters(), cfg["student"]["lr"], device)
@@ -107,7 +106,7 @@ def bare_loop(cfg: dict, teacher, pairs: dict, device: str) -> float:
 def trainer_loop(cfg: dict, teacher, pairs: dict, device: str, checkpoint_every: int, folder: Path) -> float:
     """Steps/s of train.fit with its logging (rows kept, as the CLI buffers them), EMA and resume checkpoints."""
     from onestep.checkpoint import Resume
-    from onestep.train import train_student
+    from onestep.training.train import train_student
 
     rows = []
     resume = Resume(folder / "resume.pt", checkpoint_every)

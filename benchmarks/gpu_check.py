@@ -62,9 +62,10 @@ def method_cfg(base: dict, name: str, tier: str, precision: str) -> dict:
 
 def check_method(base: dict, name: str, tier: str, precision: str, device: str) -> bool:
     from onestep.diffusion import Schedule, Teacher
-    from onestep.evaluate import build_method, sample
+    from onestep.evaluate import sample
+    from onestep.methods import build_method, context
     from onestep.nets import build_net
-    from onestep.train import train_student
+    from onestep.training.train import train_student
 
     what = f"{name} {tier} {precision}"
     try:
@@ -75,7 +76,7 @@ def check_method(base: dict, name: str, tier: str, precision: str, device: str) 
         g = torch.Generator().manual_seed(0)
         pairs = {"z": torch.randn(64, *shape, generator=g), "x0": torch.randn(64, *shape, generator=g).clamp(-1, 1)}
         model, summary = train_student(cfg, teacher, pairs, device, lambda *a, **k: None, progress=False)
-        method = build_method(cfg, teacher, shape)
+        method = build_method(cfg, context(cfg, teacher, shape))
         for steps in method.sample_steps:
             x = sample(method, model.to(device), torch.randn(8, *shape, generator=g).to(device), steps)
             if x.shape != (8, *shape) or not torch.isfinite(x).all():

@@ -109,7 +109,7 @@ def main() -> None:
     from onestep.accel import memory_stats, reset_memory
     from onestep.diffusion import Schedule, Teacher, ddim_sample
     from onestep.evaluate import one_step
-    from onestep.train import train_student, train_teacher
+    from onestep.training.train import train_student, train_teacher
 
     dev = a.device
     name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"

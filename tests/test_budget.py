@@ -6,7 +6,7 @@ from conftest import DIFF, LinearEps
 from onestep.diffusion import Schedule, Teacher
 from onestep.methods.base import Batch, Context, MethodBase
 from onestep.nets import build_net
-from onestep.train import fit
+from onestep.training.loop import fit
 
 
 class Toy(MethodBase):

@@ -130,7 +130,7 @@ def test_trained_unet_teacher_and_student_from_its_weights(default_config, npz, 
     """The other teacher route (trained by the pipeline, EMA) gives the same interface; the student
     UNet starts from the teacher's weights; grad_accum runs on CPU."""
     from onestep.diffusion import Schedule, Teacher
-    from onestep.train import train_student, train_teacher
+    from onestep.training.train import train_student, train_teacher
 
     cfg = cifar_config(default_config, npz, ddpm_dir, teacher={"pretrained": None, "grad_accum": 2}, seed=0)
     net, summary = train_teacher(cfg, "cpu", lambda *a, **k: None, progress=False)
@@ -147,7 +147,7 @@ def test_trained_unet_teacher_and_student_from_its_weights(default_config, npz, 
 
 
 def test_grad_accumulation_matches_the_full_batch(default_config):
-    from onestep.train import train_teacher
+    from onestep.training.train import train_teacher
 
     cfg = deep_merge(default_config, {"teacher": {"steps": 5, "batch_size": 64, "log_every": 5}})
     a, _ = train_teacher(cfg, "cpu", lambda *x, **k: None, progress=False)
@@ -183,7 +183,7 @@ def test_bf16_student_training_and_the_fp32_opt_out(default_config, monkeypatch)
     from onestep.diffusion import Schedule, Teacher
     from onestep.methods import METHODS
     from onestep.nets import build_net
-    from onestep.train import train_student
+    from onestep.training.train import train_student
 
     cfg = deep_merge(default_config, {"student": {"precision": "bf16", "batch_size": 16, "log_every": 2},
                                       "method": {"K": 2, "steps_per_stage": 2}})
@@ -219,7 +219,7 @@ def test_eval_noise_is_fixed_per_sample(default_config):
 
 
 def test_missing_inception_weights_name_the_file_and_folder(default_config, tmp_path):
-    from onestep.evaluate import FeatureError, extractor
+    from onestep.features import FeatureError, extractor
 
     cfg = deep_merge(default_config, {"evaluation": {"feature_net": "inception", "inception_dir": str(tmp_path)}})
     with pytest.raises(FeatureError, match=rf"inception-2015-12-05.pt at {tmp_path}/inception-2015-12-05.pt"):
@@ -227,7 +227,7 @@ def test_missing_inception_weights_name_the_file_and_folder(default_config, tmp_
 
 
 def test_test_double_is_refused_without_the_flag(default_config, monkeypatch):
-    from onestep.evaluate import FeatureError, extractor
+    from onestep.features import FeatureError, extractor
 
     monkeypatch.delenv("ONESTEP_ALLOW_TEST_DOUBLE", raising=False)
     cfg = {**deep_merge(default_config, {"evaluation": {"feature_net": "test_double"}}), "seed": 0}
@@ -239,7 +239,7 @@ def test_test_double_is_refused_without_the_flag(default_config, monkeypatch):
 
 def test_clean_mode_resizes_to_inception_size(default_config, monkeypatch):
     """The test double sees what Inception would: 299 x 299 in clean mode, the raw image in legacy_tensorflow."""
-    from onestep.evaluate import InceptionTestDouble, inception_interface
+    from onestep.features import InceptionTestDouble, inception_interface
 
     seen = []
 

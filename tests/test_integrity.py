@@ -12,6 +12,7 @@ from onestep import outputs
 from onestep.checkpoint import CheckpointError, load_checkpoint, load_resume, save_checkpoint, save_resume
 from onestep.errors import OnestepError
 from onestep.nets import build_net
+from onestep.training.state import LoopState
 
 NET = {"name": "mlp", "width": 128, "depth": 3, "temb_dim": 64}  # config/config.yaml's student: ~0.4 MB
 
@@ -41,8 +42,8 @@ def test_resume_checkpoint_with_zeros_in_the_middle_is_refused(default_config, t
     opt = torch.optim.Adam(net.parameters())
     net(torch.zeros(4, 2), torch.zeros(4)).sum().backward()
     opt.step()
-    save_resume(path, default_config, 10, {"student": net, "opt": opt}, {"g": torch.Generator().manual_seed(1)},
-                {"acc": {}, "extra": {"rows": [{"step": 10, "loss": 0.5}]}})
+    save_resume(path, default_config, {"student": net, "opt": opt}, {"g": torch.Generator().manual_seed(1)},
+                LoopState(step=10, extra={"rows": [{"step": 10, "loss": 0.5}]}))
     assert load_resume(path, default_config)["step"] == 10
     zero_middle(path)
     with pytest.raises(CheckpointError, match=rf"resume checkpoint {path} is corrupt.*delete it to train from scratch"):
@@ -96,8 +97,7 @@ def test_corrupt_feature_classifier_is_refused_by_name(tmp_path, damage):
     """features.pt (the image tiers' classifier behind FID) was a bare torch.save: zeros in it loaded silently
     and moved every FID. It now carries a SHA-256 like the checkpoints; a damaged or truncated one is named
     with what to do, and left in place."""
-    from onestep.evaluate import load_feature_net, save_feature_net
-    from onestep.metrics import FeatureNet
+    from onestep.features import FeatureNet, load_feature_net, save_feature_net
 
     path = tmp_path / "features.pt"
     torch.manual_seed(0)
