@@ -138,7 +138,7 @@ def test_parse_time_work_does_not_grow_with_the_grid(default_config, tmp_path, m
     validator built once per process: the count for 40 runs equals the count for 4 (a count, not a time)."""
     import jsonschema
 
-    from onestep import config
+    from onestep.config import schema as config
 
     reads, builds = [], []
     real_load, real_validator = yaml.load, jsonschema.Draft202012Validator

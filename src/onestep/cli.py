@@ -475,9 +475,10 @@ def cmd_tune_gather(a) -> None:
 
 
 def cmd_check_config(a) -> None:
+    from onestep import tuned
     from onestep.config import check_files
 
-    abl = check_files(a.files)
+    abl = check_files(a.files, read_tuned=tuned.read, check_studies=tuned.study_configs)
     runs = sum(len(ab.runs) for ab in abl.values())
     print(f"config ok: {' + '.join(map(str, a.files)) or 'defaults'}; {len(abl)} ablations, {runs} runs")
 

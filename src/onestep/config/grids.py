@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onestep import data
-from onestep.config.files import REPO, deep_merge, read_file, set_dotted
+from onestep.config.files import REPO, deep_merge, merged_files, read_file, set_dotted
 from onestep.config.method import method_names, with_method
 from onestep.config.policy import job_device
 from onestep.config.results import base_config, dataset_id, run_result_config, without_run
@@ -176,6 +176,17 @@ def load_workflow(cfg: dict, repo: str | Path | None = None, read_tuned: ReadTun
                                   f"runs {', '.join(missing)} with tuned values; the file has: "
                                   f"{', '.join(values) or '(none)'}")
     return out
+
+
+def check_files(paths: list[str | Path], defaults: str | Path | None = None, read_tuned: ReadTuned | None = None,
+                check_studies: Callable[[dict, dict[str, Ablation]], object] | None = None) -> dict[str, Ablation]:
+    """`onestep check-config`: the defaults and each file over them (merged_files), then load_workflow, then
+    `check_studies(cfg, ablations)` (tuned.study_configs: tune_baselines' studies, as the workflow builds them)."""
+    cfg = merged_files(paths, defaults)
+    ablations = load_workflow(cfg, read_tuned=read_tuned)
+    if check_studies is not None:
+        check_studies(cfg, ablations)
+    return ablations
 
 
 def _ablations(cfg: dict, repo: str | Path | None) -> dict[str, Ablation]:
