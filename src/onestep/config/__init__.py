@@ -15,7 +15,7 @@ stops the run with one message naming the key (and the file) before any job star
 from onestep.config.files import REPO, deep_merge, get_dotted, merged_files, read_file, set_dotted, yaml_values
 from onestep.config.grids import Ablation, Run, check_files, check_tuned, grid_points, load_ablation, load_workflow, run_name, tier_relative
 from onestep.config.method import method_names, method_section, resolve, with_method
-from onestep.config.policy import check_device, check_gpu_tier, gpu_per_job, job_device
+from onestep.config.policy import check_device, check_gpu_tier, gpu_per_job, job_device, wanted_device
 from onestep.config.results import (
     IMAGE_FLOOR,
     NOT_IN_RESULTS,
@@ -37,5 +37,5 @@ __all__ = [
     "check_gpu_tier", "check_tuned", "dataset_id", "deep_merge", "get_dotted", "gpu_per_job", "grid_points",
     "job_device", "load_ablation", "load_workflow", "merged_files", "method_names", "method_section",
     "plain_ddim", "read_file", "resolve", "result_config", "run_name", "run_result_config", "sections",
-    "set_dotted", "tier_relative", "validate", "with_method", "without_run", "yaml_values",
+    "set_dotted", "tier_relative", "validate", "wanted_device", "with_method", "without_run", "yaml_values",
 ]

@@ -31,10 +31,15 @@ def check_gpu_tier(cfg: dict, where: str) -> None:
                           "Inception (meaningless FID), refused unless ONESTEP_ALLOW_TEST_DOUBLE=1; use 'inception'")
 
 
+def wanted_device(cfg: dict) -> str:
+    """The config's `device` (auto | cpu | cuda[:N] | mps), `auto` when it names none."""
+    return cfg.get("device", "auto")
+
+
 def check_device(cfg: dict, where: str = "config") -> None:
     """`device: cuda[:N]` / `mps` on a machine that lacks it stops at parse time (local runs; a cluster's
     login node may have no GPU, its jobs check again where they run)."""
-    want = cfg.get("device", "auto")
+    want = wanted_device(cfg)
     if want in ("auto", "cpu"):
         return  # always possible; no CUDA initialisation at parse time
     problem = device_problem(want, *torch_devices())
@@ -51,5 +56,5 @@ def gpu_per_job(cfg: dict) -> int:
 def job_device(cfg: dict) -> str:
     """The `device` a job is given: `auto` becomes `cpu` where the job requests no GPU (gpu_per_job 0), so a
     local 2-D job does not take a GPU slot that Snakemake never counted for it."""
-    want = cfg.get("device", "auto")
+    want = wanted_device(cfg)
     return "cpu" if want == "auto" and gpu_per_job(cfg) == 0 else want

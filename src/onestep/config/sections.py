@@ -84,6 +84,7 @@ class Teacher(Training):
     """The DDPM teacher's training."""
 
     key: ClassVar[str] = "teacher"
+    lr_schedule: Literal["constant", "cosine"] = knob("cosine", "after the warm-up")
     steps: int = knob(REQUIRED, "optimiser steps", minimum=1)
     seed: int = knob(REQUIRED, "training seed", minimum=0)
 
