@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from onestep import devices
 from onestep.config.sections import Evaluation, Student, Teacher
 from onestep.data import is_image
-from onestep.devices import device_problem, torch_devices
 from onestep.errors import ConfigError
 
 
@@ -42,7 +42,7 @@ def check_device(cfg: dict, where: str = "config") -> None:
     want = wanted_device(cfg)
     if want in ("auto", "cpu"):
         return  # always possible; no CUDA initialisation at parse time
-    problem = device_problem(want, *torch_devices())
+    problem = devices.device_problem(want, *devices.torch_devices())  # (looked up here: tests replace it)
     if problem:
         raise ConfigError(f"{where}: {problem}")
 
