@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from onestep.config import ConfigError, deep_merge, load_workflow
+from onestep.config import ConfigError, deep_merge, load_workflow, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_parse_time_work_does_not_grow_with_the_grid(default_config, tmp_path, m
     validator built once per process: the count for 40 runs equals the count for 4 (a count, not a time)."""
     import jsonschema
 
-    from onestep import config
+    from onestep.config import schema as config
 
     reads, builds = [], []
     real_load, real_validator = yaml.load, jsonschema.Draft202012Validator
@@ -191,3 +191,48 @@ def test_config_file_errors_as_documented(tmp_path):
         assert p.returncode == 2 and p.stderr.strip() == p.stderr.strip().splitlines()[0], p.stderr
         assert p.stderr.startswith(f"onestep check-config: error: {message}"), p.stderr
         assert "onestep check-config A B" in docs
+
+
+@pytest.mark.parametrize("section", ["teacher", "student", "pairs", "evaluation", "tracking"])
+def test_a_typed_section_holds_every_key_with_its_defaults_written_once(section, default_config):
+    """A typed section read from its required keys alone equals the dataclass's defaults; the schema the
+    config is checked with is the dataclass's (each key, each default in one place); an unknown key is
+    refused naming <section>.<key>."""
+    from dataclasses import MISSING, fields
+
+    from onestep.config import SECTIONS
+    from onestep.config.schema import config_schema
+
+    cls = SECTIONS[section]
+    required = {k: default_config[section][k] for k in cls.required_keys()}
+    parsed = cls.parse(required)
+    for f in fields(cls):
+        if f.name not in required:
+            want = f.default if f.default is not MISSING else f.default_factory()
+            assert getattr(parsed, f.name) == want, f.name
+    assert parsed.as_dict() == {**cls.defaults(), **required}
+    assert cls.of(default_config).as_dict() == {**cls.defaults(), **default_config[section]}
+    assert config_schema()["properties"][section] == cls.object_schema()
+    assert sorted(config_schema()["properties"][section]["properties"]) == sorted(k for k, _, _ in cls.knobs())
+    with pytest.raises(ConfigError, match=rf"^{section}\.bogus: unknown key; allowed keys: "):
+        cls.parse({**required, "bogus": 1})
+    if required:
+        first = cls.required_keys()[0]
+        with pytest.raises(ConfigError, match=rf"^{section}\.{first}: missing"):
+            cls.parse({k: v for k, v in required.items() if k != first})
+    with pytest.raises(ConfigError, match=rf"config: {section}: unknown key\(s\) bogus; allowed keys: "):
+        validate(deep_merge(default_config, {section: {"bogus": 1}}))
+
+
+def test_section_defaults_are_filled_when_read_not_written():
+    """Reading a section fills its defaults; the config itself (what job and run files hold) is not changed."""
+    from onestep.config import Pairs, Student, Tracking, plain_ddim
+
+    cfg = {"pairs": {"num": 8, "ddim_steps": 2, "seed": 1}}
+    pairs = Pairs.of(cfg)
+    assert (pairs.batch_size, pairs.solver, pairs.clip_x0) == (4096, "ddim", None) and pairs.plain_ddim()
+    assert cfg == {"pairs": {"num": 8, "ddim_steps": 2, "seed": 1}}
+    assert plain_ddim(None, None) and not plain_ddim("dpm++", None) and not plain_ddim(None, 1.0)
+    student = Student.parse({"net": {"name": "mlp"}, "batch_size": 4, "lr": 1e-3, "ema": 0.9, "log_every": 1})
+    assert (student.warmup, student.lr_schedule, student.grad_accum, student.checkpoint_every) == (0, "constant", 1, 0)
+    assert Tracking.defaults() == {"system_metrics_s": None, "required": True, "timeout_s": 10.0}

@@ -107,7 +107,8 @@ def test_a_tuned_file_without_a_tuned_runs_method_stops_at_parse_time(tmp_path, 
     (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"teacher": "abc", "methods": {"cd": {"p_mean": 0.1}}}))
     missing = r"tuned.yaml: methods.ct: missing; baselines_tuned .* runs ct, ctm, curriculum, .* the file has: cd"
     with pytest.raises(ConfigError, match=missing):
-        load_workflow({**default_config, "out": str(tmp_path), "tuned_baselines": str(tmp_path / "tuned.yaml")})
+        load_workflow({**default_config, "out": str(tmp_path), "tuned_baselines": str(tmp_path / "tuned.yaml")},
+                      read_tuned=values_file.read)
 
 
 def test_set_dotted_is_pure():

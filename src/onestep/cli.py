@@ -482,8 +482,9 @@ def cmd_tune_gather(a) -> None:
 
 def cmd_check_config(a) -> None:
     from onestep.config import check_files
+    from onestep.tuning import studies, values
 
-    abl = check_files(a.files)
+    abl = check_files(a.files, read_tuned=values.read, check_studies=studies.study_configs)
     runs = sum(len(ab.runs) for ab in abl.values())
     print(f"config ok: {' + '.join(map(str, a.files)) or 'defaults'}; {len(abl)} ablations, {runs} runs")
 

@@ -192,9 +192,10 @@ def teacher_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, solve
 
 
 def pairs_label(pc: dict) -> str:
-    """How the pairs' solver reads in a table row: 'dpm++ 50 steps, x0 clipped to +-2'."""
-    clip = pc.get("clip_x0")
-    return (f"pairs: {pc.get('solver', 'ddim')} {pc['ddim_steps']} steps"
+    """How the pairs' solver reads in a table row: 'dpm++ 50 steps, x0 clipped to +-2' (`pc`: solver,
+    ddim_steps and clip_x0, e.g. config.Pairs.of(cfg).as_dict())."""
+    clip = pc["clip_x0"]
+    return (f"pairs: {pc['solver']} {pc['ddim_steps']} steps"
             + ("" if clip is None else f", x0 clipped to +-{clip:.3g}"))
 
 

@@ -24,7 +24,7 @@ ONESTEP = f"{shlex.quote(sys.executable)} -m onestep"
 # `--config key=value`: values read as YAML (numbers inside lists and mappings too), then validated
 update_config(config, yaml_values(workflow.config_settings.overwrite_config or {}))
 try:
-    ABLATIONS = load_workflow(config, workflow.basedir)
+    ABLATIONS = load_workflow(config, workflow.basedir, read_tuned=tune_values.read)
     # tune_baselines: {method: its study's config} for every method of tune_baselines.grid (onestep/tuning/studies.py)
     BASELINE_STUDIES = tune_studies.study_configs(config, ABLATIONS)
 except ConfigError as e:
