@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from onestep import data
 from onestep.config import IMAGE_FLOOR
+from onestep.config.sections import Evaluation
 from onestep.features import extractor, feature_info
 from onestep.methods import METHODS, build_method, context
 from onestep.metrics import PRIMARY, feature_metrics, gaussian_stats, image_features, points_metrics
@@ -36,7 +37,7 @@ def stage_noise(cfg: dict, shape: tuple[int, ...]) -> torch.Tensor:
     """The held-out noise of the per-stage evaluation: (n, *shape), n = evaluation.stage_samples (default
     4096), from evaluation.noise_seed (as eval_noise; never a training pair's z)."""
     ev = cfg["evaluation"]
-    n = ev.get("stage_samples", 4096)
+    n = Evaluation.parse(ev).stage_samples
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(ev["noise_seed"]))
 
 
@@ -51,7 +52,7 @@ def noise_chunks(cfg: dict, shape: tuple[int, ...]):
     chunk_seed(noise_seed, i // c): fixed per sample whatever the sampling batch size, so every method
     sees the same noise. Without it, one piece: eval_noise."""
     ev = cfg["evaluation"]
-    c, n = ev.get("noise_chunk"), ev["num_samples"]
+    c, n = Evaluation.parse(ev).noise_chunk, ev["num_samples"]
     if not c:
         yield eval_noise(cfg, shape)
         return
@@ -167,7 +168,7 @@ def over_draws(draws: list[dict[str, float]]) -> tuple[dict[str, float], dict[st
             {k: float(np.std([d[k] for d in draws])) for k in draws[0]})
 
 
-SUPPORT_MARGIN = 0.25  # evaluation.support_margin: the box's extent per coordinate is widened by this share each side
+SUPPORT_MARGIN = Evaluation.support_margin  # the box's extent per coordinate is widened by this share each side
 
 
 def out_of_support(x: torch.Tensor, data_x: torch.Tensor, margin: float = SUPPORT_MARGIN) -> int:
@@ -186,7 +187,7 @@ def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path:
     extra = {}
     if kind(cfg) == "points":
         metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
-        margin = cfg["evaluation"].get("support_margin", SUPPORT_MARGIN)
+        margin = Evaluation.of(cfg).support_margin
         extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
                  "support_margin": margin}
     else:

@@ -15,6 +15,7 @@ from torch import nn
 
 from onestep import data
 from onestep.checkpoint import load_checked, save_checked
+from onestep.config.sections import Evaluation
 from onestep.errors import OnestepError
 
 
@@ -117,7 +118,7 @@ def extractor(cfg: dict, features_path: str | None):
     ev = cfg["evaluation"]
     if ev["feature_net"] == TEST_DOUBLE:
         check_test_double(ev)
-        return inception_interface(InceptionTestDouble(), ev.get("fid_mode", "clean"), torch.device("cpu"))
+        return inception_interface(InceptionTestDouble(), Evaluation.parse(ev).fid_mode, torch.device("cpu"))
     if ev["feature_net"] == "classifier":
         return load_feature_net(features_path).as_extractor()
     return inception_extractor(ev)
@@ -132,7 +133,7 @@ TEST_DOUBLE_ENV = "ONESTEP_ALLOW_TEST_DOUBLE"
 
 def inception_path(ev: dict) -> Path:
     """Where the Inception weights must be: evaluation.inception_dir, else clean-fid's own cache (/tmp)."""
-    return Path(ev.get("inception_dir") or "/tmp") / INCEPTION_FILE
+    return Path(Evaluation.parse(ev).inception_dir or "/tmp") / INCEPTION_FILE
 
 
 def inception_extractor(ev: dict):
@@ -140,7 +141,7 @@ def inception_extractor(ev: dict):
     the weights must be in place."""
     from cleanfid.inception_torchscript import InceptionV3W
 
-    path, mode = inception_path(ev), ev.get("fid_mode", "clean")
+    path, mode = inception_path(ev), Evaluation.parse(ev).fid_mode
     if not path.is_file():
         raise FeatureError(
             f"evaluation.feature_net: 'inception' needs clean-fid's Inception weights {INCEPTION_FILE} at {path} "
@@ -196,7 +197,7 @@ class InceptionTestDouble(torch.nn.Module):
 
 def check_test_double(ev: dict) -> None:
     """The test double is never what a user gets by accident: it needs the env flag."""
-    if ev.get("feature_net") == TEST_DOUBLE and os.environ.get(TEST_DOUBLE_ENV) != "1":
+    if Evaluation.parse(ev).feature_net == TEST_DOUBLE and os.environ.get(TEST_DOUBLE_ENV) != "1":
         raise FeatureError(f"evaluation.feature_net: '{TEST_DOUBLE}' is the test suite's random stand-in for Inception "
                            f"(meaningless FID), refused unless {TEST_DOUBLE_ENV}=1; use 'inception'")
 
@@ -209,5 +210,5 @@ def feature_info(ev: dict) -> dict:
     """What the image metrics were computed with (metrics.json, reference.json, table caption)."""
     info = {"features": ev["feature_net"], "feature_label": FEATURE_LABELS[ev["feature_net"]]}
     if ev["feature_net"] != "classifier":
-        info["fid_mode"] = ev.get("fid_mode", "clean")
+        info["fid_mode"] = Evaluation.parse(ev).fid_mode
     return info

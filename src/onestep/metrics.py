@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from onestep.config.sections import Evaluation
+
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, projections: int = 512, seed: int = 0) -> float:
     """SW_2 = sqrt(mean_theta W_2^2(theta.x, theta.y)) over random unit directions (equal sizes)."""
@@ -54,8 +56,8 @@ def points_metrics(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, f
     """All 2-D metrics of samples x against reference samples (same size)."""
     return {
         "fd": frechet(x.double().numpy(), ref.double().numpy()),
-        "swd": sliced_wasserstein(x, ref, cfg.get("swd_projections", 512)),
-        "mmd": mmd2(x, ref, tuple(cfg.get("mmd_bandwidths", (0.1, 0.3, 1.0)))),
+        "swd": sliced_wasserstein(x, ref, Evaluation.parse(cfg).swd_projections),
+        "mmd": mmd2(x, ref, tuple(Evaluation.parse(cfg).mmd_bandwidths)),
     }
 
 

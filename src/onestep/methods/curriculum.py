@@ -151,7 +151,7 @@ class CurriculumConfig(Knobs):
         T = cfg["diffusion"]["T"]
         if not 1 <= m["K"] <= T:
             raise ConfigError(f"method.K: {m['K']} is out of range; allowed: 1 <= K <= diffusion.T = {T}")
-        if m.get("budget") is not None and m["budget"] < m["K"]:
+        if m["budget"] is not None and m["budget"] < m["K"]:
             raise ConfigError(f"method.budget: {m['budget']} is below method.K ({m['K']}): every stage needs at least "
                               f"one optimiser step; allowed: budget >= K, or budget null (steps_per_stage)")
         if m["budget"] is not None and m["budget"] - m["consolidation"] < m["K"]:
@@ -167,7 +167,7 @@ class CurriculumConfig(Knobs):
         if m["loss"] == "perceptual" and not data.is_image(cfg["dataset"]):
             raise ConfigError(f"method.loss: 'perceptual' needs images; dataset '{cfg['dataset']['name']}' is 2-D "
                               "points with no perceptual feature space; allowed here: l2, pseudo_huber, adversarial")
-        feature_net = cfg["evaluation"].get("feature_net")
+        feature_net = cfg["evaluation"]["feature_net"]
         if m["loss"] == "perceptual" and m["perceptual"]["backbone"] == "features" and feature_net != "classifier":
             raise ConfigError(f"method.perceptual.backbone: 'features' uses the dataset's classifier features, but "
                               f"evaluation.feature_net is '{feature_net}'; allowed: lpips, or evaluation.feature_net "

@@ -47,15 +47,15 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     that of an uninterrupted run.
     """
     B, teacher, total, every = section["batch_size"], ctx.teacher, method.total_steps, section["log_every"]
-    cl = accel.use_channels_last(device, section.get("channels_last", False))
+    cl = accel.use_channels_last(device, section["channels_last"])
     net = accel.prepare_net(net, ctx.shape, cl)
     ema = EMA(net, section["ema"])
     ctx.ema = ema.shadow
     opt = accel.adam(net.parameters(), section["lr"], device)  # fused on CUDA
     # GPU options (accel.py); the defaults change nothing. A method may insist on fp32 (fp32_only, e.g. JVP).
-    prec = accel.resolve_precision(device, section.get("precision", "fp32"), getattr(method, "fp32_only", False))
-    model = accel.maybe_compile(net, section.get("compile", False))
-    micro = accel.micro_slices(B, section.get("grad_accum", 1))
+    prec = accel.resolve_precision(device, section["precision"], getattr(method, "fp32_only", False))
+    model = accel.maybe_compile(net, section["compile"])
+    micro = accel.micro_slices(B, section["grad_accum"])
     accel.reset_memory(device)
     streams = Streams.open(cfg["dataset"], pairs, method.needs_data, B, seed, device)
     modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
@@ -73,7 +73,7 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
         batch = map_batch(method.prepare(streams.next(device), step, streams.gen),
                           lambda x: accel.memory_format(x, cl))  # (B, ...) each
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, section["lr"], section.get("warmup", 0), section.get("lr_schedule", "constant"))
+            g["lr"] = lr_at(step, total, section["lr"], section["warmup"], section["lr_schedule"])
         logs = _optimiser_step(method, model, opt, batch, step, streams.gen, micro, device, prec)
         ema.update(net)
         _accumulate(state, logs)

@@ -9,6 +9,7 @@ from torch import nn
 
 from onestep import data
 from onestep.checkpoint import CheckpointError, Resume
+from onestep.config import sections
 from onestep.diffusion import Teacher
 from onestep.methods import TEACHERS, build_method, context, student_net
 from onestep.nets import build_net
@@ -24,7 +25,7 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
     ctx = context(cfg, None, shape)
     method = TEACHERS["ddpm"]({"steps": tc["steps"], "diffusion": cfg["diffusion"]}, ctx, tc["seed"]).to(device)
     net = build_net(tc["net"], shape).to(device)
-    section = {"lr_schedule": "cosine", **tc}  # the teacher's default schedule
+    section = sections.Teacher.of(cfg).as_dict()  # every key filled (the teacher's lr_schedule: cosine)
     return fit(cfg, section, method, ctx, net, tc["seed"], device, log, progress=progress, resume=resume,
                desc="teacher")
 
@@ -38,14 +39,14 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     `features` (images): the dataset's frozen feature network, offered to methods as `ctx.features`.
     `on_phase_end`, `resume`: see fit.
     """
-    sc, mc, seed = cfg["student"], cfg["method"], cfg["seed"]
+    sc, mc, seed = sections.Student.of(cfg).as_dict(), cfg["method"], cfg["seed"]
     torch.manual_seed(seed)
     shape = tuple(pairs["z"].shape[1:])
     ctx = context(cfg, teacher, shape, None if features is None else features.to(device),
                   tuple(pairs["trajectory_t"].tolist()) if "trajectory_t" in pairs else None)
     method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
-    if sc.get("init_from_teacher"):  # a two-time student keeps its fresh second-time embedding
+    if sc["init_from_teacher"]:  # a two-time student keeps its fresh second-time embedding
         missing, unexpected = student.load_state_dict(teacher.net.state_dict(), strict=False)
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
             raise CheckpointError("student.init_from_teacher: the student's net config does not match the teacher's "
