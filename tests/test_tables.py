@@ -9,7 +9,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from onestep import tables
+from onestep.report import ablation
+from onestep.report import stats as report_stats
+from onestep.report.main import build_main
 
 SWD = {  # point -> seed -> swd
     "forward": {0: 0.050, 1: 0.052, 2: 0.051},
@@ -45,7 +47,7 @@ def stored(tmp_path):
 
 def test_means_stds_intervals_and_p_values_match_numpy_and_scipy(stored):
     root, runs, teachers = stored
-    s = tables.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "ablate_order",
+    s = ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "ablate_order",
                      root / "plots" / "ablate_order.png")
     assert s["method.ordering"].to_list() == ["forward", "reversed", "random"]  # the spec's order
     base = np.array(list(SWD["forward"].values()))
@@ -79,16 +81,16 @@ def test_means_stds_intervals_and_p_values_match_numpy_and_scipy(stored):
     for fig in ("ablate_order", "ablate_order_curves", "ablate_order_samples"):
         assert (root / "plots" / f"{fig}.png").stat().st_size > 0 and (root / "plots" / f"{fig}.pdf").exists()
 
-    main = tables.build_main([root / "out" / "ablate_order.csv"], root / "out" / "main", root / "plots" / "main.png")
+    main = build_main([root / "out" / "ablate_order.csv"], root / "out" / "main", root / "plots" / "main.png")
     assert main["which"].to_list() == ["baseline", "best"] and main["setting"].to_list() == ["ordering=forward", "ordering=random"]
     assert "ordering=random" in (root / "out" / "main.md").read_text()
 
 
 def test_paired_test_uses_the_seeds_both_rows_have():
-    assert tables.paired_p({0: 1.0, 1: 2.0, 2: 3.5}, {0: 1.1, 1: 2.0}) == pytest.approx(
+    assert report_stats.paired_p({0: 1.0, 1: 2.0, 2: 3.5}, {0: 1.1, 1: 2.0}) == pytest.approx(
         stats.ttest_rel([1.0, 2.0], [1.1, 2.0]).pvalue)
-    assert math.isnan(tables.paired_p({0: 1.0}, {0: 2.0}))  # one common seed: no test
-    assert math.isnan(tables.ci95([0.5])[0])
+    assert math.isnan(report_stats.paired_p({0: 1.0}, {0: 2.0}))  # one common seed: no test
+    assert math.isnan(report_stats.ci95([0.5])[0])
 
 
 def test_line_plot_for_lambda_marks_zero(stored, tmp_path):
@@ -105,7 +107,7 @@ def test_line_plot_for_lambda_marks_zero(stored, tmp_path):
     spec = {"name": "ablate_lambda", "baseline": {"method.lambda": 0.1}, "grid": {"method.lambda": [0.0, 0.01, 0.1, 1.0]},
             "plot": {"kind": "line", "log_x": True}}
     (tmp_path / "lam.yaml").write_text(yaml.safe_dump(spec))
-    s = tables.build(tmp_path / "lam.yaml", runs, [], root / "reference.json", tmp_path / "t" / "lam", tmp_path / "p" / "lam.png")
+    s = ablation.build(tmp_path / "lam.yaml", runs, [], root / "reference.json", tmp_path / "t" / "lam", tmp_path / "p" / "lam.png")
     assert s["method.lambda"].to_list() == ["0.0", "0.01", "0.1", "1.0"]
     assert (tmp_path / "p" / "lam.png").stat().st_size > 0
     # seeds differ by a constant: the paired test has no variance -> a finite p only where differences vary

@@ -40,7 +40,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import optuna
@@ -302,42 +301,13 @@ def run_worker(cfg: dict, folder: str | Path, worker: int, objective: Objective,
             "reaped": reaped, "waited_s": waited}
 
 
-def _value(v):
-    """A parameter's value as a table and YAML hold it: a choice as it is (int, str), a number as a float."""
-    return v if isinstance(v, bool | int | str) else float(v)
-
-
-PLOTS = ("history", "intermediate", "slice")  # the study's figures (<name>.png): tune_summary's outputs
-
-
-def trials_frame(study: optuna.Study):
-    """One row per trial: number, state, parameters, value, last reported stage, counted budget, fault notes."""
-    import polars as pl
-
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        budget = t.user_attrs.get("budget") or {}
-        rows.append({
-            "trial": t.number, "state": t.state.name, **{k: _value(v) for k, v in t.params.items()},
-            "value": t.value, "last_report": max(t.intermediate_values) if t.intermediate_values else None,
-            "duration_s": t.duration.total_seconds() if t.duration else None,
-            **{k: budget.get(k) for k in BUDGET if k != "wall_time_s"},
-            "default": bool(t.user_attrs.get("default")),
-            "retry_of": t.user_attrs.get("retry_of"), "fail_reason": t.user_attrs.get("fail_reason"),
-        })
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
 def summarize(cfg: dict, folder: str | Path) -> dict:
-    """best.yaml, trials.{md,tex,csv} and the study plots (PLOTS) under `folder`; returns the best dict: the
-    best trial's parameters (`params`, by parameter name; `lambda` too in a lambda study), its value and counted
-    budget, the study's method, and the first trial's (`default`) when the study began with the defaults."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """best.yaml, trials.{md,tex,csv} and the study plots (report.study.PLOTS) under `folder`; returns the best
+    dict: the best trial's parameters (`params`, by parameter name; `lambda` too in a lambda study), its value and
+    counted budget, the study's method, and the first trial's (`default`) when the study began with the defaults."""
     import yaml
-    from optuna.visualization import matplotlib as ovm
+
+    from onestep.report.study import param_value, study_figures, trials_table
 
     folder = Path(folder)
     study = load_study(cfg, folder)
@@ -355,7 +325,7 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
     out = {"study": study.study_name, "method": cfg["method"]["name"], "metric": f"validation {metric}",
            "value": float(best.value), "trial": best.number,
            **({"lambda": float(best.params["lambda"])} if "lambda" in best.params else {}),
-           "params": {k: _value(v) for k, v in best.params.items()},
+           "params": {k: param_value(v) for k, v in best.params.items()},
            "keys": {k: spec["key"] for k, spec in sp.items()},  # parameter name -> the config key it sets
            "budget": best.user_attrs.get("budget") or {},
            "n_trials": cfg["tune"]["n_trials"],
@@ -363,36 +333,11 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
     first = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("default") and t.state == TrialState.COMPLETE]
     if first:
         out["default"] = {"trial": first[0].number, "value": float(first[0].value),
-                          "params": {k: _value(v) for k, v in first[0].params.items()}}
+                          "params": {k: param_value(v) for k, v in first[0].params.items()}}
     (folder / "best.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
 
-    df = trials_frame(study)
-    df.write_csv(folder / "trials.csv")
-    cols = df.columns
-    fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    at = ", ".join(f"{k} = {fmt(v)}" for k, v in out["params"].items())
-    md = [f"**Optuna study {study.study_name}: validation {metric.upper()} of G(z, 0) per trial "
-          f"(best: trial {best.number}, {at}, {best.value:.4g}).**", "",
-          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.iter_rows():
-        cells = [fmt(v) for v in row]
-        md.append("| " + " | ".join(f"**{c}**" if row[0] == best.number and c else c for c in cells) + " |")
-    (folder / "trials.md").write_text("\n".join(md) + "\n")
-    esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
-    tex = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(esc(c) for c in cols) + r" \\",
-           r"\midrule"] + [" & ".join(esc(fmt(v)) for v in row) + r" \\" for row in df.iter_rows()] + [
-           r"\bottomrule", r"\end{tabular}"]
-    (folder / "trials.tex").write_text("\n".join(tex) + "\n")
-
-    for name, plot in zip(PLOTS, (ovm.plot_optimization_history, ovm.plot_intermediate_values,
-                                  lambda s: ovm.plot_slice(s, params=list(sp))), strict=True):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", UserWarning)  # a study without pruning has no intermediate values
-            ax = plot(study)
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
-        fig.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
+    trials_table(study, out, metric, BUDGET, folder)
+    study_figures(study, list(sp), folder)
     return out
 
 

@@ -219,11 +219,8 @@ def study_configs(cfg: dict, ablations: dict) -> dict[str, dict]:
 
 def gather(best_files, teacher: str | Path, out: str | Path, out_prefix: str | Path, plot: str | Path) -> dict:
     """The tuned-values file `out` from the studies' best.yaml files (every study with the same number of trials),
-    and the studies' table <out_prefix>.{md,tex,csv} and figure `plot`: per method the tuned values, the validation
-    metric of its defaults (the first trial) and of the best trial, and the counted budget of a trial."""
-    import polars as pl
-
-    from onestep.tables import render
+    and the studies' table <out_prefix>.{md,tex,csv} and figure `plot` (report.study.tuned_table)."""
+    from onestep.report.study import tuned_table
 
     docs = [yaml.safe_load(Path(f).read_text()) for f in best_files]
     trials = sorted({d["n_trials"] for d in docs})
@@ -232,61 +229,5 @@ def gather(best_files, teacher: str | Path, out: str | Path, out_prefix: str | P
                           "equal effort needs the same for every method; rerun tune_baselines")
     values = {d["method"]: {knob(d["keys"][p]): v for p, v in d["params"].items()} for d in docs}
     write(out, teacher, values, trials[0])
-    rows = []
-    for d in docs:
-        b = d.get("budget") or {}
-        rows.append({"method": d["method"], "tuned": ", ".join(f"{k} {_fmt(v)}" for k, v in values[d["method"]].items()),
-                     "default_value": (d.get("default") or {}).get("value"), "tuned_value": d["value"],
-                     "best_trial": d["trial"], "complete": d["trials"].get("complete", 0),
-                     "failed": d["trials"].get("fail", 0), **{k: b.get(k) for k in
-                     ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")}})
-    df = pl.DataFrame(rows, infer_schema_length=None)
-    prefix = Path(out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    df.write_csv(prefix.with_suffix(".csv"))
-    metric = docs[0]["metric"] if docs else "validation metric"
-    header = ["method", "tuned values", f"{metric}: defaults", f"{metric}: tuned", "best trial", "complete", "failed",
-              "optimiser steps", "student fwd", "student bwd", "teacher evals", "train s"]
-    caption = (f"Equal-effort tuning: one Optuna study per method over its declared knobs (search_space), "
-               f"{trials[0]} trials each (its defaults first, then TPE), every trial with the same share of its "
-               f"method's baselines budget; the {metric} of G(z, 0) on the validation noise (not the evaluation "
-               f"noise); budget columns: one trial's counted training cost.")
-    body = [[(c, False) for c in (r["method"], r["tuned"], _fmt(r["default_value"]), _fmt(r["tuned_value"]),
-                                  str(r["best_trial"]), str(r["complete"]), str(r["failed"]),
-                                  *[_fmt(r[k]) for k in ("steps", "student_forwards", "student_backwards",
-                                                         "teacher_evals", "wall_time_s")])] for r in rows]
-    md, tex = render(header, body, [], caption, 2, "tune_baselines")  # the ablation tables' renderer
-    prefix.with_suffix(".md").write_text(md)
-    prefix.with_suffix(".tex").write_text(tex)
-    _figure(rows, metric, plot)
+    tuned_table(docs, values, trials[0], out_prefix, plot)
     return values
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _figure(rows: list[dict], metric: str, path: str | Path) -> None:
-    """Bars per method: the validation metric of its defaults and of its tuned values."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(rows) + 1), 3.2))
-    xs = range(len(rows))
-    nan = float("nan")
-    ax.bar([x - 0.2 for x in xs], [nan if r["default_value"] is None else r["default_value"] for r in rows], 0.4,
-           label="defaults")
-    ax.bar([x + 0.2 for x in xs], [r["tuned_value"] for r in rows], 0.4, label="tuned")
-    ax.set_xticks(list(xs), [r["method"] for r in rows], rotation=45, ha="right")
-    ax.set_ylabel(metric)
-    ax.set_title("Equal-effort tuning: validation metric per method")
-    ax.legend()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
