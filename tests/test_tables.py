@@ -112,3 +112,59 @@ def test_line_plot_for_lambda_marks_zero(stored, tmp_path):
     assert (tmp_path / "p" / "lam.png").stat().st_size > 0
     # seeds differ by a constant: the paired test has no variance -> a finite p only where differences vary
     assert s.filter(pl.col("baseline"))["method.lambda"].to_list() == ["0.1"]
+
+
+def test_the_writer_escapes_every_latex_special_character():
+    from onestep.report.writer import Table, escape, latex, markdown
+
+    special = "& # $ { } ^ ~ _ % ± ² λ <"
+    t = Table(["a_b", "MMD²"], [[("x & y", False), ("1 ± 2", True)]], f"cap {special}", "lab", 1, [["r", "3%"]])
+    tex = latex(t)
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+    for raw, safe in (("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\textasciicircum"),
+                      ("~", r"\textasciitilde"), ("_", r"\_"), ("%", r"\%"), ("±", r"$\pm$"), ("²", r"$^2$"),
+                      ("λ", r"$\lambda$"), ("<", r"$<$")):
+        assert safe in caption and safe in escape(raw), raw
+    assert caption.isascii() and tex.isascii()  # nothing left for inputenc
+    # no unescaped special outside the escapes: strip them and the math glyphs, nothing special remains
+    bare = escape(special)
+    for safe in (r"\&", r"\#", r"\$", r"\{", r"\}", r"\textasciicircum", r"\textasciitilde", r"\_", r"\%", r"\space",
+                 r"$\pm$", r"$^2$", r"$\lambda$", r"$<$"):
+        bare = bare.replace(safe, "")
+    assert not set(bare) & set("&#${}^~_%<") and bare.strip() == ""
+    assert r"a\_b & MMD$^2$ \\" in tex and r"x \& y & \textbf{1 $\pm$ 2} \\" in tex and r"r & 3\% \\" in tex
+    assert tex.splitlines()[:3] == [r"\begin{table}[t]", r"\centering", r"\small"] and r"\label{tab:lab}" in tex
+    assert [line for line in tex.splitlines() if "rule" in line] == [r"\toprule", r"\midrule", r"\midrule", r"\bottomrule"]
+    assert markdown(t).splitlines()[2:] == ["| a_b | MMD² |", "|---|---|", "| x & y | **1 ± 2** |", "| *r* | *3%* |"]
+
+
+def test_a_methods_columns_hook_adds_its_column_when_runs_carry_the_number(stored, monkeypatch):
+    from onestep.columns import Column
+    from onestep.methods import METHODS
+    from onestep.methods.base import MethodBase
+
+    class Widget(MethodBase):
+        @classmethod
+        def columns(cls):
+            return (Column("widget_err", "widget err", path=("widget", "err"), caption="widget err: a test number."),)
+
+    monkeypatch.setitem(METHODS, "widget", Widget)
+    root, runs, teachers = stored
+
+    def header(prefix):
+        md = (root / "out" / f"{prefix}.md").read_text()
+        return md, [c.strip() for c in next(r for r in md.splitlines() if r.startswith("| ordering")).split("|")[1:-1]]
+
+    ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "without", root / "p.png")
+    md, cols = header("without")
+    assert "widget err" not in cols and "a test number" not in md  # no run has it: not shown
+    assert pl.read_csv(root / "out" / "without.csv")["widget_err_mean"].drop_nulls().drop_nans().len() == 0  # the CSV keeps it
+    for i, f in enumerate(runs):
+        rec = json.loads(f.read_text())
+        f.write_text(json.dumps({**rec, "widget": {"err": 0.5 + i}}))
+    s = ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "with", root / "p.png")
+    md, cols = header("with")
+    assert cols[5] == "widget err" and "widget err: a test number." in md
+    assert s["widget_err_mean"].to_list() == pytest.approx([1.5, 4.5, 7.5])
+    row = next(r for r in md.splitlines() if r.startswith("| forward"))
+    assert row.split("|")[6].strip() == "1.5 ± 1"
