@@ -12,10 +12,10 @@ import yaml
 from conftest import DIFF, GaussEps
 from test_target import MU, Closed, closed
 
-from onestep.report import ablation
-from onestep.report.main import build_main
 from onestep.diffusion import ddim_trajectory, grid_times
 from onestep.methods.curriculum import stage_errors, timesteps
+from onestep.report import ablation
+from onestep.report.main import build_main
 
 
 class Mean(torch.nn.Module):

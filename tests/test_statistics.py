@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from onestep import evaluate
+from onestep.config import IMAGE_FLOOR
 from onestep.report import ablation, stats
 from onestep.report.main import build_main
-from onestep.config import IMAGE_FLOOR
 
 
 def test_holm_against_a_hand_computation():

@@ -225,9 +225,10 @@ def cmd_teacher_eval(a):
 
 def cmd_train(a):
     cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
-    from onestep import jobs, plots, tuned
+    from onestep import jobs, tuned
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.evaluate import load_feature_net
+    from onestep.report import figures as plots
     from onestep.train import student_net, train_student
     from onestep.tune import resolve_tuned
 
@@ -371,7 +372,8 @@ def cmd_evaluate(a):
 
 
 def cmd_tables(a) -> None:
-    from onestep import tables, tracking
+    from onestep import tracking
+    from onestep.report import tables
 
     cfg = _job(a, tracked=bool(a.parent))
     for f in [*a.runs, *a.teachers, a.reference]:  # every input made by the current config, or none
@@ -390,9 +392,9 @@ def cmd_tables(a) -> None:
 
 
 def cmd_main_table(a) -> None:
-    from onestep import tables
+    from onestep.report.main import build_main
 
-    print(tables.build_main(a.tables, a.out_prefix, a.plot))
+    print(build_main(a.tables, a.out_prefix, a.plot))
 
 
 def cmd_paper_artefact(a) -> None:
@@ -451,6 +453,7 @@ def cmd_tune_worker(a) -> None:
 
 def cmd_tune_summary(a) -> None:
     from onestep import tracking, tune
+    from onestep.report import study
 
     cfg = _job(a)
     best = tune.summarize(cfg, a.folder)
@@ -459,7 +462,7 @@ def cmd_tune_summary(a) -> None:
         with tracking.record(cfg, tune.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
             numbers = {f"best_{k}": v for k, v in best["params"].items() if isinstance(v, int | float)}
             rec.metrics({"best_value": best["value"], "best_trial": best["trial"], **numbers})
-            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in tune.PLOTS)):
+            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in study.PLOTS)):
                 rec.artifact(a.folder / f, "study")
 
 

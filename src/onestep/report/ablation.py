@@ -17,8 +17,17 @@ import polars as pl
 
 from onestep.report import cells, columns, writer
 from onestep.report.ablation_figures import figure, run_figures, stage_figure
-from onestep.report.records import (load_spec, pairs_row, present, read_json, references, setting, support_caption,
-                                    support_header, support_refs)
+from onestep.report.records import (
+    load_spec,
+    pairs_row,
+    present,
+    read_json,
+    references,
+    setting,
+    support_caption,
+    support_header,
+    support_refs,
+)
 from onestep.report.stats import summarise
 
 

@@ -12,8 +12,7 @@ import polars as pl
 
 from onestep.report import cells, columns, figures, writer
 from onestep.report.ablation_figures import run_figures
-from onestep.report.records import (load_spec, pairs_row, present, read_json, references, support_caption,
-                                    support_header, support_refs)
+from onestep.report.records import load_spec, pairs_row, present, read_json, references, support_caption, support_header, support_refs
 from onestep.report.stats import mean_std
 
 KNOBS = "knobs"  # the column of a tuned table: "default", or "tuned (knob value, ...)"

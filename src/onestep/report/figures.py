@@ -63,7 +63,7 @@ def ablation(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Pa
     _save(fig, path)
 
 
-TERMS = ("L_k", "R_k", "term_R", "term_adv")  # the curriculum's terms and their magnitudes in the loss
+TERMS = ("L_k", "R_k", "term_R", "term_adv")  # loss terms a method may log (train_log.csv); else its loss
 
 
 def curves(log_rows: list[dict], path: str | Path, title: str, keys=TERMS) -> None:
