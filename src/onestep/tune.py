@@ -336,7 +336,7 @@ def summarize(cfg: dict, folder: str | Path) -> dict:
                           "params": {k: param_value(v) for k, v in first[0].params.items()}}
     (folder / "best.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
 
-    trials_table(study, out, metric, BUDGET, folder)
+    trials_table(study, out, metric, folder)
     study_figures(study, list(sp), folder)
     return out
 

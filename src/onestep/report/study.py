@@ -9,7 +9,8 @@ from pathlib import Path
 from onestep.report import cells, figures, writer
 
 PLOTS = ("history", "intermediate", "slice")  # a study's figures (<name>.png): tune_summary's outputs
-GATHER_BUDGET = ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")
+# a trial's counted training budget (train.fit's summary; the trial's user attr `budget`), in the tables' order
+BUDGET = ("steps", "student_forwards", "student_backwards", "teacher_evals", "wall_time_s")
 
 
 def param_value(v):
@@ -17,9 +18,9 @@ def param_value(v):
     return v if isinstance(v, bool | int | str) else float(v)
 
 
-def trials_frame(study, budget: tuple[str, ...]):
-    """One row per trial: number, state, parameters, value, last reported stage, counted budget (the `budget`
-    keys of its user attr, wall time aside: duration_s says it), fault notes."""
+def trials_frame(study):
+    """One row per trial: number, state, parameters, value, last reported stage, counted budget (BUDGET of its
+    user attr `budget`, wall time aside: duration_s says it), fault notes."""
     import polars as pl
 
     rows = []
@@ -29,16 +30,16 @@ def trials_frame(study, budget: tuple[str, ...]):
             "trial": t.number, "state": t.state.name, **{k: param_value(v) for k, v in t.params.items()},
             "value": t.value, "last_report": max(t.intermediate_values) if t.intermediate_values else None,
             "duration_s": t.duration.total_seconds() if t.duration else None,
-            **{k: spent.get(k) for k in budget if k != "wall_time_s"},
+            **{k: spent.get(k) for k in BUDGET if k != "wall_time_s"},
             "default": bool(t.user_attrs.get("default")),
             "retry_of": t.user_attrs.get("retry_of"), "fail_reason": t.user_attrs.get("fail_reason"),
         })
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def trials_table(study, best: dict, metric: str, budget: tuple[str, ...], folder: str | Path) -> None:
+def trials_table(study, best: dict, metric: str, folder: str | Path) -> None:
     """trials.{md,tex,csv} under `folder`: every trial, the best one in bold (`best`: the summary's dict)."""
-    df = trials_frame(study, budget)
+    df = trials_frame(study)
     at = ", ".join(f"{k} = {cells.plain(v)}" for k, v in best["params"].items())
     caption = (f"Optuna study {study.study_name}: validation {metric.upper()} of G(z, 0) per trial "
                f"(best: trial {best['trial']}, {at}, {best['value']:.4g}).")
@@ -76,7 +77,7 @@ def tuned_rows(docs: list[dict], values: dict[str, dict]) -> list[dict]:
                      "tuned": ", ".join(f"{k} {cells.dash(v)}" for k, v in values[d["method"]].items()),
                      "default_value": (d.get("default") or {}).get("value"), "tuned_value": d["value"],
                      "best_trial": d["trial"], "complete": d["trials"].get("complete", 0),
-                     "failed": d["trials"].get("fail", 0), **{k: b.get(k) for k in GATHER_BUDGET}})
+                     "failed": d["trials"].get("fail", 0), **{k: b.get(k) for k in BUDGET}})
     return rows
 
 
@@ -96,7 +97,7 @@ def tuned_table(docs: list[dict], values: dict[str, dict], trials: int, out_pref
                f"noise); budget columns: one trial's counted training cost.")
     body = [[(c, False) for c in (r["method"], r["tuned"], cells.dash(r["default_value"]), cells.dash(r["tuned_value"]),
                                   str(r["best_trial"]), str(r["complete"]), str(r["failed"]),
-                                  *[cells.dash(r[k]) for k in GATHER_BUDGET])] for r in rows]
+                                  *[cells.dash(r[k]) for k in BUDGET])] for r in rows]
     writer.write(out_prefix, writer.Table(header, body, caption, "tune_baselines", 2),
                  pl.DataFrame(rows, infer_schema_length=None))
     figures.tuned(rows, metric, plot)
