@@ -89,7 +89,7 @@ def test_baselines_dry_run_on_digits(tmp_path):
 def test_baselines_table_from_files(tmp_path):
     """The table builder alone on hand-written metrics.json files: means over seeds, '-' where a method
     has no few-step sampler, ratios to the teacher's DDIM, the cost columns, teacher rows."""
-    from onestep import tables
+    from onestep.report import baselines
 
     def run(name, seed, swd, few, evals):
         m = {"point": {"method.name": name}, "seed": seed, "method": name, "primary": "swd",
@@ -108,7 +108,7 @@ def test_baselines_table_from_files(tmp_path):
         teachers[-1].write_text(json.dumps({"steps": n, "metrics": {"swd": v, "mmd": 0.1}}))
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
-    s = tables.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    s = baselines.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
     kd, cd = s.row(0, named=True), s.row(1, named=True)
     assert kd["seeds"] == 2 and kd["swd_mean"] == pytest.approx(0.03) and kd["swd@2_mean"] is None
     assert kd["swd_ratio_to_teacher_1"] == pytest.approx(0.06) and kd["swd_ratio_to_teacher_50"] == pytest.approx(1.2)
@@ -125,7 +125,7 @@ def test_baselines_table_from_files(tmp_path):
 def test_baselines_table_counts_samples_outside_the_support(tmp_path, monkeypatch):
     """Issue 13, item 7: every run and teacher row reports its samples outside the data's support; the
     baselines table too (a mean over seeds; the teacher's DDIM-50 with its far-off samples)."""
-    from onestep import tables
+    from onestep.report import baselines
 
     runs = []
     for name, seed, far in (("kd", 0, 2), ("kd", 1, 0), ("cd", 0, 5)):
@@ -142,8 +142,8 @@ def test_baselines_table_counts_samples_outside_the_support(tmp_path, monkeypatc
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps({"floor": {"swd": 0.01, "mmd": 0.001}, "num_samples": 4096}))
     plotted = []
-    monkeypatch.setattr(tables.plots, "quality_vs_cost", lambda points, *a: plotted.extend(points))
-    tables.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
+    monkeypatch.setattr(baselines.figures, "quality_vs_cost", lambda points, *a: plotted.extend(points))
+    baselines.baselines(runs, teachers, ref, ["method.name"], "t", tmp_path / "out" / "b", tmp_path / "b.png")
     # the plot's x: teacher evaluations + student forward and backward passes (kd: mean of 0 and 100, + 30)
     assert {p["label"]: p["compute"] for p in plotted} == {"kd": 80.0, "cd": 30.0}
     md = (tmp_path / "out" / "b.md").read_text()

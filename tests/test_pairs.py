@@ -83,7 +83,7 @@ def test_pairs_solver_is_checked_at_parse_time(default_config):
 
 
 def test_the_pairs_solver_row_keeps_its_own_label():
-    from onestep.tables import pairs_row, teacher_label
+    from onestep.report.records import pairs_row, teacher_label
 
     ddim = {"steps": 50, "metrics": {}}
     row = {"steps": 50, "solver": "dpm++", "clip_x0": 2.0, "label": "teacher pairs: dpm++ 50 steps, x0 clipped to +-2"}

@@ -90,7 +90,7 @@ def test_table_column_of_steps_on_the_evaluated_stage(tmp_path):
 
     import yaml
 
-    from onestep import tables
+    from onestep.report import ablation
 
     spec = {"name": "ab", "baseline": {"method.ordering": "forward"}, "grid": {"method.ordering": ["forward", "reversed"]}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
@@ -105,7 +105,7 @@ def test_table_column_of_steps_on_the_evaluated_stage(tmp_path):
                                                     "method_report": {"evaluated_stage_steps": steps_on_stage(c, 0)}}))
         runs.append(d / "metrics.json")
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"swd": 0.01}, "num_samples": 256}))
-    tables.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
+    ablation.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
     md = (tmp_path / "out" / "ab.md").read_text().splitlines()
     cols = [c.strip() for c in next(r for r in md if r.startswith("| ordering")).split("|")[1:-1]]
     i = cols.index("optimiser steps that trained the evaluated stage")

@@ -12,9 +12,10 @@ import yaml
 from conftest import DIFF, GaussEps
 from test_target import MU, Closed, closed
 
-from onestep import tables
 from onestep.diffusion import ddim_trajectory, grid_times
 from onestep.methods.curriculum import stage_errors, timesteps
+from onestep.report import ablation
+from onestep.report.main import build_main
 
 
 class Mean(torch.nn.Module):
@@ -67,7 +68,7 @@ def test_table_column_and_stage_figure(tmp_path):
             runs.append(d / "metrics.json")
     (tmp_path / "reference.json").write_text(json.dumps({"floor": {"swd": 0.03, "fd": 0.001, "mmd": 0.0},
                                                          "num_samples": 256}))
-    s = tables.build(tmp_path / "order.yaml", runs, [], tmp_path / "reference.json", tmp_path / "out" / "ab",
+    s = ablation.build(tmp_path / "order.yaml", runs, [], tmp_path / "reference.json", tmp_path / "out" / "ab",
                      tmp_path / "plots" / "ab.png")
     assert s["traj_err_mean"].to_list() == pytest.approx([0.11, 0.32])
     md = (tmp_path / "out" / "ab.md").read_text()
@@ -77,6 +78,6 @@ def test_table_column_and_stage_figure(tmp_path):
     row = next(r for r in md.splitlines() if r.startswith("| reversed"))
     assert row.split("|")[6].strip() == "0.32 ± 0.028"
     assert (tmp_path / "plots" / "ab_stages.png").stat().st_size > 0
-    main = tables.build_main([tmp_path / "out" / "ab.csv"], tmp_path / "out" / "main", tmp_path / "plots" / "main.png")
+    main = build_main([tmp_path / "out" / "ab.csv"], tmp_path / "out" / "main", tmp_path / "plots" / "main.png")
     assert "traj_err_mean" in main.columns and "traj. err" in (tmp_path / "out" / "main.md").read_text()
     assert pl.read_csv(tmp_path / "out" / "ab.csv")["traj_err_mean"].drop_nulls().len() == 2

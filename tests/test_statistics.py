@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 import yaml
 
-from onestep import evaluate, tables
+from onestep import evaluate
 from onestep.config import IMAGE_FLOOR
+from onestep.report import ablation, stats
+from onestep.report.main import build_main
 
 
 def test_holm_against_a_hand_computation():
     # m = 3 non-nan: sorted 0.01, 0.03, 0.04 -> 3 x 0.01 = 0.03; max(0.03, 2 x 0.03) = 0.06; max(0.06, 1 x 0.04) = 0.06
-    assert tables.holm([0.04, math.nan, 0.01, 0.03]) == pytest.approx([0.06, math.nan, 0.03, 0.06], nan_ok=True)
-    assert tables.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, monotone
-    assert tables.holm([0.2]) == [0.2] and tables.holm([]) == []
+    assert stats.holm([0.04, math.nan, 0.01, 0.03]) == pytest.approx([0.06, math.nan, 0.03, 0.06], nan_ok=True)
+    assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, monotone
+    assert stats.holm([0.2]) == [0.2] and stats.holm([]) == []
 
 
 def test_table_prints_both_p_values_and_the_main_table_says_post_hoc(tmp_path):
@@ -34,7 +36,7 @@ def test_table_prints_both_p_values_and_the_main_table_says_post_hoc(tmp_path):
             runs.append(d / "metrics.json")
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"swd": 0.03}, "floor_std": {"swd": 0.004},
                                                    "floor_repeats": 10, "floor_samples": 4096, "num_samples": 4096}))
-    s = tables.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
+    s = ablation.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
     p = dict(zip(s["method.ordering"], s["swd_p_vs_baseline"], strict=True))
     ph = dict(zip(s["method.ordering"], s["swd_p_holm"], strict=True))
     lo, hi = sorted([p["b"], p["c"]])
@@ -43,7 +45,7 @@ def test_table_prints_both_p_values_and_the_main_table_says_post_hoc(tmp_path):
     assert "| p vs baseline | p (Holm) |" in md and f"{ph['b']:.3f}" in md.split("| b |")[1].splitlines()[0]
     assert "mean over 10 draws of 4096 data samples" in md and "std over the draws 0.004" in md
     assert "conditional on one held-out noise set" in md
-    tables.build_main([tmp_path / "out" / "ab.csv"], tmp_path / "out" / "main", tmp_path / "main.png")
+    build_main([tmp_path / "out" / "ab.csv"], tmp_path / "out" / "main", tmp_path / "main.png")
     main = (tmp_path / "out" / "main.md").read_text()
     assert "selected post hoc" in main and "p (Holm)" in main
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from onestep import tables
 from onestep.evaluate import out_of_support, score
+from onestep.report import ablation
 
 
 def test_planted_far_points_are_counted():
@@ -42,7 +42,7 @@ def test_table_column_for_runs_and_teacher_rows(tmp_path):
             runs.append(d / "metrics.json")
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"swd": 0.01}, "num_samples": 65536}))
     (tmp_path / "t.json").write_text(json.dumps({"steps": 50, "metrics": {"swd": 0.12}, "out_of_support": 9}))
-    s = tables.build(tmp_path / "s.yaml", runs, [tmp_path / "t.json"], tmp_path / "ref.json", tmp_path / "out" / "ab",
+    s = ablation.build(tmp_path / "s.yaml", runs, [tmp_path / "t.json"], tmp_path / "ref.json", tmp_path / "out" / "ab",
                      tmp_path / "ab.png")
     assert s["out_of_support_mean"].to_list() == pytest.approx([1.0, 6.0])
     md = (tmp_path / "out" / "ab.md").read_text()

@@ -9,7 +9,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from onestep import tables
+from onestep.report import ablation
+from onestep.report import stats as report_stats
+from onestep.report.main import build_main
 
 SWD = {  # point -> seed -> swd
     "forward": {0: 0.050, 1: 0.052, 2: 0.051},
@@ -45,7 +47,7 @@ def stored(tmp_path):
 
 def test_means_stds_intervals_and_p_values_match_numpy_and_scipy(stored):
     root, runs, teachers = stored
-    s = tables.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "ablate_order",
+    s = ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "ablate_order",
                      root / "plots" / "ablate_order.png")
     assert s["method.ordering"].to_list() == ["forward", "reversed", "random"]  # the spec's order
     base = np.array(list(SWD["forward"].values()))
@@ -79,16 +81,16 @@ def test_means_stds_intervals_and_p_values_match_numpy_and_scipy(stored):
     for fig in ("ablate_order", "ablate_order_curves", "ablate_order_samples"):
         assert (root / "plots" / f"{fig}.png").stat().st_size > 0 and (root / "plots" / f"{fig}.pdf").exists()
 
-    main = tables.build_main([root / "out" / "ablate_order.csv"], root / "out" / "main", root / "plots" / "main.png")
+    main = build_main([root / "out" / "ablate_order.csv"], root / "out" / "main", root / "plots" / "main.png")
     assert main["which"].to_list() == ["baseline", "best"] and main["setting"].to_list() == ["ordering=forward", "ordering=random"]
     assert "ordering=random" in (root / "out" / "main.md").read_text()
 
 
 def test_paired_test_uses_the_seeds_both_rows_have():
-    assert tables.paired_p({0: 1.0, 1: 2.0, 2: 3.5}, {0: 1.1, 1: 2.0}) == pytest.approx(
+    assert report_stats.paired_p({0: 1.0, 1: 2.0, 2: 3.5}, {0: 1.1, 1: 2.0}) == pytest.approx(
         stats.ttest_rel([1.0, 2.0], [1.1, 2.0]).pvalue)
-    assert math.isnan(tables.paired_p({0: 1.0}, {0: 2.0}))  # one common seed: no test
-    assert math.isnan(tables.ci95([0.5])[0])
+    assert math.isnan(report_stats.paired_p({0: 1.0}, {0: 2.0}))  # one common seed: no test
+    assert math.isnan(report_stats.ci95([0.5])[0])
 
 
 def test_line_plot_for_lambda_marks_zero(stored, tmp_path):
@@ -105,8 +107,64 @@ def test_line_plot_for_lambda_marks_zero(stored, tmp_path):
     spec = {"name": "ablate_lambda", "baseline": {"method.lambda": 0.1}, "grid": {"method.lambda": [0.0, 0.01, 0.1, 1.0]},
             "plot": {"kind": "line", "log_x": True}}
     (tmp_path / "lam.yaml").write_text(yaml.safe_dump(spec))
-    s = tables.build(tmp_path / "lam.yaml", runs, [], root / "reference.json", tmp_path / "t" / "lam", tmp_path / "p" / "lam.png")
+    s = ablation.build(tmp_path / "lam.yaml", runs, [], root / "reference.json", tmp_path / "t" / "lam", tmp_path / "p" / "lam.png")
     assert s["method.lambda"].to_list() == ["0.0", "0.01", "0.1", "1.0"]
     assert (tmp_path / "p" / "lam.png").stat().st_size > 0
     # seeds differ by a constant: the paired test has no variance -> a finite p only where differences vary
     assert s.filter(pl.col("baseline"))["method.lambda"].to_list() == ["0.1"]
+
+
+def test_the_writer_escapes_every_latex_special_character():
+    from onestep.report.writer import Table, escape, latex, markdown
+
+    special = "& # $ { } ^ ~ _ % ± ² λ <"
+    t = Table(["a_b", "MMD²"], [[("x & y", False), ("1 ± 2", True)]], f"cap {special}", "lab", 1, [["r", "3%"]])
+    tex = latex(t)
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+    for raw, safe in (("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\textasciicircum"),
+                      ("~", r"\textasciitilde"), ("_", r"\_"), ("%", r"\%"), ("±", r"$\pm$"), ("²", r"$^2$"),
+                      ("λ", r"$\lambda$"), ("<", r"$<$")):
+        assert safe in caption and safe in escape(raw), raw
+    assert caption.isascii() and tex.isascii()  # nothing left for inputenc
+    # no unescaped special outside the escapes: strip them and the math glyphs, nothing special remains
+    bare = escape(special)
+    for safe in (r"\&", r"\#", r"\$", r"\{", r"\}", r"\textasciicircum", r"\textasciitilde", r"\_", r"\%", r"\space",
+                 r"$\pm$", r"$^2$", r"$\lambda$", r"$<$"):
+        bare = bare.replace(safe, "")
+    assert not set(bare) & set("&#${}^~_%<") and bare.strip() == ""
+    assert r"a\_b & MMD$^2$ \\" in tex and r"x \& y & \textbf{1 $\pm$ 2} \\" in tex and r"r & 3\% \\" in tex
+    assert tex.splitlines()[:3] == [r"\begin{table}[t]", r"\centering", r"\small"] and r"\label{tab:lab}" in tex
+    assert [line for line in tex.splitlines() if "rule" in line] == [r"\toprule", r"\midrule", r"\midrule", r"\bottomrule"]
+    assert markdown(t).splitlines()[2:] == ["| a_b | MMD² |", "|---|---|", "| x & y | **1 ± 2** |", "| *r* | *3%* |"]
+
+
+def test_a_methods_columns_hook_adds_its_column_when_runs_carry_the_number(stored, monkeypatch):
+    from onestep.columns import Column
+    from onestep.methods import METHODS
+    from onestep.methods.base import MethodBase
+
+    class Widget(MethodBase):
+        @classmethod
+        def columns(cls):
+            return (Column("widget_err", "widget err", path=("widget", "err"), caption="widget err: a test number."),)
+
+    monkeypatch.setitem(METHODS, "widget", Widget)
+    root, runs, teachers = stored
+
+    def header(prefix):
+        md = (root / "out" / f"{prefix}.md").read_text()
+        return md, [c.strip() for c in next(r for r in md.splitlines() if r.startswith("| ordering")).split("|")[1:-1]]
+
+    ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "without", root / "p.png")
+    md, cols = header("without")
+    assert "widget err" not in cols and "a test number" not in md  # no run has it: not shown
+    assert pl.read_csv(root / "out" / "without.csv")["widget_err_mean"].drop_nulls().drop_nans().len() == 0  # the CSV keeps it
+    for i, f in enumerate(runs):
+        rec = json.loads(f.read_text())
+        f.write_text(json.dumps({**rec, "widget": {"err": 0.5 + i}}))
+    s = ablation.build(root / "order.yaml", runs, teachers, root / "reference.json", root / "out" / "with", root / "p.png")
+    md, cols = header("with")
+    assert cols[5] == "widget err" and "widget err: a test number." in md
+    assert s["widget_err_mean"].to_list() == pytest.approx([1.5, 4.5, 7.5])
+    row = next(r for r in md.splitlines() if r.startswith("| forward"))
+    assert row.split("|")[6].strip() == "1.5 ± 1"

@@ -225,10 +225,11 @@ def cmd_teacher_eval(a):
 
 def cmd_train(a):
     cfg = _job(a)  # before the heavy imports: an unreachable server fails at once
-    from onestep import jobs, plots
+    from onestep import jobs
     from onestep.checkpoint import Resume, load_teacher, save_checkpoint
     from onestep.features import load_feature_net
     from onestep.methods import student_net
+    from onestep.report import figures as plots
     from onestep.training.train import train_student
     from onestep.tuning.values import resolve_lambda, trained_alike
 
@@ -373,7 +374,8 @@ def cmd_evaluate(a):
 
 
 def cmd_tables(a) -> None:
-    from onestep import tables, tracking
+    from onestep import tracking
+    from onestep.report import tables
 
     cfg = _job(a, tracked=bool(a.parent))
     for f in [*a.runs, *a.teachers, a.reference]:  # every input made by the current config, or none
@@ -392,9 +394,9 @@ def cmd_tables(a) -> None:
 
 
 def cmd_main_table(a) -> None:
-    from onestep import tables
+    from onestep.report.main import build_main
 
-    print(tables.build_main(a.tables, a.out_prefix, a.plot))
+    print(build_main(a.tables, a.out_prefix, a.plot))
 
 
 def cmd_paper_artefact(a) -> None:
@@ -456,6 +458,7 @@ def cmd_tune_worker(a) -> None:
 
 def cmd_tune_summary(a) -> None:
     from onestep import tracking
+    from onestep.report.study import PLOTS
     from onestep.tuning import study, summary
 
     cfg = _job(a)
@@ -465,7 +468,7 @@ def cmd_tune_summary(a) -> None:
         with tracking.record(cfg, study.study_name(cfg), run_id=outputs.parent_id(a.parent)) as rec:
             numbers = {f"best_{k}": v for k, v in best["params"].items() if isinstance(v, int | float)}
             rec.metrics({"best_value": best["value"], "best_trial": best["trial"], **numbers})
-            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in summary.PLOTS)):
+            for f in ("best.yaml", "trials.md", "trials.tex", "trials.csv", *(f"{p}.png" for p in PLOTS)):
                 rec.artifact(a.folder / f, "study")
 
 

@@ -83,7 +83,7 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
 
 def plot_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path, title: str) -> None:
     """The samples' figure: the first 64 images, or every 2-D point over the reference points."""
-    from onestep import plots
+    from onestep.report import figures as plots
 
     x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
     plots.samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)

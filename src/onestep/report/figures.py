@@ -1,4 +1,4 @@
-"""Figures: sample scatter/grid per run, training curves, the ablation plot."""
+"""Figures (matplotlib): sample scatter or grid per run, training curves, the ablation, main, baselines and study plots."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def ablation(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Pa
     _save(fig, path)
 
 
-TERMS = ("L_k", "R_k", "term_R", "term_adv")  # the curriculum's terms and their magnitudes in the loss
+TERMS = ("L_k", "R_k", "term_R", "term_adv")  # loss terms a method may log (train_log.csv); else its loss
 
 
 def curves(log_rows: list[dict], path: str | Path, title: str, keys=TERMS) -> None:
@@ -223,3 +223,20 @@ def stage_errors(lines: list[dict], path: str | Path, title: str) -> None:
     axs[1].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
+
+
+def tuned(rows: list[dict], metric: str, path: str | Path) -> None:
+    """Bars per method: the validation metric of its defaults and of its tuned values."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(rows) + 1), 3.2))
+    xs = range(len(rows))
+    nan = float("nan")
+    ax.bar([x - 0.2 for x in xs], [nan if r["default_value"] is None else r["default_value"] for r in rows], 0.4,
+           label="defaults")
+    ax.bar([x + 0.2 for x in xs], [r["tuned_value"] for r in rows], 0.4, label="tuned")
+    ax.set_xticks(list(xs), [r["method"] for r in rows], rotation=45, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title("Equal-effort tuning: validation metric per method")
+    ax.legend()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,12 @@
+"""The table kinds an ablation's optional `table:` key picks, each `(spec, runs, teachers, reference,
+out_prefix, plot) -> summary`, and the spec reader they share."""
+
+from __future__ import annotations
+
+from onestep.report.ablation import build
+from onestep.report.baselines import build_baselines
+from onestep.report.records import load_spec
+
+TABLES = {"default": build, "baselines": build_baselines}
+
+__all__ = ["TABLES", "load_spec"]
