@@ -10,7 +10,7 @@ import yaml
 from torch import nn
 
 from onestep import accel, devices
-from onestep.config import ConfigError, check_device, gpu_per_job, job_device, load_workflow, sections
+from onestep.config import ConfigError, check_device, gpu_per_job, job_device, load_workflow, sections_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_two_d_jobs_request_no_gpu_and_run_on_cpu(default_config):
     assert gpu_per_job({**points, "gpu_per_job": 1}) == 1 and gpu_per_job({**images, "gpu_per_job": 0}) == 0
     assert job_device(points) == "cpu" and job_device(images) == "auto"
     assert job_device({**points, "gpu_per_job": 1}) == "auto" and job_device({**points, "device": "cuda"}) == "cuda"
-    assert yaml.safe_load(sections(points, "pairs", "device"))["device"] == "cpu"
+    assert yaml.safe_load(sections_json(points, "pairs", "device"))["device"] == "cpu"
     runs = [r for ab in load_workflow(points, REPO).values() for r in ab.runs]
     assert runs and {r.config["device"] for r in runs} == {"cpu"}
 

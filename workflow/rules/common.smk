@@ -11,7 +11,7 @@ from snakemake.utils import update_config
 
 from onestep.data import is_image
 from onestep.config import (IMAGE_FLOOR, ConfigError, check_device, dataset_id, gpu_per_job, load_workflow, plain_ddim, resolve,
-                            sections, yaml_values)
+                            sections_json, yaml_values)
 from onestep.devices import visible_gpus
 from onestep.methods import METHODS
 from onestep.tuning import studies as tune_studies, values as tune_values

@@ -7,7 +7,7 @@ rule job_config:
     output:
         f"{ROOT}/config/{{kind}}.yaml",
     params:
-        cfg=lambda w: sections(config, *JOB_SECTIONS[w.kind]),
+        cfg=lambda w: sections_json(config, *JOB_SECTIONS[w.kind]),
     wildcard_constraints:
         kind="|".join(JOB_SECTIONS),
     localrule: True

@@ -24,7 +24,7 @@ from onestep.config.results import (
     dataset_id,
     result_config,
     run_result_config,
-    sections,
+    sections_json,
     without_run,
 )
 from onestep.config.schema import check_finite, validate
@@ -36,6 +36,6 @@ __all__ = [
     "Pairs", "Run", "Section", "Student", "Teacher", "Tracking", "base_config", "check_device", "check_files", "check_finite",
     "check_gpu_tier", "check_tuned", "dataset_id", "deep_merge", "get_dotted", "gpu_per_job", "grid_points",
     "job_device", "load_ablation", "load_workflow", "merged_files", "method_names", "method_section",
-    "plain_ddim", "read_file", "resolve", "result_config", "run_name", "run_result_config", "sections",
+    "plain_ddim", "read_file", "resolve", "result_config", "run_name", "run_result_config", "sections_json",
     "set_dotted", "tier_relative", "validate", "wanted_device", "with_method", "without_run", "yaml_values",
 ]

@@ -45,7 +45,7 @@ def without_run(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k != "run"}
 
 
-def sections(cfg: dict, *keys: str) -> str:
+def sections_json(cfg: dict, *keys: str) -> str:
     """JSON of the named config sections: what a rule's job depends on (params -> rerun on change).
     Never the sections no result depends on (NOT_IN_RESULTS): jobs read those from the tracking file."""
     out = {k: cfg[k] for k in keys if k in cfg and k not in NOT_IN_RESULTS}
