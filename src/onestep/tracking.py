@@ -346,6 +346,11 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     client.set_terminated(run_id, status="FINISHED")
 
 
+def eval_metrics(values: dict) -> dict:
+    """An evaluation's numbers under their MLflow names: eval_<key>, a few-step key's @ as _at (swd@2: eval_swd_at2)."""
+    return {f"eval_{k.replace('@', '_at')}": v for k, v in values.items()}
+
+
 def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = None,
              parent_id: str | None = None) -> str | None:
     """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
@@ -373,8 +378,8 @@ def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = No
         if not reuse:
             rec.params(cfg)
         rec.metrics({k: v for k, v in train.items() if isinstance(v, int | float) and not isinstance(v, bool)})
-        rec.metrics({f"eval_{k}": v for k, v in result.get("metrics", {}).items()})
-        rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in (result.get("multistep") or {}).items()})
+        rec.metrics(eval_metrics(result.get("metrics", {})))
+        rec.metrics(eval_metrics(result.get("multistep") or {}))
         for name, series in (("train_log.csv", "step"), ("stages.csv", "phase")):
             if (folder / name).is_file() and not reuse:  # a reused run already holds its histories
                 with open(folder / name) as f:
