@@ -1,8 +1,7 @@
-"""`onestep <command>`: the argument parser and the dispatch into onestep.stages (each command's work), and the exit
-code: 0 done; 2 a user error (`onestep <command>: error: <message>`: an errors.OnestepError, a missing file); 143
-preempted (SIGTERM; the resume checkpoint is saved, the next attempt resumes); 130 interrupted (Ctrl-C: in training, a
-resume checkpoint is saved as on SIGTERM); 1 a bug (its traceback in the log). With --log, that one line goes to the
-log and, naming the log, to stderr too (what Snakemake shows for a local job; a SLURM job's SLURM log)."""
+"""`onestep <command>`: the argument parser and the dispatch into onestep.stages (each command's work), and the exit code: 0 done;
+2 a user error (`onestep <command>: error: <message>`: an errors.OnestepError, a missing file); 143 preempted (SIGTERM; the resume
+checkpoint is saved, the next attempt resumes); 130 interrupted (Ctrl-C: in training, a resume checkpoint is saved as on SIGTERM);
+1 a bug (its traceback in the log). With --log, that line goes to the log and, naming the log, to stderr (Snakemake shows it)."""
 
 from __future__ import annotations
 
@@ -40,14 +39,15 @@ PREFIX = out("the table's path without .md/.tex/.csv", "--out-prefix")
 TRACKING = opt("config", "--tracking", "the MLflow settings (a file with `tracking:`, the rules' results/config/"
                "tracking.yaml); default: the --config file's own tracking section")
 URI = opt("config", "--uri", "the MLflow tracking URI", "sqlite:///results/mlflow.db")
+CONFIG = A("config", "--config", help="the job's config file (config.yaml: the sections it reads)")
+JOB = [opt("job", "--threads", "torch threads (the job's Snakemake threads)", type=int),
+       opt("job", "--log", "write stdout and stderr to this file (then attached to the job's MLflow run, if any)")]
 SCORING = [TEACHER, REFERENCE, FEATURES, out("metrics.json"), out("samples.png", "--plot")]  # teacher-eval, evaluate
 
 
-def _commands() -> tuple[list, list]:
-    """The commands for people and the rule internals: (name, stage, help, the job config it reads: None, or
-    tracked/untracked/if-parent (whether it writes to MLflow), arguments)."""
-    ablation = A("config", "--ablation", help="the ablation (or study) name", type=str)
-    folder = A("config", "--folder", help="the study's folder (its journal; best.yaml there)")
+def _people() -> list:
+    """The commands for people: (name, stage, help, the job config it reads: None, or tracked/untracked/if-parent
+    (whether it writes to MLflow), arguments)."""
     return [
         ("check-config", people.check_config, "check config files (--configfile A B) before a run", None,
          [A("config", "files", help="config files, merged over config/config.yaml in order", type=Path, nargs="*")]),
@@ -62,7 +62,14 @@ def _commands() -> tuple[list, list]:
         ("sync", tracking.sync, "upload finished runs' files into the current MLflow store, after the fact", None,
          [A("in", "--run", help="run folders (config.yaml, train.json, metrics.json, logs, plots)", nargs="+"),
           opt("config", "--tracking", "the MLflow settings (a file with `tracking:`); default: <out>/config/"
-              "tracking.yaml next to the run folders (MLFLOW_TRACKING_URI overrides its uri)")])], [
+              "tracking.yaml next to the run folders (MLFLOW_TRACKING_URI overrides its uri)")])]
+
+
+def _internals() -> list:
+    """The rule internals, as `_people`."""
+    ablation = A("config", "--ablation", help="the ablation (or study) name", type=str)
+    folder = A("config", "--folder", help="the study's folder (its journal; best.yaml there)")
+    return [
         ("init-tracking", tracking.init_tracking, "create the MLflow store and experiment once", "tracked",
          [out("store.json: the tracking URI and experiment id")]),
         ("parent", tracking.parent, "create the MLflow parent run of an ablation or study", "tracked",
@@ -122,17 +129,12 @@ def _add(sub, name: str, fn, help: str, config: str | None, args: list, job: boo
     s = sub.add_parser(name, help=help, description=help)
     s.set_defaults(fn=fn, load=config)
     groups = {k: s.add_argument_group(t) for k, t in {"config": "config", "in": "inputs", "out": "outputs", "job": "job"}.items()}
-    if config:
-        args = [A("config", "--config", help="the job's config file (config.yaml: the sections it reads)"), TRACKING, *args]
-    if job:
-        args = [*args, opt("job", "--threads", "torch threads (the job's Snakemake threads)", type=int),
-                opt("job", "--log", "write stdout and stderr to this file (then attached to the job's MLflow run, if any)")]
-    for group, flags, kw, arg_help in args:
+    for group, flags, kw, arg_help in [*([CONFIG, TRACKING] if config else []), *args, *(JOB if job else [])]:
         groups[group].add_argument(*flags, help=arg_help, **kw)
 
 
 def parser() -> argparse.ArgumentParser:
-    people_cmds, internals = _commands()
+    people_cmds, internals = _people(), _internals()
     listing = "\n\n".join(f"{title}:\n" + "\n".join(f"  {c[0]:<16}{c[2]}" for c in cmds) for title, cmds in (
         ("commands for people", people_cmds), ("rule internals (what the Snakemake rules run)", internals)))
     p = argparse.ArgumentParser(prog="onestep", usage="onestep [-h] [--version] COMMAND ...",
@@ -140,9 +142,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"onestep {__version__}")
     p.set_defaults(config=None)  # a command without a config file
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help=argparse.SUPPRESS, prog="onestep")
-    for cmds, job in ((people_cmds, False), (internals, True)):
-        for c in cmds:
-            _add(sub, *c, job=job)
+    for c in people_cmds + internals:
+        _add(sub, *c, job=c in internals)
     return p
 
 
@@ -188,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             print(line, file=sys.stderr)
     jobs.attach_log(done, log)
     if line and log is not None:
-        # the cause outside the log too: Snakemake shows a local job's stderr above its "Error in rule"; a
-        # SLURM job's goes to its SLURM log, which Snakemake names there with this job's log
+        # the cause outside the log too: Snakemake shows a local job's stderr above "Error in rule"; a SLURM job's log
         print(f"{line.splitlines()[0]} (log: {log})", file=sys.stderr, flush=True)
     if code:
         sys.exit(code)

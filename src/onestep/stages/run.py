@@ -183,7 +183,7 @@ def _record(rec, result: dict, diag: dict) -> None:
     rec.metrics(tracking.eval_metrics(result["metrics"]))
     rec.metrics(tracking.eval_metrics({k: result[k] for k in ("out_of_support",) if k in result}) | result["method_report"])
     rec.metrics(tracking.eval_metrics(result["multistep"]))
-    for step, values in diag.get("series", []):  # e.g. one point per curriculum stage, step = k
+    for step, values in diag.get("series", []):  # e.g. one point per stage of a staged method
         rec.metrics(values, step)
     if diag.get("metrics"):
         rec.metrics(tracking.eval_metrics(diag["metrics"]))
