@@ -87,14 +87,15 @@ def test_out_of_memory_names_the_batch_key():
 def test_cli_turns_out_of_memory_into_one_line(tmp_path, monkeypatch, capsys):
     """`onestep <job>` that runs out of GPU memory exits 2 with the key to lower, no traceback."""
     from onestep import cli
+    from onestep.stages import teacher
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"pairs": {"batch_size": 4096}}))
 
-    def boom(a):
+    def boom(cfg):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
 
-    monkeypatch.setattr(cli, "cmd_pairs", boom)
+    monkeypatch.setattr(teacher, "pairs", boom)
     with pytest.raises(SystemExit) as e:
         cli.main(["pairs", "--config", str(cfg), "--teacher", "t.pt", "--out", str(tmp_path / "p.npz")])
     assert e.value.code == 2

@@ -1,6 +1,7 @@
-"""What every `onestep` job shares: its device and threads, its log file (written by the job itself and
-attached to its MLflow run once closed), and for training jobs the resumable MLflow run and SIGTERM
-handling (preemption). The CLI calls these; nothing here parses arguments."""
+"""What every `onestep` job shares: its config file (with the tracking section), its device and threads, its
+log file (written by the job itself and attached to its MLflow run once closed), and for training jobs the
+resumable MLflow run and SIGTERM handling (preemption). The CLI and the stages call these; nothing here
+parses arguments."""
 
 from __future__ import annotations
 
@@ -19,13 +20,63 @@ from onestep.errors import OnestepError
 _DEVICES: dict[str, str] = {}
 
 
+def job_config(config: Path, tracking_file: Path | None = None, tracked: bool = True, threads: int | None = None) -> dict:
+    """The job's config (`config`: the file its rule wrote), with the tracking section of `tracking_file` where
+    given (the rules' results/config/tracking.yaml: run and job config files hold no tracking keys, so a
+    tracking change re-runs no job). A job that writes to MLflow (`tracked`) checks the tracking server
+    first, before any work; torch threads = `threads`."""
+    from onestep.config import read_file
+
+    cfg = with_tracking(read_file(config, "job config file"), tracking_file, config, tracked)
+    if tracked:
+        tracking.check_server(cfg)
+    set_threads(threads)
+    return cfg
+
+
+def with_tracking(cfg: dict, tracking_file: Path | None, where, needed: bool = True) -> dict:
+    """`cfg` with the tracking section of `tracking_file` (a file holding `tracking:`), else as is; a job
+    that writes to MLflow (`needed`) and finds the section in neither stops naming both."""
+    if tracking_file is not None:
+        from onestep.config import read_file
+
+        section = read_file(tracking_file, "tracking file").get("tracking")
+        if not isinstance(section, dict):
+            raise OnestepError(f"--tracking {tracking_file}: no `tracking:` section (the rules write it to "
+                               "results/config/tracking.yaml)")
+        return {**cfg, "tracking": section}
+    if needed and "tracking" not in cfg:
+        raise OnestepError(f"{where} has no tracking section: pass --tracking results/config/tracking.yaml "
+                           "(Snakemake writes it when it starts its jobs)")
+    return cfg
+
+
+def config_or_none(config: Path | None) -> dict | None:
+    """The job's config file as a dict, for an error message (None when there is none or it is unreadable)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(config).read_text()) if config else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def set_threads(threads: int | None) -> None:
+    """torch threads = `threads` (the job's Snakemake threads), where given."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def device(cfg: dict) -> str:
     """The job's device, picked once per process (devices.pick_device: a free GPU slot, or CPU)."""
     import torch
 
+    from onestep.config import wanted_device
     from onestep.devices import device_problem, pick_device, torch_devices
 
-    want = cfg.get("device", "auto")
+    want = wanted_device(cfg)
     if want not in _DEVICES:
         count, mps = torch_devices()
         problem = device_problem(want, count, mps)

@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from onestep.config.sections import Tracking
 from onestep.errors import OnestepError
 
 PKG_DIR = Path(__file__).resolve().parent
@@ -58,7 +59,7 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     if timeout is None:
-        timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT") or cfg["tracking"].get("timeout_s", 10))
+        timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT") or Tracking.of(cfg).timeout_s)
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
             if r.status == 200:
@@ -70,7 +71,7 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
         reason = str(getattr(e, "reason", e))
     message = (f"MLflow tracking server {uri} is unreachable ({reason}); start it (make mlflow-server) "
                "or point MLFLOW_TRACKING_URI / tracking.uri at a running one")
-    if cfg["tracking"].get("required", True):
+    if Tracking.of(cfg).required:
         raise TrackingError(message + ", or set tracking.required: false to run untracked")
     print(f"warning: {message}; tracking.required is false: this job runs without MLflow", file=sys.stderr, flush=True)
     _OFF.add(uri)
@@ -241,7 +242,7 @@ def attach(cfg: dict, run_id: str | None, path: str | Path, subdir: str | None =
 def system_monitor(cfg: dict, run_id: str):
     """MLflow's system metrics (CPU, memory, GPU via nvidia-ml-py) for this run, sampled every
     `tracking.system_metrics_s` seconds; None when that key is unset or 0."""
-    every = cfg["tracking"].get("system_metrics_s")
+    every = Tracking.of(cfg).system_metrics_s
     if not every:
         return None
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -346,6 +347,11 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     client.set_terminated(run_id, status="FINISHED")
 
 
+def eval_metrics(values: dict) -> dict:
+    """An evaluation's numbers under their MLflow names: eval_<key>, a few-step key's @ as _at (swd@2: eval_swd_at2)."""
+    return {f"eval_{k.replace('@', '_at')}": v for k, v in values.items()}
+
+
 def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = None,
              parent_id: str | None = None) -> str | None:
     """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
@@ -373,8 +379,8 @@ def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = No
         if not reuse:
             rec.params(cfg)
         rec.metrics({k: v for k, v in train.items() if isinstance(v, int | float) and not isinstance(v, bool)})
-        rec.metrics({f"eval_{k}": v for k, v in result.get("metrics", {}).items()})
-        rec.metrics({f"eval_{k.replace('@', '_at')}": v for k, v in (result.get("multistep") or {}).items()})
+        rec.metrics(eval_metrics(result.get("metrics", {})))
+        rec.metrics(eval_metrics(result.get("multistep") or {}))
         for name, series in (("train_log.csv", "step"), ("stages.csv", "phase")):
             if (folder / name).is_file() and not reuse:  # a reused run already holds its histories
                 with open(folder / name) as f:

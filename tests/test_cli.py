@@ -1,0 +1,54 @@
+"""`onestep` itself: the help speaks to a user (the commands for people apart from the rule internals), a
+--version, and cli.py only parses and dispatches: every command's work is a stage in onestep.stages that
+receives every argument its command parses."""
+
+import argparse
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import onestep
+from onestep import cli
+
+PEOPLE = ("where", "ui", "check-config", "sync")
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_help_lists_the_commands_for_people_apart_from_the_internals():
+    p = subprocess.run([sys.executable, "-m", "onestep", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    people, internals = p.stdout.split("commands for people:")[1].split("rule internals")
+    listed = lambda text: {line.split()[0] for line in text.splitlines() if line.startswith("  ")}  # noqa: E731
+    assert listed(people) == set(PEOPLE)
+    assert listed(internals.split("options:")[0]) == set(_commands()) - set(PEOPLE)
+    assert "Snakemake rules call" not in p.stdout  # not the developers' module docstring
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"onestep {onestep.__version__}"
+
+
+def test_every_command_is_a_stage_that_takes_what_its_command_parses():
+    for name, sub in _commands().items():
+        fn = sub.get_default("fn")
+        assert fn.__module__.startswith("onestep.stages."), (name, fn.__module__)
+        params = set(inspect.signature(fn).parameters)
+        if sub.get_default("load"):  # the job's config (read by the CLI) comes as `cfg`, its tracking file with it
+            assert "cfg" in params, name
+            params |= {"tracking"}
+        parsed = {a.dest for a in sub._actions if a.dest not in ("help", "log", "threads")}  # the job options
+        assert parsed - {"config"} <= params, (name, parsed - params)  # no option is dropped on the way
+
+
+def test_cli_holds_no_command_bodies():
+    assert not [n for n in vars(cli) if n.startswith("cmd_")]
+    assert len(inspect.getsource(cli).splitlines()) < 200
