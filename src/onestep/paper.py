@@ -1,6 +1,7 @@
 """`snakemake paper`: every table and figure the docs quote, per dataset tier, under results/paper/<tier>/.
 
-The workflow's plan lists the artefacts (`artefacts`) and writes them as the paper spec (`spec_json`). Each artefact (an ablation's table, the main table, the baselines, the tuning study) is copied from where its
+The workflow's plan lists the artefacts (`artefacts`) and writes them as the paper spec (`spec_json`). Each
+artefact (an ablation's table, the main table, the baselines, the tuning study) is copied from where its
 own target wrote it to <tier>/<name>.{md,tex,csv,png} (`copy_artefact`), and `index.md` lists each with the
 command that made it and its config hash (`write_index`) from the paper spec `paper.yaml` (what the
 workflow's `paper_spec` local rule writes: name, title, command, config hash, files, per artefact).

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import sys
+from functools import cached_property
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -20,8 +21,18 @@ from snakemake.utils import update_config
 
 # the package's names the plan is made of, imported here alone (the rule files import none of them)
 from onestep import outputs, paper
-from onestep.config import (IMAGE_FLOOR, ConfigError, check_device, dataset_id, gpu_per_job, load_workflow,
-                            plain_ddim, resolve, sections, yaml_values)
+from onestep.config import (
+    IMAGE_FLOOR,
+    ConfigError,
+    check_device,
+    dataset_id,
+    gpu_per_job,
+    load_workflow,
+    plain_ddim,
+    resolve,
+    sections,
+    yaml_values,
+)
 from onestep.data import is_image
 from onestep.devices import visible_gpus
 from onestep.methods import METHODS
@@ -238,20 +249,13 @@ class Plan:
         return {"floor": IMAGE_FLOOR} if self.is_images else {}
 
     @property
-    def teacher_steps(self) -> list[int]:
-        return self.config["evaluation"]["teacher_steps"]
-
-    @property
-    def pairs_row(self) -> bool:
-        """The pairs' own solver is a teacher row of its own: not one of the plain DDIM rows (teacher_steps)."""
-        pc = self.config["pairs"]
-        return not plain_ddim(pc["solver"], pc["clip_x0"]) or pc["ddim_steps"] not in self.teacher_steps
-
-    @property
     def teacher_rows(self) -> list[str]:
-        """The teacher rows of every table: DDIM at teacher_steps, and the pairs' own solver unless it is one."""
-        return [f"{self.root}/teacher/ddim-{s}/metrics.json" for s in self.teacher_steps] + (
-            [f"{self.root}/teacher/pairs-solver/metrics.json"] if self.pairs_row else [])
+        """The teacher rows of every table: DDIM at evaluation.teacher_steps, and the pairs' own solver unless it
+        is one of them (a plain DDIM solve with one of those step counts)."""
+        steps, pc = self.config["evaluation"]["teacher_steps"], self.config["pairs"]
+        pairs_row = not plain_ddim(pc["solver"], pc["clip_x0"]) or pc["ddim_steps"] not in steps
+        return [f"{self.root}/teacher/ddim-{s}/metrics.json" for s in steps] + (
+            [f"{self.root}/teacher/pairs-solver/metrics.json"] if pairs_row else [])
 
     @property
     def pairs_solver_args(self) -> str:
@@ -339,14 +343,11 @@ class Plan:
 
     # ---------------------------------------------------------------- the paper target
 
-    @property
+    @cached_property
     def paper(self) -> dict[str, dict]:
         """name -> artefact of `snakemake paper` (paper.artefacts)."""
-        if not hasattr(self, "_paper"):
-            self._paper = paper.artefacts(self.config, self.ablations, bool(self.baseline_studies),
-                                          (self.tables, self.plots), f"{self.out}/optuna/{self.study}",
-                                          self.configfiles)
-        return self._paper
+        return paper.artefacts(self.config, self.ablations, bool(self.baseline_studies), (self.tables, self.plots),
+                               f"{self.out}/optuna/{self.study}", self.configfiles)
 
     def paper_spec(self) -> str:
         return paper.spec_json(self.data, self.config, self.paper, self.configfiles)
@@ -381,7 +382,7 @@ def write_run_config(cfg_json: str, tuned: list[str], out: str) -> None:
 
 
 def prefix(name: str, suffix: str):
-    """A param: output `name` without `suffix` (the --out-prefix of a table's files), derived from the output."""
+    """A param: output `name` without `suffix` (a table's --out-prefix), derived from it (so no param of its own)."""
 
     def of(wildcards, output):
         return str(getattr(output, name))[: -len(suffix)]
@@ -389,19 +390,10 @@ def prefix(name: str, suffix: str):
     return of
 
 
-def folder(name: str):
-    """A param: the folder of input `name` (a run's folder, derived from its files)."""
+def folder(name: str, io: str = "input"):
+    """A param: the folder of input (or output) `name` (a run's folder), derived from it."""
 
-    def of(wildcards, input):  # noqa: A002 (Snakemake passes it by this name)
-        return os.path.dirname(getattr(input, name))
-
-    return of
-
-
-def output_folder(name: str):
-    """A param: the folder of output `name`."""
-
-    def of(wildcards, output):
-        return os.path.dirname(getattr(output, name))
+    def of(wildcards, input, output):  # noqa: A002 (Snakemake passes them by these names)
+        return os.path.dirname(getattr(input if io == "input" else output, name))
 
     return of

@@ -18,7 +18,7 @@ rule train:
     log:
         f"{LOGS}/train/{{ablation}}/{{run}}.log",
     params:
-        out=wf.output_folder("ckpt"),
+        out=wf.folder("ckpt", "output"),
         tracking=P.tracking_config,
         tuned=P.lambda_best_arg,
         same_as=P.same_as_arg,
