@@ -7,7 +7,7 @@ rule train:
         teacher=f"{ROOT}/teacher/teacher.pt",
         pairs=f"{ROOT}/teacher/pairs.npz",
         parent=ancient(f"{OUT}/mlflow/{{ablation}}.parent.json"),
-        tuned=P.lambda_best,
+        lambda_best=P.lambda_best,
         same_as=P.same_as,
         states=P.pair_states,
         features=P.features,
@@ -20,7 +20,7 @@ rule train:
     params:
         out=wf.folder("ckpt", "output"),
         tracking=P.tracking_config,
-        tuned=P.lambda_best_arg,
+        lambda_best=P.lambda_best_arg,
         same_as=P.same_as_arg,
         states=P.pair_states_arg,
         features=P.features_arg,
@@ -30,4 +30,4 @@ rule train:
     shell:
         "{ONESTEP} train --threads {threads} --config {input.config} --tracking {params.tracking} --teacher {input.teacher}"
         " --pairs {input.pairs}"
-        " --parent {input.parent} {params.tuned} {params.same_as} {params.states} {params.features} --out {params.out} --log {log}"
+        " --parent {input.parent} {params.lambda_best} {params.same_as} {params.states} {params.features} --out {params.out} --log {log}"
