@@ -1,5 +1,5 @@
 # Optuna studies, one machinery (onestep/tune.py): W worker jobs against one study (journal file), then a summary.
-# The studies (Plan.studies): tune_lambda's over the curriculum's lambda, and tune_baselines' one per method of
+# The studies (Plan.studies): tune_lambda's over method.lambda, and tune_baselines' one per method of
 # tune_baselines.grid over the method's declared search_space (config: rule tune_study_config).
 
 
