@@ -19,7 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/configs.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/teacher.smk"
-include: "workflow/rules/curriculum.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/tune.smk"
@@ -27,41 +27,47 @@ include: "workflow/rules/paper.smk"
 
 
 rule tune_lambda:
+    """The Optuna study over lambda: best.yaml, its trials table and figures."""
     input:
-        study_outputs(STUDY),
+        P.study_outputs(P.study),
 
 
-# equal-effort tuning: one study per method of tune_baselines.grid, then the tuned-values file and its table
 rule tune_baselines:
+    """Equal-effort tuning: one study per method of tune_baselines.grid, the tuned-values file and its table."""
     input:
-        lambda w: baseline_studies(),
+        P.baseline_targets,
 
 
 rule ablate_all:
+    """Every ablation that applies to the dataset, and the main table."""
     input:
-        [ablation_outputs(name) for name in APPLICABLE],
+        [P.ablation_outputs(name) for name in P.applicable],
         rules.main_table.output,
 
 
 rule paper:
+    """Every table and figure of this tier under results/paper/<tier>/, with index.md."""
     input:
         rules.paper_index.output,
 
 
 rule all:
+    """The same as ablate_all."""
     input:
         rules.ablate_all.input,
 
 
 rule tables:
+    """Rebuild the tables of the finished ablations from their metrics.json (and the main table once all are)."""
     input:
-        stored_tables,
+        P.stored_tables,
 
 
-for _name, _ab in ABLATIONS.items():
+for _name in P.ablations:
 
     rule:
+        """An ablation of config/ablations/ (its `name:`): its table, plot and every run's metrics."""
         name:
             _name
         input:
-            (lambda w, n=_name: ablation_outputs(n)) if _ab.skipped else ablation_outputs(_name),
+            P.ablation_target(_name),

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import REPO, planned_jobs, snakemake
 
-from onestep.paper import PaperError, config_hash, copy_artefact, write_index
+from onestep.paper import PaperError, artefact_hash, copy_artefact, write_index
 
 
 def _applicable(dataset_images: bool, tuned: bool) -> set[str]:
@@ -49,8 +49,8 @@ def test_copy_and_index(tmp_path):
     assert [m.read_text() for m in made] == ["md", "tex", "csv", "png"]
     with pytest.raises(PaperError, match=r"no \.png"):
         copy_artefact(src[:3], tmp_path / "paper" / "x")
-    h = config_hash({"a": 1}, src[0])
-    assert len(h) == 12 and h != config_hash({"a": 2}, src[0]) and h != config_hash({"a": 1})
+    h = artefact_hash({"a": 1}, src[0])
+    assert len(h) == 12 and h != artefact_hash({"a": 2}, src[0]) and h != artefact_hash({"a": 1})
     spec = {"tier": "checkerboard", "command": "snakemake --cores 2 paper", "config_hash": "abc",
             "artefacts": [{"name": "ablate_order", "title": "Stage order", "command": "snakemake --cores 2 ablate_order",
                            "config_hash": h, "sources": []}]}

@@ -120,7 +120,7 @@ def _internals() -> list:
         ("tune-gather", tuning.tune_gather, "the tuned-values file of tune_baselines from every method's study, and "
          "the studies' table", None,
          [A("in", "--best", help="every method study's best.yaml", nargs="+"), TEACHER,
-          out("the tuned-values file (tuned_baselines.yaml, format: onestep/tuned.py)"), PREFIX,
+          out("the tuned-values file (tuned_baselines.yaml, format: onestep/tuning/values.py)"), PREFIX,
           out("the studies' figure: validation metric of the defaults and of the tuned values per method", "--plot")])]
 
 

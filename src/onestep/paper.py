@@ -1,6 +1,7 @@
 """`snakemake paper`: every table and figure the docs quote, per dataset tier, under results/paper/<tier>/.
 
-Each artefact (an ablation's table, the main table, the baselines, the tuning study) is copied from where its
+The workflow's plan lists the artefacts (`artefacts`) and writes them as the paper spec (`spec_json`). Each
+artefact (an ablation's table, the main table, the baselines, the tuning study) is copied from where its
 own target wrote it to <tier>/<name>.{md,tex,csv,png} (`copy_artefact`), and `index.md` lists each with the
 command that made it and its config hash (`write_index`) from the paper spec `paper.yaml` (what the
 workflow's `paper_spec` local rule writes: name, title, command, config hash, files, per artefact).
@@ -14,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from onestep import outputs
+from onestep.config import result_config
 from onestep.errors import OnestepError
 
 EXTS = (".md", ".tex", ".csv", ".png")
@@ -23,15 +25,58 @@ class PaperError(OnestepError):
     pass
 
 
-def config_hash(cfg: dict, *files: str | Path) -> str:
-    """12 hex digits of sha256 over the resolved config (sorted JSON; no tracking section, which no result
-    depends on) and the given files' bytes (a spec)."""
-    from onestep.config import result_config
-
-    h = hashlib.sha256(json.dumps(result_config(cfg), sort_keys=True, default=str).encode())
+def artefact_hash(cfg: dict, *files: str | Path) -> str:
+    """12 hex digits of sha256 over the config's hash (outputs.config_hash of the resolved config without the
+    sections no result depends on: tracking) and the given files' bytes (a grid file)."""
+    h = hashlib.sha256(outputs.config_hash(result_config(cfg)).encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:12]
+
+
+def command(target: str, configfiles) -> str:
+    """The command that makes `target` on this tier: the config files the workflow was started with, after
+    the default config/config.yaml."""
+    tier = " ".join(f"--configfile {f}" for f in configfiles
+                    if Path(f).name != "config.yaml" or Path(f).parent.name != "config")
+    return " ".join(["snakemake --cores 2", target, tier]).strip()
+
+
+def _artefact(title: str, sources: list[str], target: str, configfiles, cfg: dict, *files) -> dict:
+    return {"title": title, "sources": sources, "command": command(target, configfiles),
+            "config_hash": artefact_hash(cfg, *files)}
+
+
+def artefacts(cfg: dict, ablations: dict, with_studies: bool, folders: tuple[str, str], study_dir: str,
+              configfiles) -> dict[str, dict]:
+    """name -> {title, sources, command, config_hash} of every artefact of the tier: each ablation that applies
+    to it, the main table and the lambda study. Equal-effort tuning (a study per baseline method, then
+    baselines_tuned) only with tune_baselines.paper: it trains methods x trials runs, more than the rest of the
+    tier together. `folders`: (tables, plots) of the tier; `with_studies`: tune_baselines has studies here."""
+    tables, plots = folders
+
+    def sources(name):
+        return [f"{tables}/{name}.md", f"{tables}/{name}.tex", f"{tables}/{name}.csv", f"{plots}/{name}.png"]
+
+    tuned_in_paper = cfg["tune_baselines"]["paper"]
+    out = {name: _artefact(ab.title, sources(name), name, configfiles, cfg, ab.file) for name, ab in ablations.items()
+           if not ab.skipped and (tuned_in_paper or not ab.tuned)}
+    if tuned_in_paper and with_studies:
+        out["tune_baselines"] = _artefact("Equal-effort tuning: a study per method (defaults vs tuned, validation metric)",
+                                          sources("tune_baselines"), "tune_baselines", configfiles, cfg,
+                                          ablations[cfg["tune_baselines"]["grid"]].file)
+    out["main"] = _artefact("Main table: baseline and best point of every ablation", sources("main"), "ablate_all",
+                            configfiles, cfg)
+    out["tune_lambda"] = _artefact("The tuning study over lambda (Optuna trials)",
+                                   [f"{study_dir}/trials.{e}" for e in ("md", "tex", "csv")] + [f"{study_dir}/history.png"],
+                                   "tune_lambda", configfiles, cfg)
+    return out
+
+
+def spec_json(tier: str, cfg: dict, arts: dict[str, dict], configfiles) -> str:
+    """The paper spec (paper.yaml, rule paper_spec's param): the tier, its command and hash, every artefact."""
+    return json.dumps({"tier": tier, "command": command("paper", configfiles), "config_hash": artefact_hash(cfg),
+                       "artefacts": [{"name": n, **a} for n, a in arts.items()]}, sort_keys=True)
 
 
 def copy_artefact(sources: list[Path], out_prefix: Path) -> list[Path]:
@@ -59,7 +104,7 @@ def write_index(spec_path: Path, out: Path) -> str:
         rows.append(f"| {a['title']} | {files} | `{a['command']}` | `{a['config_hash']}` |")
     text = "\n".join([f"# Paper artefacts: {spec['tier']}", "",
                       f"Made by `{spec['command']}` (config hash `{spec['config_hash']}`); each artefact's own "
-                      "target rebuilds it alone. The config hash is sha256 (12 digits) of the resolved config "
+                      "target rebuilds it alone. The config hash is sha256 (12 digits) of the resolved config's hash "
                       "and, for an ablation, its grid file.", "", *rows, ""])
     out.write_text(text)
     return text

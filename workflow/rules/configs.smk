@@ -1,32 +1,29 @@
-# Per-job config files, written locally (no job): params = the config sections (JSON, sorted keys), so a
-# config change re-runs the writer and, its file being newer, every job that reads it.
-from onestep import outputs
+# Per-job config files, written locally in Snakemake's own process (no job): params = the config sections
+# (JSON, sorted keys), so a config change re-runs the writer and, its file being newer, every job that reads it.
 
 
 rule job_config:
+    """The config file of a job kind: the config sections its jobs read (onestep.workflow.JOB_SECTIONS)."""
     output:
         f"{ROOT}/config/{{kind}}.yaml",
     params:
-        cfg=lambda w: sections_json(config, *JOB_SECTIONS[w.kind]),
+        cfg=P.job_sections,
     wildcard_constraints:
-        kind="|".join(JOB_SECTIONS),
+        kind="|".join(wf.JOB_SECTIONS),
     localrule: True
     run:
-        outputs.write_yaml(output[0], json.loads(params.cfg))
+        wf.write_config(params.cfg, output[0])
 
 
-# A run of a `tuned:` ablation (baselines_tuned): its method's tuned values applied from the tuned-values file
-# (checked against the teacher), recorded under run.tuned: the config.yaml says what the run trains with.
 rule run_config:
+    """A run's config.yaml; a `tuned:` ablation's (baselines_tuned) with its method's tuned values applied from the
+    tuned-values file (checked against the teacher) and recorded under run.tuned."""
     input:
-        tuned_values,
+        P.tuned_values,
     output:
         f"{ROOT}/{{ablation}}/{{run}}/config.yaml",
     params:
-        cfg=lambda w: json.dumps(RUNS[(w.ablation, w.run)].config, sort_keys=True),
+        cfg=P.run_config_json,
     localrule: True
     run:
-        cfg = json.loads(params.cfg)
-        if input:  # [tuned-values file, teacher.pt]
-            cfg = tune_values.resolve_run(cfg, input[0], input[1])
-        outputs.write_yaml(output[0], cfg)
+        wf.write_run_config(params.cfg, list(input), output[0])

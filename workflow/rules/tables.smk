@@ -1,12 +1,15 @@
 # Paper tables and figures, from the stored metrics.json files (and the runs' logs) alone: no training.
+
+
 rule table:
+    """An ablation's table (md, tex, csv) and figures, from its runs' metrics.json and the teacher rows."""
     input:
-        runs=lambda w: table_runs(w.ablation),
-        teachers=TEACHER_ROWS,
+        runs=P.table_runs,
+        teachers=P.teacher_rows,
         reference=f"{ROOT}/reference.json",
-        configs=lambda w: [*table_configs(w.ablation), job_config("teacher_eval"), job_config("reference")],
+        configs=P.table_configs,
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
-        spec=lambda w: spec_file(w.ablation),
+        spec=P.spec_file,
     output:
         md=f"{TABLES}/{{ablation}}.md",
         tex=f"{TABLES}/{{ablation}}.tex",
@@ -17,18 +20,19 @@ rule table:
     log:
         f"{LOGS}/table/{{ablation}}.log",
     params:
-        prefix=f"{TABLES}/{{ablation}}",
+        prefix=wf.prefix("md", ".md"),
+        tracking=P.tracking_config,
     localrule: True
     shell:
-        "{ONESTEP} tables --threads {threads} --config {TRACKING_CONFIG} --ablation {wildcards.ablation} --runs {input.runs}"
+        "{ONESTEP} tables --threads {threads} --config {params.tracking} --ablation {wildcards.ablation} --runs {input.runs}"
         " --teachers {input.teachers} --reference {input.reference} --spec {input.spec}"
         " --out-prefix {params.prefix} --plot {output.plot} --parent {input.parent} --log {log}"
 
 
-# The main table: baseline and best point of every ablation that applies to the dataset.
 rule main_table:
+    """The main table: the baseline and best point of every ablation that applies to the dataset."""
     input:
-        [f"{TABLES}/{name}.csv" for name in APPLICABLE],
+        P.main_inputs(),
     output:
         md=f"{TABLES}/main.md",
         tex=f"{TABLES}/main.tex",
@@ -37,7 +41,7 @@ rule main_table:
     log:
         f"{LOGS}/table/main.log",
     params:
-        prefix=f"{TABLES}/main",
+        prefix=wf.prefix("md", ".md"),
     localrule: True
     shell:
         "{ONESTEP} main-table --tables {input} --out-prefix {params.prefix} --plot {output.plot} --log {log}"

@@ -1,23 +1,26 @@
 # MLflow store and experiment, created once before jobs fan out (SQLite migrations race otherwise).
-# The jobs' MLflow settings (TRACKING_CONFIG, common.smk), written as Snakemake starts its jobs.
+# The jobs' MLflow settings (the tracking file, Plan.write_tracking_config), written as Snakemake starts its jobs.
 onstart:
-    write_tracking_config()
+    P.write_tracking_config()
 
 
-# Re-run when the store or experiment changes (params), not when tracking.required or timeout_s does.
 rule init_tracking:
+    """Create the MLflow store and experiment; re-run when the store or experiment changes (params), not when
+    tracking.required or timeout_s does."""
     output:
         f"{OUT}/mlflow/store.json",
     log:
         f"{LOGS}/init_tracking.log",
     params:
-        store=TRACKING_STORE,
+        store=P.tracking_store,
+        tracking=P.tracking_config,
     localrule: True
     shell:
-        "{ONESTEP} init-tracking --threads {threads} --config {TRACKING_CONFIG} --out {output} --log {log}"
+        "{ONESTEP} init-tracking --threads {threads} --config {params.tracking} --out {output} --log {log}"
 
 
 rule mlflow_parent:
+    """The MLflow parent run of an ablation or a study, which its runs' MLflow runs nest under."""
     input:
         f"{OUT}/mlflow/store.json",
     output:
@@ -25,8 +28,9 @@ rule mlflow_parent:
     log:
         f"{LOGS}/mlflow_parent/{{ablation}}.log",
     params:
-        kind=lambda w: "study" if w.ablation in STUDIES else "ablation",
+        kind=P.parent_kind,
+        tracking=P.tracking_config,
     localrule: True
     shell:
-        "{ONESTEP} parent --threads {threads} --config {TRACKING_CONFIG} --ablation {wildcards.ablation}"
+        "{ONESTEP} parent --threads {threads} --config {params.tracking} --ablation {wildcards.ablation}"
         " --kind {params.kind} --out {output} --log {log}"

@@ -1,67 +1,73 @@
-# Optuna studies, one machinery (onestep/tune.py): W worker jobs against one study (journal file), then a summary.
-# The studies (STUDIES, common.smk): tune_lambda's over the curriculum's lambda, and tune_baselines' one per
-# method of tune_baselines.grid over the method's declared search_space (config: rule tune_study_config).
+# Optuna studies, one machinery (src/onestep/tuning/): W worker jobs against one study (journal file), then a summary.
+# The studies (Plan.studies): tune_lambda's over method.lambda, and tune_baselines' one per method of
+# tune_baselines.grid over the method's declared search_space (config: rule tune_study_config).
 
 
 rule tune_study_config:
+    """The config file of one method's study of tune_baselines (its search_space, a share of its budget)."""
     output:
         f"{ROOT}/config/tune_baselines/{{method}}.yaml",
     params:
-        cfg=lambda w: json.dumps(BASELINE_STUDIES[w.method], sort_keys=True),
+        cfg=P.study_config_json,
     localrule: True
     run:
-        outputs.write_yaml(output[0], json.loads(params.cfg))
+        wf.write_config(params.cfg, output[0])
 
 
 rule tune_worker:
+    """One worker of an Optuna study: trials against the study's journal until its budget is spent."""
     input:
         teacher=f"{ROOT}/teacher/teacher.pt",
         pairs=f"{ROOT}/teacher/pairs.npz",
         reference=f"{ROOT}/reference.npz",
-        features=features,
+        features=P.features,
         parent=ancient(f"{OUT}/mlflow/{{study}}.parent.json"),
-        config=lambda w: STUDIES[w.study][0],
+        config=P.study_file,
     output:
         f"{OUT}/optuna/{{study}}/worker-{{worker}}.json",
     log:
         f"{LOGS}/tune_worker/{{study}}-{{worker}}.log",
     params:
-        features=features_arg,
+        features=P.features_arg,
         folder=f"{OUT}/optuna/{{study}}",
+        tracking=P.tracking_config,
     threads: config["threads"]["run"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=P.gpu_per_job,
     shell:
-        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --tracking {TRACKING_CONFIG}"
+        "{ONESTEP} tune-worker --threads {threads} --config {input.config} --tracking {params.tracking}"
         " --teacher {input.teacher}"
         " --pairs {input.pairs} --reference {input.reference} {params.features} --parent {input.parent}"
         " --folder {params.folder} --worker {wildcards.worker} --out {output} --log {log}"
 
 
 rule tune_summary:
+    """A study's summary once its workers are done: best.yaml, the trials table and figures."""
     input:
-        workers=lambda w: expand(f"{OUT}/optuna/{w.study}/worker-{{worker}}.json", worker=range(STUDIES[w.study][1])),
+        workers=P.study_workers,
         parent=f"{OUT}/mlflow/{{study}}.parent.json",
-        config=lambda w: STUDIES[w.study][0],
+        config=P.study_file,
     output:
         best=f"{OUT}/optuna/{{study}}/best.yaml",
         md=f"{OUT}/optuna/{{study}}/trials.md",
         tex=f"{OUT}/optuna/{{study}}/trials.tex",
         csv=f"{OUT}/optuna/{{study}}/trials.csv",
-        plots=expand(f"{OUT}/optuna/{{{{study}}}}/{{name}}.png", name=["history", "intermediate", "slice"]),
+        plots=expand(f"{OUT}/optuna/{{{{study}}}}/{{name}}.png", name=wf.STUDY_PLOTS),
     log:
         f"{LOGS}/tune_summary/{{study}}.log",
     params:
         folder=f"{OUT}/optuna/{{study}}",
+        tracking=P.tracking_config,
     localrule: True
     shell:
-        "{ONESTEP} tune-summary --config {input.config} --tracking {TRACKING_CONFIG} --folder {params.folder} --parent {input.parent} --log {log}"
+        "{ONESTEP} tune-summary --config {input.config} --tracking {params.tracking} --folder {params.folder}"
+        " --parent {input.parent} --log {log}"
 
 
-# tune_baselines: the tuned-values file (onestep/tuned.py) from every method's study, and the studies' table
 rule tune_gather:
+    """tune_baselines: the tuned-values file from every method's study, and the studies' table and figure."""
     input:
-        best=[f"{OUT}/optuna/{name}/best.yaml" for name in BASELINE_STUDY.values()],
+        best=P.baseline_bests(),
         teacher=f"{ROOT}/teacher/teacher.pt",
     output:
         values=f"{ROOT}/tuned_baselines.yaml",
@@ -72,7 +78,7 @@ rule tune_gather:
     log:
         f"{LOGS}/tune_gather/{DATA}.log",
     params:
-        prefix=f"{TABLES}/tune_baselines",
+        prefix=wf.prefix("md", ".md"),
     localrule: True
     shell:
         "{ONESTEP} tune-gather --best {input.best} --teacher {input.teacher} --out {output.values}"
