@@ -9,7 +9,7 @@ from torch import nn
 from onestep.diffusion import Teacher
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
-from onestep.methods.curriculum import loss_weight
+from onestep.methods.curriculum_stages import loss_weight
 
 
 class Affine(nn.Module):

@@ -10,7 +10,8 @@ from torch import nn
 from onestep.diffusion import Teacher, ddim_jump, ddpm_step
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
-from onestep.methods.curriculum import CurriculumConfig, loss_weight, stage_at, stage_order, timesteps
+from onestep.methods.curriculum import CurriculumConfig
+from onestep.methods.curriculum_stages import loss_weight, stage_at, stage_order, timesteps
 
 
 class Const(nn.Module):

@@ -8,7 +8,8 @@ from onestep.config import ConfigError, deep_merge, validate
 from onestep.diffusion import Teacher, ddim_jump
 from onestep.methods import METHODS
 from onestep.methods.base import Context
-from onestep.methods.curriculum import CurriculumConfig, stage_at, steps_on_stage
+from onestep.methods.curriculum import CurriculumConfig
+from onestep.methods.curriculum_stages import stage_at, steps_on_stage
 
 MU = torch.tensor([1.5, -0.5])
 

@@ -13,7 +13,7 @@ from conftest import DIFF, GaussEps
 from test_target import MU, Closed, closed
 
 from onestep.diffusion import ddim_trajectory, grid_times
-from onestep.methods.curriculum import stage_errors, timesteps
+from onestep.methods.curriculum_stages import stage_errors, timesteps
 from onestep.report import ablation
 from onestep.report.main import build_main
 

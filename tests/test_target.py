@@ -12,7 +12,7 @@ from onestep.config import ConfigError, deep_merge, validate
 from onestep.diffusion import Teacher, ddim_sample, ddim_trajectory, grid_times
 from onestep.methods import METHODS
 from onestep.methods.base import Batch, Context
-from onestep.methods.curriculum import TrajectoryError, timesteps
+from onestep.methods.curriculum_stages import TrajectoryError, timesteps
 from onestep.training.batches import PairBatches
 
 MU = torch.tensor([1.5, -0.5])

@@ -365,9 +365,7 @@ class Plan:
 # ---------------------------------------------------------------- the local rules' bodies and helpers
 
 
-def local_gpus() -> int:
-    """The GPUs a local run may hand out (`gpu=1` jobs at once; none: the jobs run on CPU)."""
-    return visible_gpus()
+local_gpus = visible_gpus  # the GPUs a local run may hand out (`gpu=1` jobs at once; none: the jobs run on CPU)
 
 
 def write_config(cfg_json: str, out: str) -> None:
