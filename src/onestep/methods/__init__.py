@@ -79,6 +79,6 @@ def student_net(cfg: dict) -> dict:
     return {**net, "times": times} if times != 1 else net
 
 
-TEACHERS = {"ddpm": DDPM}  # trained by the same loop, never a one-step student (not in METHODS)
+TEACHER = DDPM  # the teacher's training, by the same loop; never a one-step student (not in METHODS)
 
-__all__ = ["METHODS", "TEACHERS", "build_method", "context", "defaults", "student_net"]
+__all__ = ["METHODS", "TEACHER", "build_method", "context", "defaults", "student_net"]

@@ -27,7 +27,7 @@ and evaluation both offer it, computed from the dataset config, so a student sam
 
 Methods that train from data rather than from teacher pairs set `needs_data = True`: the trainer
 then fills `Batch.data` with real data samples of the same batch size. The DDPM teacher is such a
-method too (methods/ddpm.py, in `TEACHERS`, not `METHODS`), trained with no pairs at all.
+method too (methods/ddpm.py, `TEACHER`, not in `METHODS`), trained with no pairs at all.
 `state_dict` / `load_state_dict` carry whatever the method owns (auxiliary networks, their
 optimisers, frozen copies of the student) through a training checkpoint.
 

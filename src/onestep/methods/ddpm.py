@@ -5,7 +5,7 @@
 with x_t formed by diffusers' DDPMScheduler.add_noise on the `diffusion` section's betas and the
 network called with diffusers' index t - 1 in 0..T-1 (diffusion.py: the seed's indexing).
 
-Registered in `TEACHERS`, not `METHODS`: it is what the one-step students distil, never one of them,
+Registered as `TEACHER`, not in `METHODS`: it is what the one-step students distil, never one of them,
 so no ablation grid over `method.name` can pick it. It is trained by the students' loop
 (train.fit) from data alone (`needs_data`, no teacher pairs, no teacher). The noise and times are
 drawn for the whole batch in `prepare`, so gradient accumulation changes neither the random stream

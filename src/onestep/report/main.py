@@ -50,7 +50,7 @@ def table(main: pl.DataFrame, refs: pl.DataFrame, primary: str) -> writer.Table:
              (f"{r['wall_time_s_mean']:.0f}", False), (str(r["seeds"]), False)] for r in _dedup(main)]
     ref_rows = [[r["setting"], "", "", cells.num(r[f"{p}_mean"]), "", "", *[""] * (holm + len(measured)), "", ""]
                 for r in refs.iter_rows(named=True)]
-    caption = (f"Curriculum Trajectory Matching: the baseline and the best point of each ablation. Mean ± std over "
+    caption = (f"Main table: the baseline and the best point of each ablation. Mean ± std over "
                f"seeds of {pm} on {main['samples'][0]} one-step samples; 95% CI (Student t) and paired t-test p-value "
                f"against each ablation's baseline on the same seeds, uncorrected and Holm-corrected across the "
                f"points of that ablation; best in bold. The 'best' rows were selected post hoc, after seeing the "

@@ -11,7 +11,7 @@ from onestep import data
 from onestep.checkpoint import CheckpointError, Resume
 from onestep.config import sections
 from onestep.diffusion import Teacher
-from onestep.methods import TEACHERS, build_method, context, student_net
+from onestep.methods import TEACHER, build_method, context, student_net
 from onestep.nets import build_net
 from onestep.training.loop import Logger, PhaseHook, fit
 
@@ -23,7 +23,7 @@ def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
     torch.manual_seed(tc["seed"])
     shape = data.shape(cfg["dataset"])
     ctx = context(cfg, None, shape)
-    method = TEACHERS["ddpm"]({"steps": tc["steps"], "diffusion": cfg["diffusion"]}, ctx, tc["seed"]).to(device)
+    method = TEACHER({"steps": tc["steps"], "diffusion": cfg["diffusion"]}, ctx, tc["seed"]).to(device)
     net = build_net(tc["net"], shape).to(device)
     section = sections.Teacher.of(cfg).as_dict()  # every key filled (the teacher's lr_schedule: cosine)
     return fit(cfg, section, method, ctx, net, tc["seed"], device, log, progress=progress, resume=resume,
