@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/baselines.py [--out results] [--dataset checkerboard] [--ablation baselines]
     .venv/bin/python benchmarks/baselines.py --run --seeds 0      # first run `snakemake baselines` (one seed)
 
-Bars (issue 6, 2-D checkerboard, sliced Wasserstein distance on the same held-out noise):
+Bars (2-D checkerboard, sliced Wasserstein distance on the same held-out noise):
   every method        one-step SWD at least 30% below the teacher's 1-step DDIM  (SWD <= 0.70 x DDIM-1)
   distillations       one-step SWD within 25% of the teacher's 50-step DDIM      (SWD <= 1.25 x DDIM-50)
 A distillation is a method that does not train from data (`needs_data` False in its class). A method

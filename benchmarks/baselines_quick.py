@@ -3,7 +3,7 @@ outside Snakemake: teacher, pairs, train_student, evaluate, seed 0. Prints one l
 
     .venv/bin/python benchmarks/baselines_quick.py [--work DIR] [--teacher PATH] METHOD ...
 
-Bars (issue 6): one-step SWD >= 30% below the teacher's 1-step DDIM; distillations of the teacher
+Bars: one-step SWD >= 30% below the teacher's 1-step DDIM; distillations of the teacher
 within 25% of the teacher's 50-step DDIM. The teacher is trained once into --work (or read from
 --teacher); its pairs are cached there too.
 """

@@ -1,4 +1,4 @@
-"""The teacher's pairs: why tail noise is sent far off, and what each pairs solver gives (issue 14, item 1).
+"""The teacher's pairs: why tail noise is sent far off, and what each pairs solver gives.
 
     .venv/bin/python benchmarks/pairs_check.py --teacher results/checkerboard/teacher/teacher.pt [--n 65536]
 

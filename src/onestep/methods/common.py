@@ -196,7 +196,7 @@ class ICTConfig(Knobs):
     p_mean: float = knob(0.0, "lognormal mean of ln sigma of the noise levels; chosen here: 0, since iCT's -1.1 "
                          "(iCT paper) is CIFAR-10's at sigma_data 0.5, and in this VP index mapping (sigma_t from "
                          "0.01 to 157) on the checkerboard (std 1.15) p_mean 0 measured better: ct 0.201 -> 0.073, "
-                         "cd 0.168 -> 0.108 one-step SWD (issue 14, docs/results.md); a tuning knob")
+                         "cd 0.168 -> 0.108 one-step SWD (docs/results.md); a tuning knob")
     p_std: float = knob(2.0, "lognormal std of ln sigma; iCT paper (P_std = 2.0)", exclusiveMinimum=0)
     sigma_data: float | Literal["auto"] = knob(0.5, SIGMA_DATA_DOC, exclusiveMinimum=0)
     huber_c: float | None = knob(None, "pseudo-Huber c; null for 0.00054 sqrt(dim) (iCT paper)",
