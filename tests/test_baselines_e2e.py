@@ -6,7 +6,7 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
+from conftest import REPO, TINY, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
 
@@ -22,13 +22,7 @@ GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.n
                        "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}}}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("baselines")
-    write_tiny(work, TINY_BASELINES, {"baselines": GRID})
-    p = snakemake(work, "baselines")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work
+FINISHED = Finished("baselines", TINY_BASELINES, {"baselines": GRID})
 
 
 @pytest.mark.e2e
