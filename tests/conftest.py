@@ -181,6 +181,6 @@ def context(teacher: nn.Module | None = None, shape: tuple[int, ...] = (2,), sch
 
 def method_of(name: str, teacher: nn.Module | None = None, shape: tuple[int, ...] = (2,), *,
               ctx: Context | None = None, seed: int = 0, **knobs):
-    """The method `name` with `knobs` over its defaults, in `ctx` or else in context(teacher, shape); its
-    Context is `.ctx`, the teacher `.ctx.teacher`."""
+    """The method `name` with `knobs` over its defaults, in `ctx` or else in context(teacher, shape) (build the
+    Context first to keep a hand on it: not every method keeps it)."""
     return METHODS[name]({"name": name, **knobs}, ctx if ctx is not None else context(teacher, shape), seed)

@@ -45,9 +45,8 @@ class Recorder(nn.Module):
 
 def make(name, sch, s=0.0, shape=(2,), **over):
     """(method, its teacher): `name` around the exact teacher of N(MU, s^2 I) (of 0 on images), sigma_data 0.5."""
-    eps = GaussEps(sch, MU if shape == (2,) else torch.zeros(shape), s)
-    m = method_of(name, ctx=context(eps, shape, sch, data_std=lambda: 0.5), **over)
-    return m, m.ctx.teacher
+    ctx = context(GaussEps(sch, MU if shape == (2,) else torch.zeros(shape), s), shape, sch, data_std=lambda: 0.5)
+    return method_of(name, ctx=ctx, **over), ctx.teacher
 
 
 def mlp(times=1, width=32):
