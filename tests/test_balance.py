@@ -1,4 +1,4 @@
-"""Balanced terms (issue 13, item 4): method.balance puts L_k, lambda R_k and the adversarial term on
+"""Balanced terms: method.balance puts L_k, lambda R_k and the adversarial term on
 comparable scales; the per-term magnitudes are logged (training curves)."""
 
 from functools import partial

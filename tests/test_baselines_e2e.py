@@ -42,8 +42,8 @@ def test_baselines_table_has_a_row_per_method_and_the_costs(finished):
     md = (r / "tables" / "checkerboard" / "baselines.md").read_text()
     labels = [line.split("|")[1].strip().strip("*") for line in md.splitlines() if line.startswith("| ")][1:]
     assert labels == [*METHODS_A, "data vs data (floor)", "teacher DDIM 1 step",
-                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver (issue 14)
-    for col in ("student_forwards_mean", "student_backwards_mean"):  # budgets counted (issue 14)
+                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver
+    for col in ("student_forwards_mean", "student_backwards_mean"):  # budgets counted
         assert (csv[col] > 0).all(), col
     assert "teacher evals" in md and "optimiser steps" in md and "params" in md
     plots = r / "plots" / "checkerboard"

@@ -37,7 +37,7 @@ def test_table_has_its_rows(finished):
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     labels = [row.split("|")[1].strip().strip("*") for row in rows[1:]]
     assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps",
-                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver (issue 14)
+                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver
     assert md.count("**") >= 2  # a best value in bold
     import polars as pl
 

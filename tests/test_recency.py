@@ -1,4 +1,4 @@
-"""Recency / budget control and real global bridges (issue 13, items 2 and 5)."""
+"""Recency / budget control and real global bridges."""
 
 from functools import partial
 

@@ -1,4 +1,4 @@
-"""method.target (issue 13, item 3): the seed's conditional mean vs the teacher's DDIM trajectory,
+"""method.target: the seed's conditional mean vs the teacher's DDIM trajectory,
 on the exact teacher of a single data point mu, where every DDIM step is exact and
 x_t(z) = sqrt(abar_t) mu + sqrt(1 - abar_t) e(z), e(z) = (z - sqrt(abar_T) mu) / sqrt(1 - abar_T) (x_T = z),
 and E[x_t | x0 = mu] = sqrt(abar_t) mu, in closed form."""
