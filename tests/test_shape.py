@@ -87,40 +87,25 @@ def test_cli_under_200_lines():
     assert n < MAX_CLI, f"src/onestep/cli.py has {n} lines; it parses and dispatches only (under {MAX_CLI})"
 
 
-def docstring_tokens(source: str) -> set[tuple[int, int]]:
-    """Start positions of the docstrings (module, class, function) of a Python source."""
-    out = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-                out.add((first.lineno, first.col_offset))
-    return out
-
-
 def string_literals(source: str) -> list[tuple[int, str]]:
-    """(line, value) of every string token that is no docstring (comments are no tokens of this kind)."""
-    skip = docstring_tokens(source)
+    """(line, value) of every string token of a Python or Snakemake source but the docstrings (a string that
+    is a statement of its own: a module's, class's, function's or rule's docstring); comments are no tokens."""
+    toks = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type not in (tokenize.COMMENT, tokenize.NL)]
+    layout = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING)
     out = []
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.STRING and tok.start not in skip:
+    for i, tok in enumerate(toks):
+        if tok.type == getattr(tokenize, "FSTRING_MIDDLE", None):
+            out.append((tok.start[0], tok.string))
+        if tok.type != tokenize.STRING:
+            continue
+        alone = (i == 0 or toks[i - 1].type in layout) and (i + 1 == len(toks) or toks[i + 1].type in layout)
+        if not alone:
             try:
                 value = ast.literal_eval(tok.string)
             except (ValueError, SyntaxError):
                 value = tok.string
             out.append((tok.start[0], value if isinstance(value, str) else str(value)))
-        elif getattr(tokenize, "FSTRING_MIDDLE", None) == tok.type:
-            out.append((tok.start[0], tok.string))
-    return out
-
-
-def rule_strings(source: str) -> list[tuple[int, str]]:
-    """(line, text) of the quoted strings of a Snakemake file, its comments and docstrings left out."""
-    out = []
-    code = re.sub(r'"""(.|\n)*?"""', lambda m: "\n" * m.group(0).count("\n"), source)
-    for i, line in enumerate(code.splitlines(), 1):
-        line = re.sub(r"#.*$", "", line) if "#" in line and not re.search(r"['\"][^'\"]*#", line) else line
-        out += [(i, m.group(2)) for m in re.finditer(r"(['\"])(.*?)\1", line)]
     return out
 
 
@@ -133,7 +118,7 @@ def test_no_method_named_outside_methods():
         found += [f"{rel(p)}:{i} {s!r}" for i, s in string_literals(p.read_text()) if s in names]
     rules = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk"))]
     for p in rules:
-        found += [f"{rel(p)}:{i} {s!r}" for i, s in rule_strings(p.read_text()) if s in names]
+        found += [f"{rel(p)}:{i} {s!r}" for i, s in string_literals(p.read_text()) if s in names]
     assert not found, "method names outside src/onestep/methods/ (use the method hooks): " + ", ".join(found)
 
 
