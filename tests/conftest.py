@@ -1,12 +1,16 @@
-"""The tests' shared harness: the tiny configs, the Snakemake runner, the toy teachers, the dry-run parser.
+"""The tests' shared harness: the tiny configs, the Snakemake runner and the `finished` run, the toy teachers
+and the method built around one, the dry-run parser.
 
-Test files import the plain helpers with `from conftest import ...`; `default_config` and `schedule`
-are fixtures."""
+Test files import the plain helpers with `from conftest import ...`; `default_config`, `schedule` and
+`finished` are fixtures."""
 
 import copy
+import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,9 @@ import torch
 import yaml
 from torch import nn
 
-from onestep.diffusion import Schedule
+from onestep.diffusion import Schedule, Teacher
+from onestep.methods import METHODS
+from onestep.methods.base import Context
 
 # One torch thread in the test processes and in their jobs: the tensors are tiny, and two threads per process on
 # a busy 2-core machine (two pytest workers, Snakemake's jobs) spin against each other: 1.6 s -> 15 s for a test.
@@ -89,6 +95,35 @@ def snakemake(workdir: Path, *args: str, configs=("tiny.yaml",), env: dict | Non
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full, timeout=timeout)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What a test module's `finished` fixture runs once: `target` on the tiny config `tiny` with the ablation
+    `grids` (write_tiny's), through `run(work, target)` (the shared runner with `timeout` by default)."""
+
+    target: str
+    tiny: dict
+    grids: dict[str, dict]
+    timeout: int = 900
+    run: Callable[[Path, str], subprocess.CompletedProcess] | None = None
+
+
+@pytest.fixture(scope="module")
+def finished(request, tmp_path_factory) -> Path:
+    """The work folder of the module's `FINISHED` run, finished once per module (`--dist loadfile` keeps a
+    module on one worker); its Snakemake output in `snakemake.out`. `FINISHED` is a Finished, or a function
+    of fixtures (by their names) that returns one."""
+    spec = request.module.FINISHED
+    if not isinstance(spec, Finished):
+        spec = spec(**{n: request.getfixturevalue(n) for n in inspect.signature(spec).parameters})
+    work = tmp_path_factory.mktemp(Path(request.module.__file__).stem.removeprefix("test_"))
+    write_tiny(work, spec.tiny, spec.grids)
+    run = spec.run or (lambda w, target: snakemake(w, target, timeout=spec.timeout))
+    p = run(work, spec.target)
+    (work / "snakemake.out").write_text(p.stdout + p.stderr)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return work
+
+
 def planned_jobs(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run: rule -> count."""
     stats, on = {}, False
@@ -128,3 +163,24 @@ class GaussEps(nn.Module):
         a = self.abar[i.long() + 1].view(-1, *[1] * (x.ndim - 1))
         eps = (1 - a).sqrt() * (x - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
         return eps if self.res is None else eps + self.res(x, i)
+
+
+# ---------------------------------------------------------------- a method around a toy teacher
+
+
+def context(teacher: nn.Module | None = None, shape: tuple[int, ...] = (2,), schedule: Schedule | None = None,
+            **fields) -> Context:
+    """The Context of a method around a toy teacher: `teacher` an eps network called with diffusers' index
+    (LinearEps by default), or a Teacher already (its evaluation count then shared); on `schedule` (the
+    teacher's, else config/config.yaml's); `fields`: Context's optional ones (features, data_std,
+    trajectory_t, ema)."""
+    if not isinstance(teacher, Teacher):
+        teacher = Teacher(teacher if teacher is not None else LinearEps(), schedule or Schedule.from_config(DIFF))
+    return Context(teacher, schedule or teacher.schedule, tuple(shape), **fields)
+
+
+def method_of(name: str, teacher: nn.Module | None = None, shape: tuple[int, ...] = (2,), *,
+              ctx: Context | None = None, seed: int = 0, **knobs):
+    """The method `name` with `knobs` over its defaults, in `ctx` or else in context(teacher, shape) (build the
+    Context first to keep a hand on it: not every method keeps it)."""
+    return METHODS[name]({"name": name, **knobs}, ctx if ctx is not None else context(teacher, shape), seed)

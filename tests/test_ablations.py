@@ -10,7 +10,7 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, TINY_DIGITS, planned_jobs, snakemake, write_tiny
+from conftest import REPO, TINY, TINY_DIGITS, Finished, planned_jobs, snakemake, write_tiny
 
 from onestep.config import deep_merge
 
@@ -58,13 +58,8 @@ def test_digits_targets_plan_and_loss_needs_images(tmp_path):
     assert p.returncode != 0 and "no finished ablation" in p.stdout + p.stderr
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("ablations")
-    write_tiny(work, TINY_2SEEDS, GRIDS)
-    p = snakemake(work, "ablate_all", timeout=1800)  # 71 jobs (the per-stage trajectory states among them) on a shared CPU
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work
+# 71 jobs (the per-stage trajectory states among them) on a shared CPU
+FINISHED = Finished("ablate_all", TINY_2SEEDS, GRIDS, timeout=1800)
 
 
 @pytest.mark.e2e

@@ -1,14 +1,14 @@
-"""Balanced terms (issue 13, item 4): method.balance puts L_k, lambda R_k and the adversarial term on
+"""Balanced terms: method.balance puts L_k, lambda R_k and the adversarial term on
 comparable scales; the per-term magnitudes are logged (training curves)."""
+
+from functools import partial
 
 import pytest
 import torch
-from conftest import LinearEps
+from conftest import method_of
 from torch import nn
 
-from onestep.diffusion import Teacher
-from onestep.methods import METHODS
-from onestep.methods.base import Batch, Context
+from onestep.methods.base import Batch
 from onestep.methods.curriculum_stages import loss_weight
 
 
@@ -24,9 +24,7 @@ class Affine(nn.Module):
         return z @ self.A.T + self.b
 
 
-def _method(schedule, **kw):
-    cfg = {"K": 4, "steps_per_stage": 10, "lambda": 0.1, "replay": 0.0, **kw}
-    return METHODS["curriculum"](cfg, Context(Teacher(LinearEps(), schedule), schedule, (2,)), seed=0)
+curriculum = partial(method_of, "curriculum", **{"K": 4, "steps_per_stage": 10, "lambda": 0.1, "replay": 0.0})
 
 
 def _batch():
@@ -36,7 +34,7 @@ def _batch():
 
 @pytest.mark.parametrize("step", [5, 35])  # t_k = 750 and t_k = 0 (w clipped at 100)
 def test_unweighted_divides_l_k_by_its_weight(schedule, step):
-    seed, flat = _method(schedule), _method(schedule, balance="unweighted")
+    seed, flat = curriculum(), curriculum(balance="unweighted")
     t = seed.ts[seed.order[step // 10]]
     w = float(loss_weight(schedule.abar[t], 100.0))
     _, a = seed.loss(Affine(), _batch(), step, torch.Generator().manual_seed(1))
@@ -47,11 +45,11 @@ def test_unweighted_divides_l_k_by_its_weight(schedule, step):
 
 
 def test_adaptive_matches_the_gradient_norms_of_the_last_layer(schedule):
-    m = _method(schedule, balance="adaptive")
+    m = curriculum(balance="adaptive")
     net, batch = Affine(), _batch()
     loss, logs = m.loss(net, batch, 35, torch.Generator().manual_seed(1))  # t_k = 0: w = 100 against lambda = 0.1
     # by hand: lambda_eff = lambda ||d L / d A|| / ||d R / d A||, then lambda_eff R has the gradient norm of lambda L
-    _, seed_logs = _method(schedule).loss(net, batch, 35, torch.Generator().manual_seed(1))
+    _, seed_logs = curriculum().loss(net, batch, 35, torch.Generator().manual_seed(1))
     g = net(batch.z, None)
     L = 100.0 * ((g - batch.x0) ** 2).sum(1).mean()
     x_hat = m._targets(net, batch.z, torch.zeros(16, dtype=torch.long), [torch.full((16,), 3)])[0]
@@ -65,7 +63,7 @@ def test_adaptive_matches_the_gradient_norms_of_the_last_layer(schedule):
 
 
 def test_adaptive_adversarial_term_has_its_weight_times_l_k_gradient(schedule):
-    m = _method(schedule, balance="adaptive", loss="adversarial", late_t=1000,
+    m = curriculum(balance="adaptive", loss="adversarial", late_t=1000,
                 adversarial={"net": {"name": "mlp", "width": 8, "depth": 1, "temb_dim": 8}, "weight": 0.5})
     net, batch = Affine(), _batch()
     _, logs = m.loss(net, batch, 5, torch.Generator().manual_seed(1))  # t_k = 750 (VQGAN's clip 1e4 not reached)

@@ -6,7 +6,7 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
+from conftest import REPO, TINY, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
 
@@ -22,13 +22,7 @@ GRID = {"name": "baselines", "title": "Baselines (tiny)", "baseline": {"method.n
                        "ct": {"steps": 20, "s0": 2, "s1": 4}, "ctm": {"steps": 20, "N": 6}}}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("baselines")
-    write_tiny(work, TINY_BASELINES, {"baselines": GRID})
-    p = snakemake(work, "baselines")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work
+FINISHED = Finished("baselines", TINY_BASELINES, {"baselines": GRID})
 
 
 @pytest.mark.e2e
@@ -48,8 +42,8 @@ def test_baselines_table_has_a_row_per_method_and_the_costs(finished):
     md = (r / "tables" / "checkerboard" / "baselines.md").read_text()
     labels = [line.split("|")[1].strip().strip("*") for line in md.splitlines() if line.startswith("| ")][1:]
     assert labels == [*METHODS_A, "data vs data (floor)", "teacher DDIM 1 step",
-                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver (issue 14)
-    for col in ("student_forwards_mean", "student_backwards_mean"):  # budgets counted (issue 14)
+                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver
+    for col in ("student_forwards_mean", "student_backwards_mean"):  # budgets counted
         assert (csv[col] > 0).all(), col
     assert "teacher evals" in md and "optimiser steps" in md and "params" in md
     plots = r / "plots" / "checkerboard"

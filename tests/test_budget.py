@@ -1,10 +1,9 @@
 """Budgets are counted, not asserted: optimiser steps, student forward / backward passes, teacher evaluations."""
 
 import torch
-from conftest import DIFF, LinearEps
+from conftest import context
 
-from onestep.diffusion import Schedule, Teacher
-from onestep.methods.base import Batch, Context, MethodBase
+from onestep.methods.base import Batch, MethodBase
 from onestep.nets import build_net
 from onestep.training.loop import fit
 
@@ -28,8 +27,7 @@ class Toy(MethodBase):
 
 
 def test_budget_counters_on_a_toy_method():
-    sch = Schedule.from_config(DIFF)
-    ctx = Context(Teacher(LinearEps(), sch), sch, (2,))
+    ctx = context()
     net = build_net({"name": "mlp", "width": 16, "depth": 1, "temb_dim": 8}, (2,))
     section = {"batch_size": 8, "lr": 1e-3, "ema": 0.9, "log_every": 7, "grad_accum": 2}
     pairs = {"z": torch.randn(64, 2), "x0": torch.randn(64, 2)}

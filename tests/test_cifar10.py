@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, write_tiny
+from conftest import REPO, Finished
 
 from onestep.config import ConfigError, deep_merge, validate
 
@@ -263,14 +263,9 @@ def snakemake(workdir: Path, *args: str):
                               env={"ONESTEP_ALLOW_TEST_DOUBLE": "1"})
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, npz, ddpm_dir):
-    work = tmp_path_factory.mktemp("cifar10")
-    write_tiny(work, deep_merge(TINY, {"dataset": {"path": str(npz)}, "teacher": {"pretrained": str(ddpm_dir)}}),
-               {"order": GRID})
-    p = snakemake(work, "ablate_order")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work
+def FINISHED(npz, ddpm_dir):  # noqa: N802 (what conftest's `finished` runs, of these fixtures)
+    tiny = deep_merge(TINY, {"dataset": {"path": str(npz)}, "teacher": {"pretrained": str(ddpm_dir)}})
+    return Finished("ablate_order", tiny, {"order": GRID}, run=snakemake)
 
 
 @pytest.mark.e2e

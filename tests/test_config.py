@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
         ({"dataset": {"name": "npz", "path": "/no/such.npz"}}, r"dataset.path: file not found: /no/such.npz"),
         ({"method": {"consistency_step": "ddpm", "anchor": "trained", "ordering": "reversed"}},
          r"method.consistency_step: 'ddpm' cannot bridge upward"),
-        # issue 15: accepted before, then failing late or training nonsense
+        # accepted before, then failing late or training nonsense
         ({"method": {"lambda": float("nan")}}, r"method.lambda: nan is not allowed; allowed: a finite number"),
         ({"method": {"lambda": float("inf")}}, r"method.lambda: inf is not allowed; allowed: a finite number"),
         ({"student": {"lr": float("-inf")}}, r"student.lr: -inf is not allowed; allowed: a finite number"),
@@ -133,7 +133,7 @@ def test_malformed_config_file_names_file_and_line(tmp_path):
 
 
 def test_parse_time_work_does_not_grow_with_the_grid(default_config, tmp_path, monkeypatch):
-    """Planning a grid of 1000 runs took 96 s (issue 15, `make bench`): each run's validation re-read and
+    """Planning a grid of 1000 runs took 96 s (`make bench`): each run's validation re-read and
     re-parsed the schema files and built new JSON-schema validators. Now each schema is read and each
     validator built once per process: the count for 40 runs equals the count for 4 (a count, not a time)."""
     import jsonschema

@@ -1,15 +1,15 @@
 """Curriculum Trajectory Matching: schedule, ordering, L_k, R_k against hand computations."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
-from conftest import LinearEps
+from conftest import LinearEps, method_of
 from torch import nn
 
 from onestep.diffusion import Teacher, ddim_jump, ddpm_step
-from onestep.methods import METHODS
-from onestep.methods.base import Batch, Context
+from onestep.methods.base import Batch
 from onestep.methods.curriculum import CurriculumConfig
 from onestep.methods.curriculum_stages import loss_weight, stage_at, stage_order, timesteps
 
@@ -61,14 +61,11 @@ def test_stage_is_a_pure_function_of_the_step():
     assert stage_at(10, trained, 1000, 0).t_anchor == 0  # then at the stage trained before (t = 0)
 
 
-def _method(schedule, **kw):
-    cfg = {"K": 4, "steps_per_stage": 10, "lambda": 0.0, "replay": 0.0, **kw}
-    teacher = Teacher(LinearEps(), schedule)
-    return METHODS["curriculum"](cfg, Context(teacher, schedule, (2,)), seed=0)
+curriculum = partial(method_of, "curriculum", **{"K": 4, "steps_per_stage": 10, "lambda": 0.0, "replay": 0.0})
 
 
 def test_l_k_is_the_gaussian_kl(schedule):
-    m = _method(schedule, max_weight=1e9)
+    m = curriculum(max_weight=1e9)
     z = torch.tensor([[0.5, -1.0]])
     x0 = torch.tensor([[1.0, 2.0]])
     step = 15  # stage k = 2, t_k = 500
@@ -93,11 +90,11 @@ def test_weight_is_clipped_near_zero(schedule):
 
 @pytest.mark.parametrize("step_kind", ["ddim", "ddpm"])
 def test_consistency_target_is_one_teacher_step(schedule, step_kind):
-    m = _method(schedule, consistency_step=step_kind, max_weight=1e9)
+    m = curriculum(consistency_step=step_kind, max_weight=1e9)
     z = torch.tensor([[0.5, -1.0], [2.0, 0.1]])
     x0 = torch.zeros_like(z)
     step = 15  # k = 2: t_k = 500, t_{k-1} = 750
-    lam_loss, _ = _method(schedule, consistency_step=step_kind, max_weight=1e9, **{"lambda": 1.0}).loss(
+    lam_loss, _ = curriculum(consistency_step=step_kind, max_weight=1e9, **{"lambda": 1.0}).loss(
         Const(), Batch(z, x0), step, torch.Generator())
     base_loss, _ = m.loss(Const(), Batch(z, x0), step, torch.Generator())
     R = lam_loss - base_loss  # lambda = 1 adds exactly R_k
@@ -120,10 +117,10 @@ def test_consistency_target_is_one_teacher_step(schedule, step_kind):
 def test_first_stage_anchors_at_the_prior(schedule):
     teacher = Teacher(LinearEps(), schedule)
     z = torch.randn(3, 2)
-    m = _method(schedule, **{"lambda": 1.0})
+    m = curriculum(**{"lambda": 1.0})
     # stage 1: t = 750, anchor t_0 = T = 1000 where G^(0)(z) = z
     with_r, _ = m.loss(Const(), Batch(z, torch.zeros_like(z)), 0, torch.Generator())
-    without, _ = _method(schedule).loss(Const(), Batch(z, torch.zeros_like(z)), 0, torch.Generator())
+    without, _ = curriculum().loss(Const(), Batch(z, torch.zeros_like(z)), 0, torch.Generator())
     x_hat = ddim_jump(teacher, z, torch.full((3,), 1000), torch.full((3,), 750))
     assert torch.allclose(with_r - without, ((z * 1.75 - x_hat) ** 2).sum(1), rtol=1e-4)
 
@@ -148,7 +145,7 @@ def test_ddpm_step_matches_diffusers_posterior_mean(schedule):
 
 
 def test_replay_draws_only_trained_stages(schedule):
-    m = _method(schedule, replay=0.5, K=5)
+    m = curriculum(replay=0.5, K=5)
     gen = torch.Generator().manual_seed(0)
     k, _ = m._stages(25, 4000, gen)  # position 2 (stage 3); stages 1, 2 already trained
     assert set(k.tolist()) == {1, 2, 3}
@@ -162,7 +159,7 @@ def test_training_reduces_the_loss(schedule):
     from onestep.nets import build_net
 
     torch.manual_seed(0)
-    m = _method(schedule, K=2, steps_per_stage=150, **{"lambda": 0.1})
+    m = curriculum(K=2, steps_per_stage=150, **{"lambda": 0.1})
     net = build_net({"name": "mlp", "width": 32, "depth": 2, "temb_dim": 16}, (2,))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     z = torch.randn(256, 2)

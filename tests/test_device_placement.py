@@ -13,6 +13,7 @@ import copy
 
 import pytest
 import torch
+from conftest import context, method_of
 from torch import nn
 
 from onestep.config import with_method
@@ -20,7 +21,7 @@ from onestep.diffusion import BRIDGES, Schedule, Teacher, ddim_jump, ddim_sample
 from onestep.evaluate import generate
 from onestep.features import FeatureNet
 from onestep.methods import METHODS, student_net
-from onestep.methods.base import Batch, Context
+from onestep.methods.base import Batch
 from onestep.nets import build_net
 from onestep.training.ema import EMA
 
@@ -49,8 +50,7 @@ def on_device(cfg: dict, name: str, shape, net_cfg: dict, sch: Schedule, feature
     c = with_method(cfg, {"name": name, **over})
     c = {**c, "student": {**c["student"], "net": dict(net_cfg)}}
     teacher = Teacher(build_net(net_cfg, shape).to(DEV), sch)
-    ctx = Context(teacher, sch, shape, features=features, data_std=lambda: 0.5)
-    method = METHODS[name](c["method"], ctx, 0).to(DEV)
+    method = method_of(**c["method"], ctx=context(teacher, shape, features=features, data_std=lambda: 0.5)).to(DEV)
     return method, build_net(student_net(c), shape).to(DEV)
 
 

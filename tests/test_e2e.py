@@ -6,19 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, planned_jobs, snakemake, write_tiny
+from conftest import TINY, Finished, planned_jobs, snakemake
 
 GRID = {"name": "ablate_order", "title": "Stage ordering (tiny)", "baseline": {"method.ordering": "forward"},
         "grid": {"method.ordering": ["forward", "reversed"]}}
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    write_tiny(work, TINY, {"order": GRID})
-    p = snakemake(work, "ablate_order")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work
+FINISHED = Finished("ablate_order", TINY, {"order": GRID})
 
 
 @pytest.mark.e2e
@@ -45,7 +37,7 @@ def test_table_has_its_rows(finished):
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     labels = [row.split("|")[1].strip().strip("*") for row in rows[1:]]
     assert labels == ["forward", "reversed", "data vs data (floor)", "teacher DDIM 1 step", "teacher DDIM 10 steps",
-                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver (issue 14)
+                      "teacher pairs: dpm++ 10 steps, x0 clipped to +-2"]  # the pairs' own solver
     assert md.count("**") >= 2  # a best value in bold
     import polars as pl
 

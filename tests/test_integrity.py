@@ -1,6 +1,6 @@
 """Files that survive faults: checkpoints and array files carry a SHA-256 checked on load (a corrupt or
 truncated one is named with what to do), and a full or read-only results folder is named, with no
-temporary file left behind (issue 15)."""
+temporary file left behind."""
 
 import errno
 

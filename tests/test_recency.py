@@ -1,29 +1,28 @@
-"""Recency / budget control and real global bridges (issue 13, items 2 and 5)."""
+"""Recency / budget control and real global bridges."""
+
+from functools import partial
 
 import pytest
 import torch
-from conftest import GaussEps, LinearEps
+from conftest import GaussEps, LinearEps, method_of
 
 from onestep.config import ConfigError, deep_merge, validate
 from onestep.diffusion import Teacher, ddim_jump
 from onestep.methods import METHODS
-from onestep.methods.base import Context
 from onestep.methods.curriculum import CurriculumConfig
 from onestep.methods.curriculum_stages import stage_at, steps_on_stage
 
 MU = torch.tensor([1.5, -0.5])
 
 
-def _method(schedule, teacher=None, **kw):
-    cfg = {"K": 4, "steps_per_stage": 10, "lambda": 1.0, "replay": 0.25, **kw}
-    return METHODS["curriculum"](cfg, Context(teacher or Teacher(LinearEps(), schedule), schedule, (2,)), seed=0)
+curriculum = partial(method_of, "curriculum", **{"K": 4, "steps_per_stage": 10, "lambda": 1.0, "replay": 0.25})
 
 
 def test_consolidation_is_identical_across_orderings(schedule):
     """The last N steps draw the same stages (and anchors) whatever the order; step counts per stage equal."""
     draws, counts = {}, {}
     for ordering in ("forward", "reversed", "random"):
-        m = _method(schedule, ordering=ordering, consolidation=30)
+        m = curriculum(ordering=ordering, consolidation=30)
         assert m.total_steps == 4 * 10 + 30
         gen = torch.Generator().manual_seed(5)
         ks, anchors = zip(*[m._stages(step, 64, gen) for step in range(40, 70)], strict=True)
@@ -59,7 +58,7 @@ def test_consolidation_outside_the_budget_stops_at_parse(default_config):
 def test_global_bridge_in_substeps(schedule):
     """n DDIM sub-steps t_j -> t_k: n teacher evaluations per draw, and the composition of n jumps."""
     teacher = Teacher(LinearEps(), schedule)
-    m = _method(schedule, teacher, consistency="global", global_stages=1, global_substeps=3, replay=0.0)
+    m = curriculum(teacher, consistency="global", global_stages=1, global_substeps=3, replay=0.0)
     z = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
     t = torch.full((8,), 250)
     j = torch.zeros(8, dtype=torch.long)  # from the prior t_0 = 1000
@@ -70,7 +69,7 @@ def test_global_bridge_in_substeps(schedule):
     for s, e in ((1000, 750), (750, 500), (500, 250)):
         y = ddim_jump(teacher, y, torch.full((8,), s), torch.full((8,), e))
     torch.testing.assert_close(x, y)
-    one = _method(schedule, teacher, consistency="global", global_stages=1, replay=0.0)
+    one = curriculum(teacher, consistency="global", global_stages=1, replay=0.0)
     assert not torch.allclose(one._targets(lambda x, t: x, z, t, [j])[0], y)  # one jump is another (cruder) bridge
     _, logs = m.loss(lambda x, t: x, type("B", (), {"z": z, "x0": z, "extra": {}})(), 30, torch.Generator())
     assert logs["teacher_evals_per_sample"] == 3.0
@@ -81,8 +80,8 @@ def test_exact_teacher_makes_substeps_agree(schedule):
     teacher = Teacher(GaussEps(schedule, MU, 0.0), schedule)
     z = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
     t, j = torch.full((8,), 250), torch.zeros(8, dtype=torch.long)
-    a = _method(schedule, teacher, consistency="global", global_substeps=1)._targets(lambda x, t: x, z, t, [j])[0]
-    b = _method(schedule, teacher, consistency="global", global_substeps=4)._targets(lambda x, t: x, z, t, [j])[0]
+    a = curriculum(teacher, consistency="global", global_substeps=1)._targets(lambda x, t: x, z, t, [j])[0]
+    b = curriculum(teacher, consistency="global", global_substeps=4)._targets(lambda x, t: x, z, t, [j])[0]
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import Finished
 from test_e2e import GRID, TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,18 +184,19 @@ def mlflow_server(tmp_path_factory):
             proc.kill()
 
 
-@pytest.fixture(scope="module")
-def finished(cluster, mlflow_server, tmp_path_factory):
-    work = tmp_path_factory.mktemp("slurm-run")
-    (work / "ablations").mkdir()
-    (work / "ablations" / "order.yaml").write_text(yaml.safe_dump(GRID))
+def FINISHED(cluster, mlflow_server):  # noqa: N802 (what conftest's `finished` runs, of these fixtures)
     # gpu_per_job 1: the 2-D tier asks for no GPU by default; here the GPU request path is what is checked
-    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "ablations_dir": str(work / "ablations"), "gpu_per_job": 1}))
+    return Finished("ablate_order", {**TINY, "gpu_per_job": 1}, {"order": GRID},
+                    run=lambda work, target: through_slurm(work, target, cluster, mlflow_server))
+
+
+def through_slurm(work: Path, target: str, cluster: dict, mlflow_server: str) -> subprocess.CompletedProcess:
+    """`target` through the shipped SLURM profile from a fresh shell's PATH, tracked on the MLflow server."""
     (work / "slurm").symlink_to(REPO / "slurm")  # `--profile slurm` resolves ./slurm, as from the repository root
     path = ":".join(d for d in cluster["PATH"].split(":") if Path(d) != BIN)  # no venv bin, as in a fresh shell
     env = {**cluster, "PATH": path, "MLFLOW_TRACKING_URI": mlflow_server,
            "ONESTEP_SLURM_PARTITION": "debug"}  # the shipped profile reads the partition from here
-    cmd = [str(BIN / "snakemake"), "--profile", "slurm", "ablate_order", "-s", str(REPO / "Snakefile"),
+    cmd = [str(BIN / "snakemake"), "--profile", "slurm", target, "-s", str(REPO / "Snakefile"),
            "--configfile", str(REPO / "config" / "config.yaml"), str(work / "tiny.yaml"),
            # this cluster's differences: no accounting database, a tiny node, impatient status checks
            "--slurm-status-command", "squeue", "--slurm-keep-successful-logs",
@@ -203,14 +204,12 @@ def finished(cluster, mlflow_server, tmp_path_factory):
            "--latency-wait", "5", "--retries", "0"]
     t0 = time.time()
     p = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=1500)
-    print(f"snakemake --profile slurm ablate_order: {time.time() - t0:.0f} s")
-    (work / "snakemake.out").write_text(p.stdout + p.stderr)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-6000:]
-    return work, p.stdout + p.stderr
+    print(f"snakemake --profile slurm {target}: {time.time() - t0:.0f} s")
+    return p
 
 
 def test_jobs_went_through_sbatch(finished, cluster):
-    work, out = finished
+    work, out = finished, (finished / "snakemake.out").read_text()
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     # everything but the local rules (init_tracking, mlflow_parent, table) and the target is a SLURM job
     # teacher, pairs, reference, 2 teacher_eval, the pairs' solver row, the evaluation trajectory, 2 train, 2 evaluate
@@ -232,7 +231,7 @@ def test_jobs_went_through_sbatch(finished, cluster):
 
 
 def test_outputs_exist(finished):
-    work, _ = finished
+    work = finished
     r = work / "results"
     assert (r / "tables" / "checkerboard" / "ablate_order.md").stat().st_size > 0
     for order in ("forward", "reversed"):

@@ -1,4 +1,4 @@
-"""Per-stage evaluation (issue 13, item 1): G(z, t_k) at every stage against the seed's mean target and the
+"""Per-stage evaluation: G(z, t_k) at every stage against the seed's mean target and the
 teacher's trajectory, on the exact one-point teacher (closed forms in test_target.py), and its table column
 and figure."""
 

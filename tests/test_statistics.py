@@ -1,4 +1,4 @@
-"""Statistics a reviewer accepts (issue 13, item 6): Holm across the points of an ablation, the image floor
+"""Statistics a reviewer accepts: Holm across the points of an ablation, the image floor
 at the runs' sample size against the runs' reference, the captions that say so."""
 
 import json

@@ -1,4 +1,4 @@
-"""Samples outside the data's support (issue 13, item 7): counted per run and teacher row, shown in the table."""
+"""Samples outside the data's support: counted per run and teacher row, shown in the table."""
 
 import json
 

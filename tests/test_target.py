@@ -1,17 +1,16 @@
-"""method.target (issue 13, item 3): the seed's conditional mean vs the teacher's DDIM trajectory,
+"""method.target: the seed's conditional mean vs the teacher's DDIM trajectory,
 on the exact teacher of a single data point mu, where every DDIM step is exact and
 x_t(z) = sqrt(abar_t) mu + sqrt(1 - abar_t) e(z), e(z) = (z - sqrt(abar_T) mu) / sqrt(1 - abar_T) (x_T = z),
 and E[x_t | x0 = mu] = sqrt(abar_t) mu, in closed form."""
 
 import pytest
 import torch
-from conftest import DIFF, GaussEps
+from conftest import DIFF, GaussEps, context, method_of
 from torch import nn
 
 from onestep.config import ConfigError, deep_merge, validate
-from onestep.diffusion import Teacher, ddim_sample, ddim_trajectory, grid_times
-from onestep.methods import METHODS
-from onestep.methods.base import Batch, Context
+from onestep.diffusion import ddim_sample, ddim_trajectory, grid_times
+from onestep.methods.base import Batch
 from onestep.methods.curriculum_stages import TrajectoryError, timesteps
 from onestep.training.batches import PairBatches
 
@@ -55,8 +54,7 @@ def test_grid_times_cover_every_k():
 
 def _method(schedule, target, stored, K=4):
     cfg = {"K": K, "steps_per_stage": 10, "lambda": 1.0, "replay": 0.0, "target": target, "max_weight": 1e9}
-    teacher = Teacher(GaussEps(schedule, MU, 0.0), schedule)
-    return METHODS["curriculum"](cfg, Context(teacher, schedule, (2,), trajectory_t=stored), seed=0)
+    return method_of("curriculum", ctx=context(GaussEps(schedule, MU, 0.0), schedule=schedule, trajectory_t=stored), **cfg)
 
 
 def test_trajectory_target_agrees_with_r_k_mean_does_not(schedule):

@@ -4,7 +4,7 @@ tiny `baselines_tuned` runs the studies, gathers the tuned-values file and table
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, planned_jobs, snakemake, write_tiny
+from conftest import REPO, TINY, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
 from onestep.tuning import keys
@@ -35,22 +35,16 @@ TINY_TUNED = deep_merge(TINY, {
     "tune": {"startup_trials": 1, "validation": {"num_samples": 256}},
     "tune_baselines": {"trials": 3, "workers": 1, "budget": 1.0},
 })
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("tune_baselines")
-    write_tiny(work, TINY_TUNED, {"baselines": {"name": "baselines", **GRID},
-                                  "baselines_tuned": {"name": "baselines_tuned", "tuned": "baselines", **GRID}})
-    p = snakemake(work, "baselines_tuned", timeout=1800)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work / "results"
+FINISHED = Finished("baselines_tuned", TINY_TUNED, {
+    "baselines": {"name": "baselines", **GRID},
+    "baselines_tuned": {"name": "baselines_tuned", "tuned": "baselines", **GRID}}, timeout=1800)
 
 
 @pytest.mark.e2e
 def test_every_study_tunes_its_declared_knobs_with_equal_trials_and_budget(finished):
+    results = finished / "results"
     for name, steps in (("curriculum", 30), ("progressive", 25)):
-        trials = pl.read_csv(finished / "optuna" / f"tune_baselines-{name}-checkerboard" / "trials.csv")
+        trials = pl.read_csv(results / "optuna" / f"tune_baselines-{name}-checkerboard" / "trials.csv")
         params = {c for c in trials.columns if c.startswith(("method.", "student."))}
         assert params == {keys.key(k) for k in method_space(name)}, name
         assert trials.height == 3 and trials["default"].to_list() == [True, False, False]
@@ -62,11 +56,12 @@ def test_every_study_tunes_its_declared_knobs_with_equal_trials_and_budget(finis
 
 @pytest.mark.e2e
 def test_the_tuned_values_reach_the_runs_and_the_table_shows_both(finished):
-    teacher = finished / "checkerboard" / "teacher" / "teacher.pt"
-    values = values_file.read(finished / "checkerboard" / "tuned_baselines.yaml", teacher)
+    results = finished / "results"
+    teacher = results / "checkerboard" / "teacher" / "teacher.pt"
+    values = values_file.read(results / "checkerboard" / "tuned_baselines.yaml", teacher)
     assert {m: set(v) for m, v in values.items()} == {m: set(method_space(m)) for m in ("curriculum", "progressive")}
     for name in ("curriculum", "progressive"):
-        cfg = yaml.safe_load((finished / "checkerboard" / "baselines_tuned" / f"name-{name}_seed-0" / "config.yaml").read_text())
+        cfg = yaml.safe_load((results / "checkerboard" / "baselines_tuned" / f"name-{name}_seed-0" / "config.yaml").read_text())
         assert cfg["run"]["tuned"]["values"] == values[name] and cfg["run"]["tuned"]["teacher"] == values_file.teacher_hash(teacher)
         for knob, v in values[name].items():
             node = cfg
@@ -74,16 +69,16 @@ def test_the_tuned_values_reach_the_runs_and_the_table_shows_both(finished):
                 node = node[part]
             assert node == v
     for name in ("curriculum", "progressive"):  # a study that kept the defaults: the default training, reused
-        runs = [finished / "checkerboard" / a / f"name-{name}_seed-0" for a in ("baselines", "baselines_tuned")]
+        runs = [results / "checkerboard" / a / f"name-{name}_seed-0" for a in ("baselines", "baselines_tuned")]
         default, tuned_cfg = (yaml.safe_load((r / "config.yaml").read_text()) for r in runs)
         same = {k: v for k, v in default.items() if k != "run"} == {k: v for k, v in tuned_cfg.items() if k != "run"}
         train = yaml.safe_load((runs[1] / "train.json").read_text())
-        assert train.get("reused_from") == (str(runs[0].relative_to(finished.parent)) if same else None), name
-    table = pl.read_csv(finished / "tables" / "checkerboard" / "baselines_tuned.csv")
+        assert train.get("reused_from") == (str(runs[0].relative_to(results.parent)) if same else None), name
+    table = pl.read_csv(results / "tables" / "checkerboard" / "baselines_tuned.csv")
     assert table["method.name"].to_list() == ["curriculum", "curriculum", "progressive", "progressive"]
     assert [k.split(" ")[0] for k in table["knobs"].to_list()] == ["default", "tuned"] * 2
     assert table["steps_mean"][0] == table["steps_mean"][1] == 30  # a tuned run trains what its default run does
-    md = (finished / "tables" / "checkerboard" / "baselines_tuned.md").read_text()
+    md = (results / "tables" / "checkerboard" / "baselines_tuned.md").read_text()
     assert "| curriculum | default |" in md and "| curriculum | tuned (" in md
-    studies = (finished / "tables" / "checkerboard" / "tune_baselines.md").read_text()
+    studies = (results / "tables" / "checkerboard" / "tune_baselines.md").read_text()
     assert "3 trials each" in studies and "| progressive |" in studies

@@ -10,14 +10,14 @@ import math
 
 import pytest
 import torch
-from conftest import DIFF, GaussEps
+from conftest import DIFF, GaussEps, context, method_of
 from torch import nn
 
 from onestep import data
 from onestep.config import ConfigError
 from onestep.diffusion import Schedule, Teacher
-from onestep.methods import METHODS, student_net
-from onestep.methods.base import Batch, Context
+from onestep.methods import student_net
+from onestep.methods.base import Batch
 from onestep.methods.common import Consistency, edm_sigmas, grid_size, index_grid, lognormal_probs, pf_ode_step, pseudo_huber
 from onestep.methods.progressive import ProgressiveConfig, round_at, student_steps, target_x
 from onestep.nets import build_net
@@ -44,8 +44,9 @@ class Recorder(nn.Module):
 
 
 def make(name, sch, s=0.0, shape=(2,), **over):
-    teacher = Teacher(GaussEps(sch, MU if shape == (2,) else torch.zeros(shape), s), sch)
-    return METHODS[name]({"name": name, **over}, Context(teacher, sch, shape, data_std=lambda: 0.5), 0), teacher
+    """(method, its teacher): `name` around the exact teacher of N(MU, s^2 I) (of 0 on images), sigma_data 0.5."""
+    ctx = context(GaussEps(sch, MU if shape == (2,) else torch.zeros(shape), s), shape, sch, data_std=lambda: 0.5)
+    return method_of(name, ctx=ctx, **over), ctx.teacher
 
 
 def mlp(times=1, width=32):
@@ -250,17 +251,17 @@ def test_sigma_data_comes_from_the_data(sch, name):
     want = float(data.full(ds).double().std())
     assert abs(data.std(ds) - want) < 1e-9 and abs(want - 0.5) > 0.3
     teacher = Teacher(GaussEps(sch, MU, 0.0), sch)
-    build = lambda ctx, **over: METHODS[name]({"name": name, **over}, ctx, 0)  # noqa: E731
-    m = build(Context(teacher, sch, (2,), data_std=lambda: data.std(ds)), sigma_data="auto")
+    build = lambda ctx, **over: method_of(name, ctx=ctx, **over)  # noqa: E731
+    m = build(context(teacher, data_std=lambda: data.std(ds)), sigma_data="auto")
     got = m.f.s_d if name != "ctm" else m.s_d
     assert abs(got - want) < 1e-6
     if name != "ctm":
         assert m.schedule(0)["sigma_data"] == pytest.approx(want)  # logged with the run
-    m = build(Context(teacher, sch, (2,), data_std=lambda: data.std(ds)), sigma_data=0.7)
+    m = build(context(teacher, data_std=lambda: data.std(ds)), sigma_data=0.7)
     assert (m.f.s_d if name != "ctm" else m.s_d) == 0.7
     with pytest.raises(ConfigError, match="method.sigma_data"):
-        build(Context(teacher, sch, (2,)), sigma_data="auto")
-    m = build(Context(teacher, sch, (2,)))  # the default needs no data
+        build(context(teacher), sigma_data="auto")
+    m = build(context(teacher))  # the default needs no data
     assert (m.f.s_d if name != "ctm" else m.s_d) == 0.5
 
 
@@ -330,7 +331,8 @@ def test_trainer_runs_each_method_blind(default_config, sch, name):
     rows = []
     model, summary = train_student(cfg, teacher, pairs, "cpu", lambda v, step, series="step": rows.append(v), progress=False)
     assert summary["steps"] == 6 and summary["params"] > 0 and rows
-    x = METHODS[name](cfg["method"], context(cfg, teacher, (2,)), 0).sample(model, torch.randn(8, 2), 1)
+    ctx = context(teacher, data_std=lambda: data.std(cfg["dataset"]))
+    x = method_of(**cfg["method"], ctx=ctx).sample(model, torch.randn(8, 2), 1)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
     assert few_steps(cfg) == ((2, 4) if name != "kd" else ())
 

@@ -7,12 +7,13 @@ import math
 import conftest
 import pytest
 import torch
+from conftest import context, method_of
 from torch import nn
 
 from onestep.config import validate, with_method
-from onestep.diffusion import Schedule, Teacher
+from onestep.diffusion import Schedule
 from onestep.methods import METHODS, student_net
-from onestep.methods.base import Batch, Context
+from onestep.methods.base import Batch
 from onestep.methods.common import dm_gradient, interpolate, pseudo_huber
 from onestep.methods.drifting import drift_field
 from onestep.methods.meanflow import MeanFlowConfig, meanflow_target, sample_times
@@ -50,12 +51,9 @@ class Param(nn.Module):
         return self.p
 
 
-def ctx(schedule, teacher_net=None):
-    return Context(Teacher(teacher_net if teacher_net is not None else GaussEps(schedule), schedule), schedule, (2,))
-
-
-def method(name, schedule, teacher_net=None, **cfg):
-    return METHODS[name]({"name": name, **cfg}, ctx(schedule, teacher_net), seed=0)
+def method(name, schedule, **cfg):
+    """`name` around the exact teacher of N(MU, SD^2 I) data with a trainable residual (GaussEps above)."""
+    return method_of(name, ctx=context(GaussEps(schedule), schedule=schedule), **cfg)
 
 
 def params(net):
@@ -343,9 +341,9 @@ def test_shortcut_every_queried_step_size_is_trained(schedule):
     smallest step 1/M, as the official code does); the targets come from the EMA copy (ctx.ema)."""
     M = 8
     student, ema = Recorder(), Recorder().requires_grad_(False)
-    c = ctx(schedule)
+    c = context(GaussEps(schedule), schedule=schedule)
     c.ema = ema
-    m = METHODS["shortcut"]({"name": "shortcut", "max_steps": M}, c, seed=0)
+    m = method_of("shortcut", ctx=c, max_steps=M)
     gen = torch.Generator().manual_seed(0)
     for step in range(20):
         batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
@@ -356,7 +354,7 @@ def test_shortcut_every_queried_step_size_is_trained(schedule):
         m.sample(ema, torch.randn(4, 2), n)
     assert ema.queried <= student.trained, f"queried but never trained: {ema.queried - student.trained}"
     assert student.trained == {1, 1 / 2, 1 / 4, 1 / 8}  # no d = 0 that nothing queries
-    off = METHODS["shortcut"]({"name": "shortcut", "max_steps": M, "ema_target": False}, c, seed=0)
+    off = method_of("shortcut", ctx=c, max_steps=M, ema_target=False)
     online = Recorder()
     off.loss(online, batch, 0, gen)
     assert online.queried == {1 / 2, 1 / 4, 1 / 8}  # ema_target: false: the online weights, stop-gradient

@@ -1,27 +1,23 @@
 """The ablation knobs of Curriculum Trajectory Matching each change what they should."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
 import yaml
-from conftest import DIFF, LinearEps
+from conftest import context, method_of
 from torch import nn
 
 from onestep.config import ConfigError, validate
-from onestep.diffusion import Schedule, Teacher, ddim_jump
-from onestep.methods import METHODS
-from onestep.methods.base import Batch, Context
+from onestep.diffusion import ddim_jump
+from onestep.methods.base import Batch
 from onestep.methods.curriculum import CurriculumConfig
 from onestep.methods.losses import Adversarial, PerceptualError, PseudoHuber
 from onestep.nets import build_net
 
-BASE = {"name": "curriculum", "K": 10, "steps_per_stage": 5, "lambda": 1.0, "replay": 0.0}
-
-
-def context(shape=(2,), features=None):
-    sch = Schedule.from_config(DIFF)
-    return Context(Teacher(LinearEps(), sch), sch, shape, features)
+BASE = {"K": 10, "steps_per_stage": 5, "lambda": 1.0, "replay": 0.0}
+curriculum = partial(method_of, "curriculum", **BASE)
 
 
 def batch(shape=(2,), n=16, seed=0):
@@ -33,7 +29,7 @@ def test_budget_fixes_the_total_steps_whatever_K():
     for K in (10, 25, 50, 100, 1000):
         cfg = CurriculumConfig.from_dict({**BASE, "K": K, "budget": 4000})
         assert cfg.steps_per_stage == 4000 // K
-        assert METHODS["curriculum"]({**BASE, "K": K, "budget": 4000}, context(), 0).total_steps == K * (4000 // K)
+        assert curriculum(K=K, budget=4000).total_steps == K * (4000 // K)
 
 
 def test_global_consistency_costs_more_teacher_evaluations_and_ties_to_earlier_stages():
@@ -43,7 +39,7 @@ def test_global_consistency_costs_more_teacher_evaluations_and_ties_to_earlier_s
     step = 5 * 6  # stage k = 7, t_k = 300
     costs = {}
     for scope, extra in (("adjacent", {}), ("global", {"global_stages": 3})):
-        method = METHODS["curriculum"]({**BASE, "consistency": scope, **extra}, ctx, 0)
+        method = curriculum(ctx=ctx, consistency=scope, **extra)
         ctx.teacher.evals = 0
         _, logs = method.loss(student, b, step, torch.Generator().manual_seed(1))
         costs[scope] = ctx.teacher.evals
@@ -51,7 +47,7 @@ def test_global_consistency_costs_more_teacher_evaluations_and_ties_to_earlier_s
     assert costs == {"adjacent": 16, "global": 48}
 
     # global with one draw: R_k equals || G(z, t_k) - DDIM_{t_j -> t_k}(G(z, t_j)) ||^2 for the drawn j < k
-    method = METHODS["curriculum"]({**BASE, "consistency": "global", "global_stages": 1, "lambda": 1.0}, ctx, 0)
+    method = curriculum(ctx=ctx, consistency="global", global_stages=1, **{"lambda": 1.0})
     gen = torch.Generator().manual_seed(3)
     k, _ = method._stages(step, 16, torch.Generator().manual_seed(3))
     j = method._anchors(k, k, gen)[0]
@@ -68,8 +64,8 @@ def test_late_loss_applies_only_below_late_t():
     ctx = context()
     student = build_net({"name": "mlp", "width": 16, "depth": 1}, (2,))
     b = batch()
-    l2 = METHODS["curriculum"]({**BASE, "late_t": 250}, ctx, 0)
-    ph = METHODS["curriculum"]({**BASE, "late_t": 250, "loss": "pseudo_huber"}, ctx, 0)
+    l2 = curriculum(ctx=ctx, late_t=250)
+    ph = curriculum(ctx=ctx, late_t=250, loss="pseudo_huber")
     early, late = 5 * 2, 5 * 8  # t_k = 700 and 200
     g = torch.Generator
     assert torch.equal(l2.loss(student, b, early, g().manual_seed(0))[0], ph.loss(student, b, early, g().manual_seed(0))[0])
@@ -89,9 +85,9 @@ def test_perceptual_is_rejected_on_points_and_needs_features(default_config):
     with pytest.raises(ConfigError, match="method.loss: 'perceptual' needs images"):
         validate(cfg)
     with pytest.raises(PerceptualError, match="needs images"):
-        METHODS["curriculum"]({**BASE, "loss": "perceptual", "late_t": 1000}, context(), 0).loss(
+        curriculum(loss="perceptual", late_t=1000).loss(
             build_net({"name": "mlp", "width": 8, "depth": 1}, (2,)), batch(), 0, torch.Generator())
-    m = METHODS["curriculum"]({**BASE, "loss": "perceptual", "late_t": 1000}, context((1, 8, 8)), 0)
+    m = curriculum(shape=(1, 8, 8), loss="perceptual", late_t=1000)
     z = torch.randn(2, 1, 8, 8)
     assert m.sample(lambda x, t: x, z).shape == z.shape  # sampling needs no feature network
     with pytest.raises(PerceptualError, match="feature network"):
@@ -101,10 +97,10 @@ def test_perceptual_is_rejected_on_points_and_needs_features(default_config):
 def test_perceptual_compares_in_feature_space():
     torch.manual_seed(0)
     phi_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
-    ctx = context((1, 8, 8), features=phi_net)
+    ctx = context(shape=(1, 8, 8), features=phi_net)
     student = build_net({"name": "convnet", "width": 8, "depth": 1}, (1, 8, 8))
     b = batch((1, 8, 8), n=4)
-    m = METHODS["curriculum"]({**BASE, "loss": "perceptual", "late_t": 1000, "lambda": 0.0}, ctx, 0)
+    m = curriculum(ctx=ctx, loss="perceptual", late_t=1000, **{"lambda": 0.0})
     loss, logs = m.loss(student, b, 0, torch.Generator().manual_seed(0))
     t = m.ts[1]
     abar = ctx.schedule.abar[t]
@@ -121,7 +117,7 @@ def test_adversarial_gradients_reach_the_student_and_the_discriminator_has_its_o
     ctx = context()
     student = build_net({"name": "mlp", "width": 16, "depth": 1}, (2,))
     adv = {"kind": "hinge", "weight": 0.5, "lr": 1e-2, "net": {"name": "mlp", "width": 16, "depth": 1}}
-    m = METHODS["curriculum"]({**BASE, "loss": "adversarial", "late_t": 1000, "adversarial": adv}, ctx, 0)
+    m = curriculum(ctx=ctx, loss="adversarial", late_t=1000, adversarial=adv)
     assert isinstance(m.adv, Adversarial)
     b = batch()
     d_before = [p.detach().clone() for p in m.adv.D.parameters()]
@@ -138,8 +134,7 @@ def test_adversarial_gradients_reach_the_student_and_the_discriminator_has_its_o
     # the generator term puts no gradient into D
     assert all(torch.equal(g, p.grad) for g, p in zip(d_grads, m.adv.D.parameters(), strict=True))
     # non-saturating and hinge generator terms differ
-    ns = METHODS["curriculum"]({**BASE, "loss": "adversarial", "late_t": 1000,
-                                "adversarial": {**adv, "kind": "non_saturating"}}, ctx, 0)
+    ns = curriculum(ctx=ctx, loss="adversarial", late_t=1000, adversarial={**adv, "kind": "non_saturating"})
     ns.adv.D.load_state_dict(m.adv.D.state_dict())
     assert not torch.allclose(ns.loss(student, b, 0, torch.Generator().manual_seed(0))[1]["adv_g"], logs["adv_g"])
     # state travels through a checkpoint
