@@ -17,11 +17,12 @@ from conftest import context, method_of
 from torch import nn
 
 from onestep.config import with_method
-from onestep.diffusion import BRIDGES, Schedule, Teacher, ddim_jump, ddim_sample
+from onestep.diffusion import Schedule, Teacher, ddim_jump, ddim_sample
 from onestep.evaluate import generate
 from onestep.features import FeatureNet
 from onestep.methods import METHODS, student_net
 from onestep.methods.base import Batch
+from onestep.methods.curriculum import BRIDGES
 from onestep.nets import build_net
 from onestep.training.ema import EMA
 

@@ -318,7 +318,6 @@ def test_trainer_runs_each_method_blind(default_config, sch, name):
     two-time student where it needs one, data batches where it trains from data."""
     from onestep.config import deep_merge, validate, with_method
     from onestep.evaluate import few_steps
-    from onestep.methods import context
     from onestep.training.train import train_student
 
     cfg = with_method({**default_config, "seed": 0}, {"name": name})

@@ -105,9 +105,6 @@ def ddpm_step(teacher: Teacher, x: torch.Tensor, s: torch.Tensor, t: torch.Tenso
     return (x - beta / (1 - a_s).sqrt() * eps) / alpha.sqrt()
 
 
-BRIDGES = {"ddim": ddim_jump, "ddpm": ddpm_step}
-
-
 @torch.no_grad()
 def ddim_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_size: int = 8192) -> torch.Tensor:
     """Teacher DDIM solve (diffusers DDIMScheduler, eta = 0) from noise z (B, ...) to x0."""

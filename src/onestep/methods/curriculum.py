@@ -87,10 +87,11 @@ from torch import nn
 
 from onestep import data
 from onestep.columns import Column
-from onestep.diffusion import BRIDGES, ddim_jump, grid_times
+from onestep.diffusion import ddim_jump, ddpm_step, grid_times
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
 from onestep.methods.curriculum_stages import (
     STAGE_COLUMNS,
+    adaptive_scale,
     anchor_of,
     loss_weight,
     stage_at,
@@ -182,21 +183,7 @@ class CurriculumConfig(Knobs):
                               "classifier")
 
 
-def last_weight(student: nn.Module) -> torch.Tensor:
-    """The student's last weight matrix (the last parameter with two or more dimensions)."""
-    return [p for p in student.parameters() if p.requires_grad and p.ndim >= 2][-1]
-
-
-def adaptive_scale(student: nn.Module, L: torch.Tensor, other: torch.Tensor, eps: float = 1e-8,
-                   limit: float = 1e4) -> torch.Tensor:
-    """||grad_W mean L|| / ||grad_W mean other|| at the last weight W (VQGAN's adaptive weight), detached,
-    clipped to [0, limit]; 1 where `other` has no gradient there (e.g. an all-zero adversarial term)."""
-    W = last_weight(student)
-    gL, = torch.autograd.grad(L.mean(), W, retain_graph=True, allow_unused=True)
-    gO, = torch.autograd.grad(other.mean(), W, retain_graph=True, allow_unused=True)
-    if gL is None or gO is None or float(gO.norm()) <= eps:
-        return torch.ones((), device=L.device)
-    return (gL.norm() / (gO.norm() + eps)).clamp(max=limit).detach()
+BRIDGES = {"ddim": ddim_jump, "ddpm": ddpm_step}  # method.consistency_step: the teacher step t_{k-1} -> t_k
 
 
 class Curriculum(MethodBase):

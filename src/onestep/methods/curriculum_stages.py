@@ -1,23 +1,21 @@
 """The curriculum's schedule as pure functions of the step (grid t_k, order, anchors, the stage at each step,
-the steps on a stage, the weight w(t_k)), the check of stored trajectory states against the grid, and the
+the steps on a stage, the weight w(t_k), the adaptive balance), the check of stored trajectory states against the grid, and the
 per-stage evaluation of a trained student (its columns). methods/curriculum.py is the method itself."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from onestep.columns import Column
 from onestep.errors import ConfigError
+from onestep.methods.base import Knobs
 
 ORDERINGS = ("forward", "reversed", "random")
-
-if TYPE_CHECKING:
-    from onestep.methods.curriculum import CurriculumConfig
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def stage_order(K: int, ordering: str, seed: int) -> tuple[int, ...]:
     raise ValueError(f"method.ordering must be one of {', '.join(ORDERINGS)}, got '{ordering}'")
 
 
-def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
+def stage_at(step: int, cfg: Knobs, T: int, seed: int) -> Stage:
     """Which stage, which t_k and which anchor are trained at optimiser step `step` (in the consolidation
     phase, position K: every stage, drawn per sample; the evaluated stage K stands for it)."""
     ts = timesteps(T, cfg.K)
@@ -65,7 +63,7 @@ def stage_at(step: int, cfg: CurriculumConfig, T: int, seed: int) -> Stage:
     return Stage(position, k, ts[k], k_anchor, ts[k_anchor])
 
 
-def steps_on_stage(cfg: CurriculumConfig, seed: int, k: int | None = None) -> float:
+def steps_on_stage(cfg: Knobs, seed: int, k: int | None = None) -> float:
     """Optimiser steps that trained stage k (default K, the evaluated G(z, 0)), each step counted by the
     expected share of its batch on k: 1 - replay while k is the current stage (1 at the first position),
     replay / p while a later stage at position p replays the p stages before it, 1 / K in consolidation.
@@ -111,6 +109,23 @@ def trajectory_columns(ts: tuple[int, ...], stored: tuple[int, ...] | None) -> t
 def loss_weight(abar_t: torch.Tensor, max_weight: float) -> torch.Tensor:
     """w(t) = 1 / (2 (1 - abar_t)), clipped at max_weight (infinite at t = 0)."""
     return (0.5 / (1.0 - abar_t).clamp(min=0.0)).clamp(max=max_weight)
+
+
+def last_weight(student: nn.Module) -> torch.Tensor:
+    """The student's last weight matrix (the last parameter with two or more dimensions)."""
+    return [p for p in student.parameters() if p.requires_grad and p.ndim >= 2][-1]
+
+
+def adaptive_scale(student: nn.Module, L: torch.Tensor, other: torch.Tensor, eps: float = 1e-8,
+                   limit: float = 1e4) -> torch.Tensor:
+    """||grad_W mean L|| / ||grad_W mean other|| at the last weight W (VQGAN's adaptive weight), detached,
+    clipped to [0, limit]; 1 where `other` has no gradient there (e.g. an all-zero adversarial term)."""
+    W = last_weight(student)
+    gL, = torch.autograd.grad(L.mean(), W, retain_graph=True, allow_unused=True)
+    gO, = torch.autograd.grad(other.mean(), W, retain_graph=True, allow_unused=True)
+    if gL is None or gO is None or float(gO.norm()) <= eps:
+        return torch.ones((), device=L.device)
+    return (gL.norm() / (gO.norm() + eps)).clamp(max=limit).detach()
 
 
 # the curriculum's own columns (report/ shows each when some run of the table has the number)
