@@ -105,7 +105,7 @@ def bare_loop(cfg: dict, teacher, pairs: dict, device: str) -> float:
 
 def trainer_loop(cfg: dict, teacher, pairs: dict, device: str, checkpoint_every: int, folder: Path) -> float:
     """Steps/s of train.fit with its logging (rows kept, as the CLI buffers them), EMA and resume checkpoints."""
-    from onestep.checkpoint import Resume
+    from onestep.training.resume import Resume
     from onestep.training.train import train_student
 
     rows = []

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from onestep import outputs
-from onestep.checkpoint import CheckpointError, load_checkpoint, load_resume, save_checkpoint, save_resume
+from onestep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from onestep.errors import OnestepError
 from onestep.nets import build_net
+from onestep.training.resume import load_resume, save_resume
 from onestep.training.state import LoopState
 
 NET = {"name": "mlp", "width": 128, "depth": 3, "temb_dim": 64}  # config/config.yaml's student: ~0.4 MB

@@ -16,10 +16,11 @@ import pytest
 import torch
 import yaml
 
-from onestep.checkpoint import CheckpointError, Resume, load_resume, save_checkpoint, save_resume
+from onestep.checkpoint import CheckpointError, save_checkpoint
 from onestep.diffusion import Schedule, Teacher
 from onestep.nets import build_net
 from onestep.training.batches import PairBatches
+from onestep.training.resume import Resume, load_resume, save_resume
 from onestep.training.state import LoopState
 from onestep.training.train import train_student, train_teacher
 

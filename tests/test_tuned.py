@@ -244,7 +244,7 @@ def test_gather_refuses_studies_of_unequal_effort(tmp_path):
     teacher.write_bytes(b"weights")
     best = [_best(tmp_path, "kd", {"student.lr": 5e-4}, 0.04, trials=3),
             _best(tmp_path, "cd", {"student.lr": 5e-4}, 0.04, trials=4)]
-    from onestep.tuning.summary import gather
+    from onestep.stages.tuning import tune_gather as gather
 
     with pytest.raises(ConfigError, match="different numbers of trials"):
         gather(best, teacher, tmp_path / "t.yaml", tmp_path / "t", tmp_path / "t.png")

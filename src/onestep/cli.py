@@ -159,7 +159,7 @@ def dispatch(a: argparse.Namespace):
 def main(argv: list[str] | None = None) -> None:
     """Run the command; with --log, inside its own log file, attached to its MLflow run once closed."""
     from onestep import jobs
-    from onestep.checkpoint import Preempted
+    from onestep.training.resume import Preempted
 
     a = parser().parse_args(argv)
     log, code, done, line = getattr(a, "log", None), 0, None, ""

@@ -81,14 +81,6 @@ def generate(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.T
     return torch.cat(out)
 
 
-def plot_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path, title: str) -> None:
-    """The samples' figure: the first 64 images, or every 2-D point over the reference points."""
-    from onestep.report import figures as plots
-
-    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-    plots.samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
-
-
 def sample(method, model: torch.nn.Module, z: torch.Tensor, steps: int = 1, batch_size: int = 8192) -> torch.Tensor:
     """Samples of a trained student from noise z through its method's own sampler (method-blind);
     `steps` > 1 only for methods that list it in `sample_steps`."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onestep import tracking
-from onestep.checkpoint import Preempted, Resume
 from onestep.errors import OnestepError
+from onestep.training.resume import Preempted, Resume
 
 _DEVICES: dict[str, str] = {}
 
@@ -105,7 +105,7 @@ def exit_on_sigterm() -> None:
 
 def on_sigterm(resume: Resume) -> None:
     """SIGTERM (SLURM preemption or time limit, scancel) and SIGINT (Ctrl-C): save a resume checkpoint at
-    the end of the step, then stop (checkpoint.Preempted). A second Ctrl-C stops at once (KeyboardInterrupt)."""
+    the end of the step, then stop (training.resume.Preempted). A second Ctrl-C stops at once (KeyboardInterrupt)."""
 
     def handler(signum, frame):
         if signum == signal.SIGINT and resume.preempted:

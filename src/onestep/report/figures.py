@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -240,3 +241,12 @@ def tuned(rows: list[dict], metric: str, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def run_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path: str | Path, title: str) -> None:
+    """A run's (or a teacher row's) samples' figure: the first 64 images, or every 2-D point over the reference
+    points (`ref["x"]`)."""
+    from onestep.evaluate import to_unit
+
+    x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
+    samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)

@@ -43,9 +43,10 @@ def _fit(cfg: dict, config: Path, given: dict, teacher: Path, pairs: Path, out: 
          parent: Path | None, trajectory: Path | None):
     """Train the student (resumed from out/resume.pt where a killed attempt left one) and write its files."""
     from onestep import jobs
-    from onestep.checkpoint import Resume, load_teacher
+    from onestep.checkpoint import load_teacher
     from onestep.config import Student
     from onestep.features import load_feature_net
+    from onestep.training.resume import Resume
     from onestep.training.train import train_student
 
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
@@ -129,7 +130,7 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
     recorded in the run's MLflow run; its config travels with its weights, the tracking section from `tracking`."""
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint, load_teacher
-    from onestep.evaluate import plot_samples
+    from onestep.report.figures import run_samples
     from onestep.tracking import check_server, record
 
     student, ckpt = load_checkpoint(run / "student.pt", "student")
@@ -146,7 +147,7 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
     about = {"train": train, "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
              "seed": cfg["seed"], "method": cfg["method"]["name"], "tuned": cfg["run"].get("tuned"), **given}
     x, result, diag = _score(cfg, student, net, tuple(ckpt["shape"]), ref, features, trajectory, device, about)
-    plot_samples(x, ref, plot, f"{cfg['run']['name']}: one step")
+    run_samples(x, ref, plot, f"{cfg['run']['name']}: one step")
     with record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
         _record(rec, result, diag)
         rec.artifact(plot, "plots")

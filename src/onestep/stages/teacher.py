@@ -14,8 +14,9 @@ from onestep.config import Pairs
 def teacher(cfg: dict, out: Path):
     """Train the DDPM teacher (or import teacher.pretrained) into `out`, its summary beside it (.json)."""
     from onestep import data, jobs
-    from onestep.checkpoint import Resume, save_checkpoint
+    from onestep.checkpoint import save_checkpoint
     from onestep.config import Teacher
+    from onestep.training.resume import Resume
 
     data.check(cfg["dataset"])
     shape, pre = data.shape(cfg["dataset"]), Teacher.of(cfg).pretrained
@@ -106,7 +107,8 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
     from onestep.config import plain_ddim
     from onestep.data import clip_x0 as data_clip
     from onestep.diffusion import pairs_label, teacher_sample
-    from onestep.evaluate import generate, plot_samples, score
+    from onestep.evaluate import generate, score
+    from onestep.report.figures import run_samples
 
     device = jobs.device(cfg)
     net, ckpt = load_checkpoint(teacher, "teacher")
@@ -124,7 +126,7 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
                   "label": label, "solver": solver, "clip_x0": clip_x0,
                   "max_abs": float(x.abs().max()), **outputs.provenance(config)}
         rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
-        plot_samples(x, ref, plot, label if not plain else f"teacher DDIM {steps} steps")
+        run_samples(x, ref, plot, label if not plain else f"teacher DDIM {steps} steps")
         rec.artifact(plot, "plots")
     outputs.write_json(out, result)
     print(json.dumps(result["metrics"]))

@@ -1,5 +1,5 @@
-"""The Optuna stages: one worker of a study, the study's summary (best values, trial tables, plots), and the
-tuned-values file gathered from every method's study."""
+"""The Optuna stages: one worker of a study, the study's summary (its best values, with the report's trial
+tables and plots), and the tuned-values file gathered from every method's study."""
 
 from __future__ import annotations
 
@@ -59,11 +59,16 @@ def _trial_runs(cfg: dict, name: str, worker: int, parent: str | None, tracking)
 def tune_summary(cfg: dict, folder: Path, parent: Path | None = None) -> None:
     """The study's best values (best.yaml), trial tables and plots in `folder`; with `parent`, into its MLflow run."""
     from onestep import tracking
-    from onestep.report.study import PLOTS
+    from onestep.evaluate import kind
+    from onestep.metrics import PRIMARY
+    from onestep.report.study import PLOTS, study_figures, trials_table
+    from onestep.tuning.best import write_best
+    from onestep.tuning.space import study_space
     from onestep.tuning.study import study_name
-    from onestep.tuning.summary import summarize
 
-    best = summarize(cfg, folder)
+    best, study = write_best(cfg, folder)
+    trials_table(study, best, PRIMARY[kind(cfg)], folder)
+    study_figures(study, list(study_space(cfg)), folder)
     print(json.dumps(best))
     if parent:
         with tracking.record(cfg, study_name(cfg), run_id=outputs.parent_id(parent)) as rec:
@@ -75,8 +80,13 @@ def tune_summary(cfg: dict, folder: Path, parent: Path | None = None) -> None:
 
 def tune_gather(best: list[Path], teacher: Path, out: Path, out_prefix: Path, plot: Path) -> None:
     """The tuned-values file (`out`) of every method's study (`best`: their best.yaml), and the studies' table."""
-    from onestep.tuning.summary import gather
+    import yaml
 
-    values = gather(best, teacher, out, out_prefix, plot)
+    from onestep.report.study import tuned_table
+    from onestep.tuning import values as values_file
+
+    docs = [yaml.safe_load(Path(f).read_text()) for f in best]
+    values = values_file.gather(docs, teacher, out)
+    tuned_table(docs, values, docs[0]["n_trials"], out_prefix, plot)
     print(json.dumps(values))
     print(f"tuned values of {len(values)} method(s) written to {out}")

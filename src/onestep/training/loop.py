@@ -13,13 +13,13 @@ from torch import nn
 from tqdm import tqdm
 
 from onestep import accel
-from onestep.checkpoint import Resume
 from onestep.errors import OnestepError
 from onestep.methods.base import Batch, Context
 from onestep.nets import count_params
 from onestep.training.batches import Streams, map_batch
 from onestep.training.ema import EMA
 from onestep.training.passes import Passes
+from onestep.training.resume import Resume
 from onestep.training.schedule import lr_at
 from onestep.training.state import LoopState
 

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from onestep import data
-from onestep.checkpoint import CheckpointError, Resume
+from onestep.checkpoint import CheckpointError
 from onestep.config import sections
 from onestep.diffusion import Teacher
 from onestep.methods import TEACHER, build_method, context, student_net
 from onestep.nets import build_net
 from onestep.training.loop import Logger, PhaseHook, fit
+from onestep.training.resume import Resume
 
 
 def train_teacher(cfg: dict, device: str, log: Logger, progress: bool = True,
