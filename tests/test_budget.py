@@ -3,6 +3,7 @@
 import torch
 from conftest import context
 
+from onestep.config import Student
 from onestep.methods.base import Batch, MethodBase
 from onestep.nets import build_net
 from onestep.training.loop import fit
@@ -29,7 +30,7 @@ class Toy(MethodBase):
 def test_budget_counters_on_a_toy_method():
     ctx = context()
     net = build_net({"name": "mlp", "width": 16, "depth": 1, "temb_dim": 8}, (2,))
-    section = {"batch_size": 8, "lr": 1e-3, "ema": 0.9, "log_every": 7, "grad_accum": 2}
+    section = Student.filled({"batch_size": 8, "lr": 1e-3, "ema": 0.9, "log_every": 7, "grad_accum": 2})
     pairs = {"z": torch.randn(64, 2), "x0": torch.randn(64, 2)}
     _, summary = fit({"dataset": {"name": "checkerboard"}}, section, Toy(ctx), ctx, net, 0, "cpu",
                      lambda *a, **k: None, pairs=pairs, progress=False)

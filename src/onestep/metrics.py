@@ -54,10 +54,11 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 def points_metrics(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, float]:
     """All 2-D metrics of samples x against reference samples (same size)."""
+    ev = Evaluation.filled(cfg)
     return {
         "fd": frechet(x.double().numpy(), ref.double().numpy()),
-        "swd": sliced_wasserstein(x, ref, Evaluation.parse(cfg).swd_projections),
-        "mmd": mmd2(x, ref, tuple(Evaluation.parse(cfg).mmd_bandwidths)),
+        "swd": sliced_wasserstein(x, ref, ev["swd_projections"]),
+        "mmd": mmd2(x, ref, tuple(ev["mmd_bandwidths"])),
     }
 
 

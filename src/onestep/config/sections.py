@@ -48,6 +48,12 @@ class Section(Knobs):
         return cls.parse(cfg[cls.key])
 
     @classmethod
+    def filled(cls, section: dict) -> dict:
+        """`section` with the defaults of the keys it lacks (no check: for a part of a section, e.g. a metric's
+        own keys read from a partial dict in a test)."""
+        return {**cls.defaults(), **section}
+
+    @classmethod
     def defaults(cls) -> dict:
         """{key: default} of the keys that have one (a required key has none)."""
         return {k: plain(f.default if f.default is not MISSING else f.default_factory())

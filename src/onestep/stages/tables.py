@@ -39,9 +39,9 @@ def _attach(cfg: dict, ablation: str, parent: Path, out_prefix: Path, plot: Path
 
 def main_table(tables: list[Path], out_prefix: Path, plot: Path) -> None:
     """The main table and its figure from the ablation tables' CSVs."""
-    from onestep.report import tables as report
+    from onestep.report.main import build_main
 
-    print(report.build_main(tables, out_prefix, plot))
+    print(build_main(tables, out_prefix, plot))
 
 
 def paper_artefact(src: list[Path], out_prefix: Path) -> None:
