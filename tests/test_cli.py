@@ -52,3 +52,14 @@ def test_every_command_is_a_stage_that_takes_what_its_command_parses():
 def test_cli_holds_no_command_bodies():
     assert not [n for n in vars(cli) if n.startswith("cmd_")]
     assert len(inspect.getsource(cli).splitlines()) < 200
+
+
+def test_the_cli_starts_without_torch():
+    """`onestep <command>` parses and checks the tracking server before any heavy import: importing the CLI
+    and building its parser loads no torch (a job that cannot reach its server fails in a fraction of a second)."""
+    import subprocess
+    import sys
+
+    code = "import sys, onestep.cli; onestep.cli.parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

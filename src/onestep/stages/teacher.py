@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from onestep import outputs
-from onestep.config import Pairs
 
 
 def teacher(cfg: dict, out: Path):
@@ -47,6 +46,7 @@ def pairs(cfg: dict, teacher: Path, out: Path) -> None:
     """The teacher's DDIM pairs (z, x0) into `out`."""
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
+    from onestep.config import Pairs
     from onestep.data import clip_x0
     from onestep.diffusion import teacher_pairs
 
@@ -66,6 +66,7 @@ def trajectory(cfg: dict, teacher: Path, times: list[int], out: Path, pairs: Pat
 
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
+    from onestep.config import Pairs
     from onestep.data import clip_x0
     from onestep.diffusion import teacher_states
     from onestep.evaluate import stage_noise
