@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from onestep.config import ConfigError, deep_merge, load_workflow, validate
+from onestep.config import ConfigError, deep_merge, load_workflow, plain_ddim, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -226,11 +226,11 @@ def test_a_typed_section_holds_every_key_with_its_defaults_written_once(section,
 
 def test_section_defaults_are_filled_when_read_not_written():
     """Reading a section fills its defaults; the config itself (what job and run files hold) is not changed."""
-    from onestep.config import Pairs, Student, Tracking, plain_ddim
+    from onestep.config import Pairs, Student, Tracking
 
     cfg = {"pairs": {"num": 8, "ddim_steps": 2, "seed": 1}}
     pairs = Pairs.of(cfg)
-    assert (pairs.batch_size, pairs.solver, pairs.clip_x0) == (4096, "ddim", None) and pairs.plain_ddim()
+    assert (pairs.batch_size, pairs.solver, pairs.clip_x0) == (4096, "ddim", None) and plain_ddim(pairs.solver, pairs.clip_x0)
     assert cfg == {"pairs": {"num": 8, "ddim_steps": 2, "seed": 1}}
     assert plain_ddim(None, None) and not plain_ddim("dpm++", None) and not plain_ddim(None, 1.0)
     student = Student.parse({"net": {"name": "mlp"}, "batch_size": 4, "lr": 1e-3, "ema": 0.9, "log_every": 1})

@@ -68,6 +68,21 @@ def gauss_data(n, gen):
     return MU + SD * torch.randn(n, 2, generator=gen)
 
 
+def train_on_gauss_data(m, net: nn.Module, gen: torch.Generator, tracked, steps: int = 200) -> list[float]:
+    """`steps` Adam steps of method `m` on data-only batches of the Gaussian data; per step, the number
+    `tracked(loss, logs)` (the curve the test asserts on)."""
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for step in range(steps):
+        batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
+        loss, logs = m.loss(net, batch, step, gen)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        losses.append(float(tracked(loss, logs)))
+    return losses
+
+
 # ---------------------------------------------------------------- registry, config
 
 
@@ -183,15 +198,7 @@ def test_meanflow_training_reduces_the_loss(schedule):
     torch.manual_seed(0)
     m = method("meanflow", schedule, p=0.0)  # plain squared error: the loss itself must fall
     net, gen = tiny(times=2), torch.Generator().manual_seed(0)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for step in range(200):
-        batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
-        loss, _ = m.loss(net, batch, step, gen)
-        opt.zero_grad()
-        loss.mean().backward()
-        opt.step()
-        losses.append(float(loss.mean().detach()))
+    losses = train_on_gauss_data(m, net, gen, lambda loss, logs: loss.mean())
     assert sum(losses[-20:]) / 20 < 0.6 * sum(losses[:5]) / 5  # the conditional variance of v stays
     x = m.sample(net, torch.randn(2000, 2, generator=gen), 1)
     assert (x.mean(0) - MU).norm() < 0.3
@@ -307,15 +314,7 @@ def test_shortcut_training_reduces_the_loss(schedule):
     torch.manual_seed(0)
     m = method("shortcut", schedule, max_steps=8)
     net, gen = tiny(times=2), torch.Generator().manual_seed(0)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for step in range(200):
-        batch = Batch(torch.randn(256, 2, generator=gen), torch.zeros(256, 2), gauss_data(256, gen))
-        loss, logs = m.loss(net, batch, step, gen)
-        opt.zero_grad()
-        loss.mean().backward()
-        opt.step()
-        losses.append(float(logs["L_fm"]))
+    losses = train_on_gauss_data(m, net, gen, lambda loss, logs: logs["L_fm"])
     assert sum(losses[-20:]) / 20 < 0.6 * sum(losses[:5]) / 5  # the conditional variance of e - x stays
     for steps in (1, 4):
         assert (m.sample(net, torch.randn(2000, 2, generator=gen), steps).mean(0) - MU).norm() < 0.3

@@ -120,9 +120,6 @@ class Pairs(Section):
         "any solver); auto: the data's largest |coordinate| (1 for images); null: off",
         schema={"oneOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]})
 
-    def plain_ddim(self) -> bool:
-        return plain_ddim(self.solver, self.clip_x0)
-
 
 def plain_ddim(solver: str | None, clip_x0) -> bool:
     """pairs.solver / clip_x0 (or a teacher row's) naming a plain DDIM solve, the reference rows' sampler:
