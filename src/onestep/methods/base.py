@@ -182,12 +182,12 @@ class MethodBase:
         none by default. A table shows a column when some run of it has the number."""
         return ()
 
-    def diagnostics(self, student: nn.Module, states: dict | None, z: torch.Tensor) -> dict:
+    def diagnostics(self, student: nn.Module, states: dict, z: torch.Tensor) -> dict:
         """The method's own evaluation of a trained student, beside the generic scores: a dict with optional
         `record` (stored in metrics.json under the method's key, e.g. per-stage errors), `metrics` (flat
         numbers: metrics.json, MLflow, `columns()`) and `series` ([(step, {name: number})]: MLflow curves).
-        `states`: the stage noise's teacher states when `eval_states`, else None; `z` (n, *shape): that noise.
-        {} by default."""
+        Called when `eval_states` and the stage noise's teacher states (`states`) are given; `z` (n, *shape):
+        that noise. {} by default."""
         return {}
 
     def state_dict(self) -> dict:

@@ -272,10 +272,8 @@ class Curriculum(MethodBase):
     def columns(cls) -> tuple[Column, ...]:
         return STAGE_COLUMNS
 
-    def diagnostics(self, student: nn.Module, states: dict | None, z: torch.Tensor) -> dict:
+    def diagnostics(self, student: nn.Module, states: dict, z: torch.Tensor) -> dict:
         """G(z, t_k) at every stage against the mean target and the teacher's trajectory (`stage_errors`)."""
-        if states is None:  # no states given (a job run by hand without --trajectory): no per-stage errors
-            return {}
         st = stage_errors(student, states, z, self.ctx.schedule, self.cfg.K)
         series = [(k, {"stage_t": st["t"][i], "stage_err_mean": st["err_mean"][i], "stage_err_traj": st["err_traj"][i]})
                   for i, k in enumerate(st["k"])]

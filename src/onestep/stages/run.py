@@ -170,9 +170,10 @@ def _score(cfg: dict, student, teacher, shape: tuple, ref: dict, features: Path 
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, features, device)
     result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
     diag = {}
-    if type(method).eval_states(cfg["method"]):  # the method's own evaluation (e.g. per-stage errors)
-        states = outputs.load_npz(trajectory) if trajectory else None
-        diag = method.diagnostics(student, states, stage_noise(cfg, shape))
+    # the method's own evaluation (e.g. per-stage errors), on the states it asked for (eval_states); a job run
+    # by hand without them (--trajectory) scores without it
+    if trajectory and type(method).eval_states(cfg["method"]):
+        diag = method.diagnostics(student, outputs.load_npz(trajectory), stage_noise(cfg, shape))
     result |= diag.get("record", {})
     return x, result, diag
 
