@@ -71,3 +71,6 @@ for _name in P.ablations:
             _name
         input:
             P.ablation_target(_name),
+
+
+include: "workflow/rules/targets.smk"

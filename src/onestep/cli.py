@@ -52,11 +52,11 @@ def _people() -> list:
         ("check-config", people.check_config, "check config files (--configfile A B) before a run", None,
          [A("config", "files", help="config files, merged over config/config.yaml in order", type=Path, nargs="*")]),
         ("where", people.where, "where a target's table, plots, runs and MLflow records are", None,
-         [A("config", "target", help="the target (an ablation name)"), opt("config", "--out", "the results folder", "results"),
-          opt("config", "--dataset", "the dataset id", "checkerboard"), URI,
-          opt("config", "--artifacts", "the MLflow artifact folder", "results/mlartifacts")]),
+         [A("config", "target", help="the target (an ablation name)"), A("config", "args", nargs=argparse.REMAINDER,
+          help="snakemake's arguments of the run (--configfile A B, --config key=value): its dataset and folders")]),
         ("ui", people.ui, "the MLflow UI on the store", None,
-         [URI, opt("config", "--host", "the address to listen on", "127.0.0.1"),
+         [URI, opt("config", "--artifacts", "the store's artifact folder (a moved store's runs re-rooted there); "
+                   "default: mlartifacts next to a SQLite store"), opt("config", "--host", "the address", "127.0.0.1"),
           opt("config", "--port", "the port to listen on", 5000),
           opt("config", "--experiment", "the experiment whose runs table to open (tracking.experiment)", "onestep")]),
         ("sync", tracking.sync, "upload finished runs' files into the current MLflow store, after the fact", None,
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 line, code = f"onestep {a.cmd}: failed ({type(e).__name__}: {e}); the traceback is in the log", 1
         if line and code != 1:
             print(line, file=sys.stderr)
-    jobs.attach_log(done, log)
+    jobs.attach_log(done, log, a.cmd)
     if line and log is not None:
         # the cause outside the log too: Snakemake shows a local job's stderr above "Error in rule"; a SLURM job's log
         print(f"{line.splitlines()[0]} (log: {log})", file=sys.stderr, flush=True)

@@ -175,7 +175,8 @@ class Done:
     run_id: str
 
 
-def attach_log(done: Done | None, path: Path | None) -> None:
-    """Attach the job's closed log file (`logged`) to its MLflow run, under logs/."""
+def attach_log(done: Done | None, path: Path | None, stage: str = "job") -> None:
+    """Attach the job's closed log files (`logged`; a retried job's earlier attempts too) to its MLflow run,
+    under logs/<stage>/ (tracking.attach_logs)."""
     if done is not None and path is not None and path.is_file():
-        tracking.attach(done.cfg, done.run_id, path, "logs")
+        tracking.attach_logs(done.cfg, done.run_id, path, stage)

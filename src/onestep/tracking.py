@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -23,9 +22,7 @@ from pathlib import Path
 
 from onestep.config.sections import Tracking
 from onestep.errors import OnestepError
-
-PKG_DIR = Path(__file__).resolve().parent
-
+from onestep.tracking_view import VIEW, git_commit, relocate, retire_default, source_tags  # noqa: F401 (git_commit: callers)
 
 def tracking_uri(cfg: dict) -> str:
     """MLFLOW_TRACKING_URI, else `tracking.uri`; a relative SQLite path is made absolute against the
@@ -80,16 +77,6 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
 def experiment_name(cfg: dict) -> str:
     return cfg["tracking"]["experiment"]
 
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PKG_DIR), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in d.items():
@@ -111,7 +98,6 @@ def _client(cfg: dict):
 def _local_store(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
-
 def close_run(cfg: dict, run_id: str, status: str = "KILLED", reason: str | None = None) -> None:
     """End a run another process left RUNNING (a tuning worker killed mid-trial) with `status`."""
     client = _client(cfg)
@@ -125,40 +111,23 @@ def init_store(cfg: dict) -> str:
     client = _client(cfg)
     name = experiment_name(cfg)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
     uri = tracking_uri(cfg)
+    if exp is not None:
+        if uri.startswith("sqlite:///") and exp.artifact_location != _artifacts(cfg):  # a moved results folder
+            relocate(Path(uri[len("sqlite:///"):]), Path(cfg["tracking"]["artifacts"]))
+        return exp.experiment_id
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # absolute after tracking_uri
-    location = Path(cfg["tracking"]["artifacts"]).resolve().as_uri() if _local_store(uri) else None
-    exp_id = client.create_experiment(name, artifact_location=location)
+    exp_id = client.create_experiment(name, artifact_location=_artifacts(cfg) if _local_store(uri) else None)
     retire_default(client, keep=exp_id)
+    from onestep.tracking_view import add_view_columns
+
+    add_view_columns(client, exp_id, [])  # the headline metrics first, sorted in grid order
     return exp_id
 
 
-def retire_default(client, keep: str | None = None) -> bool:
-    """Delete MLflow's "Default" experiment (id 0) when it holds no runs; True when it was deleted.
-
-    MLflow's SQL store inserts experiment 0, named Default, whenever it opens a store without one, with
-    an artifact location relative to the working directory of the process that opened it (./mlruns/0).
-    No job logs there, so it only shows up in the UI as an empty experiment next to ours. A deleted
-    experiment still exists (lifecycle stage "deleted"), so the store does not recreate it; a permanent
-    delete would bring it back the next time a process opens the store."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        default = client.get_experiment("0")
-    except MlflowException:
-        return False
-    if default is None or default.lifecycle_stage != "active" or default.experiment_id == keep:
-        return False
-    if client.search_runs(["0"], max_results=1, run_view_type=3):  # 3: ViewType.ALL
-        return False
-    try:
-        client.delete_experiment("0")
-    except MlflowException:  # another process deleted it first
-        return False
-    return True
+def _artifacts(cfg: dict) -> str:
+    return Path(cfg["tracking"]["artifacts"]).resolve().as_uri()
 
 
 def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port: int = 5000) -> str:
@@ -169,7 +138,8 @@ def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port:
     `mlflow.workflowType`, default "genai") and the `workflowType` query parameter overrides it; the
     experiment tag `mlflow.experimentKind` is not consulted by MLflow 3.17's UI. The runs table, with
     each ablation's parent run and its runs nested under it, is `#/experiments/<id>/runs`. The id is
-    looked up in a local SQLite store without writing to it; with no such store (or another kind of
+    looked up in a local SQLite store without writing to it; `viewStateShareKey` opens the experiment's own
+    view (tracking_view: the headline metrics and grid keys as columns, runs in grid order); with no such store (or another kind of
     store) or no such experiment yet the address is the experiment list."""
     base = f"http://{host}:{port}/"
     uri = tracking_uri({"tracking": {"uri": uri}})
@@ -180,7 +150,7 @@ def ui_url(uri: str, experiment: str = "onestep", host: str = "127.0.0.1", port:
     exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
     if exp is None:
         return base + "#/experiments"
-    return f"{base}#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
 
 
 def start_parent(cfg: dict, ablation: str, kind: str = "ablation") -> str:
@@ -189,8 +159,18 @@ def start_parent(cfg: dict, ablation: str, kind: str = "ablation") -> str:
         return None
     client = _client(cfg)
     exp_id = init_store(cfg)
-    run = client.create_run(exp_id, run_name=ablation, tags={"ablation": ablation, "kind": kind, "git_commit": git_commit()})
+    tags = {**source_tags(), "ablation": ablation, "kind": kind, "onestep.order": ablation,
+            "dataset": cfg.get("dataset", {}).get("name", "")}
+    run = client.create_run(exp_id, run_name=ablation, tags=tags)
     return run.info.run_id
+
+
+def show_grid(cfg: dict, keys) -> None:
+    """Add an ablation's grid keys to the experiment's view (tracking_view), as params columns."""
+    if enabled(cfg):
+        from onestep.tracking_view import add_view_columns
+
+        add_view_columns(_client(cfg), init_store(cfg), list(keys))
 
 
 class Recorder:
@@ -318,7 +298,7 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     else:
         _close_orphan(client, marker)
         exp_id = init_store(cfg)
-        tags = {"git_commit": git_commit(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
+        tags = {**source_tags(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
         if run_id is not None:  # a run of another store (or a cleaned one): this job records into a run of its own
             tags["onestep.missing_run_id"] = run_id
         if parent_id:  # kept even when this store lacks it: the tag still groups the runs of one ablation
@@ -347,47 +327,75 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     client.set_terminated(run_id, status="FINISHED")
 
 
+@contextmanager
+def log_into(cfg: dict, run_id: str | None, name: str, tags: dict[str, str] | None = None):
+    """A Recorder into the finished run `run_id` that leaves its status and lifetime as they are (an evaluation's
+    numbers in its training's run: Duration stays the training's wall time); a run this store does not hold
+    gets a run of its own instead (`record`)."""
+    if not enabled(cfg):
+        yield Untracked()
+        return
+    client = _client(cfg)
+    if run_id is None or not _exists(client, run_id):
+        with record(cfg, name, tags, run_id=run_id) as rec:
+            yield rec
+        return
+    rec = Recorder(client, run_id)
+    try:
+        yield rec
+    finally:
+        rec.flush()
+
+
+def attach_logs(cfg: dict, run_id: str | None, path: Path, stage: str) -> list[Path]:
+    """Attach a job's log files to its run under logs/<stage>/ (train and evaluate logs of one run share a file
+    name: each stage has its folder): `path` and its siblings of the same stem (a retried job's earlier attempts,
+    `<name>.<n>.log` or `<name>.log.<n>`). Returns the files attached."""
+    if run_id is None or not enabled(cfg) or path is None:
+        return []
+    files = sorted(f for f in path.parent.glob(f"{path.stem}.*") if f.is_file() and (
+        f.name == path.name or f.name.startswith(path.name + ".") or f.suffix == path.suffix))
+    client = _client(cfg)
+    for f in files:
+        client.log_artifact(run_id, str(f), f"logs/{stage}")
+    return files
+
+
+def shared_parent(cfg: dict) -> str | None:
+    """The parent run of a dataset's shared runs (teacher, reference rows): `shared <dataset>`, made once (a lock
+    next to a SQLite store keeps two jobs from making two), FINISHED at once."""
+    if not enabled(cfg):
+        return None
+    client, data = _client(cfg), cfg.get("dataset", {}).get("name", "")
+    exp_id = init_store(cfg)
+    uri = tracking_uri(cfg)
+    lock = Path(uri[len("sqlite:///"):]).with_suffix(".shared.lock") if uri.startswith("sqlite:///") else None
+    with _locked(lock):
+        found = client.search_runs([exp_id], f"tags.kind = 'shared' and tags.dataset = '{data}'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        tags = {**source_tags(), "kind": "shared", "dataset": data, "onestep.order": f"~shared {data}",
+                "mlflow.note.content": f"The {data} runs every ablation shares: the teacher and its reference rows."}
+        run_id = client.create_run(exp_id, run_name=f"shared {data}", tags=tags).info.run_id
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+
+@contextmanager
+def _locked(path: Path | None):
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def eval_metrics(values: dict) -> dict:
     """An evaluation's numbers under their MLflow names: eval_<key>, a few-step key's @ as _at (swd@2: eval_swd_at2)."""
     return {f"eval_{k.replace('@', '_at')}": v for k, v in values.items()}
-
-
-def sync_run(folder: str | Path, cfg: dict | None = None, tags: dict | None = None,
-             parent_id: str | None = None) -> str | None:
-    """Upload a finished run's files into the current store after the fact (a job that ran untracked, or
-    a store that was cleaned or moved; a tuned run that reused its default run's training): its config as
-    params, train.json's and metrics.json's numbers, train_log.csv and stages.csv as metric histories, and
-    the files as artifacts. The run recorded in train.json is reused when the store holds it; else a new one
-    is made (tag onestep.synced_from, and `tags`, under `parent_id`). Returns the run id (None untracked).
-    Reads files only: never changes them. `cfg`: the run's config.yaml with a tracking section (the CLI
-    adds results/config/tracking.yaml's); default: config.yaml as it is."""
-    import csv
-
-    folder = Path(folder)
-    from onestep import outputs
-
-    cfg = outputs.read_yaml(folder / "config.yaml") if cfg is None else cfg
-    train = outputs.read_json(folder / "train.json") if (folder / "train.json").is_file() else {}
-    result = outputs.read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-    run = cfg.get("run", {})
-    tags = {"kind": "run", "ablation": run.get("ablation", ""), "run": run.get("name", folder.name),
-            "seed": str(cfg.get("seed")), "method": cfg.get("method", {}).get("name", ""),
-            "onestep.synced_from": str(folder.resolve()), **(tags or {})}
-    old = train.get("mlflow_run_id")
-    reuse = old is not None and enabled(cfg) and _exists(_client(cfg), old)
-    with record(cfg, run.get("name", folder.name), tags, parent_id=parent_id, run_id=old if reuse else None) as rec:
-        if not reuse:
-            rec.params(cfg)
-        rec.metrics({k: v for k, v in train.items() if isinstance(v, int | float) and not isinstance(v, bool)})
-        rec.metrics(eval_metrics(result.get("metrics", {})))
-        rec.metrics(eval_metrics(result.get("multistep") or {}))
-        for name, series in (("train_log.csv", "step"), ("stages.csv", "phase")):
-            if (folder / name).is_file() and not reuse:  # a reused run already holds its histories
-                with open(folder / name) as f:
-                    for row in csv.DictReader(f):
-                        step = int(float(row.pop(series)))
-                        rec.metrics({k: float(v) for k, v in row.items() if v not in ("", None)}, step)
-        for name in ("config.yaml", "train.json", "metrics.json", "train_log.csv", "stages.csv", "curves.png",
-                     "samples.png", "student.pt"):
-            rec.artifact(folder / name)
-        return rec.run_id

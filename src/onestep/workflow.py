@@ -19,8 +19,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
-# the package's names the plan is made of, imported here alone (the rule files import none of them)
-from onestep import outputs, paper
+from onestep import outputs, paper, targets  # the package's names the plan is made of (rule files import none)
 from onestep.config import (
     IMAGE_FLOOR,
     ConfigError,
@@ -113,7 +112,7 @@ class Plan:
         section with every knob, what jobs see), every ablation grid validated: one message, before any job."""
         update_config(config, yaml_values(overwrite or {}))
         try:
-            ablations = load_workflow(config, basedir, read_tuned=read_tuned)
+            ablations = load_workflow(config, basedir, read_tuned=read_tuned, targets=targets.requested())
             studies = study_configs(config, ablations)
         except ConfigError as e:
             raise _invalid(e) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +155,13 @@ def tier_relative(fixed: dict, tier: dict, where: str) -> dict:
 ReadTuned = Callable[[str, Path], dict]
 
 
-def load_workflow(cfg: dict, repo: str | Path | None = None, read_tuned: ReadTuned | None = None) -> dict[str, Ablation]:
+def load_workflow(cfg: dict, repo: str | Path | None = None, read_tuned: ReadTuned | None = None,
+                  targets: list[str] | None = None) -> dict[str, Ablation]:
     """Validate the config and every ablation file; {target name: Ablation}. With `read_tuned` (tuning.values.read) the
     tuned-values file of `tuned_baselines` is read and checked too (unknown method or knob, another teacher,
-    a method of a `tuned:` ablation missing); without it that file is not looked at."""
+    a method of a `tuned:` ablation missing); without it that file is not looked at. `targets`: the requested
+    targets; when each names an ablation, another ablation whose grid this config cannot run is skipped with a
+    warning (any other target, or none known: every grid must be valid)."""
     validate(cfg, "config", "config")
     try:
         data.check(cfg["dataset"])
@@ -166,9 +170,9 @@ def load_workflow(cfg: dict, repo: str | Path | None = None, read_tuned: ReadTun
     values = None
     if cfg.get("tuned_baselines") and read_tuned is not None:
         values = read_tuned(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
-    out = _ablations(cfg, repo)
+    out = _ablations(cfg, repo, targets)
     for ab in out.values():
-        if ab.tuned:
+        if ab.tuned and not ab.skipped:
             check_tuned(ab, out, cfg)
             missing = [] if values is None else sorted({r.config["method"]["name"] for r in ab.runs} - set(values))
             if missing:
@@ -189,20 +193,37 @@ def check_files(paths: list[str | Path], defaults: str | Path | None = None, rea
     return ablations
 
 
-def _ablations(cfg: dict, repo: str | Path | None) -> dict[str, Ablation]:
-    """Every ablation file of `ablations_dir` (relative to the repository), by name."""
+def _ablations(cfg: dict, repo: str | Path | None, targets: list[str] | None = None) -> dict[str, Ablation]:
+    """Every ablation file of `ablations_dir` (relative to the repository), by name; when every target names an
+    ablation, another one that this config cannot run is skipped, its reason printed as a warning."""
     adir = Path(cfg.get("ablations_dir", "config/ablations"))
     if not adir.is_absolute():
         adir = Path(repo or REPO) / adir
     if not adir.is_dir():
         raise ConfigError(f"config: ablations_dir: folder not found: {adir}")
-    out = {}
-    for path in sorted(adir.glob("*.yaml")):
-        ab = load_ablation(path, cfg)
+    out, paths = {}, sorted(adir.glob("*.yaml"))
+    names = {(read_file(p, "ablation file") or {}).get("name") for p in paths} if targets else set()
+    strict = set(targets) & names if targets and all(t in names or _typo(t, names) for t in targets) else None
+    for path in paths:
+        try:
+            ab = load_ablation(path, cfg)
+        except ConfigError as e:
+            name = (read_file(path, "ablation file") or {}).get("name") if strict is not None else None
+            if name is None or name in strict:
+                raise
+            ab = Ablation(name, name, str(path), [], {}, skipped=f"{name} is not valid with this config ({e})")
+            print(f"warning: {name} left out (not a requested target): {e}", file=sys.stderr)
         if ab.name in out:
             raise ConfigError(f"{path}: name: '{ab.name}' is already used by {out[ab.name].file}")
         out[ab.name] = ab
     return out
+
+
+def _typo(target: str, names: set) -> bool:
+    """A mistyped ablation name (close to one): the workflow's target check names the valid ones."""
+    import difflib
+
+    return bool(difflib.get_close_matches(target, [n for n in names if n], n=1, cutoff=0.8))
 
 
 def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None:

@@ -18,25 +18,71 @@ def check_config(files: list[Path]) -> None:
     print(f"config ok: {' + '.join(map(str, files)) or 'defaults'}; {len(abl)} ablations, {runs} runs")
 
 
-def where(target: str, out: str, dataset: str, uri: str, artifacts: str) -> None:
-    """Where a target's table, plots, runs and MLflow records are, and its table."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or uri
+def run_config(args: list[str]) -> dict:
+    """The config a `snakemake ... ARGS` run reads: config/config.yaml, each --configfile over it, then --config
+    key=value (values read as YAML); other arguments are snakemake's own and are ignored."""
+    from onestep.config.files import deep_merge, merged_files, yaml_values
+
+    files, over, opt = [], {}, None
+    for a in args:
+        if a.startswith("-"):
+            opt = a.split("=", 1)[0]
+            if "=" in a and opt in ("--configfile", "--configfiles"):
+                files.append(a.split("=", 1)[1])
+            continue
+        if opt in ("--configfile", "--configfiles"):
+            files.append(a)
+        elif opt == "--config" and "=" in a:
+            k, v = a.split("=", 1)
+            over[k] = yaml_values(v)
+    return deep_merge(merged_files(files), over)
+
+
+def where(target: str, args: list[str]) -> None:
+    """Where a target's table, plots, runs and MLflow records are, for the dataset of the run's config (`args`:
+    snakemake's arguments), and its table; a target that is no ablation, or not finished, is an error."""
+    from onestep.config import dataset_id, load_workflow
+    from onestep.errors import OnestepError
+    from onestep.tracking import tracking_uri
+
+    cfg = run_config(args)
+    ablations = load_workflow(cfg, read_tuned=None)
+    if target not in ablations:
+        raise OnestepError(f"{target!r} is no ablation target; the targets: {', '.join(sorted(ablations))} "
+                           "(and ablate_all, tables, baselines, paper: snakemake --list-target-rules)")
+    ab, out, data = ablations[target], Path(cfg["out"]), dataset_id(cfg)
+    if ab.skipped:
+        raise OnestepError(ab.skipped)
+    runs = [out / data / target / r.name for r in ab.runs]
+    table = out / "tables" / data / f"{target}.md"
+    done = [r for r in runs if (r / "metrics.json").is_file()]
+    if not table.is_file():
+        raise OnestepError(f"{target} is not finished for {data}: {len(done)} of {len(runs)} runs evaluated, no "
+                           f"table {table}; run: snakemake --cores 2 {target} {' '.join(args)}".rstrip())
+    plots = out / "plots" / data
+    uri = tracking_uri(cfg)
     print(f"""
-Done: {target}
-  table : {out}/tables/{dataset}/{target}.md  (also .tex, .csv)
-  plots : {out}/plots/{dataset}/{target}.png, _curves.png, _samples.png  (also .pdf)
-  runs  : {out}/<dataset>/{target}/<run>/  (metrics.json, samples.png, curves.png)
-  MLflow: {uri}  (artifacts in {artifacts})
-Open the MLflow UI:  make ui   (or: .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000)
+Done: {target} ({data}, {len(runs)} runs)
+  table : {table}  (also .tex, .csv)
+  plots : {plots / target}.png, _curves.png, _samples.png, _stages.png  (also .pdf)
+  runs  : {out / data / target}/  ({', '.join(r.name for r in runs[:3])}{', ...' * (len(runs) > 3)})
+  MLflow: {uri}  (artifacts in {cfg['tracking']['artifacts']})
+Open the MLflow UI:  .venv/bin/onestep ui --uri {uri}
 """)
-    table = Path(out) / "tables" / dataset / f"{target}.md"
-    if table.is_file():
-        print(table.read_text())
+    print(table.read_text())
 
 
-def ui(uri: str, host: str, port: int, experiment: str) -> None:
-    """The MLflow UI on the store (this process becomes it), after the runs table's address."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or uri
+def ui(uri: str, artifacts: Path | None, host: str, port: int, experiment: str) -> None:
+    """The MLflow UI on the store (this process becomes it), after the runs table's address. A SQLite store
+    whose folder moved (or was copied) has its runs' artifact locations re-rooted at `artifacts` first."""
+    from onestep.tracking import tracking_uri
+    from onestep.tracking_view import relocate
+
+    uri = tracking_uri({"tracking": {"uri": os.environ.get("MLFLOW_TRACKING_URI") or uri}})
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        for old, new in relocate(db, artifacts or db.with_name("mlartifacts")):
+            print(f"artifacts re-rooted: {old} -> {new}")
     argv = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
             "--host", host, "--port", str(port)]
     print(" ".join(argv))

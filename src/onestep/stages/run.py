@@ -33,8 +33,12 @@ def train(cfg: dict, config: Path, teacher: Path, pairs: Path, out: Path, featur
 
 def run_tags(cfg: dict) -> dict[str, str]:
     """The MLflow tags of a run's training."""
+    from onestep.tracking_view import order_key
+
     run = cfg["run"]
+    values = "/".join(f"{v:012.4f}" if isinstance(v, int | float) else str(v) for v in run["point"].values())
     return {"kind": "run", "ablation": run["ablation"], "run": run["name"], "seed": str(cfg["seed"]),
+            "onestep.order": f"{order_key(run['ablation'])}/{values}/{int(cfg['seed']):04d}",  # the table's: grid order
             "method": cfg["method"]["name"], **{f"grid.{k}": str(v) for k, v in run["point"].items()},
             **({"tuned": "true"} if run.get("tuned") else {})}
 
@@ -48,6 +52,8 @@ def _fit(cfg: dict, config: Path, given: dict, teacher: Path, pairs: Path, out: 
     from onestep.features import load_feature_net
     from onestep.training.resume import Resume
     from onestep.training.train import train_student
+    from onestep.tracking import show_grid
+    from onestep.tracking_view import run_label
 
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", Student.of(cfg).checkpoint_every, cfg)
@@ -60,7 +66,9 @@ def _fit(cfg: dict, config: Path, given: dict, teacher: Path, pairs: Path, out: 
     run = cfg["run"]
     rows: dict[str, list[dict]] = prior.get("rows") or {"step": [], "phase": []}
 
-    with jobs.resumable_record(cfg, run["name"], run_tags(cfg), resume, {"rows": rows}, outputs.parent_id(parent)) as rec:
+    label = run_label(run["point"], cfg["seed"])  # the run's name in MLflow: its grid point and seed
+    with jobs.resumable_record(cfg, label, run_tags(cfg), resume, {"rows": rows}, outputs.parent_id(parent)) as rec:
+        show_grid(cfg, run["point"])
 
         def log(values: dict, step: int, series: str = "step") -> None:
             rec.metrics(values, step)
@@ -102,8 +110,9 @@ def reuse_training(cfg: dict, given: dict, source: Path, out: Path, parent: Path
     recorded in MLflow as any finished run folder is (tracking.sync_run: params, numbers, curves, files)."""
     import shutil
 
-    from onestep import jobs, tracking
+    from onestep import jobs
     from onestep.checkpoint import load_checkpoint, save_checkpoint
+    from onestep.tracking_sync import sync_run
 
     (out / "resume.pt").unlink(missing_ok=True)  # a killed attempt's training is not needed any more
     net, ckpt = load_checkpoint(source / "student.pt", "student")
@@ -115,7 +124,7 @@ def reuse_training(cfg: dict, given: dict, source: Path, out: Path, parent: Path
     summary = {k: v for k, v in prior.items() if k not in given and k != "mlflow_run_id"}
     reused = {"reused_from": str(source), "reused_mlflow_run_id": prior.get("mlflow_run_id") or ""}
     outputs.write_json(out / "train.json", summary | reused | given)  # no run id yet: sync_run makes a new run
-    run_id = tracking.sync_run(out, cfg, tags=run_tags(cfg) | reused, parent_id=outputs.parent_id(parent))
+    run_id = sync_run(out, cfg, tags=run_tags(cfg) | reused, parent_id=outputs.parent_id(parent))
     summary |= reused | {"mlflow_run_id": run_id}
     outputs.write_json(out / "train.json", summary | given)
     print(f"{cfg['run']['ablation']}/{cfg['run']['name']}: the same config as {source} (its tuned values are the "
@@ -131,7 +140,8 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint, load_teacher
     from onestep.report.figures import run_samples
-    from onestep.tracking import check_server, record
+    from onestep.tracking import check_server, log_into
+    from onestep.tracking_view import run_label
 
     student, ckpt = load_checkpoint(run / "student.pt", "student")
     # the run's config, resolved (method.lambda: tuned), travels with the weights; tracking from --tracking
@@ -148,10 +158,13 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
              "seed": cfg["seed"], "method": cfg["method"]["name"], "tuned": cfg["run"].get("tuned"), **given}
     x, result, diag = _score(cfg, student, net, tuple(ckpt["shape"]), ref, features, trajectory, device, about)
     run_samples(x, ref, plot, f"{cfg['run']['name']}: one step")
-    with record(cfg, cfg["run"]["name"], run_id=train["mlflow_run_id"]) as rec:
+    outputs.write_json(out, result)
+    # the training's run gets the scores and files without being reopened: its Duration stays the training's
+    with log_into(cfg, train["mlflow_run_id"], run_label(cfg["run"]["point"], cfg["seed"]), run_tags(cfg)) as rec:
         _record(rec, result, diag)
         rec.artifact(plot, "plots")
-    outputs.write_json(out, result)
+        rec.artifact(out)  # metrics.json
+        rec.artifact(run / "train.json")
     print(json.dumps(result["metrics"]))
     return jobs.Done(cfg, rec.run_id)
 

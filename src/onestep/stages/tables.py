@@ -20,19 +20,22 @@ def tables(cfg: dict, ablation: str, spec: Path, runs: list[Path], teachers: lis
         spec, runs, teachers, reference, out_prefix, plot)
     print(summary)
     if parent:  # side channel: attach the table and figures to the ablation's parent run
-        _attach(cfg, ablation, parent, out_prefix, plot)
+        _attach(cfg, ablation, parent, out_prefix, plot, spec, runs)
 
 
-def _attach(cfg: dict, ablation: str, parent: Path, out_prefix: Path, plot: Path) -> None:
-    """The table's files (tables/) and figures (plots/: the figure, _curves, _samples; png, pdf) into the
-    ablation's parent run."""
+def _attach(cfg: dict, ablation: str, parent: Path, out_prefix: Path, plot: Path, spec: Path, runs: list[Path]) -> None:
+    """The table's files (tables/) and figures (plots/: the figure, _curves, _samples, _stages; png, pdf) into the
+    ablation's parent run, with the table as its metrics (stages.tracking.summarise_parent)."""
     from onestep import tracking
+    from onestep.stages.tracking import summarise_parent
 
     stem = str(plot)[: -len(".png")]
     with tracking.record(cfg, ablation, run_id=outputs.parent_id(parent)) as rec:
+        if Path(str(out_prefix) + ".csv").is_file() and tracking.enabled(cfg):
+            summarise_parent(rec, ablation, spec, Path(str(out_prefix) + ".csv"), runs)
         for ext in (".md", ".tex", ".csv"):
             rec.artifact(str(out_prefix) + ext, "tables")
-        for suffix in ("", "_curves", "_samples"):
+        for suffix in ("", "_curves", "_samples", "_stages"):
             for ext in (".png", ".pdf"):
                 rec.artifact(stem + suffix + ext, "plots")
 

@@ -22,7 +22,9 @@ def teacher(cfg: dict, out: Path):
     # next to the output, not a declared output: it survives a failed job (see stages.run.train)
     resume = Resume.open(out.with_suffix(".resume.pt"), Teacher.of(cfg).checkpoint_every, cfg)
     tags = {"kind": "teacher", "source": "pretrained" if pre else "trained"}
-    with jobs.resumable_record(cfg, "teacher", tags, resume, {}) as rec:
+    from onestep.tracking import shared_parent
+
+    with jobs.resumable_record(cfg, "teacher", tags, resume, {}, shared_parent(cfg)) as rec:
         if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
             from onestep.pretrained import import_teacher
 
@@ -119,7 +121,8 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
     plain = plain_ddim(solver, clip_x0)  # a DDIM row; else the pairs' solver row
     label = f"teacher DDIM {steps}" if plain else "teacher " + pairs_label(
         {"solver": solver, "ddim_steps": steps, "clip_x0": clip_x0})
-    with tracking.record(cfg, label.replace(" ", "-"), {"kind": "reference", "ddim_steps": str(steps)}) as rec:
+    tags = {"kind": "reference", "ddim_steps": str(steps), "onestep.order": f"~shared/{steps:04d}"}
+    with tracking.record(cfg, label, tags, parent_id=tracking.shared_parent(cfg)) as rec:
         t0 = time.time()
         x = generate(cfg, tuple(ckpt["shape"]),
                      lambda z: teacher_sample(net, z, steps, cfg["diffusion"], solver, clip_x0), device)
