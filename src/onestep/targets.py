@@ -47,3 +47,21 @@ def check(targets: list[str] | None, rules: dict[str, bool]) -> None:
         close = difflib.get_close_matches(t, valid, n=3, cutoff=0.8)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise WorkflowError(f"unknown target {t!r}: {hint}the targets are: {', '.join(valid)}")
+
+
+# Scheduling: a table as soon as its runs are evaluated, an evaluation as soon as its training is done, and the
+# trainings ablation by ablation (the first ablation's before the next one's), so a long target (ablate_all,
+# paper) shows each ablation's table as it can exist instead of training every ablation first.
+TABLE_PRIORITY, EVALUATE_PRIORITY = 100, 90
+
+
+def training_priority(ablations: list[str]):
+    """The `priority:` of a training (rule train): the earlier its ablation in `ablations`, the higher (1 to
+    len(ablations), below every evaluation's); Snakemake calls it with the job's wildcards."""
+    rank = {name: len(ablations) - i for i, name in enumerate(ablations)}
+    top = min(len(ablations), EVALUATE_PRIORITY - 1)
+
+    def priority(wildcards, input=None, attempt=1):  # noqa: A002 (Snakemake passes them by these names)
+        return min(rank.get(wildcards.ablation, 0), top)
+
+    return priority

@@ -213,12 +213,6 @@ class Recorder:
             self.client.log_artifact(self.run_id, str(path), subdir)
 
 
-def attach(cfg: dict, run_id: str | None, path: str | Path, subdir: str | None = None) -> None:
-    """Attach a file to a run after the fact (a finished run stays finished)."""
-    if run_id is not None and enabled(cfg):
-        _client(cfg).log_artifact(run_id, str(path), subdir)
-
-
 def system_monitor(cfg: dict, run_id: str):
     """MLflow's system metrics (CPU, memory, GPU via nvidia-ml-py) for this run, sampled every
     `tracking.system_metrics_s` seconds; None when that key is unset or 0."""

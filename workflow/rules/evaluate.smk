@@ -12,8 +12,10 @@ rule evaluate:
         states=P.stage_states,
         features=P.features,
     output:
-        metrics=f"{ROOT}/{{ablation}}/{{run}}/metrics.json",
-        plot=f"{ROOT}/{{ablation}}/{{run}}/samples.png",
+        metrics=report(f"{ROOT}/{{ablation}}/{{run}}/metrics.json", category="{ablation}", subcategory="runs",
+                       labels={"run": "{run}", "file": "metrics.json"}),
+        plot=report(f"{ROOT}/{{ablation}}/{{run}}/samples.png", category="{ablation}", subcategory="runs",
+                    labels={"run": "{run}", "file": "samples"}),
     log:
         f"{LOGS}/evaluate/{{ablation}}/{{run}}.log",
     params:
@@ -23,6 +25,7 @@ rule evaluate:
         features=P.features_arg,
         states=P.stage_states_arg,
     threads: config["threads"]["run"]
+    priority: wf.targets.EVALUATE_PRIORITY  # as soon as its training is done (trainings: ablation by ablation)
     resources:
         gpu=P.gpu_per_job,
     shell:

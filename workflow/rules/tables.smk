@@ -10,18 +10,21 @@ rule table:
         configs=P.table_configs,
         parent=f"{OUT}/mlflow/{{ablation}}.parent.json",
         spec=P.spec_file,
-    output:
-        md=f"{TABLES}/{{ablation}}.md",
+    output:  # in `snakemake <target> --report report.html`: a category per ablation
+        md=report(f"{TABLES}/{{ablation}}.md", category="{ablation}", subcategory="table", labels={"file": "table (markdown)"}),
         tex=f"{TABLES}/{{ablation}}.tex",
-        csv=f"{TABLES}/{{ablation}}.csv",
-        plot=f"{PLOTS}/{{ablation}}.png",
-        curves=f"{PLOTS}/{{ablation}}_curves.png",
-        samples=f"{PLOTS}/{{ablation}}_samples.png",
+        csv=report(f"{TABLES}/{{ablation}}.csv", category="{ablation}", subcategory="table", labels={"file": "table (csv)"}),
+        plot=report(f"{PLOTS}/{{ablation}}.png", category="{ablation}", subcategory="figures", labels={"file": "figure"}),
+        curves=report(f"{PLOTS}/{{ablation}}_curves.png", category="{ablation}", subcategory="figures",
+                      labels={"file": "training curves"}),
+        samples=report(f"{PLOTS}/{{ablation}}_samples.png", category="{ablation}", subcategory="figures",
+                       labels={"file": "samples"}),
     log:
         f"{LOGS}/table/{{ablation}}.log",
     params:
         prefix=wf.prefix("md", ".md"),
         tracking=P.tracking_config,
+    priority: wf.targets.TABLE_PRIORITY  # as soon as its runs are evaluated
     localrule: True
     shell:
         "{ONESTEP} tables --threads {threads} --config {params.tracking} --ablation {wildcards.ablation} --runs {input.runs}"

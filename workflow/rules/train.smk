@@ -25,6 +25,7 @@ rule train:
         states=P.pair_states_arg,
         features=P.features_arg,
     threads: config["threads"]["run"]
+    priority: wf.targets.training_priority(list(P.ablations))  # ablation by ablation
     resources:
         gpu=P.gpu_per_job,
     shell:
