@@ -21,7 +21,7 @@ def teacher(cfg: dict, out: Path):
     shape, pre = data.shape(cfg["dataset"]), Teacher.of(cfg).pretrained
     # next to the output, not a declared output: it survives a failed job (see stages.run.train)
     resume = Resume.open(out.with_suffix(".resume.pt"), Teacher.of(cfg).checkpoint_every, cfg)
-    tags = {"kind": "teacher", "source": "pretrained" if pre else "trained"}
+    tags = {"kind": "teacher", "source": "pretrained" if pre else "trained", "onestep.order": "~shared/0000"}
     from onestep.tracking import shared_parent
 
     with jobs.resumable_record(cfg, "teacher", tags, resume, {}, shared_parent(cfg)) as rec:

@@ -75,7 +75,7 @@ def summarise_parent(rec, ablation: str, spec_file: Path, table_csv: Path, run_f
     for r in runs.iter_rows(named=True):
         where = r["setting"].replace("=", ": ").replace(",", "")
         for key, col in (("", "mean"), (" ci_lo", "ci_lo"), (" ci_hi", "ci_hi"), (" p_holm", "p_holm")):
-            if r.get(f"{p}_{col}") is not None:
+            if r.get(f"{p}_{col}") is not None and r[f"{p}_{col}"] == r[f"{p}_{col}"]:  # no NaN (one seed)
                 values[f"table/{p}{key} {where}"] = r[f"{p}_{col}"]
     best = runs.sort(f"{p}_mean").row(0, named=True)
     rec.metrics(values | {f"best_{p}": best[f"{p}_mean"]})
