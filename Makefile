@@ -29,7 +29,7 @@ $(STAMP): envs/requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET) $(ARGS)
-	@$(BIN)/onestep where $(TARGET)
+	@$(BIN)/onestep where $(TARGET) $(ARGS)
 
 # every table and figure of a tier under results/paper/<tier>/ (index.md), then the browsable report;
 # another tier: make paper PAPER_ARGS="--configfile config/digits.yaml"

@@ -63,3 +63,28 @@ def test_the_cli_starts_without_torch():
     code = "import sys, onestep.cli; onestep.cli.parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "order.yaml").write_text(yaml.safe_dump(
+        {"name": "ablate_order", "baseline": {"method.ordering": "forward"}, "grid": {"method.ordering": ["forward"]}}))
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text(yaml.safe_dump({"out": str(tmp_path / "res"), "ablations_dir": str(tmp_path / "ab"),
+                                   "dataset": {"name": "digits"}}))
+    args = ["--cores", "2", "--configfile", str(cfg), "--config", "seeds=[3]"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["where", "ablate_ordr", *args])
+    assert e.value.code == 2 and "the targets: ablate_order" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["where", "ablate_order", *args])
+    assert e.value.code == 2 and "not finished for digits: 0 of 1 runs" in capsys.readouterr().err
+    table = tmp_path / "res" / "tables" / "digits" / "ablate_order.md"
+    table.parent.mkdir(parents=True)
+    table.write_text("| the table |\n")
+    cli.main(["where", "ablate_order", *args])
+    out = capsys.readouterr().out
+    assert f"table : {table}" in out and str(tmp_path / "res" / "digits" / "ablate_order") in out
+    assert "ordering-forward_seed-3" in out and "<dataset>" not in out and "| the table |" in out

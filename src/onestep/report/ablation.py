@@ -17,6 +17,7 @@ import polars as pl
 
 from onestep.report import cells, columns, writer
 from onestep.report.ablation_figures import figure, run_figures, stage_figure
+from onestep.report.compact import FD_NOTE, compact_table, fd_below_floor
 from onestep.report.records import (
     load_spec,
     pairs_row,
@@ -151,7 +152,8 @@ def caption(ab: Ablation, summary: pl.DataFrame) -> str:
            f"reference sample (the floor's spread shows what another evaluation draw would move)."
            + (support_caption(ab.records[0].get("support_margin")) if ab.far else "")
            + "".join(f" {c.caption}" for c in (*ab.scheduled, *ab.measured))
-           + (f" {spec['caption']}" if spec.get("caption") else ""))
+           + (f" {spec['caption']}" if spec.get("caption") else "")
+           + (FD_NOTE if fd_below_floor(summary, ref["floor"]) else ""))
     if "features" in ref:  # images: the feature network (and clean-fid mode) behind FID / KID
         out += (f" FID and KID of {n} samples per row against the statistics of the {ref.get('num_samples')} "
                 f"training images; features: {ref.get('feature_label', ref['features'])}"
@@ -186,6 +188,7 @@ def build(spec_path: str | Path, run_files, teacher_files, reference_file, out_p
     table = writer.Table(header(ab), [row(ab, r, best) for r in summary.iter_rows(named=True)],
                          caption(ab, summary), ab.spec["name"], len(ab.axes), reference_rows(ab))
     writer.write(out_prefix, table, frame(ab, summary))
+    writer.write(f"{out_prefix}_paper", compact_table(ab.spec, summary, ab.primary, ab.ref["floor"], ab.axes))
     refs = references(ab.ref, ab.teachers)
     figure(ab.spec, summary, ab.runs, refs, ab.primary, plot_path)
     run_figures(ab.spec, ab.records, run_files, plot_path)

@@ -57,6 +57,8 @@ def figure(spec: dict, summary: pl.DataFrame, runs: pl.DataFrame, refs, primary:
     if numeric and min(xs) > 0 and plot.get("log_x", min(xs) * 10 <= max(xs)):
         ax.set_xscale("log")
     ax.set_xticks(xs, [r["x"] if numeric else r["label"] for r in rows])
+    if not numeric:
+        ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.minorticks_off()
     ax.set_xlabel(", ".join(a.split(".")[-1] for a in axes))
     ax.set_ylabel(f"{label(primary)} (lower is better)")

@@ -33,7 +33,7 @@ def _attach(cfg: dict, ablation: str, parent: Path, out_prefix: Path, plot: Path
     with tracking.record(cfg, ablation, run_id=outputs.parent_id(parent)) as rec:
         if Path(str(out_prefix) + ".csv").is_file() and tracking.enabled(cfg):
             summarise_parent(rec, ablation, spec, Path(str(out_prefix) + ".csv"), runs)
-        for ext in (".md", ".tex", ".csv"):
+        for ext in (".md", ".tex", ".csv", "_paper.md", "_paper.tex"):  # the full table and the compact one
             rec.artifact(str(out_prefix) + ext, "tables")
         for suffix in ("", "_curves", "_samples", "_stages"):
             for ext in (".png", ".pdf"):
