@@ -109,3 +109,54 @@ def test_plan_inputs_of_a_run(plan):
     assert plan.stage_states_arg(w) == f"--trajectory {states[0]}"
     assert set(plan.paper) >= {"main", "tune_lambda", "ablate_order"}
     assert all(len(a["config_hash"]) == 12 for a in plan.paper.values())
+
+
+def test_every_table_figure_and_run_file_is_marked_for_the_report():
+    """`snakemake <target> --report report.html` shows what the target made: each output of the table rule
+    but the .tex, and each run's metrics and samples, under a category named after the ablation."""
+    for name, outputs_ in (("tables.smk", ("md", "csv", "plot", "curves", "samples")), ("evaluate.smk", ("metrics", "plot"))):
+        text = (REPO / "workflow" / "rules" / name).read_text()
+        for out in outputs_:
+            assert re.search(rf"^\s+{out}=report\(.*category=\"\{{ablation\}}\"", text, re.M | re.S), (name, out)
+
+
+def test_tables_and_evaluations_come_before_further_trainings():
+    from onestep import targets
+
+    prio = targets.training_priority(["ablate_K", "ablate_order", "baselines"])
+    ranks = [prio(SimpleNamespace(ablation=a)) for a in ("ablate_K", "ablate_order", "baselines")]
+    assert ranks == sorted(ranks, reverse=True) and len(set(ranks)) == 3  # the first ablation's trainings first
+    assert max(ranks) < targets.EVALUATE_PRIORITY < targets.TABLE_PRIORITY
+    rules = {f.name: f.read_text() for f in RULE_FILES}
+    assert "priority: wf.targets.TABLE_PRIORITY" in rules["tables.smk"]
+    assert "priority: wf.targets.EVALUATE_PRIORITY" in rules["evaluate.smk"]
+    assert "priority: wf.targets.training_priority(list(P.ablations))" in rules["train.smk"]
+
+
+def test_a_mistyped_target_lists_the_valid_ones():
+    from snakemake.exceptions import WorkflowError
+
+    from onestep import targets
+
+    argv = ["snakemake", "-n", "ablate_ordr", "--cores", "2", "--configfile", "a.yaml", "b.yaml"]
+    assert targets.requested(argv) == ["ablate_ordr"] and targets.requested(["pytest"]) is None
+    rules = {"ablate_order": True, "ablate_all": True, "train": False}
+    targets.check(["ablate_order", "results/tables/x.md"], rules)  # a rule, a file: fine
+    with pytest.raises(WorkflowError, match=r"unknown target 'ablate_ordr': did you mean ablate_order\? the "
+                                            r"targets are: ablate_all, ablate_order$"):
+        targets.check(["ablate_ordr"], rules)
+
+
+def test_a_small_config_runs_one_target_without_the_grids_of_others(capsys):
+    """The tests' tiny budget (K 3, 10 steps per stage) cannot run ablate_K's K = 50: asked for ablate_order,
+    the workflow warns naming ablate_K and goes on; asked for everything, it stops naming the key."""
+    from conftest import TINY
+
+    from onestep.config import ConfigError, deep_merge, load_workflow
+
+    cfg = deep_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), TINY)
+    abl = load_workflow(cfg, REPO, targets=["ablate_order"])
+    assert not abl["ablate_order"].skipped and "is not valid with this config" in abl["ablate_K"].skipped
+    assert "warning: ablate_K left out (not a requested target)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="method.budget"):
+        load_workflow(cfg, REPO, targets=["ablate_all"])
