@@ -12,7 +12,7 @@ import pytest
 import onestep
 from onestep import cli
 
-PEOPLE = ("where", "ui", "check-config", "sync")
+PEOPLE = ("where", "compare", "ui", "check-config", "sync")
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -88,3 +88,23 @@ def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, cap
     out = capsys.readouterr().out
     assert f"table : {table}" in out and str(tmp_path / "res" / "digits" / "ablate_order") in out
     assert "ordering-forward_seed-3" in out and "<dataset>" not in out and "| the table |" in out
+
+
+def test_compare_puts_two_tables_side_by_side(tmp_path, capsys):
+    import polars as pl
+
+    for tier, (m, lo, hi) in {"checkerboard": (0.05, 0.04, 0.06), "digits": (12.0, 11.0, 13.0)}.items():
+        (tmp_path / tier).mkdir()
+        p = "swd" if tier == "checkerboard" else "fid"
+        pl.DataFrame([{"kind": "run", "ablation": "ablate_order", "setting": "ordering=forward", "primary": p,
+                       f"{p}_mean": m, f"{p}_ci_lo": lo, f"{p}_ci_hi": hi, f"{p}_p_holm": None, "baseline": True,
+                       "seeds": 3},
+                      {"kind": "reference", "ablation": "ablate_order", "setting": "data vs data (floor)", "primary": p,
+                       f"{p}_mean": m / 4}]).write_csv(tmp_path / tier / "ablate_order.csv")
+    cli.main(["compare", str(tmp_path / "checkerboard" / "ablate_order.csv"), str(tmp_path / "digits" / "ablate_order.csv")])
+    out = capsys.readouterr().out.splitlines()
+    assert "| ablate_order (checkerboard) | ordering=forward | swd | 0.05 | [0.04, 0.06] | 4.00 | baseline | 3 |" in out
+    assert "| ablate_order (digits) | ordering=forward | fid | 12 | [11, 13] | 4.00 | baseline | 3 |" in out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compare", str(tmp_path / "nowhere.csv"), str(tmp_path / "digits" / "ablate_order.csv")])
+    assert e.value.code == 2 and "no table" in capsys.readouterr().err

@@ -91,3 +91,39 @@ def ui(uri: str, artifacts: Path | None, host: str, port: int, experiment: str) 
     print(f"runs table (ablation parents, runs nested under them): {ui_url(uri, experiment, host, port)}",
           flush=True)
     os.execv(argv[0], argv)
+
+
+def compare(tables: list[str]) -> None:
+    """Two ablation tables side by side (`tables`: two CSV paths, e.g. one ablation on two tiers, or two ablation
+    names and then snakemake's arguments of the run, whose config finds their CSVs): per point the headline metric
+    with its 95% interval, its ratio to the floor, Holm p and seeds, and each table's floor."""
+    import polars as pl
+
+    from onestep.config import dataset_id
+    from onestep.errors import OnestepError
+    from onestep.report import cells
+
+    names = [t for t in tables[:2] if not t.startswith("-")]
+    if len(names) < 2:
+        raise OnestepError("compare: give two table CSVs, or two ablation names (then --configfile ... as for snakemake)")
+    if all(n.endswith(".csv") for n in names):
+        files = [Path(n) for n in names]
+    else:
+        cfg = run_config(tables[2:])
+        files = [Path(cfg["out"]) / "tables" / dataset_id(cfg) / f"{n}.csv" for n in names]
+    rows = ["| table | point | headline | mean | 95% CI | / floor | p (Holm) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for f in files:
+        if not f.is_file():
+            raise OnestepError(f"compare: no table {f}; run its target first (snakemake --cores 2 <ablation>)")
+        t = pl.read_csv(f, infer_schema_length=None)
+        p = t["primary"][0]
+        floor = t.filter(pl.col("setting").str.starts_with("data vs data"))[f"{p}_mean"]
+        fl = floor[0] if len(floor) else None
+        name = f"{t['ablation'][0]} ({f.parent.name})"
+        for r in t.filter(pl.col("kind") == "run").iter_rows(named=True):
+            m = r[f"{p}_mean"]
+            rows.append(f"| {name} | {r['setting']} | {p} | {cells.num(m)} | "
+                        f"{cells.interval(r[f'{p}_ci_lo'], r[f'{p}_ci_hi'])} | {f'{m / fl:.2f}' if fl else '-'} | "
+                        f"{cells.p_value(r[f'{p}_p_holm'], r['baseline'])} | {r['seeds']} |")
+        rows.append(f"| {name} | data vs data (floor) | {p} | {cells.num(fl) if fl else '-'} | | 1.00 | | |")
+    print("\n".join(rows))
