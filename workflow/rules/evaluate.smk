@@ -50,6 +50,7 @@ rule teacher_eval:
         tracking=P.tracking_config,
         features=P.features_arg,
     threads: config["threads"]["run"]
+    priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     resources:
         gpu=P.gpu_per_job,
     shell:
@@ -76,6 +77,7 @@ rule teacher_eval_pairs:
         features=P.features_arg,
         solver=P.pairs_solver_args,
     threads: config["threads"]["run"]
+    priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     resources:
         gpu=P.gpu_per_job,
     shell:

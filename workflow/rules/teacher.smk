@@ -53,6 +53,7 @@ rule trajectory:
         pairs=P.trajectory_pairs_arg,
         times=P.grid_times,
     threads: config["threads"]["prep"]
+    priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     resources:
         gpu=P.gpu_per_job,
     shell:
@@ -69,6 +70,7 @@ rule features:
     log:
         f"{LOGS}/features/{DATA}.log",
     threads: config["threads"]["run"]
+    priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     shell:
         "{ONESTEP} features --threads {threads} --config {input.config} --out {output} --log {log}"
 
@@ -87,6 +89,7 @@ rule reference:
         features=P.features_arg,
         **P.reference_params,  # images: how the floor is drawn (a new way re-runs this rule)
     threads: config["threads"]["run"]
+    priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     resources:
         gpu=1 if P.is_images else 0,  # images: Inception features of the training set (50k for CIFAR-10); points: CPU
     shell:
