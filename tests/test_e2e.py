@@ -70,7 +70,7 @@ def test_mlflow_holds_the_runs(finished):
         assert len(run.data.tags["mlflow.source.git.commit"]) == 40 and run.data.tags["mlflow.user"]
     # a job's log is attached once complete: the attached copy is the file on disk, to its last line
     teacher = by_kind["teacher"][0]
-    attached = client.download_artifacts(teacher.info.run_id, "logs/checkerboard.log", str(finished / "dl"))
+    attached = client.download_artifacts(teacher.info.run_id, "logs/teacher/checkerboard.log", str(finished / "dl"))
     log = (finished / "results" / "logs" / "teacher" / "checkerboard.log").read_text()
     assert Path(attached).read_text() == log and '"wall_time_s"' in log.splitlines()[-1]
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
@@ -102,10 +102,10 @@ def test_evaluation_and_table_against_an_empty_store(finished, tmp_path, monkeyp
     assert (tmp_path / "t.md").stat().st_size > 0
     client = mlflow.MlflowClient(uri)
     made = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("onestep").experiment_id])}
-    assert set(made) == {"ordering-forward_seed-0", "ablate_order"}
+    assert set(made) == {"ordering=forward, seed 0", "ablate_order"}
     assert all(r.info.status == "FINISHED" for r in made.values())
-    assert made["ordering-forward_seed-0"].data.tags["onestep.missing_run_id"] == stored["train"]["mlflow_run_id"]
-    assert made["ordering-forward_seed-0"].data.metrics["eval_swd"] == pytest.approx(m["metrics"]["swd"])
+    assert made["ordering=forward, seed 0"].data.tags["onestep.missing_run_id"] == stored["train"]["mlflow_run_id"]
+    assert made["ordering=forward, seed 0"].data.metrics["eval_swd"] == pytest.approx(m["metrics"]["swd"])
 
 
 @pytest.mark.e2e
