@@ -24,6 +24,7 @@ from onestep.config.sections import Tracking
 from onestep.errors import OnestepError
 from onestep.tracking_view import VIEW, git_commit, relocate, retire_default, source_tags  # noqa: F401 (git_commit: callers)
 
+
 def tracking_uri(cfg: dict) -> str:
     """MLFLOW_TRACKING_URI, else `tracking.uri`; a relative SQLite path is made absolute against the
     job's working directory, so one process never confuses two stores of the same relative name."""

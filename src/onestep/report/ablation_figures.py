@@ -8,10 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from onestep.report import figures  # first: it selects matplotlib's Agg backend
-from onestep.report.figures import plt
 from onestep.report.columns import label
+from onestep.report.figures import plt
 from onestep.report.records import setting
-
 
 # Reference rows: each its own colour and dash; one far above the runs is named in the legend, off the axis.
 REF_STYLES = [("C1", "--"), ("C2", "-."), ("C3", ":"), ("C4", (0, (5, 1, 1, 1))), ("C5", (0, (1, 1))),

@@ -50,10 +50,10 @@ def _fit(cfg: dict, config: Path, given: dict, teacher: Path, pairs: Path, out: 
     from onestep.checkpoint import load_teacher
     from onestep.config import Student
     from onestep.features import load_feature_net
-    from onestep.training.resume import Resume
-    from onestep.training.train import train_student
     from onestep.tracking import show_grid
     from onestep.tracking_view import run_label
+    from onestep.training.resume import Resume
+    from onestep.training.train import train_student
 
     # the resume checkpoint is no declared output: Snakemake deletes a failed job's outputs, not this file
     resume = Resume.open(out / "resume.pt", Student.of(cfg).checkpoint_every, cfg)

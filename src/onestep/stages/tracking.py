@@ -52,9 +52,8 @@ def summarise_parent(rec, ablation: str, spec_file: Path, table_csv: Path, run_f
     from mlflow.entities import Param
     from mlflow.exceptions import MlflowException
 
-    from onestep.tracking import flatten
-
     from onestep.report.records import load_spec
+    from onestep.tracking import flatten
     from onestep.tracking_view import order_key
 
     spec = load_spec(spec_file)
