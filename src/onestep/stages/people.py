@@ -88,7 +88,7 @@ def ui(uri: str, artifacts: Path | None, host: str, port: int, experiment: str) 
     print(" ".join(argv))
     from onestep.tracking import ui_url
 
-    print(f"runs table (ablation parents, runs nested under them): {ui_url(uri, experiment, host, port)}",
+    print(f"runs table (each ablation's parent run, then its runs in grid order): {ui_url(uri, experiment, host, port)}",
           flush=True)
     os.execv(argv[0], argv)
 
