@@ -90,6 +90,9 @@ class Teacher(Training):
     """The DDPM teacher's training."""
 
     key: ClassVar[str] = "teacher"
+    kind: Literal["network", "analytic"] = knob(
+        "network", "network: a DDPM trained on the data (or teacher.pretrained); analytic: the exact epsilon of the "
+        "dataset's closed-form density (dataset gmm; nothing trained, teacher.net sizes the fake score's correction)")
     lr_schedule: Literal["constant", "cosine"] = knob("cosine", "after the warm-up")
     steps: int = knob(REQUIRED, "optimiser steps", minimum=1)
     seed: int = knob(REQUIRED, "training seed", minimum=0)

@@ -21,18 +21,10 @@ def teacher(cfg: dict, out: Path):
     shape, pre = data.shape(cfg["dataset"]), Teacher.of(cfg).pretrained
     # next to the output, not a declared output: it survives a failed job (see stages.run.train)
     resume = Resume.open(out.with_suffix(".resume.pt"), Teacher.of(cfg).checkpoint_every, cfg)
-    tags = {"kind": "teacher", "source": "pretrained" if pre else "trained"}
+    source = "analytic" if Teacher.of(cfg).kind == "analytic" else "pretrained" if pre else "trained"
+    tags = {"kind": "teacher", "source": source}
     with jobs.resumable_record(cfg, "teacher", tags, resume, {}) as rec:
-        if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
-            from onestep.pretrained import import_teacher
-
-            net, net_cfg = import_teacher(pre, cfg, shape)
-            summary = {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
-        else:
-            from onestep.training.train import train_teacher
-
-            net, summary = train_teacher(cfg, jobs.device(cfg), rec.metrics, resume=resume)
-            net_cfg = cfg["teacher"]["net"]
+        net, net_cfg, summary = SOURCES[source](cfg, shape, jobs.device(cfg), rec, resume)
         rec.metrics(summary)
         save_checkpoint(out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(out, "checkpoint")
@@ -40,6 +32,40 @@ def teacher(cfg: dict, out: Path):
     resume.path.unlink(missing_ok=True)
     print(json.dumps(summary))
     return jobs.Done(cfg, rec.run_id)
+
+
+def _trained(cfg: dict, shape, device, rec, resume):
+    from onestep.training.train import train_teacher
+
+    net, summary = train_teacher(cfg, device, rec.metrics, resume=resume)
+    return net, cfg["teacher"]["net"], summary
+
+
+def _pretrained(cfg: dict, shape, device, rec, resume):
+    """A local diffusers DDPM directory, imported into the same checkpoint format."""
+    from onestep.config import Teacher
+    from onestep.pretrained import import_teacher
+
+    pre = Teacher.of(cfg).pretrained
+    net, net_cfg = import_teacher(pre, cfg, shape)
+    return net, net_cfg, {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
+
+
+def _analytic(cfg: dict, shape, device, rec, resume):
+    """The exact epsilon of the dataset's mixture (nets.ExactEps): nothing trained; the checkpoint holds the
+    mixture (weights, means, variances) and the zero correction network a fake score trains."""
+    from onestep import gmm
+    from onestep.nets import build_net
+
+    net_cfg = {"name": "gmm_exact", "dataset": cfg["dataset"], "diffusion": cfg["diffusion"],
+               "correction": cfg["teacher"]["net"]}
+    g = gmm.settings(cfg["dataset"])
+    summary = {"analytic": cfg["dataset"]["name"], "dim": g["dim"], "modes": g["modes"],
+               "covariance": g["covariance"], "params": 0}
+    return build_net(net_cfg, shape), net_cfg, summary
+
+
+SOURCES = {"trained": _trained, "pretrained": _pretrained, "analytic": _analytic}  # teacher source -> its builder
 
 
 def pairs(cfg: dict, teacher: Path, out: Path) -> None:

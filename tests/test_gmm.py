@@ -1,0 +1,81 @@
+"""The Gaussian-mixture tier: its config checks, its exact epsilon against autograd, the analytic teacher, the
+exact ODE solve and the mixture metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from onestep import data, gmm
+from onestep.errors import ConfigError
+
+DIFF = {"T": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}
+
+
+def ds(**g):
+    return {"name": "gmm", "gmm": g}
+
+
+@pytest.mark.parametrize("cov", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("weights", ["equal", "unequal"])
+def test_eps_is_minus_sigma_times_autograd_score(cov, weights):
+    mix = gmm.mixture(ds(dim=8, modes=64, covariance=cov, weights=weights, seed=3))
+    gen = torch.Generator().manual_seed(0)
+    sigma = torch.tensor([0.0, 0.01, 0.05, 0.2, 1.0, 5.0, 80.0, 0.2], dtype=torch.float64).repeat(4)
+    y = (mix.sample(32, gen).double() + sigma[:, None] * torch.randn(32, 8, generator=gen, dtype=torch.float64))
+    y = y.requires_grad_(True)
+    (score,) = torch.autograd.grad(mix.log_prob(y, sigma * sigma).sum(), y)
+    want = -sigma[:, None] * score
+    got = gmm.eps(mix, y.detach(), sigma)
+    assert torch.allclose(got, want, atol=1e-9, rtol=1e-7)
+    # float32 (the training path) within float32 precision, far-off points included (no overflow in the softmax)
+    far = y.detach() * 50
+    got32 = gmm.eps(mix, far.float(), sigma.float())
+    ref = gmm.eps(mix, far, sigma)
+    assert torch.isfinite(got32).all() and torch.allclose(got32.double(), ref, atol=2e-3 * (1 + ref.abs().max()))
+
+
+def test_unequal_weights_have_rare_modes_and_sum_to_one():
+    w = gmm.mixture(ds(modes=64, weights="unequal", rare_modes=3, rare_weight=0.005)).weights
+    assert abs(float(w.sum()) - 1) < 1e-12 and (w > 0).all()
+    assert int((w <= 0.005 + 1e-12).sum()) >= 3 and float(w.max()) > 0.01
+
+
+def test_samples_seeded_and_shaped():
+    cfg = ds(dim=16, modes=8, covariance="diagonal")
+    a, b = data.sample(cfg, 100, 1), data.sample(cfg, 100, 1)
+    assert a.shape == (100, 16) and torch.equal(a, b) and data.shape(cfg) == (16,)
+    assert not torch.equal(data.sample(ds(dim=16, modes=8, seed=1), 100, 1), a)
+
+
+@pytest.mark.parametrize("g, key", [
+    ({"dim": 3}, "dataset.gmm.dim"), ({"modes": 10}, "dataset.gmm.modes"),
+    ({"modes": 8, "weights": [0.5] * 8}, "dataset.gmm.weights"),
+    ({"modes": 8, "weights": [-0.1, 0.3] + [0.8 / 6] * 6}, "dataset.gmm.weights"),
+    ({"modes": 8, "variances": [0.1] * 7 + [0.0]}, "dataset.gmm.variances"),
+    ({"modes": 8, "covariance": "diagonal", "variances": [[0.1, -0.1]] * 8}, "dataset.gmm.variances"),
+    ({"covariance": "full"}, "dataset.gmm.covariance"), ({"colour": 1}, "dataset.gmm.colour")])
+def test_bad_mixture_names_the_key(g, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        gmm.settings(ds(**g))
+    with pytest.raises(data.DataError, match=key.replace(".", r"\.")):
+        data.check(ds(**g))
+
+
+def test_analytic_net_matches_the_mixture_at_the_schedules_sigma():
+    from onestep.diffusion import Schedule
+    from onestep.nets import build_net
+
+    cfg = ds(dim=2, modes=8)
+    net = build_net({"name": "gmm_exact", "dataset": cfg, "diffusion": DIFF,
+                     "correction": {"name": "mlp", "width": 16, "depth": 1, "temb_dim": 8}}, (2,))
+    assert sum(p.requires_grad for p in net.parameters()) > 0 and not net._last().weight.any()
+    net = net.eval().requires_grad_(False)
+    abar = Schedule.from_config(DIFF).abar.double()
+    t = torch.tensor([0, 10, 500, 999])  # diffusers index: seed t + 1
+    x = torch.randn(4, 2, dtype=torch.float64)
+    a = abar[t + 1][:, None]
+    y = x / a.sqrt()
+    sigma = ((1 - a) / a).sqrt().squeeze(1)
+    assert torch.allclose(net(x, t), gmm.eps(gmm.mixture(cfg), y, sigma), atol=1e-7)
+    assert torch.allclose(net(x, torch.full((4,), -1.0)), torch.zeros(4, 2, dtype=torch.float64))  # abar = 1
