@@ -79,3 +79,46 @@ def test_analytic_net_matches_the_mixture_at_the_schedules_sigma():
     sigma = ((1 - a) / a).sqrt().squeeze(1)
     assert torch.allclose(net(x, t), gmm.eps(gmm.mixture(cfg), y, sigma), atol=1e-7)
     assert torch.allclose(net(x, torch.full((4,), -1.0)), torch.zeros(4, 2, dtype=torch.float64))  # abar = 1
+
+
+def test_rk4_solve_of_the_exact_teacher_lands_on_the_mixture_and_converges():
+    """One Gaussian N(mu, v I): the PF-ODE maps z to mu + sqrt(v) z exactly (the flow of a Gaussian is affine)."""
+    from onestep.diffusion import rk4_sample, rk4_trajectory, seed_sigmas
+    from onestep.nets import build_net
+
+    cfg = ds(dim=2, modes=8, means=[[0.5, -0.3]] * 8, variances=[0.04] * 8)
+    net = build_net({"name": "gmm_exact", "dataset": cfg, "diffusion": DIFF,
+                     "correction": {"name": "mlp", "width": 8, "depth": 1, "temb_dim": 8}}, (2,)).eval().requires_grad_(False)
+    z = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+    sT = float(seed_sigmas(DIFF)[-1])
+    mu = torch.tensor([0.5, -0.3])
+    u = (z * (1 + sT**2) ** 0.5 - mu) / (0.04 + sT**2) ** 0.5  # (y - mu) / sqrt(v + sigma^2): constant on the flow
+    want = mu + u * 0.2
+    x0 = rk4_sample(net, z, 128, DIFF)
+    assert (x0 - want).abs().max() < 1e-5  # 4th order: 2.7e-5 at 64 steps, 1.7e-6 at 128
+    assert (rk4_sample(net, z, 8, DIFF) - want).abs().max() > (x0 - want).abs().max()  # fewer steps: a larger error
+    _, xt = rk4_trajectory(net, z, 128, DIFF, (500,))
+    s = float(seed_sigmas(DIFF)[500])
+    y500 = mu + u * (0.04 + s * s) ** 0.5
+    assert (xt[:, 0] - y500 / (1 + s * s) ** 0.5).abs().max() < 1e-5
+
+
+def test_mixture_metrics_sit_at_their_null_on_data_and_move_on_broken_samples():
+    from onestep import gmm_metrics
+
+    cfg = ds(dim=8, modes=64, covariance="diagonal", weights="unequal", seed=2)
+    mix = gmm.mixture(cfg)
+    x = mix.sample(8192, torch.Generator().manual_seed(5))
+    m = gmm_metrics.scores(x, cfg)
+    null = gmm_metrics.null(cfg, 8192)
+    assert abs(m["mode_chi2"] - null["mode_chi2_mean"]) < 4 * null["mode_chi2_std"]
+    assert m["modes_missed"] == 0 and abs(m["trace_ratio"] - 1) < 0.1 and m["off_modes"] < 0.003
+    assert abs(m["nll"] - float(-mix.log_prob(x).mean())) < 1e-9
+    # collapse onto the means: trace ratio near 0, big KL; the rare modes dropped: missed, chi-square up
+    k = torch.multinomial(mix.weights, 8192, replacement=True, generator=torch.Generator().manual_seed(1))
+    collapsed = gmm_metrics.scores(mix.means[k].float() + 0.01 * torch.randn(8192, 8), cfg)
+    assert collapsed["trace_ratio"] < 0.1 and collapsed["mode_kl"] > 10 * max(m["mode_kl"], 0.01)
+    keep = x[(mix.posterior(x).argmax(1) >= 2)]  # unequal: components 0 and 1 are the rare ones
+    dropped = gmm_metrics.scores(keep, cfg)
+    assert dropped["modes_missed"] == 2 and dropped["mode_chi2"] > m["mode_chi2"]
+    assert gmm_metrics.scores(x * 3, cfg)["off_modes"] > 0.5

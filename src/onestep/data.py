@@ -152,9 +152,10 @@ class Family:
     sample: Callable[[dict, int, torch.Generator], torch.Tensor]
     shape: Callable[[dict], tuple[int, ...]]
     check: Callable[[dict], object]
+    id: Callable[[dict], str]  # its name in output paths (config.results.dataset_id)
 
 
-FAMILIES: dict[str, Family] = {"gmm": Family(gmm.sample, gmm.shape, gmm.settings)}  # name -> its family
+FAMILIES: dict[str, Family] = {"gmm": Family(gmm.sample, gmm.shape, gmm.settings, gmm.dataset_id)}  # name -> its family
 
 DATASETS = sorted([*TOY, *IMAGES, *FAMILIES])
 

@@ -206,3 +206,20 @@ def sample(ds: dict, n: int, gen: torch.Generator) -> torch.Tensor:
 
 def shape(ds: dict) -> tuple[int, ...]:
     return (settings(ds)["dim"],)
+
+
+def dataset_id(ds: dict) -> str:
+    """The mixture's name in output paths: gmm<d>d-<K>, then -diag, -unequal, -s<seed> where they apply, and a
+    short hash of the keys when means, variances or a weights list are given (so no two mixtures share a folder)."""
+    import hashlib
+    import json
+
+    g = settings(ds)
+    out = f"gmm{g['dim']}d-{g['modes']}" + ("-diag" if g["covariance"] == "diagonal" else "")
+    out += "-unequal" if g["weights"] == "unequal" else ""
+    out += f"-s{g['seed']}" if g["seed"] else ""
+    named = ("dim", "modes", "covariance", "seed") + (("weights",) if isinstance(g["weights"], str) else ())
+    given = {k: g[k] for k in DEFAULTS if k not in named and g[k] != DEFAULTS[k]}
+    if given:
+        out += "-" + hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:6]
+    return out

@@ -138,6 +138,8 @@ class ExactEps(nn.Module):
     starts at zero. The frozen teacher never evaluates it (zero, untrained); a trainable copy (DMD2's fake score,
     methods/common.fake_score) is the exact score plus a trained network, i.e. a fake score started at the teacher."""
 
+    solve_dtype = torch.float64  # the exact ODE solves (diffusion.rk4_trajectory) call it in float64
+
     def __init__(self, shape: tuple[int, ...], dataset: dict, diffusion: dict, correction: dict):
         super().__init__()
         from onestep import gmm

@@ -69,20 +69,32 @@ SOURCES = {"trained": _trained, "pretrained": _pretrained, "analytic": _analytic
 
 
 def pairs(cfg: dict, teacher: Path, out: Path) -> None:
-    """The teacher's DDIM pairs (z, x0) into `out`."""
+    """The teacher's pairs (z, x0) into `out` (pairs.solver), and beside it (.json) the solve's residual: the first
+    RESIDUAL_N pairs solved again with twice the steps, |x0 - x0_fine| (what tolerance the pairs hold)."""
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
     from onestep.config import Pairs
     from onestep.data import clip_x0
-    from onestep.diffusion import teacher_pairs
+    from onestep.diffusion import teacher_pairs, teacher_sample
 
     pc, device = Pairs.of(cfg).as_dict(), jobs.device(cfg)
     net, ckpt = load_checkpoint(teacher, "teacher")
+    clip = clip_x0(pc["clip_x0"], cfg["dataset"])
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
-                          cfg["diffusion"], device, chunk=pc["batch_size"], solver=pc["solver"],
-                          clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]))
+                          cfg["diffusion"], device, chunk=pc["batch_size"], solver=pc["solver"], clip_x0=clip)
     outputs.save_npz(out, z=z.numpy(), x0=x0.numpy())
-    print(f"{pc['num']} teacher pairs written to {out}")
+    n = min(RESIDUAL_N, pc["num"])
+    fine = teacher_sample(net, z[:n].to(device), 2 * pc["ddim_steps"], cfg["diffusion"], pc["solver"], clip).cpu()
+    err = (x0[:n] - fine).flatten(1).norm(dim=1)  # (n,)
+    residual = {"solver": pc["solver"], "steps": pc["ddim_steps"], "fine_steps": 2 * pc["ddim_steps"], "n": n,
+                "residual_max": float(err.max()), "residual_mean": float(err.mean()),
+                "residual_rel": float(err.mean() / x0[:n].flatten(1).norm(dim=1).mean().clamp(min=1e-12))}
+    outputs.write_json(out.with_suffix(".json"), residual)
+    print(f"{pc['num']} teacher pairs written to {out}; residual against {2 * pc['ddim_steps']} steps: "
+          f"{json.dumps(residual)}")
+
+
+RESIDUAL_N = 1024  # pairs re-solved at twice the steps for the residual
 
 
 def trajectory(cfg: dict, teacher: Path, times: list[int], out: Path, pairs: Path | None = None) -> None:
@@ -102,7 +114,8 @@ def trajectory(cfg: dict, teacher: Path, times: list[int], out: Path, pairs: Pat
     z = outputs.load_pairs(pairs)["z"] if pairs else stage_noise(cfg, tuple(ckpt["shape"]))
     times = tuple(sorted(times))
     x0, xt = teacher_states(net.to(device), z, pc["ddim_steps"], cfg["diffusion"], times, device,
-                            chunk=pc["batch_size"], clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]))
+                            chunk=pc["batch_size"], clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]),
+                            solver=pc["solver"])
     outputs.save_npz(out, z=z.numpy(), x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64))
     print(f"DDIM states of {z.shape[0]} noises at {len(times)} times written to {out}")
 
