@@ -16,10 +16,11 @@ def ds(**g):
     return {"name": "gmm", "gmm": g}
 
 
-@pytest.mark.parametrize("cov", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("cov, aniso", [("isotropic", 1.0), ("isotropic", 3.0), ("diagonal", 3.0)])
 @pytest.mark.parametrize("weights", ["equal", "unequal"])
-def test_eps_is_minus_sigma_times_autograd_score(cov, weights):
-    mix = gmm.mixture(ds(dim=8, modes=64, covariance=cov, weights=weights, seed=3))
+def test_eps_is_minus_sigma_times_autograd_score(cov, aniso, weights):
+    """Every path of gmm.eps (one shared variance, one per component, diagonal) against autograd."""
+    mix = gmm.mixture(ds(dim=8, modes=64, covariance=cov, weights=weights, seed=3, anisotropy=aniso))
     gen = torch.Generator().manual_seed(0)
     sigma = torch.tensor([0.0, 0.01, 0.05, 0.2, 1.0, 5.0, 80.0, 0.2], dtype=torch.float64).repeat(4)
     y = (mix.sample(32, gen).double() + sigma[:, None] * torch.randn(32, 8, generator=gen, dtype=torch.float64))

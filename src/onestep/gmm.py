@@ -168,8 +168,11 @@ def _weights(g: dict, raw: torch.Tensor) -> torch.Tensor:
 
 def eps(mix: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """eps*(y, sigma) (B, d) of the mixture diffused to sigma (B,), in y's dtype and device: a log-sum-exp over
-    components; isotropic components by two (B, d) x (d, K) products, diagonal ones by the same per distinct sigma."""
+    components; isotropic components by two (B, d) x (d, K) products (one exp per sample and component when they share
+    one variance), diagonal ones by the same per distinct sigma."""
     m = mix.to(y.dtype, y.device)
+    if mix.isotropic and bool((m.variances == m.variances[0, 0]).all()):
+        return _eps_tied(m, y, sigma.to(y))
     if mix.isotropic:
         return _eps_iso(m, y, sigma.to(y))
     out = torch.empty_like(y)
@@ -178,6 +181,15 @@ def eps(mix: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         rows = (inv == j).nonzero().squeeze(1)
         out[rows] = _eps_diag(m, y[rows], s)
     return out
+
+
+def _eps_tied(m: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """One variance v shared by every component and axis: the posterior is softmax(log w + (y.mu - |mu|^2 / 2) / v),
+    |y|^2 and log v cancelling; one (B, d) x (d, K) product each way, one exp per sample and component."""
+    v = (m.variances[0, 0] + sigma * sigma)[:, None]  # (B, 1)
+    logits = torch.addmm(m.weights.log()[None] * v - 0.5 * (m.means * m.means).sum(1)[None], y, m.means.T) / v
+    r = torch.softmax(logits, dim=1)  # (B, K)
+    return (sigma[:, None] / v) * (y - r @ m.means)
 
 
 def _eps_iso(m: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
