@@ -185,7 +185,7 @@ def rk4_trajectory(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, times
     for zb in z.split(batch_size):
         y = zb.double() * (1 + grid[0] ** 2) ** 0.5
         xt = torch.empty(y.shape[0], len(times), *y.shape[1:], device=y.device) if times else None
-        for s, s_next in zip(grid[:-1], grid[1:]):
+        for s, s_next in zip(grid[:-1], grid[1:], strict=True):
             h = s_next - s
             k1 = f(y, s)
             k2 = f(y + h / 2 * k1, s + h / 2)
