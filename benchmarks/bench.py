@@ -210,6 +210,26 @@ def bench_gmm(n: int = 8192, repeats: int = 5) -> dict:
             net(x, t)  # warm-up
             best = min(_timed(lambda net=net: net(x, t)) for _ in range(repeats))
         out[f"{name}_samples_per_s"] = n / best
+    return out | _gmm2d(repeats)
+
+
+def _gmm2d(repeats: int, n: int = 512) -> dict:
+    """config/gmm2d.yaml's analytic teacher against config/config.yaml's network teacher (MLP 128 x 3) on a
+    training batch (512, a random t each): the teacher call inside every distillation step."""
+    from onestep.nets import build_net
+
+    cfg = defaults()
+    ds = yaml.safe_load((REPO / "config" / "gmm2d.yaml").read_text())["dataset"]
+    x, t = torch.randn(n, 2), torch.randint(0, cfg["diffusion"]["T"], (n,))
+    nets = {"gmm2d_exact": build_net({"name": "gmm_exact", "dataset": ds, "diffusion": cfg["diffusion"],
+                                      "correction": cfg["teacher"]["net"]}, (2,)),
+            "gmm2d_network": build_net(cfg["teacher"]["net"], (2,))}
+    out = {}
+    for name, net in nets.items():
+        net = net.eval().requires_grad_(False)
+        with torch.no_grad():
+            net(x, t)
+            out[f"{name}_calls_per_s"] = 1 / min(_timed(lambda net=net: net(x, t)) for _ in range(20 * repeats))
     return out
 
 
@@ -324,6 +344,9 @@ def table(res: dict) -> str:
                      f"{g['tied_samples_per_s']:.3g} one variance / {g['isotropic_samples_per_s']:.3g} isotropic / "
                      f"{g['diagonal_samples_per_s']:.3g} diagonal samples/s",
                      f"network teacher {g['network_samples_per_s']:.3g}/s", ">= 1e5/s"))
+        rows.append(("gmm2d teacher call, batch 512", f"exact {g['gmm2d_exact_calls_per_s']:.0f} / network "
+                     f"{g['gmm2d_network_calls_per_s']:.0f} calls/s",
+                     f"{g['gmm2d_exact_calls_per_s'] / g['gmm2d_network_calls_per_s']:.2f}x", ">= 1x"))
     if "planning" in res:
         pl = res["planning"]
         once = pl["shared_jobs"]
