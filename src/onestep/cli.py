@@ -89,7 +89,7 @@ def _internals() -> list:
         ("teacher-eval", teacher.teacher_eval, "score the teacher's DDIM samples (a reference row)", "tracked",
          [A("config", "--steps", help="DDIM steps (steps of --solver)", type=int),
           opt("config", "--solver", "the ODE solver (pairs.solver); not ddim, or with --clip-x0: the pairs' row", "ddim",
-              choices=["ddim", "dpm++", "heun"]),
+              choices=["ddim", "dpm++", "heun", "rk4"]),
           opt("config", "--clip-x0", "clip the x0 prediction (pairs.clip_x0): a number, or auto (the data's bound)",
               type=str), *SCORING]),
         ("train", run.train, "train one run (a grid point and seed) of an ablation", "tracked",
