@@ -193,9 +193,9 @@ def bench_gmm(n: int = 8192, repeats: int = 5) -> dict:
     """The analytic teacher's exact eps (nets.ExactEps) for 1024 modes in 64-D, float32, a random t per sample (the
     training path): one variance for all (config/gmm64d.yaml), one per component, diagonal; and the network
     teacher (MLP 256 x 3) on the same batch. Goal: >= 1e5 samples/s on one core."""
-    from onestep.nets import build_net
-
     import os
+
+    from onestep.nets import build_net
 
     diff = defaults()["diffusion"]
     out = {"samples": n, "dim": 64, "modes": 1024, "load_avg_1min": os.getloadavg()[0]}  # a shared machine says so
