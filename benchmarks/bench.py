@@ -7,6 +7,8 @@
 - sampling: one-step G(z, 0) against the teacher's 50-step DDIM on the same noise. Goal: >= 40x.
 - metrics: one 2-D score (SWD, MMD, FD) at the default N = evaluation.num_samples (65536), the cost every
   evaluate job pays per sampler. SWD sorts along the contiguous dim: 42 s -> 8 s at N = 65536 (1 thread).
+- gmm: the analytic teacher's exact epsilon, 1024 modes in 64-D, against the network teacher's forward (goal:
+  >= 1e5 samples/s on one core).
 - planning: `snakemake -n` of a grid of 1000 run configurations (goal < 30 s), of `ablate_all` and `paper`;
   from the dry run's job stats, how many reference / teacher / pairs jobs serve those runs (once per
   dataset and teacher, never per run).
@@ -16,7 +18,7 @@
 Not a test: the numbers depend on the machine. Defaults keep it under ~5 minutes on 2 CPU cores.
 
     .venv/bin/python benchmarks/bench.py [--steps 600] [--threads 1] [--device cpu|cuda] [--out results/bench]
-    .venv/bin/python benchmarks/bench.py --only planning      # one measure (trainer, sampling, planning, memory)
+    .venv/bin/python benchmarks/bench.py --only planning      # one measure (trainer, sampling, gmm, planning, memory)
 """
 
 from __future__ import annotations
@@ -187,6 +189,59 @@ def bench_metrics(n: int) -> dict:
 # ---------------------------------------------------------------- snakemake -n planning
 
 
+def bench_gmm(n: int = 8192, repeats: int = 5) -> dict:
+    """The analytic teacher's exact eps (nets.ExactEps) for 1024 modes in 64-D, float32, a random t per sample (the
+    training path): one variance for all (config/gmm64d.yaml), one per component, diagonal; and the network
+    teacher (MLP 256 x 3) on the same batch. Goal: >= 1e5 samples/s on one core."""
+    import os
+
+    from onestep.nets import build_net
+
+    diff = defaults()["diffusion"]
+    out = {"samples": n, "dim": 64, "modes": 1024, "load_avg_1min": os.getloadavg()[0]}  # a shared machine says so
+    mlp = {"name": "mlp", "width": 256, "depth": 3, "temb_dim": 64}
+    x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
+    t = torch.randint(0, diff["T"], (n,), generator=torch.Generator().manual_seed(1))
+    kinds = {"tied": ("isotropic", 1.0), "isotropic": ("isotropic", 3.0), "diagonal": ("diagonal", 3.0)}
+    nets = {k: build_net({"name": "gmm_exact", "diffusion": diff, "correction": mlp, "dataset": {
+        "name": "gmm", "gmm": {"dim": 64, "modes": 1024, "covariance": c, "anisotropy": a}}}, (64,))
+        for k, (c, a) in kinds.items()}
+    nets["network"] = build_net(mlp, (64,))
+    for name, net in nets.items():
+        net = net.eval().requires_grad_(False)
+        with torch.no_grad():
+            net(x, t)  # warm-up
+            best = min(_timed(lambda net=net: net(x, t)) for _ in range(repeats))
+        out[f"{name}_samples_per_s"] = n / best
+    return out | _gmm2d(repeats)
+
+
+def _gmm2d(repeats: int, n: int = 512) -> dict:
+    """config/gmm2d.yaml's analytic teacher against config/config.yaml's network teacher (MLP 128 x 3) on a
+    training batch (512, a random t each): the teacher call inside every distillation step."""
+    from onestep.nets import build_net
+
+    cfg = defaults()
+    ds = yaml.safe_load((REPO / "config" / "gmm2d.yaml").read_text())["dataset"]
+    x, t = torch.randn(n, 2), torch.randint(0, cfg["diffusion"]["T"], (n,))
+    nets = {"gmm2d_exact": build_net({"name": "gmm_exact", "dataset": ds, "diffusion": cfg["diffusion"],
+                                      "correction": cfg["teacher"]["net"]}, (2,)),
+            "gmm2d_network": build_net(cfg["teacher"]["net"], (2,))}
+    out = {}
+    for name, net in nets.items():
+        net = net.eval().requires_grad_(False)
+        with torch.no_grad():
+            net(x, t)
+            out[f"{name}_calls_per_s"] = 1 / min(_timed(lambda net=net: net(x, t)) for _ in range(20 * repeats))
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def job_stats(text: str) -> dict[str, int]:
     stats, on = {}, False
     for line in text.splitlines():
@@ -286,6 +341,16 @@ def table(res: dict) -> str:
         me = res["metrics"]
         rows.append((f"2-D score, N = {me['samples']}", f"SWD {me['swd_s']:.1f} s, MMD {me['mmd_s']:.1f} s, "
                      f"FD {me['fd_s']:.1f} s", "", ""))
+    if "gmm" in res:
+        g = res["gmm"]
+        rows.append((f"exact score, {g['modes']} modes in {g['dim']}-D",
+                     f"{g['tied_samples_per_s']:.3g} one variance / {g['isotropic_samples_per_s']:.3g} isotropic / "
+                     f"{g['diagonal_samples_per_s']:.3g} diagonal samples/s",
+                     f"network teacher {g['network_samples_per_s']:.3g}/s; load avg {g['load_avg_1min']:.1f}",
+                     ">= 1e5/s"))
+        rows.append(("gmm2d teacher call, batch 512", f"exact {g['gmm2d_exact_calls_per_s']:.0f} / network "
+                     f"{g['gmm2d_network_calls_per_s']:.0f} calls/s",
+                     f"{g['gmm2d_exact_calls_per_s'] / g['gmm2d_network_calls_per_s']:.2f}x", ">= 1x"))
     if "planning" in res:
         pl = res["planning"]
         once = pl["shared_jobs"]
@@ -310,7 +375,7 @@ def table(res: dict) -> str:
     return "\n".join([line(head), "|" + "|".join("-" * (x + 2) for x in w) + "|", *map(line, rows)])
 
 
-MEASURES = ("trainer", "sampling", "metrics", "planning", "memory")
+MEASURES = ("trainer", "sampling", "metrics", "gmm", "planning", "memory")
 
 
 def main() -> None:
@@ -333,6 +398,7 @@ def main() -> None:
     for name, fn in (("trainer", lambda: bench_trainer(a.steps, a.device, a.checkpoint_every, a.repeats)),
                      ("sampling", lambda: bench_sampling(a.device, a.samples)),
                      ("metrics", lambda: bench_metrics(0)),
+                     ("gmm", bench_gmm),
                      ("planning", bench_planning),
                      ("memory", lambda: bench_memory(a.device))):
         if name not in a.only:

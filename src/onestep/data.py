@@ -1,4 +1,4 @@
-"""Datasets: seeded 2-D toy distributions, scikit-learn's bundled 8x8 digits, and user data.
+"""Datasets: seeded 2-D toy distributions, Gaussian mixtures (gmm.py), scikit-learn's bundled 8x8 digits, and user data.
 
 Every sampler returns a float32 tensor: (N, 2) for 2-D data, (N, C, H, W) in [-1, 1] for images.
 A dataset is chosen by `dataset.name` in the config; the registry `DATASETS` maps names to
@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from onestep.errors import OnestepError
+from onestep import gmm
+from onestep.errors import ConfigError, OnestepError
 
 
 class DataError(OnestepError, ValueError):
@@ -141,7 +143,20 @@ IMAGES: dict[str, Callable[[dict], torch.Tensor]] = {
     "folder": lambda cfg: load_folder(_need_path(cfg)),
 }
 
-DATASETS = sorted([*TOY, *IMAGES])
+@dataclass(frozen=True)
+class Family:
+    """A parametrised point dataset: samples of its section (cfg, n, gen), its sample shape, and its section's check
+    (raising ConfigError naming the key)."""
+
+    sample: Callable[[dict, int, torch.Generator], torch.Tensor]
+    shape: Callable[[dict], tuple[int, ...]]
+    check: Callable[[dict], object]
+    id: Callable[[dict], str]  # its name in output paths (config.results.dataset_id)
+
+
+FAMILIES: dict[str, Family] = {"gmm": Family(gmm.sample, gmm.shape, gmm.settings, gmm.dataset_id)}  # name -> its family
+
+DATASETS = sorted([*TOY, *IMAGES, *FAMILIES])
 
 
 def _need_path(cfg: dict) -> str:
@@ -158,6 +173,12 @@ def is_image(cfg: dict) -> bool:
 def check(cfg: dict) -> None:
     """Fail early with a message naming the key: unknown name, missing or unreadable path."""
     name = cfg.get("name")
+    if name in FAMILIES:
+        try:
+            FAMILIES[name].check(cfg)
+        except ConfigError as e:
+            raise DataError(str(e)) from None
+        return
     if name not in TOY and name not in IMAGES:
         raise DataError(f"dataset.name: unknown dataset '{name}'; allowed: {', '.join(DATASETS)}")
     if name in ("npz", "folder"):
@@ -175,6 +196,8 @@ def sample(cfg: dict, n: int, seed: int) -> torch.Tensor:
     """
     check(cfg)
     gen = torch.Generator().manual_seed(seed)
+    if cfg["name"] in FAMILIES:
+        return FAMILIES[cfg["name"]].sample(cfg, n, gen)
     if cfg["name"] in TOY:
         return TOY[cfg["name"]](n, gen)
     data = IMAGES[cfg["name"]](cfg)  # (N, C, H, W)
@@ -187,6 +210,8 @@ def sample(cfg: dict, n: int, seed: int) -> torch.Tensor:
 def full(cfg: dict) -> torch.Tensor:
     """The whole dataset for images; for toy data a large fixed sample (seed 0)."""
     check(cfg)
+    if cfg["name"] in FAMILIES:
+        return FAMILIES[cfg["name"]].sample(cfg, int(cfg.get("num_train", 65536)), torch.Generator().manual_seed(0))
     if cfg["name"] in TOY:
         return TOY[cfg["name"]](int(cfg.get("num_train", 65536)), torch.Generator().manual_seed(0))
     return IMAGES[cfg["name"]](cfg)
@@ -194,6 +219,8 @@ def full(cfg: dict) -> torch.Tensor:
 
 def shape(cfg: dict) -> tuple[int, ...]:
     """Shape of one sample."""
+    if cfg["name"] in FAMILIES:
+        return FAMILIES[cfg["name"]].shape(cfg)
     if cfg["name"] in TOY:
         return (2,)
     got = tuple(full(cfg).shape[1:])

@@ -142,6 +142,70 @@ def _heun(cfg: dict):
 SOLVERS = {"ddim": ddim_scheduler, "dpm++": _dpmpp, "heun": _heun}  # pairs.solver: name -> scheduler(cfg)
 
 
+# ---------------------------------------------------------------- RK4 on the PF-ODE (pairs.solver rk4: exact teachers)
+
+
+def seed_sigmas(cfg: dict) -> torch.Tensor:
+    """sigma_t = sqrt((1 - abar_t) / abar_t) at the seed's t = 0..T (sigma_0 = 0), float64 (T+1,)."""
+    abar = ddpm_scheduler(cfg).alphas_cumprod.double()
+    return torch.cat([torch.zeros(1, dtype=torch.float64), ((1 - abar) / abar).sqrt()])
+
+
+def _index(sigma: float, table: torch.Tensor) -> float:
+    """The fractional diffusers index (seed t - 1, in [-1, T - 1]) whose linear-in-sigma value is `sigma`."""
+    hi = int(torch.searchsorted(table, torch.tensor(sigma, dtype=torch.float64)).clamp(1, len(table) - 1))
+    lo = hi - 1
+    return lo + (sigma - float(table[lo])) / float(table[hi] - table[lo]) - 1
+
+
+def rk4_grid(cfg: dict, steps: int, times: tuple[int, ...] = (), rho: float = 7.0) -> list[float]:
+    """sigma from sigma_T down to 0 in `steps` steps of EDM's rho-spacing, the sigmas of the seed `times` added."""
+    table = seed_sigmas(cfg)
+    top = float(table[-1]) ** (1 / rho)
+    grid = {(top * (1 - i / steps)) ** rho for i in range(steps + 1)} | {float(table[t]) for t in times}
+    return sorted(grid, reverse=True)
+
+
+@torch.no_grad()
+def rk4_trajectory(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, times: tuple[int, ...] = (),
+                   batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The PF-ODE dy/dsigma = eps(y / sqrt(1 + sigma^2), t(sigma)) in the DDIM variable y = x_t / sqrt(abar_t),
+    solved by classical RK4 from x_T = z to sigma = 0 (`rk4_grid`; 4 evaluations a step) in float64 when the
+    network computes in it (`solve_dtype`: the analytic teacher), its states x_t at the seed `times` on the
+    way: (x0 (B, ...), xt (B, M, ...) or None), as ddim_trajectory."""
+    table, grid = seed_sigmas(cfg), rk4_grid(cfg, steps, times)
+    dtype = getattr(net, "solve_dtype", torch.float32)
+    at = {float(table[t]): m for m, t in enumerate(times)}
+
+    def f(y, s):
+        t = torch.full((y.shape[0],), _index(s, table), dtype=torch.float64, device=y.device)
+        return net((y / (1 + s * s) ** 0.5).to(dtype), t).to(torch.float64)
+
+    x0s, xts = [], []
+    for zb in z.split(batch_size):
+        y = zb.double() * (1 + grid[0] ** 2) ** 0.5
+        xt = torch.empty(y.shape[0], len(times), *y.shape[1:], device=y.device) if times else None
+        for s, s_next in zip(grid[:-1], grid[1:], strict=True):
+            h = s_next - s
+            k1 = f(y, s)
+            k2 = f(y + h / 2 * k1, s + h / 2)
+            k3 = f(y + h / 2 * k2, s + h / 2)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + f(y + h * k3, s_next))
+            if s_next in at:
+                xt[:, at[s_next]] = (y / (1 + s_next**2) ** 0.5).to(xt.dtype)
+        x0s.append(y.float())
+        xts.append(xt)
+    return torch.cat(x0s), (torch.cat(xts) if times else None)
+
+
+def rk4_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, batch_size: int = 8192) -> torch.Tensor:
+    return rk4_trajectory(net, z, steps, cfg, (), batch_size)[0]
+
+
+ODES = {"rk4": rk4_sample}  # pairs.solver: name -> its own ODE solve (no diffusers scheduler)
+TRAJECTORIES = {"rk4": rk4_trajectory}  # a solver's states x_t(z) (else DDIM's, ddim_trajectory)
+
+
 class ClippedEps(nn.Module):
     """eps re-derived from a clipped x0 prediction (GLIDE / diffusers' DDIM `clip_sample`, for any solver):
     x0 = clip((x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), -c, c), eps' = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t).
@@ -173,9 +237,11 @@ def teacher_sample(net: nn.Module, z: torch.Tensor, steps: int, cfg: dict, solve
     (SOLVERS[solver], `steps` steps; Heun spends 2 network evaluations per step but the last), the x0
     prediction clipped to [-clip_x0, clip_x0] at every evaluation when clip_x0 is set. ddim without
     clip_x0 is `ddim_sample`."""
-    if solver not in SOLVERS:
-        raise ValueError(f"pairs.solver: unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    if solver not in SOLVERS and solver not in ODES:
+        raise ValueError(f"pairs.solver: unknown solver {solver!r}; allowed: {', '.join([*SOLVERS, *ODES])}")
     model = net if clip_x0 is None else ClippedEps(net, cfg, clip_x0)
+    if solver in ODES:
+        return ODES[solver](model, z, steps, cfg, batch_size)
     out = []
     for zb in z.split(batch_size):
         sched = SOLVERS[solver](cfg)  # multistep solvers keep state: a fresh one per chunk
@@ -248,7 +314,7 @@ def teacher_pairs(net: nn.Module, shape: tuple[int, ...], num: int, seed: int, d
 @torch.no_grad()
 def teacher_states(net: nn.Module, z: torch.Tensor, ddim_steps: int, cfg: dict, times: tuple[int, ...],
                    device: str | torch.device = "cpu", chunk: int = 4096,
-                   clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   clip_x0: float | None = None, solver: str = "ddim") -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's DDIM solve of noise z (N, *shape) and its states at the seed `times`
     (`ddim_trajectory`), chunk by chunk: (x0 (N, *shape), xt (N, M, *shape)) on the CPU. Run once per
     teacher and grid (rule `trajectory`), with the pairs' x0 clipping (`clip_x0`, as the pairs' solver):
@@ -257,8 +323,10 @@ def teacher_states(net: nn.Module, z: torch.Tensor, ddim_steps: int, cfg: dict, 
     from tqdm import tqdm
 
     net = net if clip_x0 is None else ClippedEps(net, cfg, clip_x0)
-    solved = [ddim_trajectory(net, zb.to(device), ddim_steps, cfg, times)
-              for zb in tqdm(z.split(chunk), desc=f"trajectory (DDIM {ddim_steps} steps, {len(times)} states)")]
+    solve = TRAJECTORIES.get(solver, ddim_trajectory)  # rk4 pairs: the states of the same RK4 solve; else DDIM's
+    solved = [solve(net, zb.to(device), ddim_steps, cfg, times)
+              for zb in tqdm(z.split(chunk), desc=f"trajectory ({solver if solver in TRAJECTORIES else 'DDIM'} "
+                                                  f"{ddim_steps} steps, {len(times)} states)")]
     x0 = torch.cat([x.cpu() for x, _ in solved])
     if not times:
         return x0, torch.empty(z.shape[0], 0, *z.shape[1:])

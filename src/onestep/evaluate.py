@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from onestep import data
+from onestep import data, gmm_metrics
 from onestep.config import IMAGE_FLOOR
 from onestep.config.sections import Evaluation
 from onestep.features import extractor, feature_info
@@ -21,6 +21,14 @@ from onestep.methods import METHODS, build_method, context
 from onestep.metrics import PRIMARY, feature_metrics, gaussian_stats, image_features, points_metrics
 
 FEW_STEPS = (2, 4)  # besides one step, the step counts scored for methods whose sampler supports them
+EXACT = {"gmm": gmm_metrics.scores}  # dataset name -> its exact metrics (samples, dataset section), beside the 2-D ones
+
+
+def points_scores(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, float]:
+    """points_metrics, and the dataset's exact metrics where its density is known (EXACT): on data draws (the
+    floor) they are the null of an exact sampler."""
+    exact = EXACT.get(cfg["dataset"]["name"])
+    return points_metrics(x, ref, cfg["evaluation"]) | (exact(x, cfg["dataset"]) if exact else {})
 
 
 def kind(cfg: dict) -> str:
@@ -117,7 +125,7 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
         ref = data.sample(ds, n, ev["reference_seed"])
         # The floor is the mean over independent data samples of the same size: one draw is noisy
         # (SWD between two 4096-point checkerboard samples varies by +-20% from draw to draw).
-        draws = [points_metrics(data.sample(ds, n, ev["reference_seed"] + 1 + i), ref, ev)
+        draws = [points_scores(data.sample(ds, n, ev["reference_seed"] + 1 + i), ref, cfg)
                  for i in range(ev["floor_repeats"])]
         floor, floor_std = over_draws(draws)
         return {"x": ref.numpy()}, {"floor": floor, "floor_std": floor_std, "floor_repeats": ev["floor_repeats"],
@@ -178,7 +186,7 @@ def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path:
     data's support, `out_of_support`)."""
     extra = {}
     if kind(cfg) == "points":
-        metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
+        metrics = points_scores(x, torch.from_numpy(ref["x"]), cfg)
         margin = Evaluation.of(cfg).support_margin
         extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
                  "support_margin": margin}

@@ -131,7 +131,57 @@ class UNet(nn.Module):
         return self.unet(x, t, class_labels=s).sample
 
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet}
+class ExactEps(nn.Module):
+    """The analytic teacher (`teacher.kind: analytic`): the exact eps*(x_t, t) of the dataset's Gaussian mixture
+    (gmm.eps) behind the teacher network's interface, t the diffusers index (fractional: linear in sigma, as
+    diffusers' Heun; -1 is abar = 1), plus `correction`, a network of `correction`'s config whose output layer
+    starts at zero. The frozen teacher never evaluates it (zero, untrained); a trainable copy (DMD2's fake score,
+    methods/common.fake_score) is the exact score plus a trained network, i.e. a fake score started at the teacher."""
+
+    solve_dtype = torch.float64  # the exact ODE solves (diffusion.rk4_trajectory) call it in float64
+
+    def __init__(self, shape: tuple[int, ...], dataset: dict, diffusion: dict, correction: dict):
+        super().__init__()
+        from onestep import gmm
+        from onestep.diffusion import ddpm_scheduler
+
+        mix = gmm.mixture(dataset)
+        self.isotropic = mix.isotropic
+        for k in ("weights", "means", "variances"):  # the mixture travels in the checkpoint (teacher.pt)
+            self.register_buffer(k, getattr(mix, k))
+        abar = ddpm_scheduler(diffusion).alphas_cumprod.double()  # (T,) diffusers index
+        self.register_buffer("sigma", torch.cat([torch.zeros(1, dtype=torch.float64), ((1 - abar) / abar).sqrt()]))
+        self.correction = build_net(correction, shape)
+        nn.init.zeros_(self._last().weight)
+        nn.init.zeros_(self._last().bias)
+
+    def _last(self) -> nn.Module:
+        return [m for m in self.correction.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1]
+
+    def mixture(self, dtype=None):
+        from onestep.gmm import Mixture
+
+        return Mixture(self.weights, self.means, self.variances, self.isotropic).to(dtype)
+
+    def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
+        """sigma (B,) float64 at the diffusers index t (B,), seed index t + 1 in [0, T]."""
+        tt = (t.to(self.sigma) + 1).clamp(0, len(self.sigma) - 1)
+        lo = tt.floor().long().clamp(max=len(self.sigma) - 2)
+        return self.sigma[lo] + (tt - lo) * (self.sigma[lo + 1] - self.sigma[lo])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        from onestep.gmm import eps
+
+        sig = self.sigma_at(t.reshape(-1).expand(x.shape[0]))
+        y = x * (1 + sig * sig).sqrt().to(x).view(-1, 1)  # y = x_t / sqrt(abar_t)
+        out = eps(self.mixture(x.dtype), y, sig.to(x.dtype))
+        last = self._last()
+        if last.weight.requires_grad or bool(last.weight.any() or last.bias.any()):
+            out = out + self.correction(x.to(last.weight.dtype), t).to(x.dtype)
+        return out
+
+
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "gmm_exact": ExactEps}
 
 
 def build_net(cfg: dict, shape: tuple[int, ...]) -> nn.Module:

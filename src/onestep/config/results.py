@@ -55,6 +55,11 @@ def sections_json(cfg: dict, *keys: str) -> str:
 
 
 def dataset_id(cfg: dict) -> str:
-    """The dataset's name in output paths: its name, or the file / folder stem of an npz / folder dataset."""
+    """The dataset's name in output paths: its name, the file / folder stem of an npz / folder dataset, or a
+    parametrised family's own id (data.FAMILIES: gmm2d-8 ...)."""
+    from onestep.data import FAMILIES  # torch: not at the CLI's start
+
     ds = cfg["dataset"]
+    if ds["name"] in FAMILIES:
+        return FAMILIES[ds["name"]].id(ds)
     return ds["name"] if ds["name"] not in ("npz", "folder") else Path(ds["path"]).stem

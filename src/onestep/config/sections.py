@@ -90,6 +90,9 @@ class Teacher(Training):
     """The DDPM teacher's training."""
 
     key: ClassVar[str] = "teacher"
+    kind: Literal["network", "analytic"] = knob(
+        "network", "network: a DDPM trained on the data (or teacher.pretrained); analytic: the exact epsilon of the "
+        "dataset's closed-form density (dataset gmm; nothing trained, teacher.net sizes the fake score's correction)")
     lr_schedule: Literal["constant", "cosine"] = knob("cosine", "after the warm-up")
     steps: int = knob(REQUIRED, "optimiser steps", minimum=1)
     seed: int = knob(REQUIRED, "training seed", minimum=0)
@@ -112,9 +115,10 @@ class Pairs(Section):
     ddim_steps: int = knob(REQUIRED, "steps of pairs.solver (the key keeps its DDIM-era name)", minimum=1)
     seed: int = knob(REQUIRED, "seed of the noise z", minimum=0)
     batch_size: int = knob(4096, "noise solved per chunk (lower it if the GPU runs out of memory)", minimum=1)
-    solver: Literal["ddim", "dpm++", "heun"] = knob(
+    solver: Literal["ddim", "dpm++", "heun", "rk4"] = knob(
         "ddim", "the teacher's ODE solver for the pairs (diffusers): ddim, dpm++ (DPM-Solver++ 2M), heun "
-        "(2 evaluations per step)")
+        "(2 evaluations per step); rk4: classical RK4 on the PF-ODE in sigma to sigma = 0, float64 for an analytic "
+        "teacher (4 evaluations per step; the pairs' residual against a 2x finer solve is written beside them)")
     clip_x0: float | str | None = knob(
         None, "clip the teacher's x0 prediction to [-c, c] at every solver step (diffusers' DDIM clip_sample, for "
         "any solver); auto: the data's largest |coordinate| (1 for images); null: off",

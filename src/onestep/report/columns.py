@@ -16,7 +16,11 @@ REPORT = "method_report"  # metrics.json key of a method's `report()`: its sched
 
 METRICS = {c.key: c for c in (
     Column("swd", "SWD", bold_best=True), Column("fd", "FD", bold_best=True), Column("mmd", "MMD²", bold_best=True),
-    Column("fid", "FID", bold_best=True), Column("kid", "KID", bold_best=True))}
+    Column("fid", "FID", bold_best=True), Column("kid", "KID", bold_best=True), *(
+        # a Gaussian mixture's exact metrics (gmm_metrics.py); their floor is the null of an exact sampler
+        Column("mode_chi2", "mode χ²", bold_best=True), Column("modes_missed", "modes missed", 3, bold_best=True),
+        Column("trace_ratio", "tr S/Σ", lower_is_better=False), Column("mode_kl", "mode KL", bold_best=True),
+        Column("off_modes", "off modes", 3, bold_best=True), Column("nll", "NLL", lower_is_better=False)))}
 
 SUPPORT = Column("out_of_support", "outside support", digits=3, path=("out_of_support",),
                  caption="outside support: samples outside the data's bounding box widened by {margin} of its extent "

@@ -21,20 +21,12 @@ def teacher(cfg: dict, out: Path):
     shape, pre = data.shape(cfg["dataset"]), Teacher.of(cfg).pretrained
     # next to the output, not a declared output: it survives a failed job (see stages.run.train)
     resume = Resume.open(out.with_suffix(".resume.pt"), Teacher.of(cfg).checkpoint_every, cfg)
-    tags = {"kind": "teacher", "source": "pretrained" if pre else "trained", "onestep.order": "~shared/0000"}
+    source = "analytic" if Teacher.of(cfg).kind == "analytic" else "pretrained" if pre else "trained"
+    tags = {"kind": "teacher", "source": source, "onestep.order": "~shared/0000"}
     from onestep.tracking import shared_parent
 
     with jobs.resumable_record(cfg, "teacher", tags, resume, {}, shared_parent(cfg)) as rec:
-        if pre:  # a local diffusers DDPM directory, imported into the same checkpoint format
-            from onestep.pretrained import import_teacher
-
-            net, net_cfg = import_teacher(pre, cfg, shape)
-            summary = {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
-        else:
-            from onestep.training.train import train_teacher
-
-            net, summary = train_teacher(cfg, jobs.device(cfg), rec.metrics, resume=resume)
-            net_cfg = cfg["teacher"]["net"]
+        net, net_cfg, summary = SOURCES[source](cfg, shape, jobs.device(cfg), rec, resume)
         rec.metrics(summary)
         save_checkpoint(out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(out, "checkpoint")
@@ -44,21 +36,67 @@ def teacher(cfg: dict, out: Path):
     return jobs.Done(cfg, rec.run_id)
 
 
+def _trained(cfg: dict, shape, device, rec, resume):
+    from onestep.training.train import train_teacher
+
+    net, summary = train_teacher(cfg, device, rec.metrics, resume=resume)
+    return net, cfg["teacher"]["net"], summary
+
+
+def _pretrained(cfg: dict, shape, device, rec, resume):
+    """A local diffusers DDPM directory, imported into the same checkpoint format."""
+    from onestep.config import Teacher
+    from onestep.pretrained import import_teacher
+
+    pre = Teacher.of(cfg).pretrained
+    net, net_cfg = import_teacher(pre, cfg, shape)
+    return net, net_cfg, {"pretrained": str(pre), "params": sum(p.numel() for p in net.parameters())}
+
+
+def _analytic(cfg: dict, shape, device, rec, resume):
+    """The exact epsilon of the dataset's mixture (nets.ExactEps): nothing trained; the checkpoint holds the
+    mixture (weights, means, variances) and the zero correction network a fake score trains."""
+    from onestep import gmm
+    from onestep.nets import build_net
+
+    net_cfg = {"name": "gmm_exact", "dataset": cfg["dataset"], "diffusion": cfg["diffusion"],
+               "correction": cfg["teacher"]["net"]}
+    g = gmm.settings(cfg["dataset"])
+    summary = {"analytic": cfg["dataset"]["name"], "dim": g["dim"], "modes": g["modes"],
+               "covariance": g["covariance"], "params": 0}
+    return build_net(net_cfg, shape), net_cfg, summary
+
+
+SOURCES = {"trained": _trained, "pretrained": _pretrained, "analytic": _analytic}  # teacher source -> its builder
+
+
 def pairs(cfg: dict, teacher: Path, out: Path) -> None:
-    """The teacher's DDIM pairs (z, x0) into `out`."""
+    """The teacher's pairs (z, x0) into `out` (pairs.solver), and beside it (.json) the solve's residual: the first
+    RESIDUAL_N pairs solved again with twice the steps, |x0 - x0_fine| (what tolerance the pairs hold)."""
     from onestep import jobs
     from onestep.checkpoint import load_checkpoint
     from onestep.config import Pairs
     from onestep.data import clip_x0
-    from onestep.diffusion import teacher_pairs
+    from onestep.diffusion import teacher_pairs, teacher_sample
 
     pc, device = Pairs.of(cfg).as_dict(), jobs.device(cfg)
     net, ckpt = load_checkpoint(teacher, "teacher")
+    clip = clip_x0(pc["clip_x0"], cfg["dataset"])
     z, x0 = teacher_pairs(net.to(device), tuple(ckpt["shape"]), pc["num"], pc["seed"], pc["ddim_steps"],
-                          cfg["diffusion"], device, chunk=pc["batch_size"], solver=pc["solver"],
-                          clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]))
+                          cfg["diffusion"], device, chunk=pc["batch_size"], solver=pc["solver"], clip_x0=clip)
     outputs.save_npz(out, z=z.numpy(), x0=x0.numpy())
-    print(f"{pc['num']} teacher pairs written to {out}")
+    n = min(RESIDUAL_N, pc["num"])
+    fine = teacher_sample(net, z[:n].to(device), 2 * pc["ddim_steps"], cfg["diffusion"], pc["solver"], clip).cpu()
+    err = (x0[:n] - fine).flatten(1).norm(dim=1)  # (n,)
+    residual = {"solver": pc["solver"], "steps": pc["ddim_steps"], "fine_steps": 2 * pc["ddim_steps"], "n": n,
+                "residual_max": float(err.max()), "residual_mean": float(err.mean()),
+                "residual_rel": float(err.mean() / x0[:n].flatten(1).norm(dim=1).mean().clamp(min=1e-12))}
+    outputs.write_json(out.with_suffix(".json"), residual)
+    print(f"{pc['num']} teacher pairs written to {out}; residual against {2 * pc['ddim_steps']} steps: "
+          f"{json.dumps(residual)}")
+
+
+RESIDUAL_N = 1024  # pairs re-solved at twice the steps for the residual
 
 
 def trajectory(cfg: dict, teacher: Path, times: list[int], out: Path, pairs: Path | None = None) -> None:
@@ -78,7 +116,8 @@ def trajectory(cfg: dict, teacher: Path, times: list[int], out: Path, pairs: Pat
     z = outputs.load_pairs(pairs)["z"] if pairs else stage_noise(cfg, tuple(ckpt["shape"]))
     times = tuple(sorted(times))
     x0, xt = teacher_states(net.to(device), z, pc["ddim_steps"], cfg["diffusion"], times, device,
-                            chunk=pc["batch_size"], clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]))
+                            chunk=pc["batch_size"], clip_x0=clip_x0(pc["clip_x0"], cfg["dataset"]),
+                            solver=pc["solver"])
     outputs.save_npz(out, z=z.numpy(), x0=x0.numpy(), xt=xt.numpy(), trajectory_t=np.asarray(times, dtype=np.int64))
     print(f"DDIM states of {z.shape[0]} noises at {len(times)} times written to {out}")
 
