@@ -1,9 +1,8 @@
 """The Snakemake workflow's plan, made at parse time: the validated config, ablations, runs, studies, teacher
 rows, state grids and every input function and param the rules ask for (the one module rule files import).
 
-workflow/rules/common.smk makes one `Plan` (`Plan.load`) and binds its folders; every other rule file reads
-the plan and the module (`wf`) and nothing else. Input functions take Snakemake's wildcards (anything with
-the attributes, e.g. a SimpleNamespace in tests).
+workflow/rules/common.smk makes one `Plan` (`Plan.load`) and binds its folders; other rule files read the plan and
+the module (`wf`) alone. Input functions take Snakemake's wildcards (e.g. a SimpleNamespace in tests).
 """
 
 from __future__ import annotations
@@ -20,20 +19,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 # the package's names the plan is made of, imported here alone (the rule files import none of them)
-from onestep import outputs, paper
-from onestep.config import (
-    IMAGE_FLOOR,
-    ConfigError,
-    Teacher,
-    check_device,
-    dataset_id,
-    gpu_per_job,
-    load_workflow,
-    plain_ddim,
-    resolve,
-    sections_json,
-    yaml_values,
-)
+from onestep import outputs, paper, provenance
+from onestep.config import (IMAGE_FLOOR, ConfigError, Teacher, check_device, dataset_id, gpu_per_job, load_workflow,
+                            plain_ddim, resolve, sections_json, yaml_values)
 from onestep.data import is_image
 from onestep.devices import visible_gpus
 from onestep.methods import METHODS
@@ -167,6 +155,13 @@ class Plan:
         """The hash of a run's config as train.json records it (outputs.config_hash): params of its evaluation,
         so a config change re-runs it. A `tuned:` run's file adds the tuned values (an input: a change re-runs)."""
         return outputs.config_hash(self.runs[(w.ablation, w.run)].config)
+
+    def code(self, kind: str):
+        """A param: the hash of the source files a `kind` job runs (provenance.job_hash), so a code change re-runs
+        it; of a run's jobs (train, evaluate), with the file of the run's own method."""
+        if kind not in provenance.PER_METHOD:
+            return provenance.job_hash(kind)
+        return lambda w: provenance.job_hash(kind, self._method(self.runs[(w.ablation, w.run)]))
 
     # ---------------------------------------------------------------- what a run reads
 
