@@ -333,11 +333,14 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     try:
         yield rec
     except BaseException as e:
-        rec.flush()
         if monitor is not None:
             monitor.finish()
         status = "KILLED" if interrupted(e) else status_for(e) if status_for else "FAILED"
-        client.set_terminated(run_id, status=status)
+        try:
+            rec.flush()
+            client.set_terminated(run_id, status=status)
+        except Exception:  # the store cannot take it (a full disk): left RUNNING, its marker kept for the next attempt
+            marker = None
         raise
     finally:
         if marker is not None:
