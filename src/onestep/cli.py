@@ -12,7 +12,7 @@ from pathlib import Path
 
 from onestep import __version__
 from onestep.errors import OnestepError
-from onestep.stages import people, run, tables, teacher, tracking, tuning
+from onestep.stages import people, preflight, run, tables, teacher, tracking, tuning
 
 ABOUT = """One-step diffusion ablations: distil a diffusion teacher into one-step students, method by method.
 `snakemake` runs the pipeline (it calls the rule internals below); `onestep COMMAND --help` for each command."""
@@ -50,6 +50,10 @@ def _people() -> list:
     return [
         ("check-config", people.check_config, "check config files (--configfile A B) before a run", None,
          [A("config", "files", help="config files, merged over config/config.yaml in order", type=Path, nargs="*")]),
+        ("preflight", preflight.preflight, "before `make demo`/`make slurm`: config files, a stale lock, SLURM's status "
+         "command", None, [A("config", "target", help="the Makefile target: demo, or slurm (its status command too)",
+                             choices=["demo", "slurm"]),
+                           A("config", "args", help="Snakemake's arguments (after --)", nargs=argparse.REMAINDER)]),
         ("where", people.where, "where a target's table, plots, runs and MLflow records are", None,
          [A("config", "target", help="the target (an ablation name)"), opt("config", "--out", "the results folder", "results"),
           opt("config", "--dataset", "the dataset id", "checkerboard"), URI,
