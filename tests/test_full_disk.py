@@ -142,7 +142,7 @@ def test_the_last_line_gets_into_a_log_the_disk_refuses(tmp_path, monkeypatch):
 
     def write(f, data):
         calls.append(data)
-        if len(calls) == 1:
+        if len(calls) <= 2:  # refused, even once the reserve beside the log is given up
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(f, data)
 
@@ -156,4 +156,42 @@ def test_the_last_line_gets_into_a_log_the_disk_refuses(tmp_path, monkeypatch):
         os.close(fd)
     text = log.read_text()
     assert text.endswith("onestep train: error: cannot write student.pt\n") and "the disk is full" in text
-    assert len(text) < 20000
+    assert 20000 - 4096 <= len(text) < 20000  # one page of the log given up, no more
+
+
+def test_the_space_kept_beside_the_log_is_given_up_for_its_last_line(tmp_path, monkeypatch):
+    import os
+
+    log = tmp_path / "job.log"
+    real, calls = os.write, []
+
+    def write(f, data):
+        calls.append(data)
+        if f == 2 and (log.with_name("job.log.reserve")).exists():  # full until the reserve is given up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(f, data)
+
+    with jobs.logged(log):
+        assert log.with_name("job.log.reserve").stat().st_size > 4096
+        os.write(1, b"some output\n")
+        monkeypatch.setattr(os, "write", write)
+        jobs.last_line("onestep teacher: error: cannot write teacher.pt")
+        monkeypatch.undo()
+    assert log.read_text() == "some output\nonestep teacher: error: cannot write teacher.pt\n"
+    assert not log.with_name("job.log.reserve").exists()
+
+
+def test_every_attempt_s_log_is_kept(tmp_path):
+    """Before: a retried job's log replaced the first attempt's. Now the earlier attempts' logs are kept beside
+    it, numbered (<stem>.attempt-<n>.log); the log the rule names is the latest attempt's, with a header."""
+    import os
+
+    log = tmp_path / "logs" / "train" / "run.log"
+    for n in (1, 2, 3):
+        with jobs.logged(log):
+            os.write(1, f"attempt {n} output\n".encode())
+    assert (log.parent / "run.attempt-1.log").read_text() == "attempt 1 output\n"
+    assert (log.parent / "run.attempt-2.log").read_text().endswith("attempt 2 output\n")
+    assert log.read_text().splitlines() == ["attempt 3 (the earlier attempts' logs: run.attempt-<n>.log)",
+                                            "attempt 3 output"]
+    assert jobs.earlier_attempts(log) == [log.parent / f"run.attempt-{n}.log" for n in (1, 2)]

@@ -20,6 +20,7 @@ from onestep.training.resume import Preempted, Resume
 
 _DEVICES: dict[str, str] = {}
 STORE: dict[str, str] = {}  # the job's tracking URI ("uri"), to name the MLflow store when it is full
+RESERVE: list[Path] = []  # a few kilobytes beside the open log, given up for its last line on a full disk
 
 
 def job_config(config: Path, tracking_file: Path | None = None, tracked: bool = True, threads: int | None = None) -> dict:
@@ -170,6 +171,12 @@ def logged(path: Path | None):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     attempt = keep_earlier(path)
+    reserve = path.with_name(path.name + ".reserve")
+    try:
+        reserve.write_bytes(bytes(16384))
+        RESERVE.append(reserve)
+    except OSError:  # already full: last_line cuts the log's tail instead
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -189,6 +196,12 @@ def logged(path: Path | None):
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
+        _give_up_reserve()
+
+
+def _give_up_reserve() -> None:
+    while RESERVE:
+        RESERVE.pop().unlink(missing_ok=True)
 
 
 def _flush() -> None:
@@ -201,17 +214,19 @@ def _flush() -> None:
 
 
 def last_line(line: str) -> None:
-    """The job's last line on stderr (its log, inside `logged`). A full disk that refuses it gives up the log's
-    last few kilobytes for it, marked: the log ends with that line, whatever the disk."""
+    """The job's last line on stderr (its log, inside `logged`). A full disk that refuses it gets the space kept
+    beside the log (RESERVE), then, if still refused, the log's last page for it, marked: the log ends with that
+    line, whatever the disk."""
     data = (line + "\n").encode()
     _flush()
+    for _ in range(2):  # then again, the reserve given up
+        try:
+            os.write(2, data)
+            return
+        except OSError:
+            _give_up_reserve()
     try:
-        os.write(2, data)
-        return
-    except OSError:
-        pass
-    try:
-        cut = max(0, os.lseek(2, 0, os.SEEK_END) - 8192 - len(data))
+        cut = max(0, ((os.lseek(2, 0, os.SEEK_END) - 1) // 4096 - (len(data) + 80) // 4096) * 4096)
         os.ftruncate(2, cut)
         os.lseek(2, cut, os.SEEK_SET)
         os.write(2, b"\n[the last kilobytes of this log dropped: the disk is full]\n" + data)
