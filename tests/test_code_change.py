@@ -64,3 +64,23 @@ def test_editing_a_method_re_plans_its_runs_alone(tmp_path):
     base.write_text(base.read_text() + "\n# shared\n")
     jobs = planned_jobs(snakemake(tmp_path, "-n", "ablate_order", env={"PYTHONPATH": str(src)}).stdout)
     assert jobs.get("train") == 2, jobs
+
+
+def test_the_tables_csv_and_the_paper_index_name_the_code(tmp_path):
+    from types import SimpleNamespace
+
+    from onestep import paper
+    from onestep.report.ablation import code_of
+
+    code = {"label": "0123456789ab-dirty", "code_hash": "feedfacecafebeef"}
+    ab = SimpleNamespace(axes=["method.name"], records=[
+        {"point": {"method.name": "kd"}, "train": {"code": code}},
+        {"point": {"method.name": "kd"}, "train": {"code": code}},  # another seed, the same code: once
+        {"point": {"method.name": "cd"}, "train": {}}])  # recorded before the code was kept
+    assert code_of(ab, {"method.name": "kd"}) == "0123456789ab-dirty train feedfacecafebeef"
+    assert code_of(ab, {"method.name": "cd"}) == ""
+    (tmp_path / "t.csv").write_text(f"setting,code\nkd,{code_of(ab, {'method.name': 'kd'})}\ncd,\n")
+    spec = tmp_path / "paper.yaml"
+    spec.write_text("tier: checkerboard\ncommand: snakemake paper\nconfig_hash: abc\nartefacts:\n"
+                    "- {name: t, title: T, command: snakemake t, config_hash: def}\n")
+    assert "| `0123456789ab-dirty` |" in paper.write_index(spec, tmp_path / "index.md")
