@@ -181,17 +181,22 @@ def test_the_space_kept_beside_the_log_is_given_up_for_its_last_line(tmp_path, m
     assert not log.with_name("job.log.reserve").exists()
 
 
-def test_every_attempt_s_log_is_kept(tmp_path):
-    """Before: a retried job's log replaced the first attempt's. Now the earlier attempts' logs are kept beside
-    it, numbered (<stem>.attempt-<n>.log); the log the rule names is the latest attempt's, with a header."""
+@pytest.mark.parametrize("snakemake_removes", [True, False])
+def test_every_attempt_s_log_is_kept(tmp_path, snakemake_removes):
+    """Before: a retried job's log replaced the first attempt's (Snakemake removes a job's log before it runs,
+    and the job truncated it). Now each attempt's log is also <stem>.attempt-<n>.log (a hard link), which
+    outlives that removal; the rule's log is the latest attempt's, with a header from the second on."""
     import os
 
     log = tmp_path / "logs" / "train" / "run.log"
     for n in (1, 2, 3):
+        if snakemake_removes and log.exists():
+            log.unlink()  # what Snakemake does before each job
         with jobs.logged(log):
             os.write(1, f"attempt {n} output\n".encode())
-    assert (log.parent / "run.attempt-1.log").read_text() == "attempt 1 output\n"
-    assert (log.parent / "run.attempt-2.log").read_text().endswith("attempt 2 output\n")
-    assert log.read_text().splitlines() == ["attempt 3 (the earlier attempts' logs: run.attempt-<n>.log)",
-                                            "attempt 3 output"]
-    assert jobs.earlier_attempts(log) == [log.parent / f"run.attempt-{n}.log" for n in (1, 2)]
+    attempts = [log.parent / f"run.attempt-{n}.log" for n in (1, 2, 3)]
+    assert jobs.attempt_logs(log) == attempts
+    assert attempts[0].read_text() == "attempt 1 output\n"
+    assert attempts[1].read_text() == "attempt 2 (every attempt's log: run.attempt-<n>.log)\nattempt 2 output\n"
+    assert log.read_text() == attempts[2].read_text() and log.read_text().endswith("attempt 3 output\n")
+    assert os.path.samefile(log, attempts[2])  # the latest attempt's: one file, two names

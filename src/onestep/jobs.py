@@ -143,34 +143,39 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
         yield rec
 
 
-def earlier_attempts(path: Path) -> list[Path]:
-    """The logs of a job's earlier attempts beside its log `path` (<stem>.attempt-<n><suffix>), in order."""
+def attempt_logs(path: Path) -> list[Path]:
+    """Every attempt's log of the job whose log is `path` (<stem>.attempt-<n><suffix>), in order; the last is
+    the latest attempt's, the same file as `path` (a hard link) while that is there."""
     found = path.parent.glob(f"{path.stem}.attempt-*{path.suffix}")
     number = lambda p: int(p.stem.rpartition("-")[2]) if p.stem.rpartition("-")[2].isdigit() else 0  # noqa: E731
     return sorted((p for p in found if number(p)), key=number)
 
 
-def keep_earlier(path: Path) -> int:
-    """Keep the log a previous attempt left at `path` as <stem>.attempt-<n><suffix> (n = 1, 2, ...); returns the
-    number of this attempt."""
-    n = len(earlier_attempts(path)) + 1
+def this_attempt(path: Path) -> int:
+    """The number of the attempt about to write the log `path`: one more than the attempts' logs beside it (which
+    outlive Snakemake's removal of `path` before a job runs). A log left at `path` with no attempt file of its own
+    (written by hand) is kept as the next number first."""
+    n = len(attempt_logs(path))
     if path.is_file():
-        os.replace(path, path.with_name(f"{path.stem}.attempt-{n}{path.suffix}"))
-        n += 1
-    return n
+        if path.stat().st_nlink > 1:  # its attempt file is the same file: that one stays
+            path.unlink()
+        else:
+            os.replace(path, path.with_name(f"{path.stem}.attempt-{n + 1}{path.suffix}"))
+            n += 1
+    return n + 1
 
 
 @contextmanager
 def logged(path: Path | None):
     """While the job runs, its stdout and stderr (file descriptors 1 and 2: tqdm, warnings and C-level
-    output too) go to `path`, this attempt's alone: an earlier attempt's log there is kept beside it first
-    (`keep_earlier`: <stem>.attempt-1.log, ...). On exit both are restored and the file is closed: complete,
+    output too) go to `path`, this attempt's alone, also named <stem>.attempt-<n><suffix> (a hard link), so
+    every attempt's log is kept (`attempt_logs`). On exit both are restored and the file is closed: complete,
     so it can be attached to MLflow (`attach_log`)."""
     if path is None:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    attempt = keep_earlier(path)
+    attempt = this_attempt(path)
     reserve = path.with_name(path.name + ".reserve")
     try:
         reserve.write_bytes(bytes(16384))
@@ -182,8 +187,12 @@ def logged(path: Path | None):
     saved = os.dup(1), os.dup(2)
     try:
         with open(path, "w") as f:
+            try:  # this attempt's numbered name: Snakemake removes `path` before the next attempt, not this
+                os.link(path, path.with_name(f"{path.stem}.attempt-{attempt}{path.suffix}"))
+            except OSError:  # a file system without hard links: the next attempt replaces this log
+                pass
             if attempt > 1:
-                f.write(f"attempt {attempt} (the earlier attempts' logs: {path.stem}.attempt-<n>{path.suffix})\n")
+                f.write(f"attempt {attempt} (every attempt's log: {path.stem}.attempt-<n>{path.suffix})\n")
                 f.flush()
             os.dup2(f.fileno(), 1)
             os.dup2(f.fileno(), 2)
