@@ -12,7 +12,7 @@ import pytest
 import onestep
 from onestep import cli
 
-PEOPLE = ("where", "ui", "check-config", "sync")
+PEOPLE = ("where", "ui", "check-config", "preflight", "sync")
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

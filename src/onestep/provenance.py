@@ -15,7 +15,7 @@ import ast
 import hashlib
 import inspect
 import subprocess
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ def job_files(kind: str, method: type | None = None) -> list[Path]:
     return closure(entries)
 
 
-@lru_cache(maxsize=None)
+@cache
 def job_hash(kind: str, method: type | None = None) -> str:
     """The hash of the files a job of `kind` runs (job_files): a rule's param, so a change there re-runs it."""
     return files_hash(job_files(kind, method))
@@ -146,3 +146,13 @@ def of_run(kind: str, cfg: dict) -> dict:
     from onestep.methods import METHODS
 
     return record(kind, METHODS[cfg["method"]["name"]])
+
+
+def rule_param(kind: str, plan=None):
+    """A rule's param `code` (workflow.code): job_hash of `kind`, so Snakemake's params trigger re-runs the job
+    when that code changes; for a run's jobs (PER_METHOD), a function of the run's wildcards (its method)."""
+    if kind not in PER_METHOD:
+        return job_hash(kind)
+    from onestep.methods import METHODS
+
+    return lambda w: job_hash(kind, METHODS[plan.runs[(w.ablation, w.run)].config["method"]["name"]])

@@ -319,7 +319,8 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     else:
         _close_orphan(client, marker)
         exp_id = init_store(cfg)
-        tags = {"git_commit": git_commit(), "onestep.code": provenance.label(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
+        tags = {"git_commit": git_commit(), "onestep.code": provenance.label(),
+                "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
         if run_id is not None:  # a run of another store (or a cleaned one): this job records into a run of its own
             tags["onestep.missing_run_id"] = run_id
         if parent_id:  # kept even when this store lacks it: the tag still groups the runs of one ablation

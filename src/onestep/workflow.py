@@ -20,8 +20,19 @@ from snakemake.utils import update_config
 
 # the package's names the plan is made of, imported here alone (the rule files import none of them)
 from onestep import outputs, paper, provenance
-from onestep.config import (IMAGE_FLOOR, ConfigError, Teacher, check_device, dataset_id, gpu_per_job, load_workflow,
-                            plain_ddim, resolve, sections_json, yaml_values)
+from onestep.config import (
+    IMAGE_FLOOR,
+    ConfigError,
+    Teacher,
+    check_device,
+    dataset_id,
+    gpu_per_job,
+    load_workflow,
+    plain_ddim,
+    resolve,
+    sections_json,
+    yaml_values,
+)
 from onestep.data import is_image
 from onestep.devices import visible_gpus
 from onestep.methods import METHODS
@@ -155,13 +166,6 @@ class Plan:
         """The hash of a run's config as train.json records it (outputs.config_hash): params of its evaluation,
         so a config change re-runs it. A `tuned:` run's file adds the tuned values (an input: a change re-runs)."""
         return outputs.config_hash(self.runs[(w.ablation, w.run)].config)
-
-    def code(self, kind: str):
-        """A param: the hash of the source files a `kind` job runs (provenance.job_hash), so a code change re-runs
-        it; of a run's jobs (train, evaluate), with the file of the run's own method."""
-        if kind not in provenance.PER_METHOD:
-            return provenance.job_hash(kind)
-        return lambda w: provenance.job_hash(kind, self._method(self.runs[(w.ablation, w.run)]))
 
     # ---------------------------------------------------------------- what a run reads
 
@@ -361,6 +365,7 @@ class Plan:
 
 
 local_gpus = visible_gpus  # the GPUs a local run may hand out (`gpu=1` jobs at once; none: the jobs run on CPU)
+code = provenance.rule_param  # a rule's param `code`: the hash of the source files its job runs (a change re-runs it)
 
 
 def write_config(cfg_json: str, out: str) -> None:

@@ -17,7 +17,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{ablation}}/{{run}}.log",
     params:
-        code=P.code("evaluate"),  # the source files of its scoring: a code change re-scores
+        code=wf.code("evaluate", P),  # the source files of its scoring: a code change re-scores
         config_hash=P.run_hash,  # a changed config re-runs the evaluation, even when its training was killed
         run=wf.folder("config"),
         tracking=P.tracking_config,
@@ -45,7 +45,7 @@ rule teacher_eval:
     log:
         f"{LOGS}/teacher_eval/{DATA}-ddim-{{steps}}.log",
     params:
-        code=P.code("teacher_eval"),
+        code=wf.code("teacher_eval"),
         tracking=P.tracking_config,
         features=P.features_arg,
     threads: config["threads"]["run"]
@@ -71,7 +71,7 @@ rule teacher_eval_pairs:
     log:
         f"{LOGS}/teacher_eval/{DATA}-pairs-solver.log",
     params:
-        code=P.code("teacher_eval"),
+        code=wf.code("teacher_eval"),
         tracking=P.tracking_config,
         features=P.features_arg,
         solver=P.pairs_solver_args,

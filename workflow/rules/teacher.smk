@@ -13,7 +13,7 @@ rule teacher:
     log:
         f"{LOGS}/teacher/{DATA}.log",
     params:
-        code=P.code("teacher"),  # the source files this job runs: a code change re-runs it
+        code=wf.code("teacher"),  # the source files this job runs: a code change re-runs it
         tracking=P.tracking_config,
     threads: config["threads"]["prep"]
     resources:
@@ -33,7 +33,7 @@ rule pairs:
     log:
         f"{LOGS}/pairs/{DATA}.log",
     params:
-        code=P.code("pairs"),
+        code=wf.code("pairs"),
     threads: config["threads"]["prep"]
     resources:
         gpu=P.gpu_per_job,
@@ -53,7 +53,7 @@ rule trajectory:
     log:
         f"{LOGS}/trajectory/{DATA}-{{noise}}-{{grid}}.log",
     params:
-        code=P.code("trajectory"),
+        code=wf.code("trajectory"),
         pairs=P.trajectory_pairs_arg,
         times=P.grid_times,
     threads: config["threads"]["prep"]
@@ -73,7 +73,7 @@ rule features:
     log:
         f"{LOGS}/features/{DATA}.log",
     params:
-        code=P.code("features"),
+        code=wf.code("features"),
     threads: config["threads"]["run"]
     shell:
         "{ONESTEP} features --threads {threads} --config {input.config} --out {output} --log {log}"
@@ -90,7 +90,7 @@ rule reference:
     log:
         f"{LOGS}/reference/{DATA}.log",
     params:
-        code=P.code("reference"),
+        code=wf.code("reference"),
         features=P.features_arg,
         **P.reference_params,  # images: how the floor is drawn (a new way re-runs this rule)
     threads: config["threads"]["run"]
