@@ -27,7 +27,10 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# first `onestep preflight`: the --configfile files of ARGS checked (file, line, column of a YAML error) and a
+# stale lock of a killed Snakemake removed, each said in one line (docs/cluster.md, "A killed Snakemake")
 demo: $(STAMP)
+	@$(BIN)/onestep preflight demo -- $(ARGS)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET) $(ARGS)
 	@$(BIN)/onestep where $(TARGET) $(ARGS)
 
@@ -35,13 +38,15 @@ demo: $(STAMP)
 # another tier: make paper PAPER_ARGS="--configfile config/digits.yaml"
 PAPER_ARGS ?=
 paper: $(STAMP)
+	@$(BIN)/onestep preflight demo -- $(PAPER_ARGS)
 	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS)
 	$(BIN)/snakemake --cores $(CORES) paper $(PAPER_ARGS) --report results/paper/report.html
 
 # the same target on SLURM: the shipped profile ./slurm (cluster values from ONESTEP_SLURM_* variables);
-# ARGS go to snakemake, e.g. make slurm ARGS="--configfile my.yaml --slurm-status-command squeue"
+# ARGS go to snakemake, e.g. make slurm ARGS="--configfile my.yaml". The preflight as for demo, and where sacct does
+# not answer (no accounting) it adds --slurm-status-command squeue, saying so (or stops, naming the flag)
 slurm: $(STAMP)
-	$(BIN)/snakemake --profile slurm $(TARGET) $(ARGS)
+	@extra="$$($(BIN)/onestep preflight slurm -- $(ARGS))" && set -x && $(BIN)/snakemake --profile slurm $(TARGET) $(ARGS) $$extra
 
 # two pytest workers (pytest-xdist), whole files per worker so a file's shared fixture runs once; the
 # slowest tests are printed at the end. TEST_WORKERS=0: one process.

@@ -12,7 +12,7 @@ import pytest
 import onestep
 from onestep import cli
 
-PEOPLE = ("where", "compare", "ui", "check-config", "sync")
+PEOPLE = ("where", "compare", "ui", "check-config", "preflight", "sync")
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

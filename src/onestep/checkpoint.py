@@ -25,8 +25,17 @@ class CheckpointError(OnestepError, RuntimeError):
 def save_atomic(obj: dict, path: str | Path) -> None:
     """`obj` with its SHA-256 (key `sha256`, checked by _load), written atomically: a kill mid-write leaves
     the previous file (or none), a full or read-only folder no temporary file (outputs.atomic)."""
-    with outputs.atomic(path) as tmp:
+    with outputs.atomic(path, need=_nbytes(obj) + 2**20) as tmp:  # a full disk: the space it needs, named
         torch.save({**obj, "sha256": outputs.digest(obj)}, tmp)
+
+
+def _nbytes(obj) -> int:
+    """The bytes of the tensors in a nested payload (about the size of its torch file)."""
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_nbytes(v) for v in obj)
+    return obj.untyped_storage().nbytes() if isinstance(obj, torch.Tensor) else 0
 
 
 def load_file(path: Path, what: str, what_to_do: str) -> dict:

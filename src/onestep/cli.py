@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
-import traceback
 from pathlib import Path
 
 from onestep import __version__
 from onestep.errors import OnestepError
-from onestep.stages import people, run, tables, teacher, tracking, tuning
+from onestep.stages import people, preflight, run, tables, teacher, tracking, tuning
 
 ABOUT = """One-step diffusion ablations: distil a diffusion teacher into one-step students, method by method.
 `snakemake` runs the pipeline (it calls the rule internals below); `onestep COMMAND --help` for each command."""
@@ -51,6 +50,10 @@ def _people() -> list:
     return [
         ("check-config", people.check_config, "check config files (--configfile A B) before a run", None,
          [A("config", "files", help="config files, merged over config/config.yaml in order", type=Path, nargs="*")]),
+        ("preflight", preflight.preflight, "before `make demo`/`make slurm`: config files, a stale lock, SLURM's status "
+         "command", None, [A("config", "target", help="the Makefile target: demo, or slurm (its status command too)",
+                             choices=["demo", "slurm"]),
+                           A("config", "args", help="Snakemake's arguments (after --)", nargs=argparse.REMAINDER)]),
         ("where", people.where, "where a target's table, plots, runs and MLflow records are", None,
          [A("config", "target", help="the target (an ablation name)"), A("config", "args", nargs=argparse.REMAINDER,
           help="snakemake's arguments of the run (--configfile A B, --config key=value): its dataset and folders")]),
@@ -175,22 +178,14 @@ def main(argv: list[str] | None = None) -> None:
             line, code = f"onestep {a.cmd}: interrupted (Ctrl-C); nothing of this job's outputs was written", 130
         except (OnestepError, FileNotFoundError) as e:
             line, code = f"onestep {a.cmd}: error: {e}", 2
-        except Exception as e:
-            if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-                from onestep.accel import oom_message
-
-                line, code = f"onestep {a.cmd}: error: {oom_message(e, a.cmd, jobs.config_or_none(a.config))}", 2
-            elif log is None:
-                raise
-            else:
-                traceback.print_exc()  # a bug: its traceback belongs in the job's log
-                line, code = f"onestep {a.cmd}: failed ({type(e).__name__}: {e}); the traceback is in the log", 1
+        except Exception as e:  # a full disk or read-only folder, out of GPU memory: one line; else a bug
+            line, code = jobs.failure(a.cmd, e, a.config, log)
         if line and code != 1:
-            print(line, file=sys.stderr)
+            jobs.last_line(line)  # the log ends with it, even on a full disk
     jobs.attach_log(done, log, a.cmd)
     if line and log is not None:
         # the cause outside the log too: Snakemake shows a local job's stderr above "Error in rule"; a SLURM job's log
-        print(f"{line.splitlines()[0]} (log: {log})", file=sys.stderr, flush=True)
+        jobs.last_line(f"{line.splitlines()[0]} (log: {log})")
     if code:
         sys.exit(code)
 

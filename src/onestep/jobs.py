@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from onestep.errors import OnestepError
 from onestep.training.resume import Preempted, Resume
 
 _DEVICES: dict[str, str] = {}
+STORE: dict[str, str] = {}  # the job's tracking URI ("uri"), to name the MLflow store when it is full
+RESERVE: list[Path] = []  # a few kilobytes beside the open log, given up for its last line on a full disk
 
 
 def job_config(config: Path, tracking_file: Path | None = None, tracked: bool = True, threads: int | None = None) -> dict:
@@ -29,6 +32,7 @@ def job_config(config: Path, tracking_file: Path | None = None, tracked: bool = 
 
     cfg = with_tracking(read_file(config, "job config file"), tracking_file, config, tracked)
     if tracked:
+        STORE["uri"] = tracking.tracking_uri(cfg)
         tracking.check_server(cfg)
     set_threads(threads)
     return cfg
@@ -139,32 +143,122 @@ def resumable_record(cfg: dict, name: str, tags: dict, resume: Resume, extra: di
         yield rec
 
 
+def attempt_logs(path: Path) -> list[Path]:
+    """Every attempt's log of the job whose log is `path` (<stem>.attempt-<n><suffix>), in order; the last is
+    the latest attempt's, the same file as `path` (a hard link) while that is there."""
+    found = path.parent.glob(f"{path.stem}.attempt-*{path.suffix}")
+    number = lambda p: int(p.stem.rpartition("-")[2]) if p.stem.rpartition("-")[2].isdigit() else 0  # noqa: E731
+    return sorted((p for p in found if number(p)), key=number)
+
+
+def this_attempt(path: Path) -> int:
+    """The number of the attempt about to write the log `path`: one more than the attempts' logs beside it (which
+    outlive Snakemake's removal of `path` before a job runs). A log left at `path` with no attempt file of its own
+    (written by hand) is kept as the next number first."""
+    n = len(attempt_logs(path))
+    if path.is_file():
+        if path.stat().st_nlink > 1:  # its attempt file is the same file: that one stays
+            path.unlink()
+        else:
+            os.replace(path, path.with_name(f"{path.stem}.attempt-{n + 1}{path.suffix}"))
+            n += 1
+    return n + 1
+
+
 @contextmanager
 def logged(path: Path | None):
     """While the job runs, its stdout and stderr (file descriptors 1 and 2: tqdm, warnings and C-level
-    output too) go to `path`, truncated first (a retried job's log is that attempt's). On exit both are
-    restored and the file is closed: complete, so it can be attached to MLflow (`attach_log`)."""
+    output too) go to `path`, this attempt's alone, also named <stem>.attempt-<n><suffix> (a hard link), so
+    every attempt's log is kept (`attempt_logs`). On exit both are restored and the file is closed: complete,
+    so it can be attached to MLflow (`attach_log`)."""
     if path is None:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = this_attempt(path)
+    reserve = path.with_name(path.name + ".reserve")
+    try:
+        reserve.write_bytes(bytes(16384))
+        RESERVE.append(reserve)
+    except OSError:  # already full: last_line cuts the log's tail instead
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     try:
         with open(path, "w") as f:
+            try:  # this attempt's numbered name: Snakemake removes `path` before the next attempt, not this
+                os.link(path, path.with_name(f"{path.stem}.attempt-{attempt}{path.suffix}"))
+            except OSError:  # a file system without hard links: the next attempt replaces this log
+                pass
+            if attempt > 1:
+                f.write(f"attempt {attempt} (every attempt's log: {path.stem}.attempt-<n>{path.suffix})\n")
+                f.flush()
             os.dup2(f.fileno(), 1)
             os.dup2(f.fileno(), 2)
             try:
                 yield
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                _flush()
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
+        _give_up_reserve()
+
+
+def _give_up_reserve() -> None:
+    while RESERVE:
+        RESERVE.pop().unlink(missing_ok=True)
+
+
+def _flush() -> None:
+    """Flush stdout and stderr; what a full disk refuses is dropped (the job's last line still gets there)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+
+
+def last_line(line: str) -> None:
+    """The job's last line on stderr (its log, inside `logged`). A full disk that refuses it gets the space kept
+    beside the log (RESERVE), then, if still refused, the log's last page for it, marked: the log ends with that
+    line, whatever the disk."""
+    data = (line + "\n").encode()
+    _flush()
+    for _ in range(2):  # then again, the reserve given up
+        try:
+            os.write(2, data)
+            return
+        except OSError:
+            _give_up_reserve()
+    try:
+        cut = max(0, ((os.lseek(2, 0, os.SEEK_END) - 1) // 4096 - (len(data) + 80) // 4096) * 4096)
+        os.ftruncate(2, cut)
+        os.lseek(2, cut, os.SEEK_SET)
+        os.write(2, b"\n[the last kilobytes of this log dropped: the disk is full]\n" + data)
+    except OSError:
+        pass
+
+
+def failure(cmd: str, e: Exception, config: Path | None, log: Path | None) -> tuple[str, int]:
+    """The last line and exit code of a job's unexpected exception `e` (called while it is handled): a full
+    disk or a read-only folder (outputs.write_failure: every writer, the MLflow store, the log) or out of GPU
+    memory exit 2 with one line; a bug exits 1, its traceback printed into the log (raised without a log)."""
+    from onestep.outputs import write_failure
+
+    if (failed := write_failure(e, STORE.get("uri"))) is not None:
+        return f"onestep {cmd}: error: {failed}", 2
+    if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        from onestep.accel import oom_message
+
+        return f"onestep {cmd}: error: {oom_message(e, cmd, config_or_none(config))}", 2
+    if log is None:
+        raise e
+    traceback.print_exc()  # a bug: its traceback belongs in the job's log
+    return f"onestep {cmd}: failed ({type(e).__name__}: {e}); the traceback is in the log", 1
 
 
 @dataclass

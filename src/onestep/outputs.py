@@ -4,6 +4,7 @@ name, then a rename), so a killed job never leaves a truncated file for the next
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 from contextlib import contextmanager
@@ -18,22 +19,57 @@ class WriteError(OnestepError, OSError):
     """An output cannot be written (a read-only or full results folder): the path and what it needs."""
 
 
-def write_problem(path: Path, e: OSError) -> str:
-    """The message for an output that could not be written: the path, the cause, what is needed."""
-    import errno
+FULL = (errno.ENOSPC, errno.EDQUOT)
+TORCH_WRITE = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")  # torch.save on a full disk
+STORE_FULL = ("database or disk is full", "disk i/o error")  # sqlite (the MLflow store) on a full disk
 
-    need = {errno.ENOSPC: "free disk space there (or a larger quota)", errno.EDQUOT: "a larger disk quota there",
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**17 else f"{n / 2**10:.1f} KB"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes (for this user) on the file system of `path`'s nearest existing folder; None: unknown."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def write_problem(path: str | Path, e: OSError, need: int | None = None) -> str:
+    """The message for an output that could not be written: the path, the cause, what is needed (with `need`,
+    the bytes it was writing, and the space free there)."""
+    free = free_bytes(path)
+    space = (f"about {_mb(need)} free there" if need and need >= 4096 else "free disk space there") + (
+        f" ({_mb(free)} free now)" if free is not None else "")
+    wanted = {errno.ENOSPC: f"{space} (or a larger quota)", errno.EDQUOT: f"a larger disk quota ({space})",
             errno.EROFS: "a writable file system", errno.EACCES: "write permission on that folder",
             errno.EPERM: "write permission on that folder"}.get(e.errno, "a writable folder with free space")
-    return (f"cannot write {path}: {e.strerror or e}; it needs {need}, or set `out:` to another folder "
+    return (f"cannot write {path}: {e.strerror or e}; it needs {wanted}, or set `out:` to another folder "
             "(snakemake --config out=/path)")
 
 
+def _as_oserror(e: BaseException, path: Path, need: int | None) -> OSError | None:
+    """`e` as the OSError it stands for: an OSError itself, or a torch writer's RuntimeError on a full disk
+    (torch.save raises `[enforce fail at inline_container.cc] unexpected pos`, not an OSError)."""
+    if isinstance(e, OSError):
+        return e
+    free = free_bytes(path)
+    if isinstance(e, RuntimeError) and (any(m in str(e) for m in TORCH_WRITE) or (
+            need is not None and free is not None and free < need)):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 @contextmanager
-def atomic(path: str | Path, suffix: str = ".tmp"):
+def atomic(path: str | Path, suffix: str = ".tmp", need: int | None = None):
     """Yield a temporary name beside `path`, renamed onto it when the block ends; on any failure (a full
-    disk, a read-only folder, a kill by exception) the temporary file is removed and an OSError becomes a
-    WriteError naming `path`."""
+    disk, a read-only folder, a kill by exception) the temporary file is removed and an OSError (or torch's
+    writer failing on a full disk) becomes a WriteError naming `path` and the space (`need`, bytes) it needs."""
     path = Path(path)
     tmp = path.with_name(path.name + suffix)
     try:
@@ -45,9 +81,28 @@ def atomic(path: str | Path, suffix: str = ".tmp"):
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        if isinstance(e, OSError) and not isinstance(e, WriteError):
-            raise WriteError(write_problem(path, e)) from e
+        if not isinstance(e, WriteError) and (os_e := _as_oserror(e, path, need)) is not None:
+            raise WriteError(write_problem(path, os_e, need)) from e
         raise
+
+
+def write_failure(e: BaseException, store: str | None = None) -> WriteError | None:
+    """The WriteError a job's failure stands for, else None: a WriteError anywhere in its chain (causes and
+    contexts: e.g. the MLflow store failing while it marks the run FAILED), the MLflow store (sqlite) or a
+    log or stream refusing a write on a full disk or read-only folder. `store`: the tracking URI, to name it."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, WriteError):
+            return e
+        if any(m in str(e).lower() for m in STORE_FULL):
+            where = store or "the MLflow store (tracking.uri)"
+            return WriteError(f"cannot write the MLflow store {where}: the disk is full ({str(e).splitlines()[0]}); "
+                              "it needs free disk space there, or another tracking.uri")
+        if isinstance(e, OSError) and e.errno in (*FULL, errno.EROFS):
+            return WriteError(write_problem(e.filename or "this job's log or output stream", e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _tmp(path: Path, suffix: str = ".tmp") -> Path:
@@ -56,8 +111,9 @@ def _tmp(path: Path, suffix: str = ".tmp") -> Path:
 
 
 def write_json(path: str | Path, obj) -> None:
-    with atomic(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    with atomic(path, need=len(text)) as tmp:
+        tmp.write_text(text)
 
 
 def read_json(path: str | Path):
@@ -118,7 +174,7 @@ def verify(path: str | Path, payload: dict, stored: str | None, what_to_do: str)
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """The arrays and their SHA-256 (entry `sha256`), written atomically."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    with atomic(path, ".tmp.npz") as tmp:  # np.savez appends .npz to any other name
+    with atomic(path, ".tmp.npz", sum(a.nbytes for a in arrays.values())) as tmp:  # np.savez appends .npz otherwise
         np.savez(tmp, **arrays, sha256=np.array(digest(arrays)))
 
 
@@ -178,8 +234,9 @@ def write_yaml(path: str | Path, obj) -> None:
     """A config file (the rules' per-job config.yaml), keys in their given order."""
     import yaml
 
-    with atomic(path) as tmp:
-        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+    text = yaml.safe_dump(obj, sort_keys=False)
+    with atomic(path, need=len(text)) as tmp:
+        tmp.write_text(text)
 
 
 def read_yaml(path: str | Path):

@@ -95,13 +95,25 @@ def copy_artefact(sources: list[Path], out_prefix: Path) -> list[Path]:
     return made
 
 
+def _code(prefix: Path) -> str:
+    """The code versions behind an artefact: the distinct `code` labels of its CSV's rows (report.ablation)."""
+    import csv
+
+    try:
+        with open(prefix.with_suffix(".csv"), newline="") as f:
+            labels = {c.split(" train ")[0] for r in csv.DictReader(f) for c in (r.get("code") or "").split("; ") if c}
+    except OSError:
+        return ""
+    return ", ".join(f"`{c}`" for c in sorted(labels))
+
+
 def write_index(spec_path: Path, out: Path) -> str:
     """index.md: one row per artefact of the paper spec, with its files, command and config hash."""
     spec = outputs.read_yaml(spec_path)
-    rows = ["| artefact | files | command | config hash |", "|---|---|---|---|"]
+    rows = ["| artefact | files | command | config hash | code |", "|---|---|---|---|---|"]
     for a in spec["artefacts"]:
         files = ", ".join(f"[{a['name']}{e}]({a['name']}{e})" for e in EXTS)
-        rows.append(f"| {a['title']} | {files} | `{a['command']}` | `{a['config_hash']}` |")
+        rows.append(f"| {a['title']} | {files} | `{a['command']}` | `{a['config_hash']}` | {_code(out.parent / a['name'])} |")
     text = "\n".join([f"# Paper artefacts: {spec['tier']}", "",
                       f"Made by `{spec['command']}` (config hash `{spec['config_hash']}`); each artefact's own "
                       "target rebuilds it alone. The config hash is sha256 (12 digits) of the resolved config's hash "

@@ -20,9 +20,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from onestep import provenance
 from onestep.config.sections import Tracking
 from onestep.errors import OnestepError
-from onestep.tracking_view import VIEW, git_commit, relocate, retire_default, source_tags  # noqa: F401 (git_commit: callers)
+from onestep.tracking_view import VIEW, relocate, retire_default, source_tags
 
 
 def tracking_uri(cfg: dict) -> str:
@@ -293,7 +294,7 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     else:
         _close_orphan(client, marker)
         exp_id = init_store(cfg)
-        tags = {**source_tags(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
+        tags = {**source_tags(), "onestep.code": provenance.label(), "dataset": cfg.get("dataset", {}).get("name", ""), **(tags or {})}
         if run_id is not None:  # a run of another store (or a cleaned one): this job records into a run of its own
             tags["onestep.missing_run_id"] = run_id
         if parent_id:  # kept even when this store lacks it: the tag still groups the runs of one ablation
@@ -307,11 +308,14 @@ def record(cfg: dict, name: str, tags: dict[str, str] | None = None, parent_id: 
     try:
         yield rec
     except BaseException as e:
-        rec.flush()
         if monitor is not None:
             monitor.finish()
         status = "KILLED" if interrupted(e) else status_for(e) if status_for else "FAILED"
-        client.set_terminated(run_id, status=status)
+        try:
+            rec.flush()
+            client.set_terminated(run_id, status=status)
+        except Exception:  # the store cannot take it (a full disk): left RUNNING, its marker kept for the next attempt
+            marker = None
         raise
     finally:
         if marker is not None:

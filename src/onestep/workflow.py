@@ -1,9 +1,8 @@
 """The Snakemake workflow's plan, made at parse time: the validated config, ablations, runs, studies, teacher
 rows, state grids and every input function and param the rules ask for (the one module rule files import).
 
-workflow/rules/common.smk makes one `Plan` (`Plan.load`) and binds its folders; every other rule file reads
-the plan and the module (`wf`) and nothing else. Input functions take Snakemake's wildcards (anything with
-the attributes, e.g. a SimpleNamespace in tests).
+workflow/rules/common.smk makes one `Plan` (`Plan.load`) and binds its folders; other rule files read the plan and
+the module (`wf`) alone. Input functions take Snakemake's wildcards (e.g. a SimpleNamespace in tests).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
-from onestep import outputs, paper, targets  # the package's names the plan is made of (rule files import none)
+from onestep import outputs, paper, provenance, targets  # the plan's names (the rule files import none)
 from onestep.config import (
     IMAGE_FLOOR,
     ConfigError,
@@ -365,6 +364,7 @@ class Plan:
 
 
 local_gpus = visible_gpus  # the GPUs a local run may hand out (`gpu=1` jobs at once; none: the jobs run on CPU)
+code = provenance.rule_param  # a rule's param `code`: the hash of the source files its job runs (a change re-runs it)
 
 
 def write_config(cfg_json: str, out: str) -> None:

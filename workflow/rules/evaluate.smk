@@ -19,6 +19,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{ablation}}/{{run}}.log",
     params:
+        code=wf.code("evaluate", P),  # the source files of its scoring: a code change re-scores
         config_hash=P.run_hash,  # a changed config re-runs the evaluation, even when its training was killed
         run=wf.folder("config"),
         tracking=P.tracking_config,
@@ -47,6 +48,7 @@ rule teacher_eval:
     log:
         f"{LOGS}/teacher_eval/{DATA}-ddim-{{steps}}.log",
     params:
+        code=wf.code("teacher_eval"),
         tracking=P.tracking_config,
         features=P.features_arg,
     threads: config["threads"]["run"]
@@ -73,6 +75,7 @@ rule teacher_eval_pairs:
     log:
         f"{LOGS}/teacher_eval/{DATA}-pairs-solver.log",
     params:
+        code=wf.code("teacher_eval"),
         tracking=P.tracking_config,
         features=P.features_arg,
         solver=P.pairs_solver_args,

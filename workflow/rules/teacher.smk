@@ -13,6 +13,7 @@ rule teacher:
     log:
         f"{LOGS}/teacher/{DATA}.log",
     params:
+        code=wf.code("teacher"),  # the source files this job runs: a code change re-runs it
         tracking=P.tracking_config,
     threads: config["threads"]["prep"]
     resources:
@@ -31,6 +32,8 @@ rule pairs:
         f"{ROOT}/teacher/pairs.npz",
     log:
         f"{LOGS}/pairs/{DATA}.log",
+    params:
+        code=wf.code("pairs"),
     threads: config["threads"]["prep"]
     resources:
         gpu=P.gpu_per_job,
@@ -50,6 +53,7 @@ rule trajectory:
     log:
         f"{LOGS}/trajectory/{DATA}-{{noise}}-{{grid}}.log",
     params:
+        code=wf.code("trajectory"),
         pairs=P.trajectory_pairs_arg,
         times=P.grid_times,
     threads: config["threads"]["prep"]
@@ -69,6 +73,8 @@ rule features:
         f"{ROOT}/features.pt",
     log:
         f"{LOGS}/features/{DATA}.log",
+    params:
+        code=wf.code("features"),
     threads: config["threads"]["run"]
     priority: wf.targets.EVALUATE_PRIORITY  # an evaluation reads it: not after every training
     shell:
@@ -86,6 +92,7 @@ rule reference:
     log:
         f"{LOGS}/reference/{DATA}.log",
     params:
+        code=wf.code("reference"),
         features=P.features_arg,
         **P.reference_params,  # images: how the floor is drawn (a new way re-runs this rule)
     threads: config["threads"]["run"]

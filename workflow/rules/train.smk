@@ -18,6 +18,7 @@ rule train:
     log:
         f"{LOGS}/train/{{ablation}}/{{run}}.log",
     params:
+        code=wf.code("train", P),  # the source files this run's training runs: a code change re-runs it
         out=wf.folder("ckpt", "output"),
         tracking=P.tracking_config,
         lambda_best=P.lambda_best_arg,

@@ -97,10 +97,20 @@ def frame(ab: Ablation, summary: pl.DataFrame) -> pl.DataFrame:
     run = summary.with_columns(pl.lit("run").alias("kind"), pl.lit(name).alias("ablation"), pl.lit(title).alias("title"),
                                pl.lit(ab.primary).alias("primary"),
                                pl.Series("setting", [setting(r, ab.axes) for r in summary.iter_rows(named=True)]),
-                               pl.lit(ab.records[0].get("num_samples", ab.ref.get("num_samples"))).alias("samples"))
+                               pl.lit(ab.records[0].get("num_samples", ab.ref.get("num_samples"))).alias("samples"),
+                               pl.Series("code", [code_of(ab, r) for r in summary.iter_rows(named=True)]))
     refs = pl.DataFrame([{"kind": "reference", "setting": label, "ablation": name, "title": title, "primary": ab.primary,
                           **{f"{m}_mean": float(v[m]) for m in ab.metrics}} for label, v in references(ab.ref, ab.teachers)])
     return pl.concat([run, refs], how="diagonal_relaxed")
+
+
+def code_of(ab: Ablation, row: dict) -> str:
+    """The code that trained a row's runs (train.json's `code`): its version label and the training's code hash,
+    each distinct one once ("" for runs recorded before it was kept)."""
+    point = tuple(row[a] for a in ab.axes)
+    codes = {f"{c['label']} train {c['code_hash']}" for r in ab.records
+             if tuple(str(r["point"][a]) for a in ab.axes) == point and (c := (r.get("train") or {}).get("code"))}
+    return "; ".join(sorted(codes))
 
 
 def header(ab: Ablation) -> list[str]:

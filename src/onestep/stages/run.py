@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from onestep import outputs
+from onestep import outputs, provenance
 
 RUN_FILES = ("train_log.csv", "stages.csv", "curves.png", "curves.pdf")  # a training's files besides the outputs
 STALE = ("metrics.json", "samples.png")  # the evaluation of a run's previous training
@@ -21,6 +21,7 @@ def train(cfg: dict, config: Path, teacher: Path, pairs: Path, out: Path, featur
     from onestep.tuning.values import resolve_lambda, trained_alike
 
     given = outputs.provenance(config)  # the config file as given (method.lambda: tuned unresolved, no tracking)
+    given["code"] = provenance.of_run("train", cfg)  # the code that trains it (version, its files' hash)
     cfg = resolve_lambda(cfg, tuned)
     out.mkdir(parents=True, exist_ok=True)
     # a previous training's evaluation is stale from now on, whatever happens to this job (kill, failure)
@@ -149,7 +150,7 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
     check_server(cfg)
     jobs.set_threads(threads)
     train = outputs.check_current(run / "train.json")  # trained with the run's current config.yaml
-    given = {k: train.pop(k) for k in ("config_file", "config_hash", "config")}
+    given = {k: train.pop(k) for k in ("config_file", "config_hash", "config")} | {"code": provenance.of_run("evaluate", cfg)}
     device = jobs.device(cfg)
     net = load_teacher(teacher, device)
     ref = outputs.load_npz(reference)

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from onestep import outputs
+from onestep import outputs, provenance
 
 
 def teacher(cfg: dict, out: Path):
@@ -30,7 +30,7 @@ def teacher(cfg: dict, out: Path):
         rec.metrics(summary)
         save_checkpoint(out, "teacher", net_cfg, shape, cfg, net)
         rec.artifact(out, "checkpoint")
-    outputs.write_json(out.with_suffix(".json"), summary)
+    outputs.write_json(out.with_suffix(".json"), summary | {"code": provenance.record("teacher")})
     resume.path.unlink(missing_ok=True)
     print(json.dumps(summary))
     return jobs.Done(cfg, rec.run_id)
@@ -137,7 +137,7 @@ def reference(cfg: dict, config: Path, out: Path, summary: Path, features: Path 
 
     arrays, floor = make_reference(cfg, features)
     outputs.save_npz(out, **arrays)
-    outputs.write_json(summary, floor | outputs.provenance(config))
+    outputs.write_json(summary, floor | outputs.provenance(config) | {"code": provenance.record("reference")})
     print(json.dumps(floor))
 
 
@@ -167,7 +167,8 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
                      lambda z: teacher_sample(net, z, steps, cfg["diffusion"], solver, clip_x0), device)
         result = {**score(x, ref, cfg, features), "steps": steps, "sampling_s": time.time() - t0,
                   "label": label, "solver": solver, "clip_x0": clip_x0,
-                  "max_abs": float(x.abs().max()), **outputs.provenance(config)}
+                  "max_abs": float(x.abs().max()), **outputs.provenance(config),
+                  "code": provenance.record("teacher_eval")}
         rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
         run_samples(x, ref, plot, label if not plain else f"teacher DDIM {steps} steps")
         rec.artifact(plot, "plots")
