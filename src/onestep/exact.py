@@ -150,9 +150,25 @@ def null(name: str, n: int, m: int = BINS_PER_CELL) -> dict[str, float]:
     var = np.maximum(n * p * (1 - p) - mad ** 2, 0.0)
     m_support = int(b.support.sum())
     n_s = max(n * (1 - p_off), 2.0)
-    return {"off_support_floor": p_off, "off_support_null_sd": math.sqrt(p_off * (1 - p_off) / n),
-            "tv_floor": float(mad.sum() / (2 * n)), "tv_null_sd": float(math.sqrt(var.sum()) / (2 * n)),
-            "chi2_floor": 0.0, "chi2_null_sd": math.sqrt(2 * (m_support - 1)) / n_s}
+    out = {"off_support_floor": p_off, "off_support_null_sd": math.sqrt(p_off * (1 - p_off) / n),
+           "tv_floor": float(mad.sum() / (2 * n)), "tv_null_sd": float(math.sqrt(var.sum()) / (2 * n)),
+           "chi2_floor": 0.0, "chi2_null_sd": math.sqrt(2 * (m_support - 1)) / n_s}
+    if name == "eight_gaussians":  # max |mass - 1/8| of Multinomial(n, 1/8 each): 4000 seeded draws
+        dev = np.abs(np.random.default_rng(0).multinomial(n, [1 / 8] * 8, 4000) / n - 1 / 8).max(1)
+        out |= {"mode_dev_floor": float(dev.mean()), "mode_dev_null_sd": float(dev.std())}
+    return out
+
+
+METRICS = ("tv", "off_support", "chi2", "mode_dev")  # lower is better; each has <m>_floor and <m>_null_sd in null()
+
+
+def eval_sd(result: dict[str, float]) -> dict[str, float]:
+    """Each exact metric's evaluation spread for one run: the null spread, and for off_support the binomial
+    spread sqrt(p (1 - p) / n) at the measured share p when it is larger."""
+    out = {m: result[f"{m}_null_sd"] for m in METRICS if m in result}
+    p, n = result["off_support"], result["exact_n"]
+    out["off_support"] = max(out["off_support"], math.sqrt(p * (1 - p) / n))
+    return out
 
 
 def _modes(x: np.ndarray) -> dict[str, float]:

@@ -17,7 +17,7 @@ from onestep.config.files import REPO, get_path, key_name
 from onestep.config.method import method_names, method_section
 from onestep.config.policy import check_gpu_tier
 from onestep.config.results import NOT_IN_RESULTS, NOT_IN_RUNS
-from onestep.config.sections import SECTIONS
+from onestep.config.sections import SECTIONS, check_headline
 from onestep.errors import ConfigError
 from onestep.methods import METHODS
 
@@ -148,6 +148,7 @@ def check_semantics(cfg: dict, where: str) -> None:
     if ds["name"] in ("npz", "folder") and not ds.get("path"):
         raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
     check_gpu_tier(cfg, where)
+    check_headline(cfg, where)
 
 
 def check_tune(cfg: dict, where: str) -> None:
