@@ -104,3 +104,23 @@ def test_scoring_a_million_samples_takes_under_two_seconds():
     t0 = time.perf_counter()
     exact.exact_metrics("checkerboard", x)
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_headline_is_checked_at_parse_time_and_auto_is_tv_on_2d():
+    import yaml
+
+    from onestep.config.schema import validate
+    from onestep.errors import ConfigError
+    from onestep.metrics import headline
+
+    cfg = yaml.safe_load(open("config/config.yaml"))
+    assert headline(cfg) == "tv"
+    cfg["evaluation"]["headline"] = "fid"
+    with pytest.raises(ConfigError, match="evaluation.headline: 'fid' is not a metric of dataset 'checkerboard'"):
+        validate(cfg)
+    cfg["evaluation"]["headline"] = "mode_dev"
+    with pytest.raises(ConfigError, match="evaluation.headline"):
+        validate(cfg)
+    cfg["evaluation"]["headline"] = "off_support"
+    validate(cfg)
+    assert headline(cfg) == "off_support"

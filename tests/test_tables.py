@@ -167,4 +167,4 @@ def test_a_methods_columns_hook_adds_its_column_when_runs_carry_the_number(store
     assert cols[6] == "widget err" and "widget err: a test number." in md
     assert s["widget_err_mean"].to_list() == pytest.approx([1.5, 4.5, 7.5])
     row = next(r for r in md.splitlines() if r.startswith("| forward"))
-    assert row.split("|")[6].strip() == "1.5 ± 1"
+    assert row.split("|")[7].strip() == "1.5 ± 1"

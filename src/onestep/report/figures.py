@@ -1,4 +1,5 @@
-"""Figures (matplotlib): a 2-D density image (or image grid) of a run's samples beside the data's, training curves, the ablation, main, baselines and study plots."""
+"""Figures (matplotlib): a run's samples (a 2-D density image beside the data's, or an image grid), training
+curves, the ablation, main, baselines and study plots."""
 
 from __future__ import annotations
 
