@@ -124,3 +124,31 @@ def test_headline_is_checked_at_parse_time_and_auto_is_tv_on_2d():
     cfg["evaluation"]["headline"] = "off_support"
     validate(cfg)
     assert headline(cfg) == "off_support"
+
+
+def test_a_runs_score_carries_the_exact_metrics_of_its_own_sample_and_their_spread():
+    import torch
+    import yaml
+
+    from onestep import evaluate
+
+    cfg = yaml.safe_load(open("config/config.yaml"))
+    cfg["evaluation"] |= {"num_samples": 2048, "exact_samples": 20000, "eval_draws": 2, "swd_projections": 16}
+    ref = {"x": data.sample(cfg["dataset"], 2048, 777).numpy()}
+    seen = []
+
+    def sampler(z):  # a "student" that leaks: the density, plus every sample with z_0 > 2 sent to an empty square
+        seen.append(z)
+        x = data.sample(cfg["dataset"], z.shape[0], int(z[0, 0].abs() * 1e6))
+        return torch.where((z[:, :1] > 2), torch.tensor([[0.5, -0.5]]), x)
+
+    x = sampler(evaluate.eval_noise(cfg, (2,)))
+    ex = evaluate.exact_sample(cfg, (2,), sampler, "cpu")
+    assert ex.shape == (20000, 2) and not torch.equal(seen[1][:2048], seen[0])  # its own noise, not the tables'
+    assert torch.equal(evaluate.exact_sample(cfg, (2,), lambda z: z, "cpu"), evaluate.exact_sample(cfg, (2,), lambda z: z, "cpu"))
+    r = evaluate.score(x, ref, cfg, None, ex)
+    leak = float((seen[1][:, 0] > 2).double().mean())  # P(z > 2) = 2.3%
+    assert r["primary"] == "tv" and r["metrics"]["off_support"] == pytest.approx(leak, abs=1e-12)
+    assert r["metrics"]["tv"] >= r["metrics"]["off_support"]
+    assert r["eval_sd"]["off_support"] == pytest.approx(np.sqrt(leak * (1 - leak) / 20000))
+    assert len(r["swd_draws"]) == 3 and r["eval_sd"]["swd"] > 0 and r["exact"]["exact_n"] == 20000

@@ -168,10 +168,11 @@ def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys
 
 
 def samples_side_by_side(images: list[tuple[str, Path]], path: str | Path, title: str) -> None:
-    """The points' sample figures (samples.png of one seed) in one row."""
+    """The points' sample figures (samples.png of one seed: 2-D, the samples' density image beside the data's) in
+    one column, each at a readable width."""
     images = [(label, Path(f)) for label, f in images if Path(f).is_file()]
     n = max(1, len(images))
-    fig, axs = plt.subplots(1, n, figsize=(3 * n, 3.2), squeeze=False)
+    fig, axs = plt.subplots(n, 1, figsize=(7, 3.6 * n), squeeze=False)
     for ax, (label, f) in zip(axs.flat, images, strict=False):
         ax.imshow(plt.imread(f))
         ax.set_title(label, fontsize=8)
