@@ -130,8 +130,9 @@ def multi_step_scores(cfg: dict, method, model: torch.nn.Module, shape: tuple[in
     """{"<metric>@<n>": value} for every n in few_steps(cfg): the same noise, the method's n-step sampler."""
     out = {}
     for n in few_steps(cfg):
-        x = generate(cfg, shape, lambda z, n=n: sample(method, model, z, n), device)
-        out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path)["metrics"].items()}
+        sampler = lambda z, n=n: sample(method, model, z, n)  # noqa: E731
+        x, exact_x = generate(cfg, shape, sampler, device), exact_sample(cfg, shape, sampler, device)
+        out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path, exact_x, draws=False)["metrics"].items()}
     return out
 
 
@@ -204,25 +205,26 @@ def out_of_support(x: torch.Tensor, data_x: torch.Tensor, margin: float = SUPPOR
     return int(outside.sum())
 
 
-def exact_scores(cfg: dict, x: torch.Tensor, exact_x: torch.Tensor | None) -> dict:
+def exact_scores(cfg: dict, x: torch.Tensor, exact_x: torch.Tensor | None, draws: bool = True) -> dict:
     """The exact-density metrics of exact_x (x where None), the SWD of evaluation.eval_draws slices of exact_x
     against fresh data draws, and every metric's evaluation spread (`eval_sd`)."""
     ev = Evaluation.filled(cfg["evaluation"])
     xs = exact_x if exact_x is not None else x
     r = exact.exact_metrics(cfg["dataset"]["name"], xs.double().numpy(), ev["exact_bins"])
     out = {"metrics": {m: r[m] for m in exact.METRICS if m in r}, "exact": r, "eval_sd": exact.eval_sd(r)}
-    n, draws = x.shape[0], []
-    if exact_x is not None:
+    n, swds = x.shape[0], []
+    if exact_x is not None and draws:
         for i in range(min(ev["eval_draws"], exact_x.shape[0] // n)):
             other = data.sample(cfg["dataset"], n, ev["reference_seed"] + 1000 + i)
-            draws.append(sliced_wasserstein(exact_x[i * n:(i + 1) * n], other, ev["swd_projections"]))
-    return out | {"swd_draws": draws}
+            swds.append(sliced_wasserstein(exact_x[i * n:(i + 1) * n], other, ev["swd_projections"]))
+    return out | {"swd_draws": swds}
 
 
 def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None,
-          exact_x: torch.Tensor | None = None) -> dict:
+          exact_x: torch.Tensor | None = None, draws: bool = True) -> dict:
     """Metrics of samples x against the stored reference (points: the exact-density metrics of `exact_x`, see
-    exact_scores, and the count of samples outside the data's bounding box, `out_of_support`)."""
+    exact_scores, with its SWD draws unless `draws` is false, and the count of samples outside the data's
+    bounding box, `out_of_support`)."""
     extra = {}
     if kind(cfg) == "points":
         metrics = points_metrics(x, torch.from_numpy(ref["x"]), cfg["evaluation"])
@@ -230,7 +232,7 @@ def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path:
         extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
                  "support_margin": margin}
         if has_exact(cfg):
-            ex = exact_scores(cfg, x, exact_x)
+            ex = exact_scores(cfg, x, exact_x, draws)
             metrics |= ex.pop("metrics")
             draws = [metrics["swd"], *ex.pop("swd_draws")]
             if len(draws) > 1:
