@@ -43,7 +43,7 @@ def test_table_has_its_rows(finished):
 
     csv = pl.read_csv(finished / "results" / "tables" / "checkerboard" / "ablate_order.csv").filter(pl.col("kind") == "run")
     assert csv["method.ordering"].to_list() == ["forward", "reversed"]
-    assert (csv["seeds"] == 1).all() and "swd_ratio_to_teacher_10" in csv.columns
+    assert (csv["seeds"] == 1).all() and "tv_ratio_to_teacher_10" in csv.columns
 
 
 @pytest.mark.e2e
