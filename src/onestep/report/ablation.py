@@ -108,7 +108,7 @@ def header(ab: Ablation) -> list[str]:
     pm = columns.label(ab.primary)
     out = [a.split(".")[-1] for a in ab.axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)",
                                                   f"TOST p (±{EQUIV_MARGIN:.0%})"]
-    out += [c.label for c in ab.measured] + [columns.label(m) for m in ab.metrics[1:]]
+    out += [columns.label(m) for m in ab.metrics[1:]] + [c.label for c in ab.measured]
     out += [f"{pm} / teacher-{ab.t50['steps']}"] if ab.t50 else []
     out += [support_header(ab.records[0].get("num_samples"))] * ab.far + [c.label for c in ab.scheduled]
     return out + [columns.WALL.label, columns.EVALS.label, columns.SEEDS.label]
@@ -121,8 +121,8 @@ def row(ab: Ablation, r: dict, best: dict) -> list[tuple[str, bool]]:
                                               (cells.p_value(r[f"{p}_p_vs_baseline"], r["baseline"]), False),
                                               (cells.p_value(r[f"{p}_p_holm"], r["baseline"]), False),
                                               (cells.p_value(r[f"{p}_tost"], r["baseline"]), False)]
-    out += [(ms(c.key, c.digits), False) for c in ab.measured]
     out += [(ms(m), r[f"{m}_mean"] == best[m]) for m in ab.metrics[1:]]
+    out += [(ms(c.key, c.digits), False) for c in ab.measured]
     out += [(f"{r[ab.ratio]:.3g}", False)] if ab.t50 else []
     out += [(ms(columns.SUPPORT.key, columns.SUPPORT.digits), False)] * ab.far
     out += [(cells.num(r[f"{c.key}_mean"], c.digits), False) for c in ab.scheduled]
@@ -133,8 +133,8 @@ def row(ab: Ablation, r: dict, best: dict) -> list[tuple[str, bool]]:
 def reference_rows(ab: Ablation) -> list[list[str]]:
     p, out = ab.primary, []
     for (label, vals), n_far in zip(references(ab.ref, ab.teachers), support_refs(ab.teachers), strict=True):
-        cs = [label] + [""] * (len(ab.axes) - 1) + [cells.num(vals[p]), "", "", "", ""] + [""] * len(ab.measured)
-        cs += [cells.num(vals[m]) for m in ab.metrics[1:]]
+        cs = [label] + [""] * (len(ab.axes) - 1) + [cells.num(vals[p]), "", "", "", ""]
+        cs += [cells.num(vals[m]) for m in ab.metrics[1:]] + [""] * len(ab.measured)
         cs += [f"{vals[p] / ab.t50['metrics'][p]:.3g}"] if ab.t50 else []
         out.append(cs + [n_far] * ab.far + [""] * len(ab.scheduled) + ["", "", ""])
     return out
@@ -145,8 +145,11 @@ def caption(ab: Ablation, summary: pl.DataFrame) -> str:
     baseline = spec.get("baseline") or {}
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = ab.records[0].get("num_samples", ref.get("num_samples"))
+    n_exact = ab.records[0].get("exact", {}).get("exact_n")
     out = (f"{spec.get('title', spec['name'])}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
-           f"one-step samples from the same held-out noise; lower is better, best in bold. "
+           f"one-step samples from the same held-out noise"
+           + (f" (the exact-density metrics TV, off-support mass, χ²: on {n_exact:.0f} samples from their own noise)"
+              if n_exact else "") + "; lower is better, best in bold. "
            f"{pm} 95% CI: Student t over seeds; p: paired t-test of {pm} against the baseline "
            f"({setting(baseline, list(baseline))}) on the same seeds, "
            f"uncorrected and Holm-corrected across the {summary.height - 1} non-baseline points of this ablation; "
@@ -181,6 +184,12 @@ def floor_caption(ref: dict, primary: str) -> str:
     """What the floor row is, from reference.json: draws, their size, the reference, the spread."""
     pm = columns.label(primary)
     n, reps = ref.get("floor_samples", ref.get("num_samples")), ref.get("floor_repeats", 1)
+    if primary in EXACT_METRICS:
+        spread = (ref.get("floor_std") or {}).get(primary)
+        return ("floor: the exact metrics' analytic floors, their means for the runs' exact-metric sample size of "
+                "the density itself (onestep.exact: 0 for the off-support mass and the chi-square, de Moivre's "
+                "mean absolute deviation for TV" + (f"; {pm} null spread {spread:.2g}" if spread is not None else "")
+                + f"); SWD / FD / MMD: the mean over {reps} draws of {n} data samples against the runs' reference")
     against = ("every training image's features, the runs' reference" if ref.get("kind") == "images"
                else "the same reference sample as the runs")
     spread = (ref.get("floor_std") or {}).get(primary)
