@@ -234,10 +234,10 @@ def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path:
         if has_exact(cfg):
             ex = exact_scores(cfg, x, exact_x, draws)
             metrics |= ex.pop("metrics")
-            draws = [metrics["swd"], *ex.pop("swd_draws")]
-            if len(draws) > 1:
-                ex["eval_sd"]["swd"] = float(np.std(draws, ddof=1))
-            extra |= ex | {"swd_draws": draws}
+            swds = [metrics["swd"], *ex.pop("swd_draws")]  # the fixed set's, then the further draws'
+            if len(swds) > 1:
+                ex["eval_sd"]["swd"] = float(np.std(swds, ddof=1))
+            extra |= ex | {"swd_draws": swds}
     else:
         stats = (ref["mu"], ref["sigma"]) if "mu" in ref else None
         metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"], stats)
