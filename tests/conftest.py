@@ -40,7 +40,7 @@ TINY = {
     "pairs": {"num": 1024, "ddim_steps": 10, "seed": 1},
     "student": {"batch_size": 64, "log_every": 10},
     "method": {"K": 3, "steps_per_stage": 10},
-    "evaluation": {"num_samples": 256, "teacher_steps": [1, 10], "swd_projections": 32},
+    "evaluation": {"num_samples": 256, "teacher_steps": [1, 10], "swd_projections": 32, "exact_samples": 4096},
 }
 # The same for images: scikit-learn's 8x8 digits with small convnets.
 TINY_DIGITS = {

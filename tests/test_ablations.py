@@ -70,7 +70,7 @@ def test_grids_run_with_paired_tables(finished):
     assert "Fixed budget of 24 steps." in (t / "ablate_K.md").read_text()
     lam = pl.read_csv(t / "ablate_lambda.csv").filter(pl.col("kind") == "run")
     assert lam["method.lambda"].to_list() == [0.0, 0.1, 1.0] and (lam["seeds"] == 2).all()
-    assert lam.filter(~pl.col("baseline"))["swd_p_vs_baseline"].is_not_null().all()
+    assert lam.filter(~pl.col("baseline"))["tv_p_vs_baseline"].is_not_null().all()
     con = pl.read_csv(t / "ablate_consistency.csv").filter(pl.col("kind") == "run")
     assert con["setting"].to_list() == ["consistency=adjacent, consistency_step=ddpm",
                                         "consistency=adjacent, consistency_step=ddim",

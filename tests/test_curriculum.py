@@ -3,6 +3,7 @@
 import math
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from conftest import LinearEps, method_of
@@ -23,9 +24,18 @@ class Const(nn.Module):
 
 def test_timesteps_follow_the_seed():
     assert timesteps(1000, 10) == (1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0)
-    assert timesteps(1000, 3) == (1000, 667, 334, 0)  # t_3 = 1 clipped to the data at 0
+    assert timesteps(1000, 3) == (1000, 667, 333, 0)  # the rounded linspace
     ts = timesteps(1000, 1000)
     assert ts[1] == 999 and ts[-1] == 0 and len(ts) == 1001
+    for K in (600, 999, 7, 400):  # T/2 < K < T: no stop at T - K then a jump to 0; gaps floor(T/K) or + 1
+        ts = timesteps(1000, K)
+        gaps = np.diff(ts) * -1
+        assert ts[0] == 1000 and ts[-1] == 0 and len(ts) == K + 1
+        assert gaps.min() >= 1000 // K and gaps.max() <= 1000 // K + 1, K
+    assert timesteps(1000, 600)[-2] in (1, 2)  # not 401 -> 0
+    from onestep.diffusion import grid_times
+
+    assert grid_times(1000, [600, 7]) == tuple(sorted(set(timesteps(1000, 600)[1:-1]) | set(timesteps(1000, 7)[1:-1])))
     with pytest.raises(ValueError, match="method.K"):
         timesteps(1000, 0)
     with pytest.raises(ValueError, match="method.K"):

@@ -74,9 +74,10 @@ def test_table_column_and_stage_figure(tmp_path):
     md = (tmp_path / "out" / "ab.md").read_text()
     header = next(r for r in md.splitlines() if r.startswith("| ordering"))
     cols = [c.strip() for c in header.split("|")[1:-1]]
-    assert cols[1:6] == ["SWD", "SWD 95% CI", "p vs baseline", "p (Holm)", "traj. err (mean over t_k)"]
+    assert cols[1:8] == ["SWD", "SWD 95% CI", "p vs baseline", "p (Holm)", "TOST p (±10%)", "FD", "MMD²"]
+    i = cols.index("traj. err (mean over t_k)")
     row = next(r for r in md.splitlines() if r.startswith("| reversed"))
-    assert row.split("|")[6].strip() == "0.32 ± 0.028"
+    assert row.split("|")[i + 1].strip() == "0.32 ± 0.028"
     assert (tmp_path / "plots" / "ab_stages.png").stat().st_size > 0
     main = build_main([tmp_path / "out" / "ab.csv"], tmp_path / "out" / "main", tmp_path / "plots" / "main.png")
     assert "traj_err_mean" in main.columns and "traj. err" in (tmp_path / "out" / "main.md").read_text()

@@ -79,3 +79,83 @@ def test_image_floor_does_not_degenerate_when_n_covers_the_dataset():
     out = evaluate.image_floor(feats, stats, 256, 4, seed=0)
     assert out["floor"]["fid"] > 1e-3 and out["floor_std"]["fid"] > 0
     assert out["floor_heldout"]["fid"] > out["floor"]["fid"]  # an independent sample is further than a resample
+
+
+def test_tost_shows_equivalence_only_within_its_margin():
+    a = {0: 1.00, 1: 1.02, 2: 0.99, 3: 1.01, 4: 1.00}
+    b = {0: 1.01, 1: 1.01, 2: 1.00, 3: 1.00, 4: 1.01}
+    assert stats.tost_p(a, b, margin=0.1) < 0.01  # differences ~0.01 against a margin of 0.1: equivalent
+    assert stats.tost_p(a, b, margin=0.001) > 0.3  # the same differences cannot show a margin of 0.001
+    far = {s: v + 0.5 for s, v in a.items()}
+    assert stats.tost_p(far, b, margin=0.1) > 0.99 and stats.paired_p(far, b) < 1e-4
+    assert math.isnan(stats.tost_p({0: 1.0}, {0: 1.0}, 0.1))
+
+
+def test_evaluation_variance_widens_intervals_and_weakens_tests():
+    vals = [0.050, 0.052, 0.051]
+    lo0, hi0 = stats.ci95(vals)
+    lo1, hi1 = stats.ci95(vals, [1e-5] * 3)  # evaluation sd 0.0032 per run, about 3x the seeds' sd
+    se = math.sqrt((np.var(vals, ddof=1) + 1e-5) / 3)
+    assert hi1 - lo1 == pytest.approx(2 * 4.302653 * se, rel=1e-4) and hi1 - lo1 > 3 * (hi0 - lo0)
+    a, b = {0: 0.050, 1: 0.052, 2: 0.051}, {0: 0.055, 1: 0.056, 2: 0.057}
+    ev = {s: 1e-5 for s in a}
+    assert stats.paired_p(a, b, ev, ev) > 5 * stats.paired_p(a, b)
+
+
+def test_table_caption_says_intervals_combine_seed_and_evaluation_variance(tmp_path):
+    tv = {"a": [0.050, 0.052, 0.051], "b": [0.061, 0.060, 0.064]}
+    spec = {"name": "ab", "baseline": {"method.ordering": "a"}, "grid": {"method.ordering": list(tv)}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    runs = []
+    for pt, vals in tv.items():
+        for seed, v in enumerate(vals):
+            d = tmp_path / f"{pt}-{seed}"
+            d.mkdir()
+            (d / "train_log.csv").write_text("step,L_k,R_k,phase\n10,1.0,0.5,0\n")
+            (d / "metrics.json").write_text(json.dumps({
+                "point": {"method.ordering": pt}, "seed": seed, "primary": "tv", "train": {},
+                "metrics": {"tv": v, "off_support": v / 2, "swd": 0.01}, "eval_sd": {"tv": 0.003, "swd": 0.001}}))
+            runs.append(d / "metrics.json")
+    (tmp_path / "ref.json").write_text(json.dumps({"floor": {"tv": 0.009, "off_support": 0.0, "swd": 0.009},
+                                                   "floor_std": {"tv": 0.0003, "off_support": 0.0, "swd": 0.002},
+                                                   "floor_repeats": 10, "floor_samples": 4096, "num_samples": 4096}))
+    s = ablation.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
+    md = (tmp_path / "out" / "ab.md").read_text()
+    assert "combine seed and evaluation variance" in md and "TOST p (±10%)" in md
+    header = next(r for r in md.splitlines() if r.startswith("| ordering"))
+    cols = [c.strip() for c in header.split("|")[1:-1]]
+    assert cols[1] == "TV" and cols.index("off-support mass") < cols.index("SWD")
+    assert s["tv_eval_sd"].to_list() == pytest.approx([0.003, 0.003])
+    lo, hi = s.filter(s["method.ordering"] == "a")[["tv_ci_lo", "tv_ci_hi"]].row(0)
+    assert hi - lo == pytest.approx(2 * 4.302653 * math.sqrt((np.var(tv["a"], ddof=1) + 0.003 ** 2) / 3), rel=1e-4)
+
+
+def test_baselines_table_tests_every_method_against_the_baseline_with_holm(tmp_path):
+    from onestep.report.baselines import build_baselines
+
+    tv = {"curriculum": [0.050, 0.052, 0.051], "kd": [0.061, 0.060, 0.064], "cd": [0.049, 0.050, 0.053]}
+    spec = {"name": "baselines", "baseline": {"method.name": "curriculum"}, "table": "baselines",
+            "grid": {"method.name": list(tv)}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    runs = []
+    for pt, vals in tv.items():
+        for seed, v in enumerate(vals):
+            d = tmp_path / f"{pt}-{seed}"
+            d.mkdir()
+            (d / "train_log.csv").write_text("step,loss\n10,1.0\n")
+            (d / "metrics.json").write_text(json.dumps({
+                "point": {"method.name": pt}, "seed": seed, "primary": "tv", "ablation": "baselines",
+                "metrics": {"tv": v, "swd": 0.01}, "eval_sd": {"tv": 0.001},
+                "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 1.0}}))
+            runs.append(d / "metrics.json")
+    (tmp_path / "ref.json").write_text(json.dumps({"floor": {"tv": 0.009, "swd": 0.009}, "num_samples": 4096}))
+    s = build_baselines(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "b", tmp_path / "b.png")
+    p = dict(zip(s["method.name"], s["tv_p_vs_baseline"], strict=True))
+    ph = dict(zip(s["method.name"], s["tv_p_holm"], strict=True))
+    assert math.isnan(p["curriculum"]) and p["kd"] < 0.05
+    ev = {k: 0.001 ** 2 for k in range(3)}
+    assert p["kd"] == pytest.approx(stats.paired_p(dict(enumerate(tv["kd"])), dict(enumerate(tv["curriculum"])), ev, ev))
+    assert sorted([ph["kd"], ph["cd"]]) == pytest.approx(stats.holm([p["kd"], p["cd"]]) if p["kd"] < p["cd"]
+                                                         else sorted(stats.holm([p["kd"], p["cd"]])))
+    md = (tmp_path / "out" / "b.md").read_text()
+    assert "p (Holm)" in md and "Holm-corrected across the table's methods" in md and "TOST p" in md

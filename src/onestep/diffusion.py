@@ -3,7 +3,7 @@
 Indexing. The seed writes abar_t = prod_{s=1}^t alpha_s for t = 1..T and x_T ~ N(0, I).
 diffusers indexes the same schedule 0..T-1: `alphas_cumprod[i]` is the seed's abar_{i+1}.
 `Schedule` keeps the seed's indexing with an extra t = 0 (abar_0 = 1, clean data), so the
-curriculum's t_k = T - k floor(T/K) runs from T down to 0 exactly as written; the teacher
+curriculum's t_k (T down to 0, evenly spaced) runs from T down to 0 exactly as written; the teacher
 network is called with the diffusers index t - 1 (`Teacher.eps`).
 """
 
@@ -335,5 +335,6 @@ def teacher_states(net: nn.Module, z: torch.Tensor, ddim_steps: int, cfg: dict, 
 
 def grid_times(T: int, Ks) -> tuple[int, ...]:
     """The interior curriculum grid times 0 < t_k < T of every K in `Ks`, ascending (the states rule
-    `trajectory` stores): t_k = T - k floor(T/K), k = 1..K-1 (t_0 = T is z itself, t_K = 0 is x0)."""
-    return tuple(sorted({T - k * (T // K) for K in Ks for k in range(1, K) if 0 < T - k * (T // K) < T}))
+    `trajectory` stores): t_k = floor(T (K - k) / K + 1/2), k = 1..K-1, the curriculum's evenly spaced grid
+    (methods/curriculum_stages.timesteps; t_0 = T is z itself, t_K = 0 is x0)."""
+    return tuple(sorted({t for K in Ks for k in range(1, K) if 0 < (t := (2 * T * (K - k) + K) // (2 * K)) < T}))

@@ -5,6 +5,11 @@ Every run and every teacher reference row is scored on the same noise z (seed
 `evaluation.noise_seed`) against the same reference sample (rule `reference`, once per dataset).
 The data-vs-data floor is the same metrics between two independent data samples of the same size.
 The feature networks the image scores use are features.py's.
+
+On 2-D data a run is also scored on the exact-density metrics (onestep.exact) of evaluation.exact_samples
+one-step samples from their own noise (`exact_sample`), and its SWD on evaluation.eval_draws further (noise,
+reference) draws, slices of those samples against fresh data: `eval_sd` in metrics.json holds each metric's
+evaluation spread (the exact metrics' analytic one), which the tables' intervals add to the seeds'.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from onestep import data, gmm_metrics
+from onestep import data, exact, gmm_metrics
 from onestep.config import IMAGE_FLOOR
 from onestep.config.sections import Evaluation
 from onestep.features import extractor, feature_info
 from onestep.methods import METHODS, build_method, context
-from onestep.metrics import PRIMARY, feature_metrics, gaussian_stats, image_features, points_metrics
+from onestep.metrics import feature_metrics, gaussian_stats, headline, image_features, points_metrics, sliced_wasserstein
 
 FEW_STEPS = (2, 4)  # besides one step, the step counts scored for methods whose sampler supports them
 EXACT = {"gmm": gmm_metrics.scores}  # dataset name -> its exact metrics (samples, dataset section), beside the 2-D ones
@@ -27,8 +32,8 @@ EXACT = {"gmm": gmm_metrics.scores}  # dataset name -> its exact metrics (sample
 def points_scores(x: torch.Tensor, ref: torch.Tensor, cfg: dict) -> dict[str, float]:
     """points_metrics, and the dataset's exact metrics where its density is known (EXACT): on data draws (the
     floor) they are the null of an exact sampler."""
-    exact = EXACT.get(cfg["dataset"]["name"])
-    return points_metrics(x, ref, cfg["evaluation"]) | (exact(x, cfg["dataset"]) if exact else {})
+    known = EXACT.get(cfg["dataset"]["name"])
+    return points_metrics(x, ref, cfg["evaluation"]) | (known(x, cfg["dataset"]) if known else {})
 
 
 def kind(cfg: dict) -> str:
@@ -67,6 +72,27 @@ def noise_chunks(cfg: dict, shape: tuple[int, ...]):
     for j in range(-(-n // c)):
         gen = torch.Generator().manual_seed(chunk_seed(ev["noise_seed"], j))
         yield torch.randn(min(c, n - j * c), *shape, generator=gen)  # (c, *shape)
+
+
+EXACT_CHUNK, EXACT_STREAM = 65536, 1 << 20  # the exact metrics' noise: chunks j of seed chunk_seed(noise_seed, STREAM + j)
+
+
+def has_exact(cfg: dict) -> bool:
+    """Whether runs of this config are scored on the exact-density metrics."""
+    return exact.has_exact(cfg["dataset"]["name"]) and bool(Evaluation.filled(cfg["evaluation"])["exact_samples"])
+
+
+def exact_sample(cfg: dict, shape: tuple[int, ...], sampler, device: str) -> torch.Tensor | None:
+    """sampler(z) over the exact metrics' own held-out noise (evaluation.exact_samples, never the tables' noise
+    set nor a training pair's); None where the config has no exact metrics."""
+    if not has_exact(cfg):
+        return None
+    ev = cfg["evaluation"]
+    n, out = Evaluation.filled(ev)["exact_samples"], []
+    for j in range(-(-n // EXACT_CHUNK)):
+        gen = torch.Generator().manual_seed(chunk_seed(ev["noise_seed"], EXACT_STREAM + j))
+        out.append(sampler(torch.randn(min(EXACT_CHUNK, n - j * EXACT_CHUNK), *shape, generator=gen).to(device)).cpu())
+    return torch.cat(out)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +138,9 @@ def multi_step_scores(cfg: dict, method, model: torch.nn.Module, shape: tuple[in
     """{"<metric>@<n>": value} for every n in few_steps(cfg): the same noise, the method's n-step sampler."""
     out = {}
     for n in few_steps(cfg):
-        x = generate(cfg, shape, lambda z, n=n: sample(method, model, z, n), device)
-        out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path)["metrics"].items()}
+        sampler = lambda z, n=n: sample(method, model, z, n)  # noqa: E731
+        x, exact_x = generate(cfg, shape, sampler, device), exact_sample(cfg, shape, sampler, device)
+        out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path, exact_x, draws=False)["metrics"].items()}
     return out
 
 
@@ -128,6 +155,11 @@ def reference(cfg: dict, features_path: str | None = None) -> tuple[dict[str, np
         draws = [points_scores(data.sample(ds, n, ev["reference_seed"] + 1 + i), ref, cfg)
                  for i in range(ev["floor_repeats"])]
         floor, floor_std = over_draws(draws)
+        if has_exact(cfg):  # the exact metrics' floors are analytic, at the runs' exact sample size
+            ef = Evaluation.filled(ev)
+            nu = exact.null(ds["name"], ef["exact_samples"], ef["exact_bins"])
+            floor |= {m: nu[f"{m}_floor"] for m in exact.METRICS if f"{m}_floor" in nu}
+            floor_std |= {m: nu[f"{m}_null_sd"] for m in exact.METRICS if f"{m}_null_sd" in nu}
         return {"x": ref.numpy()}, {"floor": floor, "floor_std": floor_std, "floor_repeats": ev["floor_repeats"],
                                     "num_samples": n, "floor_samples": n, "kind": "points"}
     images = data.full(ds)
@@ -181,18 +213,42 @@ def out_of_support(x: torch.Tensor, data_x: torch.Tensor, margin: float = SUPPOR
     return int(outside.sum())
 
 
-def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None) -> dict:
-    """Metrics of samples x against the stored reference (points: and the count of samples outside the
-    data's support, `out_of_support`)."""
+def exact_scores(cfg: dict, x: torch.Tensor, exact_x: torch.Tensor | None, draws: bool = True) -> dict:
+    """The exact-density metrics of exact_x (x where None), the SWD of evaluation.eval_draws slices of exact_x
+    against fresh data draws, and every metric's evaluation spread (`eval_sd`)."""
+    ev = Evaluation.filled(cfg["evaluation"])
+    xs = exact_x if exact_x is not None else x
+    r = exact.exact_metrics(cfg["dataset"]["name"], xs.double().numpy(), ev["exact_bins"])
+    out = {"metrics": {m: r[m] for m in exact.METRICS if m in r}, "exact": r, "eval_sd": exact.eval_sd(r)}
+    n, swds = x.shape[0], []
+    if exact_x is not None and draws:
+        for i in range(min(ev["eval_draws"], exact_x.shape[0] // n)):
+            other = data.sample(cfg["dataset"], n, ev["reference_seed"] + 1000 + i)
+            swds.append(sliced_wasserstein(exact_x[i * n:(i + 1) * n], other, ev["swd_projections"]))
+    return out | {"swd_draws": swds}
+
+
+def score(x: torch.Tensor, ref: dict[str, np.ndarray], cfg: dict, features_path: str | None = None,
+          exact_x: torch.Tensor | None = None, draws: bool = True) -> dict:
+    """Metrics of samples x against the stored reference (points: the exact-density metrics of `exact_x`, see
+    exact_scores, with its SWD draws unless `draws` is false, and the count of samples outside the data's
+    bounding box, `out_of_support`)."""
     extra = {}
     if kind(cfg) == "points":
         metrics = points_scores(x, torch.from_numpy(ref["x"]), cfg)
         margin = Evaluation.of(cfg).support_margin
         extra = {"out_of_support": out_of_support(x.flatten(1), torch.from_numpy(ref["x"]).flatten(1), margin),
                  "support_margin": margin}
+        if has_exact(cfg):
+            ex = exact_scores(cfg, x, exact_x, draws)
+            metrics |= ex.pop("metrics")
+            swds = [metrics["swd"], *ex.pop("swd_draws")]  # the fixed set's, then the further draws'
+            if len(swds) > 1:
+                ex["eval_sd"]["swd"] = float(np.std(swds, ddof=1))
+            extra |= ex | {"swd_draws": swds}
     else:
         stats = (ref["mu"], ref["sigma"]) if "mu" in ref else None
         metrics = feature_metrics(image_features(x, extractor(cfg, features_path)), ref["feats"], stats)
         extra = feature_info(cfg["evaluation"])
-    return {"metrics": metrics, "primary": PRIMARY[kind(cfg)], "kind": kind(cfg), "num_samples": int(x.shape[0]),
+    return {"metrics": metrics, "primary": headline(cfg), "kind": kind(cfg), "num_samples": int(x.shape[0]),
             **extra}

@@ -17,7 +17,7 @@ from onestep.config.files import REPO, get_path, key_name
 from onestep.config.method import method_names, method_section
 from onestep.config.policy import check_gpu_tier
 from onestep.config.results import NOT_IN_RESULTS, NOT_IN_RUNS
-from onestep.config.sections import SECTIONS
+from onestep.config.sections import SECTIONS, check_headline
 from onestep.data import FAMILIES as ANALYTIC  # the datasets with a closed-form density (teacher.kind: analytic)
 from onestep.errors import ConfigError
 from onestep.methods import METHODS
@@ -159,6 +159,7 @@ def check_semantics(cfg: dict, where: str) -> None:
     if cfg["teacher"].get("kind") == "analytic" and cfg["teacher"].get("pretrained"):
         raise ConfigError(f"{where}: teacher.pretrained: not with teacher.kind: analytic (the teacher is the exact score)")
     check_gpu_tier(cfg, where)
+    check_headline(cfg, where)
 
 
 def check_tune(cfg: dict, where: str) -> None:

@@ -19,6 +19,9 @@ from onestep.methods.base import Knobs, knob, plain
 REQUIRED: Any = MISSING  # a knob with no default: the config must set it
 NET = {"$ref": "#/$defs/net"}  # the config schema's network keys (nets.NETS)
 NULLABLE_STR = {"type": ["string", "null"]}
+POINT_METRICS, EXACT_METRICS, IMAGE_METRICS = ("swd", "fd", "mmd"), ("tv", "off_support", "chi2", "mode_dev"), \
+    ("fid", "kid")
+HEADLINES = (*EXACT_METRICS, *POINT_METRICS, *IMAGE_METRICS)
 
 
 class Section(Knobs):
@@ -158,6 +161,15 @@ class Evaluation(Section):
                                      schema=NULLABLE_STR)
     noise_chunk: int | None = knob(None, "held-out noise drawn in chunks of this size",
                                    schema={"type": ["integer", "null"], "minimum": 1})
+    exact_samples: int = knob(1_000_000, "2-D data with a closed-form density: one-step samples of a run scored on "
+                                         "the exact-density metrics (onestep.exact; own noise); 0: off", minimum=0)
+    exact_bins: int = knob(8, "exact-density metrics: bins per cell side (checkerboard cell: a unit square)",
+                           minimum=1)
+    eval_draws: int = knob(3, "2-D: extra (noise, reference) draws of the SWD per run, their spread enters the "
+                              "tables' intervals (slices of the exact-metric samples; 0: none)", minimum=0)
+    headline: Literal["auto", *HEADLINES] = knob(
+        "auto", "the tables' headline metric (interval, tests, best point) and the tuning objective; auto: tv on 2-D "
+                "data with a closed-form density, swd on other 2-D data, fid on images")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +184,27 @@ class Tracking(Section):
                                           schema={"type": ["number", "null"], "minimum": 0})
     required: bool = knob(True, "false: an unreachable server costs one warning, the job runs untracked")
     timeout_s: float = knob(10.0, "seconds a job waits for the tracking server", exclusiveMinimum=0)
+
+
+def headline_metrics(dataset: str) -> tuple[str, ...]:
+    """The metrics that may head the tables of `dataset`: FID / KID on images, and on the 2-D datasets (every one
+    has a closed-form density) the exact-density metrics (mode_dev: the eight Gaussians only) and SWD / FD / MMD."""
+    from onestep import exact
+
+    if not exact.has_exact(dataset):
+        return IMAGE_METRICS
+    return tuple(m for m in EXACT_METRICS if m != "mode_dev" or dataset == "eight_gaussians") + POINT_METRICS
+
+
+def check_headline(cfg: dict, where: str) -> None:
+    """evaluation.headline names a metric the dataset is scored on (parse time)."""
+    h, ds = cfg["evaluation"].get("headline", "auto"), cfg["dataset"]["name"]
+    allowed = headline_metrics(ds)
+    if h != "auto" and h not in allowed:
+        raise ConfigError(f"{where}: evaluation.headline: {h!r} is not a metric of dataset {ds!r}; allowed: auto, "
+                          f"{', '.join(allowed)}")
+    if h in EXACT_METRICS and not cfg["evaluation"].get("exact_samples", Evaluation.exact_samples):
+        raise ConfigError(f"{where}: evaluation.headline: {h!r} needs evaluation.exact_samples > 0")
 
 
 SECTIONS: dict[str, type[Section]] = {s.key: s for s in (Teacher, Student, Pairs, Evaluation, Tracking)}

@@ -1,6 +1,6 @@
 """Curriculum Trajectory Matching (seeds/000): a one-step student G_theta(z, t) trained stage by stage.
 
-Grid. t_k = T - k floor(T/K) for k = 0..K, clipped at 0, and t_K = 0 (the last stage is the data).
+Grid. t_k = floor(T (K - k) / K + 1/2) for k = 0..K, evenly spaced, t_K = 0 (the last stage is the data).
 t_0 = T is the prior: G^(0)(z) := z, since x_T ~ N(0, I) is exactly the noise z.
 
 Stage k trains, for `steps_per_stage` optimiser steps,
@@ -28,7 +28,7 @@ Choices where the seed is silent (each one a config key under `method`):
 - `max_weight` (default 100): w(t) is clipped at this value. w grows without bound as t -> 0
   (abar_0 = 1), so the last stage would otherwise dwarf R_k.
 - `anchor`: what "stage k-1" means when the order is not forward.
-  `grid` (default): the adjacent noisier grid point t_{k-1} = t_k + floor(T/K), whatever the
+  `grid` (default): the adjacent noisier grid point t_{k-1} (about t_k + T/K), whatever the
   training order, so the teacher step always goes down the trajectory as the seed writes it and
   the ordering ablation changes only the order, not the losses. `trained`: the stage trained just
   before in the chosen order (the prior for the first stage); under reversed or random orders the

@@ -30,12 +30,12 @@ class Stage:
 
 @lru_cache
 def timesteps(T: int, K: int) -> tuple[int, ...]:
-    """(t_0, ..., t_K) with t_k = T - k floor(T/K), clipped at 0, t_0 = T and t_K = 0."""
+    """(t_0, ..., t_K) evenly spaced from t_0 = T to t_K = 0: t_k = floor(T (K - k) / K + 1/2), the rounded
+    linspace (T - k T/K where K divides T). Its gaps are floor(T/K) or that + 1, never the jump to 0 that
+    t_k = T - k floor(T/K) makes for T/2 < K < T (K = 600: 1000 ... 401 -> 0)."""
     if not 1 <= K <= T:
         raise ValueError(f"method.K must be in 1..{T} (T = diffusion.T), got {K}")
-    ts = [max(T - k * (T // K), 0) for k in range(K + 1)]
-    ts[K] = 0
-    return tuple(ts)
+    return tuple((2 * T * (K - k) + K) // (2 * K) for k in range(K + 1))
 
 
 @lru_cache

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from onestep.config.sections import EXACT_METRICS
 from onestep.report import cells, columns, writer
 from onestep.report.ablation_figures import figure, run_figures, stage_figure
 from onestep.report.compact import FD_NOTE, compact_table, fd_below_floor
@@ -29,7 +30,7 @@ from onestep.report.records import (
     support_header,
     support_refs,
 )
-from onestep.report.stats import summarise
+from onestep.report.stats import EQUIV_MARGIN, summarise
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Ablation:
 def collect(records: list[dict], axes: list[str]) -> pl.DataFrame:
     """One row per run (its metrics.json): point values, seed, metrics, training cost, every diagnostic."""
     return pl.DataFrame([{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
+                          **{f"{m}_eval_var": v ** 2 for m, v in (r.get("eval_sd") or {}).items()},
                           **{c.key: c.value(r) for c in (*columns.COST, *columns.diagnostics())}} for r in records])
 
 
@@ -73,7 +75,7 @@ def gather(spec_path, run_files, teacher_files, reference_file) -> Ablation:
     plain = [t for t in teachers if not pairs_row(t)]  # the DDIM rows: the ratio's reference
     t50 = next((t for t in plain if t["steps"] == 50), plain[-1] if plain else None)
     has = lambda cs: tuple(c for c in cs if columns.shown(c) and present(runs, c.key))  # noqa: E731
-    return Ablation(spec, records, runs, ref, teachers, primary, sorted(ref["floor"], key=lambda m: (m != primary, m)),
+    return Ablation(spec, records, runs, ref, teachers, primary, columns.metric_order(ref["floor"], primary),
                     t50, has(columns.measured_columns()), has(columns.scheduled_columns()),
                     present(runs, columns.SUPPORT.key))
 
@@ -115,8 +117,9 @@ def code_of(ab: Ablation, row: dict) -> str:
 
 def header(ab: Ablation) -> list[str]:
     pm = columns.label(ab.primary)
-    out = [a.split(".")[-1] for a in ab.axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)"]
-    out += [c.label for c in ab.measured] + [columns.label(m) for m in ab.metrics[1:]]
+    out = [a.split(".")[-1] for a in ab.axes] + [pm, f"{pm} 95% CI", "p vs baseline", "p (Holm)",
+                                                  f"TOST p (±{EQUIV_MARGIN:.0%})"]
+    out += [columns.label(m) for m in ab.metrics[1:]] + [c.label for c in ab.measured]
     out += [f"{pm} / teacher-{ab.t50['steps']}"] if ab.t50 else []
     out += [support_header(ab.records[0].get("num_samples"))] * ab.far + [c.label for c in ab.scheduled]
     return out + [columns.WALL.label, columns.EVALS.label, columns.SEEDS.label]
@@ -127,9 +130,10 @@ def row(ab: Ablation, r: dict, best: dict) -> list[tuple[str, bool]]:
     out = [(r[a], False) for a in ab.axes] + [(ms(p), r[f"{p}_mean"] == best[p]),
                                               (cells.interval(r[f"{p}_ci_lo"], r[f"{p}_ci_hi"]), False),
                                               (cells.p_value(r[f"{p}_p_vs_baseline"], r["baseline"]), False),
-                                              (cells.p_value(r[f"{p}_p_holm"], r["baseline"]), False)]
-    out += [(ms(c.key, c.digits), False) for c in ab.measured]
+                                              (cells.p_value(r[f"{p}_p_holm"], r["baseline"]), False),
+                                              (cells.p_value(r[f"{p}_tost"], r["baseline"]), False)]
     out += [(ms(m), r[f"{m}_mean"] == best[m]) for m in ab.metrics[1:]]
+    out += [(ms(c.key, c.digits), False) for c in ab.measured]
     out += [(f"{r[ab.ratio]:.3g}", False)] if ab.t50 else []
     out += [(ms(columns.SUPPORT.key, columns.SUPPORT.digits), False)] * ab.far
     out += [(cells.num(r[f"{c.key}_mean"], c.digits), False) for c in ab.scheduled]
@@ -140,8 +144,8 @@ def row(ab: Ablation, r: dict, best: dict) -> list[tuple[str, bool]]:
 def reference_rows(ab: Ablation) -> list[list[str]]:
     p, out = ab.primary, []
     for (label, vals), n_far in zip(references(ab.ref, ab.teachers), support_refs(ab.teachers), strict=True):
-        cs = [label] + [""] * (len(ab.axes) - 1) + [cells.num(vals[p]), "", "", ""] + [""] * len(ab.measured)
-        cs += [cells.num(vals[m]) for m in ab.metrics[1:]]
+        cs = [label] + [""] * (len(ab.axes) - 1) + [cells.num(vals[p]), "", "", "", ""]
+        cs += [cells.num(vals[m]) for m in ab.metrics[1:]] + [""] * len(ab.measured)
         cs += [f"{vals[p] / ab.t50['metrics'][p]:.3g}"] if ab.t50 else []
         out.append(cs + [n_far] * ab.far + [""] * len(ab.scheduled) + ["", "", ""])
     return out
@@ -152,14 +156,18 @@ def caption(ab: Ablation, summary: pl.DataFrame) -> str:
     baseline = spec.get("baseline") or {}
     n_seeds = sorted(set(summary["seeds"].to_list()))
     n = ab.records[0].get("num_samples", ref.get("num_samples"))
+    n_exact = ab.records[0].get("exact", {}).get("exact_n")
     out = (f"{spec.get('title', spec['name'])}. Mean ± std over {'/'.join(map(str, n_seeds))} seeds of metrics on {n} "
-           f"one-step samples from the same held-out noise; lower is better, best in bold. "
+           f"one-step samples from the same held-out noise"
+           + (f" (the exact-density metrics TV, off-support mass, χ²: on {n_exact:.0f} samples from their own noise)"
+              if n_exact else "") + "; lower is better, best in bold. "
            f"{pm} 95% CI: Student t over seeds; p: paired t-test of {pm} against the baseline "
            f"({setting(baseline, list(baseline))}) on the same seeds, "
-           f"uncorrected and Holm-corrected across the {summary.height - 1} non-baseline points of this ablation. "
-           f"Reference rows: {floor_caption(ref, ab.primary)}, and the teacher's DDIM sampler. Intervals and "
-           f"p-values are over training seeds only: they are conditional on one held-out noise set and one "
-           f"reference sample (the floor's spread shows what another evaluation draw would move)."
+           f"uncorrected and Holm-corrected across the {summary.height - 1} non-baseline points of this ablation; "
+           f"TOST p: two one-sided paired tests of equivalence with the baseline within ±{EQUIV_MARGIN:.0%} of its "
+           f"mean {pm} (below 0.05: equivalent at that margin; above: no difference is shown, not resolved). "
+           f"Reference rows: {floor_caption(ref, ab.primary)}, and the teacher's DDIM sampler. "
+           + spread_caption(summary, ab.primary)
            + (support_caption(ab.records[0].get("support_margin")) if ab.far else "")
            + "".join(f" {c.caption}" for c in (*ab.scheduled, *ab.measured))
            + (f" {spec['caption']}" if spec.get("caption") else "")
@@ -171,10 +179,29 @@ def caption(ab: Ablation, summary: pl.DataFrame) -> str:
     return out
 
 
+def spread_caption(summary: pl.DataFrame, primary: str) -> str:
+    """What the intervals and tests are over: seeds alone, or seeds and each run's evaluation spread."""
+    pm, sd = columns.label(primary), summary[f"{primary}_eval_sd"].drop_nans().drop_nulls()
+    if not sd.len():
+        return ("Intervals and p-values are over training seeds only: they are conditional on one held-out noise "
+                "set and one reference sample (the floor's spread shows what another evaluation draw would move).")
+    exact = primary in EXACT_METRICS
+    what = ("its analytic null spread for the run's sample size (onestep.exact)" if exact else
+            "the std over its (noise, reference) draws (evaluation.eval_draws)")
+    return (f"Intervals and p-values combine seed and evaluation variance: each run's {pm} carries {what}, "
+            f"{sd.mean():.2g} on average, added to the variance over seeds (onestep.report.stats).")
+
+
 def floor_caption(ref: dict, primary: str) -> str:
     """What the floor row is, from reference.json: draws, their size, the reference, the spread."""
     pm = columns.label(primary)
     n, reps = ref.get("floor_samples", ref.get("num_samples")), ref.get("floor_repeats", 1)
+    if primary in EXACT_METRICS:
+        spread = (ref.get("floor_std") or {}).get(primary)
+        return ("floor: the exact metrics' analytic floors, their means for the runs' exact-metric sample size of "
+                "the density itself (onestep.exact: 0 for the off-support mass and the chi-square, de Moivre's "
+                "mean absolute deviation for TV" + (f"; {pm} null spread {spread:.2g}" if spread is not None else "")
+                + f"); SWD / FD / MMD: the mean over {reps} draws of {n} data samples against the runs' reference")
     against = ("every training image's features, the runs' reference" if ref.get("kind") == "images"
                else "the same reference sample as the runs")
     spread = (ref.get("floor_std") or {}).get(primary)

@@ -13,7 +13,7 @@ import polars as pl
 from onestep.report import cells, columns, figures, writer
 from onestep.report.ablation_figures import run_figures
 from onestep.report.records import load_spec, pairs_row, present, read_json, references, support_caption, support_header, support_refs
-from onestep.report.stats import mean_std
+from onestep.report.stats import EQUIV_MARGIN, mean_std, summarise
 
 KNOBS = "knobs"  # the column of a tuned table: "default", or "tuned (knob value, ...)"
 
@@ -47,6 +47,7 @@ class Baselines:
     few: list[str]  # '<primary>@<n>'
     tuned: bool  # a `tuned:` ablation's table: default and tuned runs
     runs: pl.DataFrame | None = None
+    baseline: dict | None = None  # the point every method is tested against (the spec's `baseline`)
 
     @property
     def bars(self) -> dict[int, float]:
@@ -63,6 +64,7 @@ def collect_costs(records: list[dict], axes: list[str], few: list[str]) -> pl.Da
     """One row per run: grid values, seed, one-step metrics, few-step metrics (null where the method has
     no such sampler) and the training costs of train.json."""
     rows = [{**{a: str(r["point"][a]) for a in axes}, "seed": r["seed"], **r["metrics"],
+             **{f"{m}_eval_var": v ** 2 for m, v in (r.get("eval_sd") or {}).items()},
              **{k: (r.get("multistep") or {}).get(k) for k in few},
              **{c.key: c.value(r) for c in (*columns.TRAIN_COST, columns.SUPPORT)}} for r in records]
     schema = {k: (pl.Float64 if k not in axes and k != "seed" else None) for k in rows[0]}
@@ -79,7 +81,7 @@ def gather(run_files, teacher_files, reference_file, axes: list[str], title: str
                    for r in records]
         axes = [*axes, KNOBS]
     b = Baselines(records, axes, title, ref, sorted(read_json(teacher_files), key=lambda r: r["steps"]), primary,
-                  sorted(ref["floor"], key=lambda m: (m != primary, m)), few_steps(records, primary), tuned)
+                  columns.metric_order(ref["floor"], primary), few_steps(records, primary), tuned)
     b.runs = collect_costs(records, axes, b.few)
     return b
 
@@ -106,7 +108,31 @@ def header(b: Baselines) -> list[str]:
     out = [*[a.split(".")[-2 if a == "method.name" else -1] for a in b.axes], *[columns.label(m) for m in b.metrics],
            *[f"{name} {k.split('@')[1]} steps" for k in b.few]]
     out += [f"{name} / DDIM-{n}" for n in b.bars] + [support_header(b.ref.get("num_samples"))] * b.far
-    return out + [c.label for c in columns.TRAIN_COST] + [columns.SEEDS.label]
+    return out + [c.label for c in columns.TRAIN_COST] + tests_header(b) + [columns.SEEDS.label]
+
+
+def tests(b: Baselines, summary: pl.DataFrame) -> pl.DataFrame:
+    """The summary with each method's paired tests of the headline against the baseline point on the same seeds
+    (ablation tables' statistics: raw, Holm across the table's methods, TOST; seed and evaluation variance)."""
+    if not b.baseline:
+        return summary
+    p = b.primary
+    t = summarise(b.runs, b.axes, [], p, b.baseline).select(
+        *b.axes, *(f"{p}_{k}" for k in ("ci_lo", "ci_hi", "p_vs_baseline", "p_holm", "tost", "eval_sd")), "baseline")
+    return summary.join(t, on=b.axes, how="left")
+
+
+def tests_header(b: Baselines) -> list[str]:
+    return [f"{columns.label(b.primary)} 95% CI", "p vs baseline", "p (Holm)", f"TOST p (±{EQUIV_MARGIN:.0%})"] \
+        if b.baseline else []
+
+
+def tests_cells(b: Baselines, r: dict) -> list[str]:
+    if not b.baseline:
+        return []
+    p, base = b.primary, bool(r["baseline"])
+    return [cells.interval(r[f"{p}_ci_lo"], r[f"{p}_ci_hi"]), cells.p_value(r[f"{p}_p_vs_baseline"], base),
+            cells.p_value(r[f"{p}_p_holm"], base), cells.p_value(r[f"{p}_tost"], base)]
 
 
 def row(b: Baselines, r: dict, best: dict) -> list[tuple[str, bool]]:
@@ -118,7 +144,7 @@ def row(b: Baselines, r: dict, best: dict) -> list[tuple[str, bool]]:
     for c in columns.TRAIN_COST:  # '-': a run from before the pass counters
         v = r[f"{c.key}_mean"]
         extra.append("-" if v is None or math.isnan(v) else (f"{v:.0f}" if c.digits == 0 else f"{v:.{c.digits}g}"))
-    return out + [(c, False) for c in [*extra, str(r["seeds"])]]
+    return out + [(c, False) for c in [*extra, *tests_cells(b, r), str(r["seeds"])]]
 
 
 def reference_rows(b: Baselines) -> list[list[str]]:
@@ -126,7 +152,7 @@ def reference_rows(b: Baselines) -> list[list[str]]:
     for (lb, vals), n_far in zip(references(b.ref, b.teachers), support_refs(b.teachers), strict=True):
         cs = [lb] + [""] * (len(b.axes) - 1) + [cells.mean_std(vals[m], None) for m in b.metrics] + [""] * len(b.few)
         cs += [f"{vals[b.primary] / v:.3g}" for v in b.bars.values()] + [n_far] * b.far
-        out.append(cs + [""] * (len(columns.TRAIN_COST) + 1))
+        out.append(cs + [""] * (len(columns.TRAIN_COST) + len(tests_header(b)) + 1))
     return out
 
 
@@ -142,7 +168,19 @@ def caption(b: Baselines) -> str:
                " the same trials and training budget per trial for every method, objective the validation "
                "noise's metric, not this table's noise); a tuned run trains the same optimiser steps as its "
                "default run; '= defaults, reused': the study kept the defaults, so the tuned run is the default "
-               "run's training (reused, not repeated; its cost columns are that training's)." if b.tuned else ""))
+               "run's training (reused, not repeated; its cost columns are that training's)." if b.tuned else "")
+            + tests_caption(b))
+
+
+def tests_caption(b: Baselines) -> str:
+    if not b.baseline:
+        return ""
+    pm, base = columns.label(b.primary), ", ".join(f"{k.split('.')[-1]} {v}" for k, v in b.baseline.items())
+    return (f" {pm} 95% CI (Student t) and paired t-test p of {pm} against the baseline "
+            f"({base}) on the same seeds, raw and "
+            f"Holm-corrected across the table's methods; TOST p: equivalence with the baseline within "
+            f"±{EQUIV_MARGIN:.0%} of its mean; intervals and tests add each run's evaluation variance (eval_sd) "
+            f"to the seeds' where the runs carry it.")
 
 
 def counted_compute(row: dict) -> float | None:
@@ -162,11 +200,12 @@ def figure(b: Baselines, summary: pl.DataFrame, plot_path) -> None:
 
 
 def baselines(run_files, teacher_files, reference_file, axes: list[str], title: str, out_prefix: str | Path,
-              plot_path: str | Path) -> pl.DataFrame:
+              plot_path: str | Path, baseline: dict | None = None) -> pl.DataFrame:
     """The baselines table <out_prefix>.{md,tex,csv} (see the module docstring) and the quality-vs-cost plot;
     returns the summary frame."""
     b = gather(run_files, teacher_files, reference_file, axes, title)
-    summary = summary_of(b)
+    b.baseline = baseline
+    summary = tests(b, summary_of(b))
     best = {m: summary[f"{m}_mean"].min() for m in [*b.metrics, *b.few]}
     table = writer.Table(header(b), [row(b, r, best) for r in summary.iter_rows(named=True)], caption(b), "baselines",
                          len(b.axes), reference_rows(b))
@@ -180,7 +219,7 @@ def build_baselines(spec_path: str | Path, run_files, teacher_files, reference_f
     """The `table: baselines` kind, with the same interface and figures as the ablation table's `build`."""
     spec = load_spec(spec_path)
     summary = baselines(run_files, teacher_files, reference_file, spec["axes"], spec.get("title", spec["name"]),
-                        out_prefix, plot_path)
+                        out_prefix, plot_path, spec.get("baseline"))
     records = read_json(run_files)  # a tuned table's figures: its own runs (the default runs have theirs)
     own = [(r, f) for r, f in zip(records, run_files, strict=True) if r.get("ablation") == spec["name"]]
     own = own or list(zip(records, run_files, strict=True))

@@ -1,7 +1,8 @@
 """The column registry: every metric and diagnostic a table shows, one `onestep.columns.Column` each.
 
-Adding a metric: write its function (onestep/metrics.py or evaluate.py, stored in metrics.json) and add one
-`Column` here: in `METRICS` for a quality metric (a run's `metrics`), in `GENERIC` for a diagnostic every
+Adding a metric: write its function (onestep/metrics.py, onestep/exact.py or evaluate.py, stored in
+metrics.json) and add one `Column` here (the order of `METRICS` is the tables' column order after the
+headline): in `METRICS` for a quality metric (a run's `metrics`), in `GENERIC` for a diagnostic every
 method's runs may carry (a top-level key of metrics.json, `path` saying where), in `COST` / `TRAIN_COST` for a
 training cost (train.json). A method's own numbers are not listed here: its `columns()` hook
 (methods/base.py) declares them, `method_columns` collects them, and a table shows one when some run of the
@@ -14,7 +15,9 @@ from onestep.columns import Column
 
 REPORT = "method_report"  # metrics.json key of a method's `report()`: its schedule's numbers
 
-METRICS = {c.key: c for c in (
+METRICS = {c.key: c for c in (  # in the tables' column order, after the headline
+    Column("tv", "TV", digits=4, bold_best=True), Column("off_support", "off-support mass", digits=4, bold_best=True),
+    Column("chi2", "χ²", digits=4, bold_best=True), Column("mode_dev", "mode dev", digits=4, bold_best=True),
     Column("swd", "SWD", bold_best=True), Column("fd", "FD", bold_best=True), Column("mmd", "MMD²", bold_best=True),
     Column("fid", "FID", bold_best=True), Column("kid", "KID", bold_best=True), *(
         # a Gaussian mixture's exact metrics (gmm_metrics.py); their floor is the null of an exact sampler
@@ -38,6 +41,12 @@ COST = (WALL, EVALS, STEPS)  # an ablation table's training cost (its CSV's orde
 TRAIN_COST = (WALL, STEPS, EVALS, _train("student_forwards", "student fwd", 3),
               _train("student_backwards", "student bwd", 3), _train("params", "params", 0))  # the baselines table's
 SEEDS = Column("seeds", "seeds")
+
+
+def metric_order(metrics, headline: str) -> list[str]:
+    """The metrics of a table in column order: the headline first, then the registry's order."""
+    order = list(METRICS)
+    return sorted(metrics, key=lambda m: (m != headline, order.index(m) if m in order else len(order), m))
 
 
 def label(metric: str) -> str:

@@ -1,4 +1,5 @@
-"""Figures (matplotlib): sample scatter or grid per run, training curves, the ablation, main, baselines and study plots."""
+"""Figures (matplotlib): a run's samples (a 2-D density image beside the data's, or an image grid), training
+curves, the ablation, main, baselines and study plots."""
 
 from __future__ import annotations
 
@@ -20,17 +21,39 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def samples(x: torch.Tensor, path: str | Path, title: str, ref: torch.Tensor | None = None) -> None:
-    """Scatter for 2-D points (reference in grey), an image grid otherwise."""
+DENSITY_BINS, DENSITY_BOX = 150, 3.0  # the 2-D density images: 150 x 150 bins on [-3, 3]^2
+
+
+def _density(ax, pts: np.ndarray, title: str, vmax: float | None = None):
+    """A 2-D histogram of pts as an image, density per unit area on a log colour scale (empty bins white)."""
+    from matplotlib.colors import LogNorm
+
+    b = DENSITY_BOX
+    h, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=DENSITY_BINS, range=[[-b, b], [-b, b]])
+    dens = h / max(len(pts), 1) / (2 * b / DENSITY_BINS) ** 2
+    vmax = vmax or float(dens.max()) or 1.0
+    im = ax.imshow(np.ma.masked_equal(dens.T, 0), origin="lower", extent=(-b, b, -b, b), cmap="viridis",
+                   norm=LogNorm(vmin=vmax * 1e-4, vmax=vmax), interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_aspect("equal")
+    return im, vmax
+
+
+def samples(x: torch.Tensor, path: str | Path, title: str, ref: torch.Tensor | None = None,
+            off_support: float | None = None) -> None:
+    """2-D points: a density image of the samples beside the data's (every point counted, readable at any N;
+    `off_support`: the exact off-support mass, in the panel title); an image grid otherwise."""
     if x.ndim == 2:
-        fig, ax = plt.subplots(figsize=(4, 4))
+        fig, axs = plt.subplots(1, 1 + (ref is not None), figsize=(4 + 3.6 * (ref is not None), 3.8), squeeze=False)
+        note = f", off-support {off_support:.2%}" if off_support is not None else ""
+        vmax = None
         if ref is not None:
-            ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.8", label="data")
-        ax.scatter(x[:, 0], x[:, 1], s=1, c="C0", label="samples")
-        ax.set_xlim(-3, 3)
-        ax.set_ylim(-3, 3)
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", markerscale=6, fontsize=7)
+            _, vmax = _density(axs[0, 0], ref.double().numpy(), f"data (N = {len(ref)})")
+        im, _ = _density(axs[0, -1], x.double().numpy(), f"samples (N = {len(x)}{note})", vmax)
+        fig.colorbar(im, ax=list(axs.flat), shrink=0.8, label="density (log)")
+        fig.suptitle(title, fontsize=9)
+        _save(fig, path)
+        return
     else:
         n = min(64, x.shape[0])
         side = int(n**0.5)
@@ -145,10 +168,11 @@ def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys
 
 
 def samples_side_by_side(images: list[tuple[str, Path]], path: str | Path, title: str) -> None:
-    """The points' sample figures (samples.png of one seed) in one row."""
+    """The points' sample figures (samples.png of one seed: 2-D, the samples' density image beside the data's) in
+    one column, each at a readable width."""
     images = [(label, Path(f)) for label, f in images if Path(f).is_file()]
     n = max(1, len(images))
-    fig, axs = plt.subplots(1, n, figsize=(3 * n, 3.2), squeeze=False)
+    fig, axs = plt.subplots(n, 1, figsize=(7, 3.6 * n), squeeze=False)
     for ax, (label, f) in zip(axs.flat, images, strict=False):
         ax.imshow(plt.imread(f))
         ax.set_title(label, fontsize=8)
@@ -243,10 +267,11 @@ def tuned(rows: list[dict], metric: str, path: str | Path) -> None:
     plt.close(fig)
 
 
-def run_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path: str | Path, title: str) -> None:
-    """A run's (or a teacher row's) samples' figure: the first 64 images, or every 2-D point over the reference
-    points (`ref["x"]`)."""
+def run_samples(x: torch.Tensor, ref: dict[str, np.ndarray], path: str | Path, title: str,
+                off_support: float | None = None) -> None:
+    """A run's (or a teacher row's) samples' figure: the first 64 images, or the density image of every 2-D point
+    beside the reference points' (`ref["x"]`), the exact off-support mass in the title where known."""
     from onestep.evaluate import to_unit
 
     x = to_unit(x[:64]) if x.dtype == torch.uint8 else x
-    samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None)
+    samples(x, path, title, torch.from_numpy(ref["x"]) if x.ndim == 2 else None, off_support)

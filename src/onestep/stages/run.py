@@ -158,7 +158,7 @@ def evaluate(run: Path, teacher: Path, reference: Path, out: Path, plot: Path, f
     about = {"train": train, "ablation": cfg["run"]["ablation"], "run": cfg["run"]["name"], "point": cfg["run"]["point"],
              "seed": cfg["seed"], "method": cfg["method"]["name"], "tuned": cfg["run"].get("tuned"), **given}
     x, result, diag = _score(cfg, student, net, tuple(ckpt["shape"]), ref, features, trajectory, device, about)
-    run_samples(x, ref, plot, f"{cfg['run']['name']}: one step")
+    run_samples(x, ref, plot, f"{cfg['run']['name']}: one step", result["metrics"].get("off_support"))
     outputs.write_json(out, result)
     # the training's run gets the scores and files without being reopened: its Duration stays the training's
     with log_into(cfg, train["mlflow_run_id"], run_label(cfg["run"]["point"], cfg["seed"]), run_tags(cfg)) as rec:
@@ -174,13 +174,14 @@ def _score(cfg: dict, student, teacher, shape: tuple, ref: dict, features: Path 
            device: str, about: dict):
     """The student's one-step samples, their scores (`about`: the run's identity, after the sampling time) with
     the few-step scores and the method's own numbers, and the method's diagnostics."""
-    from onestep.evaluate import generate, multi_step_scores, sample, score, stage_noise
+    from onestep.evaluate import exact_sample, generate, multi_step_scores, sample, score, stage_noise
     from onestep.methods import build_method, context
 
     t0 = time.time()
     method = build_method(cfg, context(cfg, teacher, shape))  # once, not per noise chunk
     x = generate(cfg, shape, lambda z: sample(method, student, z), device)
-    result = {**score(x, ref, cfg, features), "sampling_s": time.time() - t0, **about}
+    exact_x = exact_sample(cfg, shape, lambda z: sample(method, student, z), device)  # 2-D: the exact metrics' own
+    result = {**score(x, ref, cfg, features, exact_x), "sampling_s": time.time() - t0, **about}
     result["multistep"] = multi_step_scores(cfg, method, student, shape, ref, features, device)
     result["method_report"] = method.report() if hasattr(method, "report") else {}  # e.g. steps on the evaluated stage
     diag = {}

@@ -149,7 +149,7 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
     from onestep.config import plain_ddim
     from onestep.data import clip_x0 as data_clip
     from onestep.diffusion import pairs_label, teacher_sample
-    from onestep.evaluate import generate, score
+    from onestep.evaluate import exact_sample, generate, score
     from onestep.report.figures import run_samples
 
     device = jobs.device(cfg)
@@ -163,14 +163,16 @@ def teacher_eval(cfg: dict, config: Path, teacher: Path, reference: Path, steps:
     tags = {"kind": "reference", "ddim_steps": str(steps), "onestep.order": f"~shared/{steps:04d}"}
     with tracking.record(cfg, label, tags, parent_id=tracking.shared_parent(cfg)) as rec:
         t0 = time.time()
-        x = generate(cfg, tuple(ckpt["shape"]),
-                     lambda z: teacher_sample(net, z, steps, cfg["diffusion"], solver, clip_x0), device)
-        result = {**score(x, ref, cfg, features), "steps": steps, "sampling_s": time.time() - t0,
+        solve = lambda z: teacher_sample(net, z, steps, cfg["diffusion"], solver, clip_x0)  # noqa: E731
+        x = generate(cfg, tuple(ckpt["shape"]), solve, device)
+        exact_x = exact_sample(cfg, tuple(ckpt["shape"]), solve, device)  # 2-D: the exact metrics' own sample
+        result = {**score(x, ref, cfg, features, exact_x), "steps": steps, "sampling_s": time.time() - t0,
                   "label": label, "solver": solver, "clip_x0": clip_x0,
                   "max_abs": float(x.abs().max()), **outputs.provenance(config),
                   "code": provenance.record("teacher_eval")}
         rec.metrics(result["metrics"] | {k: result[k] for k in ("out_of_support",) if k in result})
-        run_samples(x, ref, plot, label if not plain else f"teacher DDIM {steps} steps")
+        run_samples(x, ref, plot, label if not plain else f"teacher DDIM {steps} steps",
+                    result["metrics"].get("off_support"))
         rec.artifact(plot, "plots")
     outputs.write_json(out, result)
     print(json.dumps(result["metrics"]))

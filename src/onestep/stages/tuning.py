@@ -59,15 +59,14 @@ def _trial_runs(cfg: dict, name: str, worker: int, parent: str | None, tracking)
 def tune_summary(cfg: dict, folder: Path, parent: Path | None = None) -> None:
     """The study's best values (best.yaml), trial tables and plots in `folder`; with `parent`, into its MLflow run."""
     from onestep import tracking
-    from onestep.evaluate import kind
-    from onestep.metrics import PRIMARY
+    from onestep.metrics import headline
     from onestep.report.study import PLOTS, study_figures, trials_table
     from onestep.tuning.best import write_best
     from onestep.tuning.space import study_space
     from onestep.tuning.study import study_name
 
     best, study = write_best(cfg, folder)
-    trials_table(study, best, PRIMARY[kind(cfg)], folder)
+    trials_table(study, best, headline(cfg), folder)
     study_figures(study, list(study_space(cfg)), folder)
     print(json.dumps(best))
     if parent:

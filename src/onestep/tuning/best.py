@@ -8,8 +8,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from onestep.evaluate import kind
-from onestep.metrics import PRIMARY
+from onestep.metrics import headline
 from onestep.tuning.space import study_space
 from onestep.tuning.study import FINISHED, TuneError, load_study, unfinished
 
@@ -34,7 +33,7 @@ def write_best(cfg: dict, folder: str | Path) -> tuple[dict, optuna.Study]:
     if not done:
         raise TuneError(f"study {study.study_name} in {folder} has no completed trial")
     best = study.best_trial
-    metric = PRIMARY[kind(cfg)]
+    metric = headline(cfg)
     sp = study_space(cfg)
     out = {"study": study.study_name, "method": cfg["method"]["name"], "metric": f"validation {metric}",
            "value": float(best.value), "trial": best.number,

@@ -1,7 +1,8 @@
 """One trial of any method's study: train the student with the trial's knobs, report at phase ends, score.
 
-The objective is the dataset's one-step metric (SWD for 2-D, FID for images) of G(z, 0) on a validation
-sample: noise and data drawn with `tune.validation` seeds, separate from the evaluation noise the tables use.
+The objective is the tables' headline metric (metrics.headline, evaluation.headline: TV against the exact
+density on the 2-D datasets, FID on images) of G(z, 0) on a validation sample: noise and data drawn with
+`tune.validation` seeds, separate from the evaluation noise the tables use.
 A diverging trial (NaN/Inf loss) is FAIL with its reason in user attr `fail_reason`. Every trial is an MLflow
 run nested under the study's parent run (side channel only: `recorder_factory`); its counted budget (optimiser
 steps, student forward/backward passes, teacher evaluations, wall time) is also a user attr of the trial.
