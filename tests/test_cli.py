@@ -65,7 +65,7 @@ def test_the_cli_starts_without_torch():
     assert out.strip() == "False"
 
 
-def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, capsys):
+def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, capfd):
     import yaml
 
     (tmp_path / "ab").mkdir()
@@ -77,20 +77,20 @@ def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, cap
     args = ["--cores", "2", "--configfile", str(cfg), "--config", "seeds=[3]"]
     with pytest.raises(SystemExit) as e:
         cli.main(["where", "ablate_ordr", *args])
-    assert e.value.code == 2 and "the targets: ablate_order" in capsys.readouterr().err
+    assert e.value.code == 2 and "the targets: ablate_order" in capfd.readouterr().err
     with pytest.raises(SystemExit) as e:
         cli.main(["where", "ablate_order", *args])
-    assert e.value.code == 2 and "not finished for digits: 0 of 1 runs" in capsys.readouterr().err
+    assert e.value.code == 2 and "not finished for digits: 0 of 1 runs" in capfd.readouterr().err
     table = tmp_path / "res" / "tables" / "digits" / "ablate_order.md"
     table.parent.mkdir(parents=True)
     table.write_text("| the table |\n")
     cli.main(["where", "ablate_order", *args])
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert f"table : {table}" in out and str(tmp_path / "res" / "digits" / "ablate_order") in out
     assert "ordering-forward_seed-3" in out and "<dataset>" not in out and "| the table |" in out
 
 
-def test_compare_puts_two_tables_side_by_side(tmp_path, capsys):
+def test_compare_puts_two_tables_side_by_side(tmp_path, capfd):
     import polars as pl
 
     for tier, (m, lo, hi) in {"checkerboard": (0.05, 0.04, 0.06), "digits": (12.0, 11.0, 13.0)}.items():
@@ -102,9 +102,9 @@ def test_compare_puts_two_tables_side_by_side(tmp_path, capsys):
                       {"kind": "reference", "ablation": "ablate_order", "setting": "data vs data (floor)", "primary": p,
                        f"{p}_mean": m / 4}]).write_csv(tmp_path / tier / "ablate_order.csv")
     cli.main(["compare", str(tmp_path / "checkerboard" / "ablate_order.csv"), str(tmp_path / "digits" / "ablate_order.csv")])
-    out = capsys.readouterr().out.splitlines()
+    out = capfd.readouterr().out.splitlines()
     assert "| ablate_order (checkerboard) | ordering=forward | swd | 0.05 | [0.04, 0.06] | 4.00 | baseline | 3 |" in out
     assert "| ablate_order (digits) | ordering=forward | fid | 12 | [11, 13] | 4.00 | baseline | 3 |" in out
     with pytest.raises(SystemExit) as e:
         cli.main(["compare", str(tmp_path / "nowhere.csv"), str(tmp_path / "digits" / "ablate_order.csv")])
-    assert e.value.code == 2 and "no table" in capsys.readouterr().err
+    assert e.value.code == 2 and "no table" in capfd.readouterr().err

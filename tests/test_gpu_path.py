@@ -84,7 +84,7 @@ def test_out_of_memory_names_the_batch_key():
     assert accel.oom_message(err, "where", None) == "GPU out of memory (CUDA out of memory. Tried to allocate 2 GiB)"
 
 
-def test_cli_turns_out_of_memory_into_one_line(tmp_path, monkeypatch, capsys):
+def test_cli_turns_out_of_memory_into_one_line(tmp_path, monkeypatch, capfd):
     """`onestep <job>` that runs out of GPU memory exits 2 with the key to lower, no traceback."""
     from onestep import cli
     from onestep.stages import teacher
@@ -99,7 +99,7 @@ def test_cli_turns_out_of_memory_into_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["pairs", "--config", str(cfg), "--teacher", "t.pt", "--out", str(tmp_path / "p.npz")])
     assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert err == ["onestep pairs: error: GPU out of memory (CUDA out of memory. Tried to allocate 9 GiB); "
                    "lower pairs.batch_size (now 4096) (noise solved per chunk)"]
 
