@@ -21,7 +21,13 @@ from onestep.config.policy import job_device
 from onestep.config.results import base_config, dataset_id, run_result_config, without_run
 from onestep.config.schema import validate
 from onestep.errors import ConfigError
+from onestep.methods import METHODS
 from onestep.outputs import differing_keys
+
+
+# The method-blind budget axis (and the spec's `total_steps`): each run's optimiser steps, set by its method's
+# `with_total_steps` hook (methods/base.py) whatever knobs hold them; optimiser steps, 'tier' or 'Nx' (tier_relative).
+TOTAL_STEPS = "method.total_steps"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Ablation:
     runs: list[Run] = field(default_factory=list)
     table: str = "default"  # which tables.TABLES builder writes its table
     tuned: str | None = None  # its runs are this ablation's with the tuned values (tune_baselines); the table shows both
+    total_steps: int | str | None = None  # every run's optimiser steps (the method's with_total_steps); None: its own
 
     @property
     def axes(self) -> list[str]:
@@ -78,7 +85,7 @@ def run_name(point: dict, seed: int) -> str:
 def _spec_ablation(spec: dict, points: list[dict], where: str) -> Ablation:
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},
                   spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"),
-                  tuned=spec.get("tuned"))
+                  tuned=spec.get("tuned"), total_steps=spec.get("total_steps"))
     if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
         raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
     return ab
@@ -116,7 +123,12 @@ def _run(ab: Ablation, base: dict, tier: dict, per_method: dict, point: dict, se
     for k, v in point.items():
         if k == "method.budget":  # 'tier' or 'Nx' (N times the tier's budget): steps of this tier
             v = tier_relative({"budget": v}, tier, f"{where}: grid")["budget"]
-        run_cfg = set_dotted(run_cfg, k, v)
+        if k != TOTAL_STEPS:
+            run_cfg = set_dotted(run_cfg, k, v)
+    steps = point.get(TOTAL_STEPS, ab.total_steps)
+    if steps is not None:  # method-blind: the method's own hook sets its knobs (steps, stages, rounds, phases)
+        steps = tier_relative({"budget": steps}, tier, f"{where}: {TOTAL_STEPS}")["budget"]
+        run_cfg = with_method(run_cfg, METHODS[run_cfg["method"]["name"]].with_total_steps(run_cfg["method"], steps))
     name = run_name(point, seed)
     run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
     run_cfg["device"] = job_device(run_cfg)
