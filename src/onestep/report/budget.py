@@ -75,20 +75,24 @@ def table(summary: pl.DataFrame, primary: str, title: str, ref: dict, teachers: 
     return writer.Table(["method", *[f"{label} @ {b}" for b in budgets]], body, cap, "baselines_budget", 1, refs)
 
 
-def figure(summary: pl.DataFrame, ref_rows: list[tuple[str, dict]], primary: str, path, title: str) -> None:
-    """The metric against optimiser steps (log-log), a line per method with its 95% band; the data floor dashed."""
+def figure(summary: pl.DataFrame, ref_rows: list[tuple[str, dict]], primary: str, path, title: str,
+           x_key: str = "steps", x_label: str = "optimiser steps", mark: float | None = None) -> None:
+    """The metric against optimiser steps (or `x_key`: counted compute), log-log, a line per method with its 95%
+    band; the data floor dotted; `mark`: a vertical line (the compute the methods are compared at)."""
     from onestep.report.figures import _save, plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, m in enumerate(dict.fromkeys(summary["method"].to_list())):
         s = summary.filter(pl.col("method") == m)
-        x, y = s["steps"].to_numpy(), s["mean"].to_numpy()
+        x, y = s[x_key].to_numpy(), s["mean"].to_numpy()
         ax.plot(x, y, marker="o", ms=3, color=f"C{i % 10}", ls="-" if i < 10 else "--", label=m)
         lo, hi = s["ci_lo"].to_numpy().astype(float), s["ci_hi"].to_numpy().astype(float)  # NaN: one seed
         ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.15, lw=0)
     for lb, vals in ref_rows[:1]:
         ax.axhline(vals[primary], color="0.3", ls=":", lw=1, label=lb)
-    ax.set(xscale="log", yscale="log", xlabel="optimiser steps", ylabel=f"{columns.label(primary)} (one step)",
+    if mark is not None:
+        ax.axvline(mark, color="0.5", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel=x_label, ylabel=f"{columns.label(primary)} (one step)",
            title=title)
     ax.legend(fontsize=7, ncol=2)
     _save(fig, path)
