@@ -56,3 +56,20 @@ def test_train_student_starts_from_the_teacher(default_config):
     z = torch.randn(16, 2)
     torch.testing.assert_close(model(z, torch.full((16,), 1000)), _x0_at_T(teacher, z), rtol=1e-4, atol=1e-3)
     assert not METHODS["ct"].teacher_head and student_net(_cfg(default_config, "ct", True))["name"] == "mlp"
+
+
+def test_head_on_images_convnet_and_unet_starts_as_the_teacher():
+    """The image nets: the convnet's and the UNet's second-time embedding (temb_s, UNet2DModel's class embedding)
+    is zeroed, so the head is the teacher's x0 prediction at T there too."""
+    sch = Schedule.from_config({"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02})
+    a = float(sch.abar[-1])
+    for net, shape in (({"name": "convnet", "width": 8, "depth": 1, "temb_dim": 8}, (1, 8, 8)),
+                       ({"name": "unet2d", "width": 8, "depth": 1, "norm_num_groups": 4}, (1, 32, 32))):
+        torch.manual_seed(0)
+        teacher = Teacher(build_net(net, shape), sch)
+        head = TeacherHead(shape, net, a**0.5, (1 - a) ** 0.5, sch.T - 1)
+        missing, unexpected = head.start_from(teacher.net)
+        assert not missing and not unexpected, (missing[:3], unexpected[:3])
+        z = torch.randn(2, *shape)
+        with torch.no_grad():
+            torch.testing.assert_close(head(z, torch.tensor([0, 700])), _x0_at_T(teacher, z), rtol=1e-4, atol=1e-3)

@@ -154,10 +154,11 @@ class TeacherHead(nn.Module):
         """The teacher's weights into `net`, the second-time embedding's output layer zeroed (so it adds nothing
         yet); (missing, unexpected) keys of the load, the fresh second-time embedding excepted."""
         missing, unexpected = self.net.load_state_dict(teacher.state_dict(), strict=False)
-        last = [m for m in self.net.temb_s.modules() if isinstance(m, nn.Linear)][-1]
+        second = self.net.unet.class_embedding if isinstance(self.net, UNet) else self.net.temb_s  # embeds s
+        last = [m for m in second.modules() if isinstance(m, nn.Linear)][-1]
         last.weight.zero_()
         last.bias.zero_()
-        return [k for k in missing if not k.startswith("temb_s.")], list(unexpected)
+        return [k for k in missing if "temb_s." not in k and "class_embedding." not in k], list(unexpected)
 
 
 NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "teacher_head": TeacherHead}
