@@ -27,7 +27,8 @@ def test_every_baseline_trains_the_curriculum_steps():
     abl = load_workflow(merged_files([]))
     steps = {r.config["method"]["name"]: METHODS[r.config["method"]["name"]].total_steps_of(r.config["method"])
              for r in abl["baselines"].runs}
-    assert set(steps) == set(METHODS) and set(steps.values()) == {4000}, steps
+    assert set(steps) == set(METHODS) and steps["curriculum"] == 4000, steps
+    assert all(0.99 * 4000 <= s <= 4000 for s in steps.values()), steps  # floored at most to a method's unit
     budget = abl["baselines_budget"]
     for r in budget.runs:  # the axis: each run's budget, floored at most to the method's unit
         want, got = r.point["method.total_steps"], METHODS[r.config["method"]["name"]].total_steps_of(r.config["method"])
