@@ -4,6 +4,9 @@
 #   snakemake --cores 2 tables            rebuild the tables of finished ablations from their metrics.json
 #   (ablate_loss needs images: snakemake --cores 2 ablate_loss --configfile config/digits.yaml)
 #   snakemake --cores 2 baselines         the seeds' one-step methods vs the curriculum (quality and training cost)
+#   snakemake --cores 2 baselines_budget  every method at 1k..16k optimiser steps: quality against budget (table, figure)
+#   snakemake --cores 2 baselines_compute the methods at the curriculum's counted compute (reads baselines_budget's runs)
+#   snakemake --cores 2 ablate_init       students from scratch vs from the teacher (generator students)
 #   snakemake --cores 2 tune_lambda       the Optuna study over lambda (results/optuna/<study>/best.yaml)
 #   snakemake --cores 2 tune_baselines    equal-effort tuning: a study per baseline method (its search_space), the
 #                                         tuned-values file results/<data>/tuned_baselines.yaml and its table

@@ -109,9 +109,9 @@ def test_baselines_table_from_files(tmp_path):
     assert cd["swd@4_mean"] == pytest.approx(0.02) and cd["teacher_evals_mean"] == 512 and kd["wall_time_s_mean"] == 10.5
     md = (tmp_path / "out" / "b.md").read_text()
     assert "| method | SWD | MMD² | SWD 2 steps | SWD 4 steps | SWD / DDIM-1 | SWD / DDIM-50 | train s |" in md
-    # one cell per header column: the counted passes ('-' where a run has none) between teacher evals and params
-    assert ("| train s | optimiser steps | teacher evals | student fwd | student bwd | params | seeds |") in md
-    assert "| kd | **0.03 ± 0.014** | **0.01 ± 0** | - | - | 0.06 | 1.2 | 10 | 4000 | 0 | - | - | 1000 | 2 |" in md
+    # one cell per header column: the counted aux steps and passes ('-' where a run has none)
+    assert ("| train s | optimiser steps | aux steps | teacher evals | student fwd | student bwd | params | seeds |") in md
+    assert "| kd | **0.03 ± 0.014** | **0.01 ± 0** | - | - | 0.06 | 1.2 | 10 | 4000 | - | 0 | - | - | 1000 | 2 |" in md
     assert len({line.count("|") for line in md.splitlines() if line.startswith("|")}) == 1
     assert "*teacher DDIM 50 steps*" in md and (tmp_path / "b.pdf").exists()
 

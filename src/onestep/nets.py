@@ -181,7 +181,38 @@ class ExactEps(nn.Module):
         return out
 
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "gmm_exact": ExactEps}
+class TeacherHead(nn.Module):
+    """A generator G(z, t) in the teacher's parameterisation, so the teacher's weights are a meaningful start: an
+    epsilon network `net` (times: 2) evaluated at the teacher's last time T with the generator's time t as its
+    second input, turned into the x0 prediction G(z, t) = (z - b eps(z, T; t)) / a, a = sqrt(abar_T),
+    b = sqrt(1 - abar_T). With the teacher's weights and the second-time embedding's last layer zero
+    (`start_from`), G(z, t) is the teacher's x0 prediction from z at T for every t."""
+
+    def __init__(self, shape: tuple[int, ...], net: dict, a: float, b: float, index: int):
+        super().__init__()
+        self.net = build_net({**net, "times": 2}, shape)
+        self.a, self.b, self.index = float(a), float(b), int(index)  # index: the teacher's network index of T
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        if s is not None:
+            raise ValueError("a teacher_head network is a one-time generator G(z, t); it takes no second time")
+        eps = self.net(x, torch.full_like(t, self.index), t)
+        return (x - self.b * eps) / self.a
+
+    @torch.no_grad()
+    def start_from(self, teacher: nn.Module) -> tuple[list[str], list[str]]:
+        """The teacher's weights into `net`, the second-time embedding's output layer zeroed (so it adds nothing
+        yet); (missing, unexpected) keys of the load, the fresh second-time embedding excepted."""
+        missing, unexpected = self.net.load_state_dict(teacher.state_dict(), strict=False)
+        second = self.net.unet.class_embedding if isinstance(self.net, UNet) else self.net.temb_s  # embeds s
+        last = [m for m in second.modules() if isinstance(m, nn.Linear)][-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        return [k for k in missing if "temb_s." not in k and "class_embedding." not in k], list(unexpected)
+
+
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "teacher_head": TeacherHead,
+                                 "gmm_exact": ExactEps}
 
 
 def build_net(cfg: dict, shape: tuple[int, ...]) -> nn.Module:

@@ -276,8 +276,8 @@ class Plan:
         return [f"{self.root}/{name}/{run.name}/{file}" for run in self.ablations[name].runs]
 
     def _read_by_table(self, name: str) -> list[str]:
-        """An ablation, and for a `tuned:` ablation the one whose default runs its table repeats."""
-        return [name] + ([self.ablations[name].tuned] if self.ablations[name].tuned else [])
+        """An ablation, the one whose default runs a `tuned:` ablation repeats, the one a `reads:` one's table reads."""
+        return [name] + [n for n in (self.ablations[name].tuned, self.ablations[name].reads) if n]
 
     def table_runs(self, w) -> list[str]:
         """The runs' metrics an ablation's table reads: its own, and a `tuned:` ablation's default runs."""

@@ -22,7 +22,12 @@ from onestep.config.policy import job_device
 from onestep.config.results import base_config, dataset_id, run_result_config, without_run
 from onestep.config.schema import validate
 from onestep.errors import ConfigError
+from onestep.methods import METHODS
 from onestep.outputs import differing_keys
+
+# The method-blind budget axis (and the spec's `total_steps`): each run's optimiser steps, set by its method's
+# `with_total_steps` hook (methods/base.py) whatever knobs hold them; optimiser steps, 'tier' or 'Nx' (tier_relative).
+TOTAL_STEPS = "method.total_steps"
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Ablation:
     runs: list[Run] = field(default_factory=list)
     table: str = "default"  # which tables.TABLES builder writes its table
     tuned: str | None = None  # its runs are this ablation's with the tuned values (tune_baselines); the table shows both
+    total_steps: int | str | None = None  # every run's optimiser steps (the method's with_total_steps); None: its own
+    reads: str | None = None  # no runs of its own: its table reads this ablation's runs (the same grid)
 
     @property
     def axes(self) -> list[str]:
@@ -79,7 +86,8 @@ def run_name(point: dict, seed: int) -> str:
 def _spec_ablation(spec: dict, points: list[dict], where: str) -> Ablation:
     ab = Ablation(spec["name"], spec.get("title", spec["name"]), where, points, spec.get("baseline") or {},
                   spec.get("caption", ""), spec.get("requires"), table=spec.get("table", "default"),
-                  tuned=spec.get("tuned"))
+                  tuned=spec.get("tuned"), total_steps=spec.get("total_steps"),
+                  reads=spec.get("reads"))
     if ab.baseline and ab.baseline not in [{k: p.get(k) for k in ab.baseline} for p in points]:
         raise ConfigError(f"{where}: baseline: {ab.baseline} is not one of the ablation's points")
     return ab
@@ -101,6 +109,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     tier = with_method(base, {})["method"]
     base = with_method(base, tier_relative(fixed.get("method") or {}, tier, where))
     per_method = spec.get("per_method") or {}
+    if ab.reads:  # its table reads the runs of `reads` (check_reads), it trains none
+        return ab
     unknown = sorted(set(per_method) - set(method_names()))
     if unknown:
         raise ConfigError(f"{where}: per_method: unknown method(s) {', '.join(unknown)}; allowed: "
@@ -117,7 +127,12 @@ def _run(ab: Ablation, base: dict, tier: dict, per_method: dict, point: dict, se
     for k, v in point.items():
         if k == "method.budget":  # 'tier' or 'Nx' (N times the tier's budget): steps of this tier
             v = tier_relative({"budget": v}, tier, f"{where}: grid")["budget"]
-        run_cfg = set_dotted(run_cfg, k, v)
+        if k != TOTAL_STEPS:
+            run_cfg = set_dotted(run_cfg, k, v)
+    steps = point.get(TOTAL_STEPS, ab.total_steps)
+    if steps is not None:  # method-blind: the method's own hook sets its knobs (steps, stages, rounds, phases)
+        steps = tier_relative({"budget": steps}, tier, f"{where}: {TOTAL_STEPS}")["budget"]
+        run_cfg = with_method(run_cfg, METHODS[run_cfg["method"]["name"]].with_total_steps(run_cfg["method"], steps))
     name = run_name(point, seed)
     run_cfg = {**run_cfg, "seed": seed, "run": {"ablation": ab.name, "name": name, "point": point}}
     run_cfg["device"] = job_device(run_cfg)
@@ -172,6 +187,7 @@ def load_workflow(cfg: dict, repo: str | Path | None = None, read_tuned: ReadTun
         values = read_tuned(cfg["tuned_baselines"], Path(cfg["out"]) / dataset_id(cfg) / "teacher" / "teacher.pt")
     out = _ablations(cfg, repo, targets)
     for ab in out.values():
+        check_reads(ab, out)
         if ab.tuned and not ab.skipped:
             check_tuned(ab, out, cfg)
             missing = [] if values is None else sorted({r.config["method"]["name"] for r in ab.runs} - set(values))
@@ -252,3 +268,16 @@ def check_tuned(ab: Ablation, ablations: dict[str, Ablation], cfg: dict) -> None
             keys = differing_keys(without_run(theirs[name].config), without_run(run.config))
             raise ConfigError(f"{where}: run {name} differs from the same run of {ab.tuned} in {', '.join(keys)}; allowed: the "
                               f"same configs (only the tuned values may differ, set when the runs are written)")
+
+
+def check_reads(ab: Ablation, ablations: dict[str, Ablation]) -> None:
+    """An ablation with `reads: X` (baselines_compute) has no runs: its table reads X's, so X is an ablation of runs
+    with the same grid points."""
+    if not ab.reads:
+        return
+    src = ablations.get(ab.reads)
+    if src is None or src.reads or src.tuned:
+        raise ConfigError(f"{ab.file}: reads: {ab.reads!r} is not an ablation of runs; allowed: "
+                          f"{', '.join(n for n, a in ablations.items() if not a.reads and not a.tuned)}")
+    if src.points != ab.points:
+        raise ConfigError(f"{ab.file}: grid: differs from that of {ab.reads} ({src.file}); allowed: the same points")

@@ -122,6 +122,11 @@ class MethodBase:
     # a method knob, or a dotted key outside the method section. The study searches these, then STUDENT_SPACE
     # (onestep.tuning.space.method_space); a method may narrow a student knob by declaring it here.
     search_space: ClassVar[dict[str, dict]] = {}
+    # The student is a generator of noise read as a sample, G(z, t) (t: the method's own time input, e.g. the
+    # curriculum's t_k, kd's T, dmd2's 0): with student.init_from_teacher it is built in the teacher's
+    # parameterisation (nets.TeacherHead: the x0 prediction of an epsilon network at T, the teacher's weights
+    # copied), so it starts as the teacher's one-step x0 prediction. False: the weights are copied as they are.
+    teacher_head: ClassVar[bool] = False
 
     # The training budget in optimiser steps, method-blind for tune_baselines (every trial of every study trains
     # the same share of its method's budget, whatever knobs the trial sets): most methods hold it in `steps`;

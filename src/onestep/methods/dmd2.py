@@ -67,6 +67,7 @@ class DMD2(MethodBase):
     """Distribution matching with an online fake score; see the module docstring."""
 
     Config = DMD2Config
+    teacher_head = True  # init_from_teacher: G(z, t) from the teacher's x0 prediction at T (base.py)
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "fake_lr": {"low": 3e-4, "high": 1e-2, "log": True},
         "fake_updates": {"choices": [2, 4, 8]},

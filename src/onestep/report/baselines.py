@@ -160,8 +160,10 @@ def caption(b: Baselines) -> str:
     few = " or ".join(k.split("@")[1] for k in b.few)
     return (f"{b.title}. Mean ± std over seeds of metrics on {b.ref.get('num_samples')} samples from the same "
             f"held-out noise (one step unless the column says {few}; '-' where the method has no such "
-            f"sampler); lower is better, best in bold. Training cost per run: wall time, optimiser steps, "
-            f"teacher network evaluations (per sample) spent in training; the one-off teacher pairs that "
+            f"sampler); lower is better, best in bold. Training cost per run: wall time, the student's optimiser "
+            f"steps (every mode and phase of a method counted), aux steps (optimiser steps of the method's own "
+            f"networks, e.g. a fake score's updates), teacher network evaluations and the student network's "
+            f"forward and backward passes (per sample) spent in training; the one-off teacher pairs that "
             f"pair-trained methods share are not counted. Reference rows: data against data, the teacher's DDIM."
             + (support_caption(b.records[0].get("support_margin")) if b.far else "")
             + (f" {KNOBS}: each method with its defaults and with the values its Optuna study found (tune_baselines:"

@@ -18,7 +18,7 @@ from onestep.methods.base import Batch, Context
 from onestep.nets import count_params
 from onestep.training.batches import Streams, map_batch
 from onestep.training.ema import EMA
-from onestep.training.passes import Passes
+from onestep.training.passes import AuxSteps, Passes
 from onestep.training.resume import Resume
 from onestep.training.schedule import lr_at
 from onestep.training.state import LoopState
@@ -61,6 +61,7 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
     modules = {"student": net, "ema": ema.shadow, "opt": opt, "method": method}
     passes = Passes(net, ema.shadow)
     state = _start(resume, modules, streams, teacher, passes, device, total)
+    aux_steps = AuxSteps(opt, state.aux_steps)  # the method's own optimisers' steps (a fake score's updates)
     start, before = state.step, state.wall_s  # before: wall seconds of earlier attempts
     close_phase = lambda end: _close_phase(state, end, log, on_phase_end, ema.shadow)  # noqa: E731
     t0 = tick = time.time()
@@ -85,15 +86,18 @@ def fit(cfg: dict, section: dict, method, ctx: Context, net: nn.Module, seed: in
             tick = time.time()
         if resume is not None and resume.due(done, total):
             wall = before + time.time() - t0
+            state.aux_steps = aux_steps.steps
             resume.save(cfg, modules, streams.gens, _snapshot(state, streams, teacher, passes, wall), total)
     if state.phase is not None:
         close_phase(total)
     accel.synchronize(device)
     passes.close()
+    aux_steps.close()
     wall = time.time() - t0
     # wall_time_s: every attempt's seconds up to its last resume checkpoint, plus this one's (a resumed run's cost)
     return ema.shadow, {"wall_time_s": before + wall, "attempt_wall_s": wall,
                         "samples_per_s": (total - start) * B / wall, "steps": total, "params": count_params(net),
+                        "aux_steps": aux_steps.steps,
                         "resumed_from_step": start, "precision": prec, **passes.summary(),
                         **({} if teacher is None else {"teacher_evals": teacher.evals}), **accel.memory_stats(device)}
 

@@ -29,3 +29,22 @@ class Passes:
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+class AuxSteps:
+    """Counts the optimiser steps of every optimiser but the student's while open: the method's own networks'
+    updates (a fake score's, a discriminator's; sub-steps of one training step), a budget of their own beside the
+    student's optimiser steps. Method-blind: a global optimiser-step hook, whatever optimisers the method built."""
+
+    def __init__(self, student_opt: torch.optim.Optimizer, done: int = 0):
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.student, self.steps = student_opt, done
+        self.handle = register_optimizer_step_post_hook(self._hook)
+
+    def _hook(self, opt, args, kwargs) -> None:
+        if opt is not self.student:
+            self.steps += 1
+
+    def close(self) -> None:
+        self.handle.remove()

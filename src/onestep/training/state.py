@@ -28,6 +28,7 @@ class LoopState:
     batches: int | None = None  # pair batches drawn (PairBatches.position); None: no pairs (the teacher)
     teacher_evals: int | None = None  # the teacher's evaluations so far; None: no teacher (its own training)
     passes: tuple[int, int] = (0, 0)  # the student's samples through passes with and without autograd (Passes)
+    aux_steps: int = 0  # optimiser steps of the method's own networks so far (AuxSteps)
     wall_s: float = 0.0  # wall seconds of every attempt, up to this state
     extra: dict = field(default_factory=dict)  # the caller's own state (Resume.extra: log rows, MLflow run id)
     rng: dict[str, Any] = field(default_factory=dict)  # RNG states: "torch", "cuda" (if any), each generator's
