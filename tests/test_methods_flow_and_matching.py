@@ -228,7 +228,7 @@ def test_dmd2_gradient_is_zero_when_fake_equals_real_and_is_the_loss_gradient(sc
     loss, _ = m.loss(student, Batch(torch.randn(6, 2), torch.zeros(6, 2)), 0, gen)
     loss.sum().backward()
     gen = torch.Generator().manual_seed(3)  # same draws: t, then eps
-    t2 = torch.randint(m.cfg.t_min, m.cfg.t_max + 1, (6,), generator=gen)
+    t2 = m.idx[torch.randint(m.cfg.t_min, m.cfg.t_max + 1, (6,), generator=gen)]  # levels of the Karras grid
     g2 = dm_gradient(m.ctx.teacher, m.fake, x, t2, torch.randn(6, 2, generator=gen))
     assert torch.allclose(student.p.grad, g2, atol=1e-6)  # dL/dx = grad: the stop-gradient target
     assert all(p.grad is None for p in m.fake.parameters())  # the generator loss never trains the fake score

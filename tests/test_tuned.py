@@ -19,7 +19,7 @@ from onestep.tuning.studies import study_configs
 def test_every_method_declares_a_search_space_around_its_defaults(default_config):
     for name in METHODS:
         sp = method_space(name)
-        assert 1 <= len(sp) <= 3, name
+        assert 1 <= len(sp) <= 5, name  # the knobs that matter (recipe, noise range, sampler) + the student lr
         cfg = with_method({**default_config, "seed": 0}, {"name": name})
         for knob, spec in sp.items():
             node = cfg if "." in knob else cfg["method"]
@@ -38,20 +38,24 @@ SPACES = {
     "curriculum": {"lambda": {"low": 1e-3, "high": 10.0, "log": True}, "replay": {"low": 0.0, "high": 0.5, "log": False},
                    "student.lr": LR},
     "kd": {"distance": {"choices": ["l2", "l1"]}, "student.lr": LR},
-    "progressive": {"start_steps": {"choices": [4, 8, 16, 32]}, "student.lr": LR},
-    "cd": {"p_mean": {"low": -1.5, "high": 1.5, "log": False}, "p_std": {"low": 0.5, "high": 2.5, "log": False},
-           "student.lr": LR},
-    "ctm": {"N": {"choices": [10, 18, 40]}, "dsm_weight": {"low": 0.0, "high": 2.0, "log": False}, "student.lr": LR},
+    "progressive": {"start_steps": {"choices": [16, 32, 64, 128, 256, 512]}, "student.lr": LR},
+    "cd": {"target": {"choices": ["ema", "online"]}, "weighting": {"choices": ["uniform", "ict"]},
+           "target_ema": {"low": 0.9, "high": 0.999, "log": False}, "student.lr": LR},
+    "ctm": {"N": {"choices": [10, 18, 40]}, "dsm_weight": {"low": 0.0, "high": 2.0, "log": False},
+            "target_ema": {"low": 0.99, "high": 0.9999, "log": False}, "student.lr": LR},
     "reflow": {"flow_weight": {"low": 0.0, "high": 2.0, "log": False}, "student.lr": LR},
-    "dmd2": {"fake_lr": {"low": 3e-4, "high": 1e-2, "log": True}, "fake_updates": {"choices": [2, 4, 8]},
+    "dmd2": {"fake_updates": {"choices": [1, 2, 5, 10]}, "t_min": {"low": 0, "high": 500, "log": False},
+             "t_max": {"low": 600, "high": 999, "log": False}, "sigma_max": {"low": 10.0, "high": 157.0, "log": True},
              "student.lr": LR},
-    "tdm": {"fake_lr": {"low": 3e-4, "high": 1e-2, "log": True}, "fake_updates": {"choices": [2, 4, 8]},
+    "tdm": {"fake_updates": {"choices": [1, 2, 5, 10]}, "t_min": {"low": 1, "high": 200, "log": True},
             "student.lr": LR},
     "ct": {"p_mean": {"low": -1.5, "high": 1.5, "log": False}, "p_std": {"low": 0.5, "high": 2.5, "log": False},
            "student.lr": LR},
-    "meanflow": {"ratio_r_neq_t": {"low": 0.1, "high": 0.75, "log": False},
-                 "time_mean": {"low": -1.0, "high": 0.5, "log": False}, "student.lr": LR},
-    "shortcut": {"bootstrap": {"low": 0.1, "high": 0.5, "log": False}, "student.lr": LR},
+    "meanflow": {"ratio_r_neq_t": {"low": 0.1, "high": 0.9, "log": False},
+                 "time_mean": {"low": -3.0, "high": 0.5, "log": False},
+                 "time_std": {"low": 0.8, "high": 2.5, "log": False}, "student.lr": LR},
+    "shortcut": {"bootstrap": {"low": 0.1, "high": 0.5, "log": False}, "max_steps": {"choices": [8, 16, 32, 128]},
+                 "student.lr": LR},
     "drifting": {"student.lr": LR},
 }
 
@@ -68,7 +72,7 @@ def test_every_methods_space_is_its_own_knobs_then_the_students():
 def test_tuned_values_round_trip(tmp_path):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"weights")
-    values = {"cd": {"p_mean": 0.3, "p_std": 1.4}, "kd": {"distance": "l1", "student.lr": 5e-4}}
+    values = {"cd": {"target_ema": 0.97, "weighting": "ict"}, "kd": {"distance": "l1", "student.lr": 5e-4}}
     values_file.write(tmp_path / "tuned.yaml", teacher, values, trials=16)
     assert values_file.read(tmp_path / "tuned.yaml", teacher) == values
     cfg = values_file.apply(with_method(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), {"name": "kd"}),
@@ -79,13 +83,13 @@ def test_tuned_values_round_trip(tmp_path):
 @pytest.mark.parametrize("edit,key", [
     ({"methods": {"nosuch": {"x": 1}}}, "methods.nosuch: unknown method"),
     ({"methods": {"cd": {"s0": 20}}}, "methods.cd.s0: not a tunable knob"),
-    ({"methods": {"cd": {"p_mean": 9.0}}}, "methods.cd.p_mean: 9.0 is outside"),
+    ({"methods": {"cd": {"target_ema": 9.0}}}, "methods.cd.target_ema: 9.0 is outside"),
     ({"teacher": "000000000000"}, "teacher: tuned under teacher 000000000000"),
 ])
 def test_bad_tuned_values_name_the_file_and_key(tmp_path, edit, key):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(b"weights")
-    doc = {"teacher": values_file.teacher_hash(teacher), "trials": 4, "methods": {"cd": {"p_mean": 0.0}}} | edit
+    doc = {"teacher": values_file.teacher_hash(teacher), "trials": 4, "methods": {"cd": {"target_ema": 0.95}}} | edit
     (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=f"tuned.yaml: {key}"):
         values_file.read(tmp_path / "tuned.yaml", teacher)
@@ -104,7 +108,7 @@ def test_a_bad_tuned_file_stops_snakemake_at_parse_time(tmp_path):
 def test_a_tuned_file_without_a_tuned_runs_method_stops_at_parse_time(tmp_path, default_config):
     from onestep.config import load_workflow
 
-    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"teacher": "abc", "methods": {"cd": {"p_mean": 0.1}}}))
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"teacher": "abc", "methods": {"cd": {"target_ema": 0.95}}}))
     missing = r"tuned.yaml: methods.ct: missing; baselines_tuned .* runs ct, ctm, curriculum, .* the file has: cd"
     with pytest.raises(ConfigError, match=missing):
         load_workflow({**default_config, "out": str(tmp_path), "tuned_baselines": str(tmp_path / "tuned.yaml")},

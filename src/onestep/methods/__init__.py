@@ -60,7 +60,8 @@ def context(cfg: dict, teacher: Teacher | None, shape: Sequence[int], features: 
     times of the pairs' stored DDIM states, and the data's std from the dataset config (on first call)."""
     schedule = Schedule.from_config(cfg["diffusion"]) if teacher is None else teacher.schedule
     return Context(teacher, schedule, tuple(shape), None if features is None else features.features,
-                   trajectory_t=trajectory_t, data_std=lambda: data.std(cfg["dataset"]))
+                   trajectory_t=trajectory_t, data_std=lambda: data.std(cfg["dataset"]),
+                   data_bound=lambda: data.bound(cfg["dataset"]))
 
 
 def build_method(cfg: dict, ctx: Context, seed: int | None = None, device: str | None = None) -> Method:

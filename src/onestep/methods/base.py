@@ -76,6 +76,7 @@ class Context:
     trajectory_t: tuple[int, ...] | None = None  # seed times of the pairs' teacher DDIM states (Batch.extra["xt"])
     data_std: Callable[[], float] | None = None  # () -> the data's std over every element (data.std), computed
                                                   # on first call; what `sigma_data: auto` resolves to
+    data_bound: Callable[[], float] | None = None  # () -> the data's largest |coordinate| (data.bound): `clip_x0: auto`
 
 
 @dataclass

@@ -120,9 +120,14 @@ class ICTGrid:
     def grid(self, step: int) -> torch.Tensor:
         return torch.tensor(index_grid(self.key, self.size(step), self.rho))  # (M,) ascending indices
 
-    def pairs(self, step: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t_i, t_{i+1}) per sample, (n,) each: adjacent grid indices, i lognormal-distributed."""
+    def pairs(self, step: int, n: int, gen: torch.Generator, uniform: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_i, t_{i+1}) per sample, (n,) each: adjacent grid indices, i lognormal-distributed (iCT) or
+        uniform over the intervals (`uniform`: CD, openai/consistency_models cm/karras_diffusion.py
+        consistency_losses, `indices = th.randint(0, num_scales - 1, ...)`)."""
         g = self.grid(step)
+        if uniform:
+            i = torch.randint(0, len(g) - 1, (n,), generator=gen)
+            return g[i], g[i + 1]
         p = lognormal_probs(self.sigma[g[:-1]], self.sigma[g[1:]], self.p_mean, self.p_std)  # (M-1,)
         i = torch.multinomial(p, n, replacement=True, generator=gen)
         return g[i], g[i + 1]
@@ -179,6 +184,36 @@ def pf_ode_step(teacher: Teacher, x: torch.Tensor, t: torch.Tensor, s: torch.Ten
     return a_s.sqrt() * xs
 
 
+class TargetEMA:
+    """A method's own frozen EMA copy theta^- of the student, at its paper's rate (CD's target at 0.95, CTM's at
+    0.999), apart from the trainer's evaluation EMA (`ctx.ema`, student.ema): theta^- <- mu theta^- + (1 - mu) theta,
+    once per optimiser step (`update`, from `aux_step`: the student as the previous step left it), started as a
+    copy of the student at step 0 (openai/consistency_models cm/train_util.py, `_update_target_ema`)."""
+
+    def __init__(self, rate: float):
+        self.rate, self.net, self._pending = rate, None, None
+
+    @torch.no_grad()
+    def update(self, student: nn.Module) -> None:
+        if self.net is None:
+            self.net = copy.deepcopy(student).eval().requires_grad_(False)
+            if self._pending is not None:  # a resumed run: the saved target, not a fresh copy
+                self.net.load_state_dict(self._pending)
+                self._pending = None
+            return
+        for tgt, src in zip(self.net.parameters(), student.parameters(), strict=True):
+            tgt.lerp_(src.detach(), 1.0 - self.rate)
+
+    def __call__(self, student: nn.Module) -> nn.Module:
+        return student if self.net is None else self.net
+
+    def state_dict(self) -> dict:
+        return {"target": None if self.net is None else self.net.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net, self._pending = None, state.get("target")
+
+
 # ---------------------------------------------------------------- iCT settings and base, shared by cd and ct
 
 
@@ -227,15 +262,23 @@ class ICTMethod(MethodBase):
         n = self.grid.size(step)
         return {"phase": int(math.log2((n - 1) / self.cfg.s0)), "N": n, "sigma_data": self.f.s_d}
 
+    ict_weight = True  # lambda = 1 / (sigma_{i+1} - sigma_i) (iCT); False: uniform (CD)
+    l2 = False  # d = mean over elements of (a - b)^2 (CD's `l2`, mean_flat); False: pseudo-Huber (iCT)
+
+    def target_net(self, student: nn.Module) -> nn.Module:
+        """The network of the target f(x_{t_i}, t_i): the current one under stop-gradient (iCT)."""
+        return student
+
     def pair_loss(self, student: nn.Module, x_hi: torch.Tensor, x_lo: torch.Tensor, t_hi: torch.Tensor,
                   t_lo: torch.Tensor):
-        """lambda(sigma_i) d(f_theta(x_{t_{i+1}}, t_{i+1}), sg f_theta(x_{t_i}, t_i)), lambda = 1 / (sigma_{i+1} - sigma_i)."""
+        """lambda(sigma_i) d(f_theta(x_{t_{i+1}}, t_{i+1}), sg f_target(x_{t_i}, t_i)), lambda = 1 / (sigma_{i+1} - sigma_i)
+        (iCT) or 1 (CD's uniform), d pseudo-Huber (iCT) or the per-element mean square (CD's l2)."""
         f_hi = self.f(student, x_hi, t_hi)
         with torch.no_grad():
-            f_lo = self.f(student, x_lo, t_lo)  # sg: the current net (iCT)
+            f_lo = self.f(self.target_net(student), x_lo, t_lo)  # sg: the current net (iCT) or the EMA target (CD)
         sig = self.f.sigma.to(x_hi.device)
-        w = 1.0 / (sig[t_hi] - sig[t_lo])  # (B,)
-        d = pseudo_huber(f_hi, f_lo, self.c)
+        w = 1.0 / (sig[t_hi] - sig[t_lo]) if self.ict_weight else torch.ones_like(sig[t_hi])  # (B,)
+        d = ((f_hi - f_lo) ** 2).flatten(1).mean(1) if self.l2 else pseudo_huber(f_hi, f_lo, self.c)
         return w * d, {"d": d.mean().detach(), "sigma_hi": sig[t_hi].mean()}
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
@@ -275,19 +318,34 @@ def dm_gradient(teacher: Teacher, fake: nn.Module, x: torch.Tensor, t: torch.Ten
     return (d_fake - d_real) / expand(norm, x.ndim)
 
 
-def denoising_loss(fake: nn.Module, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """|| eps_psi(x_t, t) - eps ||^2 per sample on detached samples x, (B,)."""
+def karras_indices(schedule: Schedule, n: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
+    """DMD2's noise grid in the VP index space: the Karras grid of `n` levels from sigma_min to sigma_max (rho),
+    smallest first (tianweiy/DMD2 main/edm/edm_guidance.py, `karras_sigmas`), each level mapped to the index
+    t in 1..T of nearest log sigma_t (not deduplicated: level k is drawn as often as on the official grid); (n,) long."""
+    s = edm_sigmas(schedule).double()
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    levels = (sigma_min ** (1 / rho) + ramp * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho  # ascending
+    return (s[1:].log()[None, :] - levels.log()[:, None]).abs().argmin(1) + 1
+
+
+def fake_x0_loss(fake: nn.Module, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                 s_d: float) -> torch.Tensor:
+    """DMD2's fake-score loss (tianweiy/DMD2 main/edm/edm_guidance.py, `compute_loss_fake`) per sample, (B,): the
+    x0-MSE (1/sigma_t^2 + 1/s_d^2) mean_elements (D_psi(x_t) - x)^2 on detached samples x, D_psi the fake epsilon
+    network read as a denoiser; (B,). In epsilon terms it is (1 + sigma_t^2 / s_d^2) times the epsilon-MSE."""
     abar = schedule.at("abar", t, x.ndim)
-    x_t = abar.sqrt() * x.detach() + (1 - abar).sqrt() * eps
-    return ((fake_eps(fake, x_t, t) - eps) ** 2).flatten(1).sum(1)
+    x = x.detach()
+    x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
+    sig2 = (1 - abar.flatten()) / abar.flatten()  # sigma_t^2, (B,)
+    err = ((denoise(fake_eps(fake, x_t, t), x_t, abar) - x) ** 2).flatten(1).mean(1)
+    return (1 / sig2 + 1 / s_d**2) * err
 
 
-def fake_updates(fake: nn.Module, opt: torch.optim.Optimizer, schedule: Schedule, x: torch.Tensor, n: int,
-                 noise) -> dict[str, torch.Tensor]:
-    """`n` optimiser steps of the fake score by denoising on detached samples x; `noise(x)` draws (t, eps)."""
+def fake_updates(fake: nn.Module, opt: torch.optim.Optimizer, n: int, loss_fn) -> dict[str, torch.Tensor]:
+    """`n` optimiser steps of the fake score; `loss_fn()` draws its samples and noise and returns (B,) losses."""
     total = 0.0
     for _ in range(n):
-        loss = denoising_loss(fake, schedule, x, *noise(x)).mean()
+        loss = loss_fn().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

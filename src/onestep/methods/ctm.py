@@ -10,11 +10,18 @@ c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2). L
 
 (soft consistency: matched after both are carried to s and then to 0 by the same map; the outer
 s -> 0 jump of x_est uses stop-gradient weights, so the gradient reaches theta through the inner
-jump only, as in CTM). The target x_tgt uses the trainer's EMA copy theta^- (`ctx.ema`), as CTM
-does (`ema_target`; false: the current weights under stop-gradient, iCT's choice); the
-distance is squared L2 in data space (CTM: LPIPS on images, a feature
-distance we do not have for 2-D); the DSM term has a fixed weight (CTM balances it by gradient norm);
-no GAN term.
+jump only, as in CTM). The target x_tgt uses the method's own EMA copy theta^- at rate 0.999
+(common.TargetEMA; sony/ctm code/cm/script_util.py start_ema 0.999, apart from the trainer's evaluation EMA),
+or with `ema_target` false the current weights under stop-gradient (iCT's choice); the distance is squared
+L2 in data space (CTM: LPIPS on images, a feature distance 2-D points lack).
+
+The DSM term as sony/ctm runs it (code/cm/karras_diffusion.py, the denoising loss; code/cm/resample.py
+HalfLogNormalHalfUniformSampler): its own noise level per sample, half the batch ln sigma ~ N(-1.2, 1.2^2),
+half the Karras ramp u ~ U[0, 0.7] from sigma_max 80 towards sigma_min 0.002, each mapped to the VP index of
+nearest sigma_t, the state x_sigma = sqrt(abar) x0 + sqrt(1 - abar) eps', EDM's weight (sigma^2 + s_d^2) /
+(sigma s_d)^2 ("karras_weight") on the per-element mean (D_theta(x_sigma, sigma, sigma) - x0)^2, and the
+adaptive balance (calculate_adaptive_weight): L_dsm scaled by ||grad_W L_ctm|| / (||grad_W L_dsm|| + 1e-4),
+clamped to [0, 1e4], W the student's last weight matrix, times `dsm_weight`. No GAN term.
 
 VP index mapping (as ct.py, maths in common.py): index t has EDM level sigma_t = sqrt((1 - abar_t) / abar_t) and EDM
 state x_t / sqrt(abar_t). So, with F_theta fed the VP state and both indices, F_theta(x_t, t, s)
@@ -29,7 +36,9 @@ x0 are the teacher's samples (the pairs): data-free. Sampling with 1, 2 or 4 det
 T -> T (n-1)/n -> ... -> 0 (gamma = 0 sampling).
 
 Defaults (each knob's doc names its source): `steps` = 4000 optimiser steps (the curriculum default's
-count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1, sigma_data 0.5 (auto: from the data), EMA target.
+count), N = 18 (CTM's CIFAR-10 grid), dsm_weight = 1 on the balanced term, sigma_data 0.5 (auto: from the data),
+EMA target at 0.999. Cost: the DSM term's own noise level adds a student forward and backward per step, the
+balance two partial backward passes to the last layer.
 """
 
 from __future__ import annotations
@@ -41,7 +50,9 @@ import torch
 from torch import nn
 
 from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
-from onestep.methods.common import SIGMA_DATA_DOC, edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step, sigma_data
+from onestep.methods.common import (
+    SIGMA_DATA_DOC, TargetEMA, edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step, sigma_data,
+)
 
 
 @dataclass(frozen=True)
@@ -52,10 +63,17 @@ class CTMConfig(Knobs):
     N: int = knob(18, "Karras grid levels of t, u, s; CTM paper (its CIFAR-10 grid, N = 18)", minimum=2)
     rho: float = knob(7.0, "Karras grid exponent; EDM / CTM (rho = 7)", exclusiveMinimum=0)
     sigma_data: float | Literal["auto"] = knob(0.5, SIGMA_DATA_DOC, exclusiveMinimum=0)
-    dsm_weight: float = knob(1.0, "weight of the denoising score-matching term; chosen here: 1 (CTM balances it "
-                             "by gradient norm, not done here)", minimum=0)
-    ema_target: bool = knob(True, "target from the trainer's EMA copy theta^- (ctx.ema), as the CTM paper; "
+    dsm_weight: float = knob(1.0, "weight of the DSM term on top of the adaptive balance; sony/ctm code/cm/"
+                             "script_util.py: denoising_weight 1", minimum=0)
+    balance: bool = knob(True, "scale the DSM term by the gradient-norm ratio at the last layer; sony/ctm "
+                         "script_util.py apply_adaptive_weight True; false: dsm_weight alone")
+    dsm_weighting: Literal["edm", "none"] = knob("edm", "DSM weight of sigma; sony/ctm script_util.py "
+                                                 "diffusion_weight_schedule karras_weight: (sigma^2 + s_d^2) / (sigma "
+                                                 "s_d)^2; none: 1 on the summed squared error at the CTM time t")
+    ema_target: bool = knob(True, "target from the method's EMA copy theta^- (rate target_ema), as the CTM code; "
                             "false: the current weights under stop-gradient (iCT)")
+    target_ema: float = knob(0.999, "EMA rate of theta^-; sony/ctm code/cm/script_util.py start_ema 0.999",
+                             minimum=0, exclusiveMaximum=1)
 
 
 class CTM(MethodBase):
@@ -65,6 +83,7 @@ class CTM(MethodBase):
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "N": {"choices": [10, 18, 40]},
         "dsm_weight": {"low": 0.0, "high": 2.0, "log": False},
+        "target_ema": {"low": 0.99, "high": 0.9999, "log": False},
     }
     times = 2
     sample_steps = (1, 2, 4)
@@ -78,6 +97,7 @@ class CTM(MethodBase):
         self.grid = torch.tensor((0, *index_grid(tuple(self.sigma.double().tolist()), c.N, c.rho)))  # (M,)
         if len(self.grid) < 3:
             raise ValueError(f"method.N: {c.N} gives fewer than 3 grid times; allowed: N >= 2")
+        self.target = TargetEMA(c.target_ema) if c.ema_target else None
 
     def D(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """EDM-preconditioned denoiser D(x_t, t, s) in data space."""
@@ -122,6 +142,42 @@ class CTM(MethodBase):
             pos[act] -= 1
         return x
 
+    def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        if self.target is not None:
+            self.target.update(student)  # theta^- <- mu theta^- + (1 - mu) theta (a copy at step 0)
+        return {}
+
+    def dsm_times(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """sony/ctm's half-lognormal, half-uniform sigma sampler (module docstring), as VP indices; (n,) long."""
+        h = n // 2
+        lognormal = (-1.2 + 1.2 * torch.randn(h, generator=gen)).exp()
+        u = torch.rand(n - h, generator=gen) * 0.7
+        karras = (80.0 ** (1 / 7) + u * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+        sig = torch.cat([lognormal, karras]).double()
+        return (self.sigma[1:].double().log()[None, :] - sig.log()[:, None]).abs().argmin(1) + 1
+
+    def dsm(self, student: nn.Module, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
+        """The DSM term per sample, (B,): sony/ctm's (sampler, EDM weight, per-element mean) or the plain one."""
+        if self.cfg.dsm_weighting == "none":
+            return ((self.D(student, x_t, t, t) - x0) ** 2).flatten(1).sum(1)
+        td = self.dsm_times(x0.shape[0], gen).to(x0.device)
+        a = expand(self.abar.to(x0.device)[td], x0.ndim)
+        x_d = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(x0.device)
+        sig = self.sigma.to(x0.device)[td]
+        w = (sig**2 + self.s_d**2) / (sig * self.s_d) ** 2
+        return w * ((self.D(student, x_d, td, td) - x0) ** 2).flatten(1).mean(1)
+
+    def balance(self, student: nn.Module, L_ctm: torch.Tensor, L_dsm: torch.Tensor) -> torch.Tensor:
+        """sony/ctm's adaptive weight ||grad_W L_ctm|| / (||grad_W L_dsm|| + 1e-4), clamped to [0, 1e4]; 1 when off."""
+        last = [p for p in student.parameters() if p.requires_grad and p.ndim >= 2]
+        if not self.cfg.balance or not last or not L_ctm.requires_grad:
+            return torch.ones((), device=L_ctm.device)
+        g1 = torch.autograd.grad(L_ctm.mean(), last[-1], retain_graph=True, allow_unused=True)[0]
+        g2 = torch.autograd.grad(L_dsm.mean(), last[-1], retain_graph=True, allow_unused=True)[0]
+        if g1 is None or g2 is None:
+            return torch.ones((), device=L_ctm.device)
+        return (g1.norm() / (g2.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         x0 = batch.x0  # (B, *shape) teacher samples
         dev, grid = x0.device, self.grid.to(x0.device)
@@ -133,12 +189,21 @@ class CTM(MethodBase):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen).to(dev)
         x_u = self.solve(x_t, pos[0], pos[2])
         x_est = self.G_sg(student, self.G(student, x_t, t, s), s, zero)
-        target = self.ctx.ema if self.cfg.ema_target and self.ctx.ema is not None else student
+        target = student if self.target is None else self.target(student)
         with torch.no_grad():
             x_tgt = self.G(target, self.G(target, x_u, u, s), s, zero)
         L_ctm = ((x_est - x_tgt) ** 2).flatten(1).sum(1)  # (B,)
-        L_dsm = ((self.D(student, x_t, t, t) - x0) ** 2).flatten(1).sum(1)
-        return L_ctm + self.cfg.dsm_weight * L_dsm, {"L_ctm": L_ctm.mean().detach(), "L_dsm": L_dsm.mean().detach()}
+        L_dsm = self.dsm(student, x0, x_t, t, gen)
+        w = self.balance(student, L_ctm, L_dsm)
+        return L_ctm + self.cfg.dsm_weight * w * L_dsm, {"L_ctm": L_ctm.mean().detach(), "L_dsm": L_dsm.mean().detach(),
+                                                          "dsm_balance": w}
+
+    def state_dict(self) -> dict:
+        return {} if self.target is None else self.target.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.target is not None and state:
+            self.target.load_state_dict(state)
 
     @torch.no_grad()
     def sample(self, student: nn.Module, z: torch.Tensor, steps: int = 1) -> torch.Tensor:

@@ -18,7 +18,8 @@ tangent (v, 1, 0) of the inputs (z_t, t, r). Loss per sample, with the adaptive 
     L = sg[w] || u_theta(z_t, r, t) - u_tgt ||^2,   w = 1 / (|| u_theta - u_tgt ||^2 + c)^p
 
 (t, r) ~ logit-normal(mean, std), sorted so r <= t, and r = t for a share 1 - `ratio_r_neq_t`
-of the batch (plain flow matching there, u(z_t, t, t) = v). Computed in fp32 with autocast off
+of the batch (plain flow matching there, u(z_t, t, t) = v); by default the official CIFAR-10 sampler
+(mean -2.0, std 2.0, ratio 0.75: `MF_CIFAR`), not ImageNet's (-0.4, 1.0, 0.25). Computed in fp32 with autocast off
 (bf16/fp16 JVPs give the NaN spikes users report).
 
 Sampling: one step x = e - u(e, 0, 1); n steps t_i = 1 - i/n, z_{t_{i+1}} = z_{t_i} - (t_i - t_{i+1}) u(z_{t_i}, t_{i+1}, t_i).
@@ -39,16 +40,22 @@ from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 from onestep.methods.common import expand, interpolate, logit_normal
 
 
+MF_CIFAR = "Gsunshine/py-meanflow meanflow/scripts/cifar10_v0.sh (the official CIFAR-10 run, read in its fork revsic/py-meanflow)"
+
+
 @dataclass(frozen=True)
 class MeanFlowConfig(Knobs):
     """MeanFlow (src/onestep/methods/meanflow.py); trains from data."""
 
     steps: int = knob(4000, "total optimiser steps", minimum=1)
-    ratio_r_neq_t: float = knob(0.25, "share of the batch with r < t (the rest r = t)", minimum=0, maximum=1)
-    time_mean: float = knob(-0.4, "logit-normal mean of t and r")
-    time_std: float = knob(1.0, "logit-normal std of t and r", exclusiveMinimum=0)
-    p: float = knob(0.75, "adaptive weight 1 / (||err||^2 + c)^p", minimum=0)
-    c: float = knob(1e-3, "adaptive weight's c", exclusiveMinimum=0)
+    ratio_r_neq_t: float = knob(0.75, f"share of the batch with r < t (the rest r = t); {MF_CIFAR}: --ratio 0.75 "
+                                "(ImageNet's 0.25 was this file's earlier default)", minimum=0, maximum=1)
+    time_mean: float = knob(-2.0, f"logit-normal mean of t and r; {MF_CIFAR}: --P_mean_t = --P_mean_r = -2.0 "
+                            "(ImageNet: -0.4)")
+    time_std: float = knob(2.0, f"logit-normal std of t and r; {MF_CIFAR}: --P_std_t = --P_std_r = 2.0 (ImageNet: 1.0)",
+                           exclusiveMinimum=0)
+    p: float = knob(0.75, f"adaptive weight 1 / (||err||^2 + c)^p; {MF_CIFAR}: --norm_p 0.75", minimum=0)
+    c: float = knob(1e-3, "adaptive weight's c; MeanFlow paper (norm_eps 1e-3)", exclusiveMinimum=0)
     time_scale: float = knob(1.0, "the network sees time_scale * t (1: t in [0, 1]; T = 1000 diverges, see meanflow.py)",
                              exclusiveMinimum=0)
 
@@ -78,8 +85,9 @@ class MeanFlow(MethodBase):
 
     Config = MeanFlowConfig
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
-        "ratio_r_neq_t": {"low": 0.1, "high": 0.75, "log": False},
-        "time_mean": {"low": -1.0, "high": 0.5, "log": False},
+        "ratio_r_neq_t": {"low": 0.1, "high": 0.9, "log": False},  # the time sampler: share, mean and std
+        "time_mean": {"low": -3.0, "high": 0.5, "log": False},
+        "time_std": {"low": 0.8, "high": 2.5, "log": False},
     }
 
     needs_data = True

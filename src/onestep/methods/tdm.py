@@ -20,25 +20,30 @@ Gradients flow through the last student step only (the earlier steps of the traj
 without gradient, as the seed's memory-saving choice). The step count K of a training step is a pure
 function of the step (cycling through `ks`), and each K has its own fake score psi_K (steps-aware
 fake scores: a shared one is biased, seed 003), each a copy of the teacher trained online in
-`aux_step` by denoising on detached student samples of its own intervals, with its own optimiser.
+`aux_step` on detached student samples of its own intervals, with its own optimiser, by the DMD2 code's
+fake-score loss (tianweiy/DMD2 main/edm/edm_guidance.py `compute_loss_fake`, common.fake_x0_loss: the x0-MSE of
+its denoiser weighted 1/sigma^2 + 1/s_d^2), at the student's learning rate (DMD2: --guidance_lr = --generator_lr).
+TDM's own code was not read here: its fake loss and update ratio are DMD2's, which TDM builds on.
 Where the seed is silent: the sample diffused over interval i is the student's x0 prediction of
 that step (not x_{t_{i+1}}), which keeps the fake score a plain DDPM epsilon network; tau >= t_min.
 
 Cost (forward = 1, forward + backward = 3), mean over K in (1, 2, 4): trajectory (K - 1)/2 forwards,
-student 3, teacher 1, fake 1, aux step (K + 1)/2 + 3 fake_updates: about 19 per step with
-fake_updates = 4; the default 1000 steps = 19.3k, about the curriculum default (4000 x 5 = 20k).
+student 3, teacher 1, fake 1, aux step (K + 1)/2 + 3 fake_updates: about 22 per step with
+fake_updates = 5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
-from onestep.methods.common import dm_gradient, fake_score, fake_updates, huber_c, pseudo_huber
+from onestep.methods.common import (
+    dm_gradient, fake_score, fake_updates, fake_x0_loss, huber_c, pseudo_huber, sigma_data,
+)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,15 @@ class TDMConfig(Knobs):
 
     steps: int = knob(1000, "student optimiser steps", minimum=1)
     ks: tuple[int, ...] = knob((1, 2, 4), "student step counts trained (cycled by step)", items={"minimum": 1})
-    fake_updates: int = knob(4, "fake-score updates per student step", minimum=1)
-    fake_lr: float = knob(3e-3, "fake-scores' Adam learning rate", exclusiveMinimum=0)
-    t_min: int = knob(20, "lowest noise level (seed index) of the distribution-matching gradient", minimum=1)
+    fake_updates: int = knob(5, "fake-score updates per student step; DMD2's ratio (tianweiy/DMD2 "
+                             "experiments/imagenet/imagenet_lr2e-6_scratch.sh --dfake_gen_update_ratio 5)", minimum=1)
+    fake_lr: float = knob(1e-3, "fake-scores' Adam learning rate; DMD2's rule --guidance_lr = --generator_lr: "
+                          "config.yaml's student.lr (1e-3)", exclusiveMinimum=0)
+    sigma_data: float | Literal["auto"] = knob(0.5, "s_d of the fake loss weight 1/sigma^2 + 1/s_d^2; tianweiy/DMD2 "
+                                               "main/edm/train_edm.py --sigma_data 0.5; auto: the data's std",
+                                               exclusiveMinimum=0)
+    t_min: int = knob(20, "lowest noise level (seed index) of the distribution-matching gradient; DMD2's 0.02 T "
+                      "(main/edm/train_edm.py --min_step_percent 0.02)", minimum=1)
     huber_c: None | float = knob(None, "pseudo-Huber c; null = 0.00054 sqrt(d)", exclusiveMinimum=0)
 
     @classmethod
@@ -75,8 +86,8 @@ class TDM(MethodBase):
 
     Config = TDMConfig
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
-        "fake_lr": {"low": 3e-4, "high": 1e-2, "log": True},
-        "fake_updates": {"choices": [2, 4, 8]},
+        "fake_updates": {"choices": [1, 2, 5, 10]},
+        "t_min": {"low": 1, "high": 200, "log": True},  # the noise range: the lowest level tau of the DM gradient
     }
     times = 2
 
@@ -90,6 +101,7 @@ class TDM(MethodBase):
         self.c = huber_c(self.cfg.huber_c, ctx.shape)
         self.fakes = nn.ModuleDict({str(k): fake_score(ctx.teacher) for k in self.sample_steps})  # psi_K
         self.opt = torch.optim.Adam(self.fakes.parameters(), lr=self.cfg.fake_lr)
+        self.s_d = sigma_data(self.cfg.sigma_data, ctx)
 
     def schedule(self, step: int) -> dict[str, float]:
         return {"K": self.cfg.ks[step % len(self.cfg.ks)]}
@@ -126,8 +138,11 @@ class TDM(MethodBase):
         fake = self.fakes[str(K)]
         with torch.no_grad():
             x0_hat, t_i, t_next = self._x0_hat(student, batch.z, K, gen)
-        noise = lambda x: (self._tau(t_i, t_next, gen), torch.randn(x.shape, generator=gen).to(x.device))  # noqa: E731
-        return fake_updates(fake, self.opt, self.ctx.schedule, x0_hat, self.cfg.fake_updates, noise)
+        def loss_fn() -> torch.Tensor:
+            eps = torch.randn(x0_hat.shape, generator=gen).to(x0_hat.device)
+            return fake_x0_loss(fake, self.ctx.schedule, x0_hat, self._tau(t_i, t_next, gen), eps, self.s_d)
+
+        return fake_updates(fake, self.opt, self.cfg.fake_updates, loss_fn)
 
     def loss(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator):
         K = self.cfg.ks[step % len(self.cfg.ks)]
