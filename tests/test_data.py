@@ -56,3 +56,26 @@ def test_errors_name_the_key(tmp_path):
         data.full({"name": "npz", "path": str(bad)})
     with pytest.raises(data.DataError, match=r"dataset.path: folder not found"):
         data.full({"name": "folder", "path": str(tmp_path / "nope")})
+
+
+def test_points_from_an_npz_are_a_2d_dataset_without_code(tmp_path, default_config):
+    """`dataset.name: points`: the file's (N, 2) points, drawn with replacement, planned like any 2-D tier."""
+    from onestep.config import ConfigError, deep_merge, load_workflow
+    from onestep.config.results import dataset_id
+
+    pts = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32) + np.array([3.0, -1.0], np.float32)
+    np.savez(tmp_path / "mine.npz", points=pts)
+    ds = {"name": "points", "path": str(tmp_path / "mine.npz")}
+    x = data.sample(ds, 1000, 0)
+    assert x.shape == (1000, 2) and data.shape(ds) == (2,) and not data.is_image(ds)
+    assert torch.equal(x, data.sample(ds, 1000, 0))
+    rows = {tuple(r) for r in pts.tolist()}
+    assert all(tuple(r) in rows for r in x.tolist())  # every sample is one of the file's points
+    assert abs(data.bound(ds) - float(np.abs(pts).max())) < 1e-6
+    cfg = deep_merge(default_config, {"dataset": ds})
+    assert dataset_id(cfg) == "mine" and load_workflow(cfg)["ablate_order"].runs
+    np.savez(tmp_path / "bad.npz", x=np.zeros((10, 3)))
+    with pytest.raises(ConfigError, match=r"dataset.path: dataset 'points' needs numbers of shape \(N, 2\).*\(10, 3\)"):
+        load_workflow(deep_merge(default_config, {"dataset": {"name": "points", "path": str(tmp_path / "bad.npz")}}))
+    with pytest.raises(ConfigError, match=r"dataset.path: file not found"):
+        load_workflow(deep_merge(default_config, {"dataset": {"name": "points", "path": str(tmp_path / "no.npz")}}))

@@ -1,4 +1,5 @@
-"""Datasets: seeded 2-D toy distributions, Gaussian mixtures (gmm.py), scikit-learn's bundled 8x8 digits, and user data.
+"""Datasets: seeded 2-D toy distributions, Gaussian mixtures (gmm.py), scikit-learn's bundled 8x8 digits, and user data
+(2-D points or images from a file).
 
 Every sampler returns a float32 tensor: (N, 2) for 2-D data, (N, C, H, W) in [-1, 1] for images.
 A dataset is chosen by `dataset.name` in the config; the registry `DATASETS` maps names to
@@ -143,6 +144,42 @@ IMAGES: dict[str, Callable[[dict], torch.Tensor]] = {
     "folder": lambda cfg: load_folder(_need_path(cfg)),
 }
 
+# ---------------------------------------------------------------- user points
+
+
+@lru_cache(maxsize=4)
+def _points_file(path: str) -> torch.Tensor:
+    """The (N, 2) float points of an .npz (under 'x', 'points', 'data' or its first array), read once per process."""
+    p, key = Path(path), "dataset.path"
+    if not p.is_file():
+        raise DataError(f"{key}: file not found: {p}")
+    try:
+        with np.load(p) as z:
+            name = next((n for n in ("x", "points", "data") if n in z.files), z.files[0] if z.files else None)
+            arr = None if name is None else np.asarray(z[name])
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError ...
+        raise DataError(f"{key}: cannot read {p} as .npz ({type(e).__name__}: {e})") from e
+    if arr is None or arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < 2 or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{key}: dataset 'points' needs numbers of shape (N, 2), N >= 2, in {p}; got "
+                        f"{'no arrays' if arr is None else f'{arr.dtype} {arr.shape}'}")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{key}: {p} holds NaN or infinite points")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def _points_sample(cfg: dict, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n points drawn with replacement from the file: its empirical distribution."""
+    x = _points_file(_need_path(cfg))
+    return x[torch.randint(0, x.shape[0], (n,), generator=gen)]
+
+
+def _points_check(cfg: dict) -> None:
+    try:
+        _points_file(_need_path(cfg))
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class Family:
     """A parametrised point dataset: samples of its section (cfg, n, gen), its sample shape, and its section's check
@@ -152,9 +189,13 @@ class Family:
     shape: Callable[[dict], tuple[int, ...]]
     check: Callable[[dict], object]
     id: Callable[[dict], str]  # its name in output paths (config.results.dataset_id)
+    analytic: bool = False  # a closed-form density and score (teacher.kind: analytic)
 
 
-FAMILIES: dict[str, Family] = {"gmm": Family(gmm.sample, gmm.shape, gmm.settings, gmm.dataset_id)}  # name -> its family
+FAMILIES: dict[str, Family] = {  # name -> its family
+    "gmm": Family(gmm.sample, gmm.shape, gmm.settings, gmm.dataset_id, analytic=True),
+    "points": Family(_points_sample, lambda cfg: (2,), _points_check, lambda cfg: Path(_need_path(cfg)).stem),
+}
 
 DATASETS = sorted([*TOY, *IMAGES, *FAMILIES])
 

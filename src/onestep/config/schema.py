@@ -18,7 +18,7 @@ from onestep.config.method import method_names, method_section
 from onestep.config.policy import check_gpu_tier
 from onestep.config.results import NOT_IN_RESULTS, NOT_IN_RUNS
 from onestep.config.sections import SECTIONS, check_headline
-from onestep.data import FAMILIES as ANALYTIC  # the datasets with a closed-form density (teacher.kind: analytic)
+from onestep.data import FAMILIES  # the parametrised datasets (their own checks; `analytic`: teacher.kind analytic)
 from onestep.errors import ConfigError
 from onestep.methods import METHODS
 
@@ -148,14 +148,15 @@ def check_semantics(cfg: dict, where: str) -> None:
     ds = cfg["dataset"]
     if ds["name"] in ("npz", "folder") and not ds.get("path"):
         raise ConfigError(f"{where}: dataset.path: dataset '{ds['name']}' needs a path (an .npz file or image folder)")
-    if ds["name"] in ANALYTIC:
+    if ds["name"] in FAMILIES:
         try:
-            ANALYTIC[ds["name"]].check(ds)
+            FAMILIES[ds["name"]].check(ds)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-    if cfg["teacher"].get("kind") == "analytic" and ds["name"] not in ANALYTIC:
+    analytic = [name for name, family in FAMILIES.items() if family.analytic]
+    if cfg["teacher"].get("kind") == "analytic" and ds["name"] not in analytic:
         raise ConfigError(f"{where}: teacher.kind: analytic needs a dataset with a closed-form score; allowed "
-                          f"dataset.name: {', '.join(ANALYTIC)} (dataset.name is {ds['name']!r})")
+                          f"dataset.name: {', '.join(analytic)} (dataset.name is {ds['name']!r})")
     if cfg["teacher"].get("kind") == "analytic" and cfg["teacher"].get("pretrained"):
         raise ConfigError(f"{where}: teacher.pretrained: not with teacher.kind: analytic (the teacher is the exact score)")
     check_gpu_tier(cfg, where)
