@@ -186,10 +186,10 @@ def spread_caption(summary: pl.DataFrame, primary: str) -> str:
         return ("Intervals and p-values are over training seeds only: they are conditional on one held-out noise "
                 "set and one reference sample (the floor's spread shows what another evaluation draw would move).")
     exact = primary in EXACT_METRICS
-    what = ("its analytic null spread for the run's sample size (onestep.exact)" if exact else
-            "the std over its (noise, reference) draws (evaluation.eval_draws)")
+    what = ("its analytic null spread for the run's sample size" if exact else
+            "the std over its (noise, reference) draws")
     return (f"Intervals and p-values combine seed and evaluation variance: each run's {pm} carries {what}, "
-            f"{sd.mean():.2g} on average, added to the variance over seeds (onestep.report.stats).")
+            f"{sd.mean():.2g} on average, added to the variance over seeds.")
 
 
 def floor_caption(ref: dict, primary: str) -> str:
