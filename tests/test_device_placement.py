@@ -51,7 +51,7 @@ def on_device(cfg: dict, name: str, shape, net_cfg: dict, sch: Schedule, feature
     c = with_method(cfg, {"name": name, **over})
     c = {**c, "student": {**c["student"], "net": dict(net_cfg)}}
     teacher = Teacher(build_net(net_cfg, shape).to(DEV), sch)
-    method = method_of(**c["method"], ctx=context(teacher, shape, features=features, data_std=lambda: 0.5)).to(DEV)
+    method = method_of(**c["method"], ctx=context(teacher, shape, features=features, data_std=lambda: 0.5, data_bound=lambda: 1.0)).to(DEV)
     return method, build_net(student_net(c), shape).to(DEV)
 
 

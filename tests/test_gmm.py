@@ -142,7 +142,7 @@ def test_every_method_trains_a_step_around_the_analytic_teacher():
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(16, 2, generator=gen)
     for name, cls in METHODS.items():
-        ctx = context(teacher, (2,), data_std=lambda: 0.8)
+        ctx = context(teacher, (2,), data_std=lambda: 0.8, data_bound=lambda: 2.0)
         method = cls({"name": name}, ctx, 0)
         torch.manual_seed(0)
         student = build_net(student_net({"student": {"net": {"name": "mlp", "width": 16, "depth": 1, "temb_dim": 8}},

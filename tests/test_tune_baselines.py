@@ -7,6 +7,7 @@ import yaml
 from conftest import REPO, TINY, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
+from onestep.methods import METHODS
 from onestep.tuning import keys
 from onestep.tuning import values as values_file
 from onestep.tuning.space import method_space
@@ -43,7 +44,8 @@ FINISHED = Finished("baselines_tuned", TINY_TUNED, {
 @pytest.mark.e2e
 def test_every_study_tunes_its_declared_knobs_with_equal_trials_and_budget(finished):
     results = finished / "results"
-    for name, steps in (("curriculum", 30), ("progressive", 25)):
+    rounds = METHODS["progressive"].total_steps_of({"steps_per_round": 5})  # its rounds x the grid's 5 steps each
+    for name, steps in (("curriculum", 30), ("progressive", rounds)):
         trials = pl.read_csv(results / "optuna" / f"tune_baselines-{name}-checkerboard" / "trials.csv")
         params = {c for c in trials.columns if c.startswith(("method.", "student."))}
         assert params == {keys.key(k) for k in method_space(name)}, name

@@ -51,7 +51,14 @@ from torch import nn
 
 from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 from onestep.methods.common import (
-    SIGMA_DATA_DOC, TargetEMA, edm_scalings, edm_sigmas, expand, index_grid, pf_ode_step, sigma_data,
+    SIGMA_DATA_DOC,
+    TargetEMA,
+    edm_scalings,
+    edm_sigmas,
+    expand,
+    index_grid,
+    pf_ode_step,
+    sigma_data,
 )
 
 

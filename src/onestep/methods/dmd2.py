@@ -42,7 +42,6 @@ from torch import nn
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
 from onestep.methods.common import dm_gradient, fake_score, fake_updates, fake_x0_loss, karras_indices, sigma_data
 
-
 DMD2_CODE = "tianweiy/DMD2"
 IMAGENET_RUN = f"{DMD2_CODE} experiments/imagenet/imagenet_lr2e-6_scratch.sh"
 TRAIN_EDM = f"{DMD2_CODE} main/edm/train_edm.py"

@@ -39,7 +39,6 @@ from torch import nn
 from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 from onestep.methods.common import expand, interpolate, logit_normal
 
-
 MF_CIFAR = "Gsunshine/py-meanflow meanflow/scripts/cifar10_v0.sh (the official CIFAR-10 run, read in its fork revsic/py-meanflow)"
 
 

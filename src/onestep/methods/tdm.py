@@ -42,7 +42,13 @@ from torch import nn
 
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
 from onestep.methods.common import (
-    dm_gradient, fake_score, fake_updates, fake_x0_loss, huber_c, pseudo_huber, sigma_data,
+    dm_gradient,
+    fake_score,
+    fake_updates,
+    fake_x0_loss,
+    huber_c,
+    pseudo_huber,
+    sigma_data,
 )
 
 
