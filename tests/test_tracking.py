@@ -78,7 +78,8 @@ def test_the_view_shows_the_headline_metrics_and_each_grids_keys_first(cfg):
     tracking.show_grid(cfg, ["method.ordering"])
     tracking.show_grid(cfg, ["method.K", "method.ordering"])  # a second ablation adds only its new key
     view = json.loads(client_of(cfg).get_experiment(exp_id).tags[VIEW_TAG])
-    assert view["selectedColumns"] == ["attributes.`Source`", "metrics.`eval_swd`", "metrics.`eval_fid`",
+    assert view["selectedColumns"] == ["attributes.`Source`", "metrics.`eval_tv`", "metrics.`eval_off_support`",
+                                       "metrics.`eval_swd`", "metrics.`eval_fid`",
                                        "params.`seed`", "params.`method.ordering`", "params.`method.K`"]
     assert view["orderByKey"] == "tags.`onestep.order`" and view["orderByAsc"] is True
 

@@ -3,9 +3,9 @@ point, the experiment's default view (columns, grid order), and a store whose fo
 
 MLflow 3's UI keeps its column choice in the browser; a view saved on the experiment (a "shared view": the
 tag `mlflow.sharedViewState.<key>`, opened with `?viewStateShareKey=<key>`) sets the columns and the sort a
-first visit shows. `onestep ui` prints that address. The view names the headline metrics (eval_swd,
-eval_fid), the seed and the grid keys of every ablation recorded so far (each parent run adds its own), and
-sorts by the tag `onestep.order`, so each ablation's runs come in grid order under their parent.
+first visit shows. `onestep ui` prints that address. The view names the headline metrics (eval_tv,
+eval_off_support, eval_swd, eval_fid), the seed and the grid keys of every ablation recorded so far (each parent
+run adds its own), and sorts by the tag `onestep.order`, so each ablation's runs come in grid order under their parent.
 
 Nothing here imports the rest of the package: onestep.tracking builds on it.
 """
@@ -24,7 +24,7 @@ PKG_DIR = Path(__file__).resolve().parent
 VIEW = "onestep"  # the share key of the experiment's view
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW}"
 ORDER_TAG = "onestep.order"  # what the view sorts by: the ablation, then the grid point, then the seed
-HEADLINES = ("swd", "fid")  # metrics.PRIMARY's values: the headline metric of each data kind
+HEADLINES = ("tv", "off_support", "swd", "fid")  # the headline metrics of the tiers (2-D exact, 2-D, images)
 FIRST = [f"metrics.`eval_{m}`" for m in HEADLINES] + ["params.`seed`"]
 
 
