@@ -46,7 +46,7 @@ def where(target: str, args: list[str]) -> None:
     from onestep.tracking import tracking_uri
 
     cfg = run_config(args)
-    ablations = load_workflow(cfg, read_tuned=None)
+    ablations = load_workflow(cfg, read_tuned=None, targets=[target])  # the other grids checked only when run
     if target not in ablations:
         raise OnestepError(f"{target!r} is no ablation target; the targets: {', '.join(sorted(ablations))} "
                            "(and ablate_all, tables, baselines, paper: snakemake --list-target-rules)")
