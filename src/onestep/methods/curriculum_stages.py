@@ -132,12 +132,12 @@ def adaptive_scale(student: nn.Module, L: torch.Tensor, other: torch.Tensor, eps
 STAGE_COLUMNS = (
     Column("traj_err", "traj. err (mean over t_k)", path=("stages", "traj_err"),
            caption="traj. err: RMS per coordinate of G(z, t_k) against the teacher's DDIM state x_{t_k}(z), mean "
-                   "over the K stages, on the held-out stage noise (figure _stages)."),
+                   "over the K stages, on the held-out stage noise (the stages figure)."),
     Column("mean_err", "mean-target err (mean over t_k)", path=("stages", "mean_err")),
     Column("evaluated_stage_steps", "optimiser steps that trained the evaluated stage",
            path=("method_report", "evaluated_stage_steps"),
            caption="Optimiser steps that trained the evaluated stage: each step counted by the share of its batch "
-                   "on stage K (t = 0), from the schedule (method.consolidation adds N/K)."),
+                   "on stage K (t = 0), from the schedule (a consolidation phase of N steps adds N/K)."),
 )
 
 

@@ -199,7 +199,7 @@ def floor_caption(ref: dict, primary: str) -> str:
     if primary in EXACT_METRICS:
         spread = (ref.get("floor_std") or {}).get(primary)
         return ("floor: the exact metrics' analytic floors, their means for the runs' exact-metric sample size of "
-                "the density itself (onestep.exact: 0 for the off-support mass and the chi-square, de Moivre's "
+                "the density itself (0 for the off-support mass and the chi-square, de Moivre's "
                 "mean absolute deviation for TV" + (f"; {pm} null spread {spread:.2g}" if spread is not None else "")
                 + f"); SWD / FD / MMD: the mean over {reps} draws of {n} data samples against the runs' reference")
     against = ("every training image's features, the runs' reference" if ref.get("kind") == "images"
