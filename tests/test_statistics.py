@@ -21,19 +21,26 @@ def test_holm_against_a_hand_computation():
     assert stats.holm([0.2]) == [0.2] and stats.holm([]) == []
 
 
-def test_table_prints_both_p_values_and_the_main_table_says_post_hoc(tmp_path):
-    swd = {"a": [0.050, 0.052, 0.051], "b": [0.061, 0.060, 0.064], "c": [0.049, 0.050, 0.053]}
-    spec = {"name": "ab", "baseline": {"method.ordering": "a"}, "grid": {"method.ordering": list(swd)}}
+def _grid_files(tmp_path, spec: dict, values: dict, record, log: str = "step,L_k,R_k,phase\n10,1.0,0.5,0\n") -> list:
+    """The ablation file s.yaml and one run folder per (point, seed) of `values`: its training log and its
+    metrics.json, record(point, seed, value); the metrics files, in grid order."""
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     runs = []
-    for pt, vals in swd.items():
+    for pt, vals in values.items():
         for seed, v in enumerate(vals):
             d = tmp_path / f"{pt}-{seed}"
             d.mkdir()
-            (d / "train_log.csv").write_text("step,L_k,R_k,phase\n10,1.0,0.5,0\n")
-            (d / "metrics.json").write_text(json.dumps({"point": {"method.ordering": pt}, "seed": seed, "primary": "swd",
-                                                        "metrics": {"swd": v}, "train": {}}))
+            (d / "train_log.csv").write_text(log)
+            (d / "metrics.json").write_text(json.dumps(record(pt, seed, v)))
             runs.append(d / "metrics.json")
+    return runs
+
+
+def test_table_prints_both_p_values_and_the_main_table_says_post_hoc(tmp_path):
+    swd = {"a": [0.050, 0.052, 0.051], "b": [0.061, 0.060, 0.064], "c": [0.049, 0.050, 0.053]}
+    spec = {"name": "ab", "baseline": {"method.ordering": "a"}, "grid": {"method.ordering": list(swd)}}
+    runs = _grid_files(tmp_path, spec, swd, lambda pt, seed, v: {
+        "point": {"method.ordering": pt}, "seed": seed, "primary": "swd", "metrics": {"swd": v}, "train": {}})
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"swd": 0.03}, "floor_std": {"swd": 0.004},
                                                    "floor_repeats": 10, "floor_samples": 4096, "num_samples": 4096}))
     s = ablation.build(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "ab", tmp_path / "ab.png")
@@ -105,17 +112,9 @@ def test_evaluation_variance_widens_intervals_and_weakens_tests():
 def test_table_caption_says_intervals_combine_seed_and_evaluation_variance(tmp_path):
     tv = {"a": [0.050, 0.052, 0.051], "b": [0.061, 0.060, 0.064]}
     spec = {"name": "ab", "baseline": {"method.ordering": "a"}, "grid": {"method.ordering": list(tv)}}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
-    runs = []
-    for pt, vals in tv.items():
-        for seed, v in enumerate(vals):
-            d = tmp_path / f"{pt}-{seed}"
-            d.mkdir()
-            (d / "train_log.csv").write_text("step,L_k,R_k,phase\n10,1.0,0.5,0\n")
-            (d / "metrics.json").write_text(json.dumps({
-                "point": {"method.ordering": pt}, "seed": seed, "primary": "tv", "train": {},
-                "metrics": {"tv": v, "off_support": v / 2, "swd": 0.01}, "eval_sd": {"tv": 0.003, "swd": 0.001}}))
-            runs.append(d / "metrics.json")
+    runs = _grid_files(tmp_path, spec, tv, lambda pt, seed, v: {
+        "point": {"method.ordering": pt}, "seed": seed, "primary": "tv", "train": {},
+        "metrics": {"tv": v, "off_support": v / 2, "swd": 0.01}, "eval_sd": {"tv": 0.003, "swd": 0.001}})
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"tv": 0.009, "off_support": 0.0, "swd": 0.009},
                                                    "floor_std": {"tv": 0.0003, "off_support": 0.0, "swd": 0.002},
                                                    "floor_repeats": 10, "floor_samples": 4096, "num_samples": 4096}))
@@ -136,18 +135,10 @@ def test_baselines_table_tests_every_method_against_the_baseline_with_holm(tmp_p
     tv = {"curriculum": [0.050, 0.052, 0.051], "kd": [0.061, 0.060, 0.064], "cd": [0.049, 0.050, 0.053]}
     spec = {"name": "baselines", "baseline": {"method.name": "curriculum"}, "table": "baselines",
             "grid": {"method.name": list(tv)}}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
-    runs = []
-    for pt, vals in tv.items():
-        for seed, v in enumerate(vals):
-            d = tmp_path / f"{pt}-{seed}"
-            d.mkdir()
-            (d / "train_log.csv").write_text("step,loss\n10,1.0\n")
-            (d / "metrics.json").write_text(json.dumps({
-                "point": {"method.name": pt}, "seed": seed, "primary": "tv", "ablation": "baselines",
-                "metrics": {"tv": v, "swd": 0.01}, "eval_sd": {"tv": 0.001},
-                "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 1.0}}))
-            runs.append(d / "metrics.json")
+    runs = _grid_files(tmp_path, spec, tv, lambda pt, seed, v: {
+        "point": {"method.name": pt}, "seed": seed, "primary": "tv", "ablation": "baselines",
+        "metrics": {"tv": v, "swd": 0.01}, "eval_sd": {"tv": 0.001},
+        "train": {"wall_time_s": 1.0, "steps": 10, "teacher_evals": 1.0}}, log="step,loss\n10,1.0\n")
     (tmp_path / "ref.json").write_text(json.dumps({"floor": {"tv": 0.009, "swd": 0.009}, "num_samples": 4096}))
     s = build_baselines(tmp_path / "s.yaml", runs, [], tmp_path / "ref.json", tmp_path / "out" / "b", tmp_path / "b.png")
     p = dict(zip(s["method.name"], s["tv_p_vs_baseline"], strict=True))

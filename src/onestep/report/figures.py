@@ -1,5 +1,5 @@
 """Figures (matplotlib): a run's samples (a 2-D density image beside the data's, or an image grid), training
-curves, the ablation, main, baselines and study plots."""
+curves, the main, baselines and study plots (the ablation figures: ablation_figures.py)."""
 
 from __future__ import annotations
 
@@ -67,26 +67,6 @@ def samples(x: torch.Tensor, path: str | Path, title: str, ref: torch.Tensor | N
     _save(fig, path)
 
 
-def ablation(rows: list[dict], ref_rows: list[dict], metric: str, path: str | Path, title: str) -> None:
-    """One bar per grid point (mean +- std over seeds, seeds as dots), reference lines for the teacher."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    labels = [r["label"] for r in rows]
-    means = [r["mean"] for r in rows]
-    stds = [r["std"] or 0.0 for r in rows]
-    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="C0", alpha=0.8)
-    for i, r in enumerate(rows):
-        ax.scatter([i] * len(r["values"]), r["values"], s=12, c="k", zorder=3)
-    styles = ["--", "-.", ":", (0, (1, 1)), "-"]
-    for j, r in enumerate(ref_rows):
-        ax.axhline(r["mean"], ls=styles[j % len(styles)], c=f"C{j + 1}", lw=1, label=r["label"])
-    ax.set_xticks(range(len(rows)), labels, rotation=0)
-    ax.set_ylabel(metric)
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
-    _save(fig, path)
-
-
 TERMS = ("L_k", "R_k", "term_R", "term_adv")  # loss terms a method may log (train_log.csv); else its loss
 
 
@@ -105,65 +85,6 @@ def curves(log_rows: list[dict], path: str | Path, title: str, keys=TERMS) -> No
     ax.set_xlabel("step")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    _save(fig, path)
-
-
-def line(rows: list[dict], ref_rows: list[dict], metric: str, xlabel: str, path: str | Path, title: str,
-         log_x: bool) -> None:
-    """Metric against a numeric axis (mean +- std over seeds, seeds as dots); on a log axis a 0 is drawn
-    one decade left of the smallest positive value and labelled 0, behind a break mark."""
-    xs = [float(r["x"]) for r in rows]
-    pos = [x for x in xs if x > 0]
-    zero_at = min(pos) / 10 if log_x and pos and 0.0 in xs else None
-    px = [zero_at if (x == 0 and zero_at) else x for x in xs]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.errorbar(px, [r["mean"] for r in rows], yerr=[r["std"] or 0.0 for r in rows], marker="o", capsize=4, c="C0")
-    for x, r in zip(px, rows, strict=True):
-        ax.scatter([x] * len(r["values"]), r["values"], s=10, c="k", zorder=3)
-    styles = ["--", "-.", ":", (0, (1, 1)), "-"]
-    for j, r in enumerate(ref_rows):
-        ax.axhline(r["mean"], ls=styles[j % len(styles)], c=f"C{j + 1}", lw=1, label=r["label"])
-    if log_x:
-        ax.set_xscale("log")
-        ax.set_xticks(px, ["0" if (zero_at and p == zero_at) else f"{x:g}" for p, x in zip(px, xs, strict=True)])
-        ax.minorticks_off()
-        if zero_at:
-            ax.axvline(zero_at * 10**0.5, c="0.5", lw=0.8, ls=(0, (2, 2)))  # the break between 0 and the log axis
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric)
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
-    _save(fig, path)
-
-
-def curves_grid(runs: list[tuple[str, Path]], path: str | Path, title: str, keys=TERMS) -> None:
-    """Per-stage training curves of each point (its train_log.csv), stage boundaries marked."""
-    import csv
-
-    runs = [(label, Path(f)) for label, f in runs if Path(f).is_file()]
-    n = max(1, len(runs))
-    cols = min(3, n)
-    rows_n = (n + cols - 1) // cols
-    fig, axs = plt.subplots(rows_n, cols, figsize=(4 * cols, 2.8 * rows_n), squeeze=False, sharey=True)
-    for ax, (label, f) in zip(axs.flat, runs, strict=False):
-        with open(f) as fh:
-            log = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
-        steps = [r["step"] for r in log]
-        for key in keys:
-            if log and key in log[0]:
-                ax.plot(steps, [r[key] for r in log], lw=1, label=key)
-        for i in range(1, len(log)):
-            if log[i].get("phase") != log[i - 1].get("phase"):
-                ax.axvline(steps[i - 1], c="0.75", lw=0.5)
-        ax.set_yscale("log")
-        ax.set_title(label, fontsize=8)
-        ax.set_xlabel("step", fontsize=8)
-    for ax in list(axs.flat)[len(runs):]:
-        ax.axis("off")
-    if axs.flat[0].get_legend_handles_labels()[0]:
-        axs.flat[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
     _save(fig, path)
 
 
