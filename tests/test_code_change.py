@@ -28,7 +28,7 @@ def test_a_method_file_is_in_its_own_runs_hash_alone():
 def test_version_names_a_commit_or_the_sources(tmp_path, monkeypatch):
     v = provenance.version()
     assert len(v["source_hash"]) == 16 and (v["commit"] is None or len(v["commit"]) == 40)
-    monkeypatch.setattr(provenance, "_git", lambda *a: None)  # a copy outside git
+    monkeypatch.setattr(provenance, "git", lambda *a: None)  # a copy outside git
     provenance.version.cache_clear()
     try:
         assert provenance.version()["commit"] is None and provenance.label().startswith("src-")

@@ -112,7 +112,8 @@ def job_hash(kind: str, method: type | None = None) -> str:
     return files_hash(job_files(kind, method))
 
 
-def _git(*args: str) -> str | None:
+def git(*args: str) -> str | None:
+    """`git -C <package> args...`'s output, or None outside git (or without git)."""
     try:
         out = subprocess.run(["git", "-C", str(PKG), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -124,8 +125,8 @@ def _git(*args: str) -> str | None:
 def version() -> dict:
     """The package's version: its git commit and whether its sources differ from it (dirty: an edited or new
     file under the package), and always the hash of all its sources (what identifies code outside git)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--", ".") if commit else None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", ".") if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status),
             "source_hash": files_hash(sorted(PKG.rglob("*.py")))}
 

@@ -7,7 +7,7 @@ first visit shows. `onestep ui` prints that address. The view names the headline
 eval_off_support, eval_swd, eval_fid), the seed and the grid keys of every ablation recorded so far (each parent
 run adds its own), and sorts by the tag `onestep.order`, so each ablation's runs come in grid order under their parent.
 
-Nothing here imports the rest of the package: onestep.tracking builds on it.
+It imports only onestep.provenance (the package's version); onestep.tracking builds on it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import getpass
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
-PKG_DIR = Path(__file__).resolve().parent
+from onestep.provenance import git, version  # the package's git commit, read once per process
+
 VIEW = "onestep"  # the share key of the experiment's view
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW}"
 ORDER_TAG = "onestep.order"  # what the view sorts by: the ablation, then the grid point, then the seed
@@ -33,27 +33,15 @@ def column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PKG_DIR), *args], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def git_commit() -> str:
-    return _git("rev-parse", "HEAD") or "unknown"
-
-
 def source_tags() -> dict[str, str]:
     """MLflow's own tags of where a run comes from (the Source, Version and User columns): the command, the
     git commit and branch of the package's checkout, the user."""
     command = " ".join(["onestep", *sys.argv[1:2]]) if sys.argv and sys.argv[0].endswith(("onestep", "__main__.py")) \
         else Path(sys.argv[0] if sys.argv else "python").name
-    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": command, "mlflow.source.git.commit": git_commit()}
-    if branch := _git("rev-parse", "--abbrev-ref", "HEAD"):
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": command, "mlflow.source.git.commit": version()["commit"] or "unknown"}
+    if branch := git("rev-parse", "--abbrev-ref", "HEAD"):
         tags["mlflow.source.git.branch"] = branch
-    if remote := _git("config", "--get", "remote.origin.url"):
+    if remote := git("config", "--get", "remote.origin.url"):
         tags["mlflow.source.git.repoURL"] = remote
     try:
         tags["mlflow.user"] = getpass.getuser()
