@@ -176,7 +176,7 @@ class ExactEps(nn.Module):
         y = x * (1 + sig * sig).sqrt().to(x).view(-1, 1)  # y = x_t / sqrt(abar_t)
         out = eps(self.mixture(x.dtype), y, sig.to(x.dtype))
         last = self._last()
-        if last.weight.requires_grad or bool(last.weight.any() or last.bias.any()):
+        if last.weight.requires_grad:  # a trainable copy (the fake score); the frozen teacher's correction is zero
             out = out + self.correction(x.to(last.weight.dtype), t).to(x.dtype)
         return out
 
