@@ -18,24 +18,28 @@ def check_config(files: list[Path]) -> None:
     print(f"config ok: {' + '.join(map(str, files)) or 'defaults'}; {len(abl)} ablations, {runs} runs")
 
 
+def option_values(args: list[str], *names: str) -> list[str]:
+    """The values of the options `names` in Snakemake arguments: `--opt v1 v2 ...` or `--opt=v`, in order."""
+    values, taking = [], False
+    for a in args:
+        if a.startswith("-"):
+            name, _, value = a.partition("=")
+            taking = name in names
+            if taking and value:
+                values.append(value)
+        elif taking:
+            values.append(a)
+    return values
+
+
 def run_config(args: list[str]) -> dict:
     """The config a `snakemake ... ARGS` run reads: config/config.yaml, each --configfile over it, then --config
     key=value (values read as YAML); other arguments are snakemake's own and are ignored."""
     from onestep.config.files import deep_merge, merged_files, yaml_values
 
-    files, over, opt = [], {}, None
-    for a in args:
-        if a.startswith("-"):
-            opt = a.split("=", 1)[0]
-            if "=" in a and opt in ("--configfile", "--configfiles"):
-                files.append(a.split("=", 1)[1])
-            continue
-        if opt in ("--configfile", "--configfiles"):
-            files.append(a)
-        elif opt == "--config" and "=" in a:
-            k, v = a.split("=", 1)
-            over[k] = yaml_values(v)
-    return deep_merge(merged_files(files), over)
+    over = dict(kv.split("=", 1) for kv in option_values(args, "--config") if "=" in kv)
+    return deep_merge(merged_files(option_values(args, "--configfile", "--configfiles")),
+                      {k: yaml_values(v) for k, v in over.items()})
 
 
 def where(target: str, args: list[str]) -> None:

@@ -10,21 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from onestep.stages.people import option_values
+
 STATUS_FLAG = "--slurm-status-command"
 
 
 def config_files(args: list[str]) -> list[str]:
     """The files of `--configfile`/`--configfiles` (each followed by one or more files) in Snakemake arguments."""
-    files, taking = [], False
-    for a in args:
-        if a.startswith("-"):
-            name, _, value = a.partition("=")
-            taking = name in ("--configfile", "--configfiles")
-            if taking and value:
-                files.append(value)
-        elif taking:
-            files.append(a)
-    return files
+    return option_values(args, "--configfile", "--configfiles")
 
 
 def snakemake_pids(workdir: Path) -> list[int]:
