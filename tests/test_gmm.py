@@ -18,8 +18,13 @@ def ds(**g):
 
 @pytest.mark.parametrize("cov, aniso", [("isotropic", 1.0), ("isotropic", 3.0), ("diagonal", 3.0)])
 @pytest.mark.parametrize("weights", ["equal", "unequal"])
-def test_eps_is_minus_sigma_times_autograd_score(cov, aniso, weights):
-    """Every path of gmm.eps (one shared variance, one per component, diagonal) against autograd."""
+@pytest.mark.parametrize("block", [None, 64 * 7])  # 7 rows a block: 32 rows in 5 blocks, the last one short
+def test_eps_is_minus_sigma_times_autograd_score(cov, aniso, weights, block, monkeypatch):
+    """Every path of gmm.eps (one shared variance, one per component, diagonal), whole and in row blocks, against
+    autograd."""
+    if block:
+        monkeypatch.setattr(gmm, "CHUNK_ELEMENTS", block)
+        monkeypatch.setattr(gmm, "_MIN_ROWS", 1)
     mix = gmm.mixture(ds(dim=8, modes=64, covariance=cov, weights=weights, seed=3, anisotropy=aniso))
     gen = torch.Generator().manual_seed(0)
     sigma = torch.tensor([0.0, 0.01, 0.05, 0.2, 1.0, 5.0, 80.0, 0.2], dtype=torch.float64).repeat(4)

@@ -171,16 +171,28 @@ def eps(mix: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     components; isotropic components by two (B, d) x (d, K) products (one exp per sample and component when they share
     one variance), diagonal ones by the same per distinct sigma."""
     m = mix.to(y.dtype, y.device)
-    if mix.isotropic and bool((m.variances == m.variances[0, 0]).all()):
-        return _eps_tied(m, y, sigma.to(y))
     if mix.isotropic:
-        return _eps_iso(m, y, sigma.to(y))
+        fn = _eps_tied if bool((m.variances == m.variances[0, 0]).all()) else _eps_iso
+        return _chunked(fn, m, y, sigma.to(y))
     out = torch.empty_like(y)
     levels, inv = torch.unique(sigma.to(y), return_inverse=True)
     for j, s in enumerate(levels):
         rows = (inv == j).nonzero().squeeze(1)
         out[rows] = _eps_diag(m, y[rows], s)
     return out
+
+
+CHUNK_ELEMENTS = 1 << 19  # rows x components per block: the (rows, K) logits stay in cache (4x faster at 1024 modes)
+_MIN_ROWS = 64
+
+
+def _chunked(fn, m: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """fn over row blocks of about CHUNK_ELEMENTS / K rows (at least _MIN_ROWS); one block on a GPU, whose memory is not
+    the bottleneck."""
+    rows = y.shape[0] if y.is_cuda else max(_MIN_ROWS, CHUNK_ELEMENTS // m.weights.shape[0])
+    if y.shape[0] <= rows:
+        return fn(m, y, sigma)
+    return torch.cat([fn(m, y[i:i + rows], sigma[i:i + rows]) for i in range(0, y.shape[0], rows)])
 
 
 def _eps_tied(m: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
