@@ -26,6 +26,7 @@ def test_eps_is_minus_sigma_times_autograd_score(cov, aniso, weights, block, mon
         monkeypatch.setattr(gmm, "CHUNK_ELEMENTS", block)
         monkeypatch.setattr(gmm, "_MIN_ROWS", 1)
     mix = gmm.mixture(ds(dim=8, modes=64, covariance=cov, weights=weights, seed=3, anisotropy=aniso))
+    assert mix.tied == (cov == "isotropic" and aniso == 1.0)  # the one-variance path, decided once at build
     gen = torch.Generator().manual_seed(0)
     sigma = torch.tensor([0.0, 0.01, 0.05, 0.2, 1.0, 5.0, 80.0, 0.2], dtype=torch.float64).repeat(4)
     y = (mix.sample(32, gen).double() + sigma[:, None] * torch.randn(32, 8, generator=gen, dtype=torch.float64))

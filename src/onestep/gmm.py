@@ -94,12 +94,15 @@ def _check_given(g: dict) -> None:
 
 @dataclass(frozen=True)
 class Mixture:
-    """Weights (K,), means (K, d) and diagonal variances (K, d), float64; `isotropic`: v_i equal across d."""
+    """Weights (K,), means (K, d) and diagonal variances (K, d), float64; `isotropic`: v_i equal across d; `tied`:
+    one variance for every component and axis (decided once where the mixture is built, not per call: a test of the
+    tensors would sync the device on every teacher call)."""
 
     weights: torch.Tensor
     means: torch.Tensor
     variances: torch.Tensor
     isotropic: bool
+    tied: bool = False
 
     @property
     def dim(self) -> int:
@@ -130,7 +133,7 @@ class Mixture:
 
     def to(self, dtype=None, device=None) -> Mixture:
         return Mixture(*(t.to(dtype=dtype, device=device) for t in (self.weights, self.means, self.variances)),
-                       self.isotropic)
+                       self.isotropic, self.tied)
 
 
 def mixture(ds: dict) -> Mixture:
@@ -151,7 +154,7 @@ def mixture(ds: dict) -> Mixture:
         means = torch.tensor(g["means"], dtype=torch.float64)
     if g["variances"] is not None:
         var = torch.tensor(g["variances"], dtype=torch.float64).reshape(k, -1).expand(k, d).clone()
-    return Mixture(_weights(g, raw), means, var, iso)
+    return Mixture(_weights(g, raw), means, var, iso, iso and bool((var == var[0, 0]).all()))
 
 
 def _weights(g: dict, raw: torch.Tensor) -> torch.Tensor:
@@ -172,7 +175,7 @@ def eps(mix: Mixture, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     one variance), diagonal ones by the same per distinct sigma."""
     m = mix.to(y.dtype, y.device)
     if mix.isotropic:
-        fn = _eps_tied if bool((m.variances == m.variances[0, 0]).all()) else _eps_iso
+        fn = _eps_tied if m.tied else _eps_iso
         return _chunked(fn, m, y, sigma.to(y))
     out = torch.empty_like(y)
     levels, inv = torch.unique(sigma.to(y), return_inverse=True)

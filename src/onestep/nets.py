@@ -146,7 +146,7 @@ class ExactEps(nn.Module):
         from onestep.diffusion import ddpm_scheduler
 
         mix = gmm.mixture(dataset)
-        self.isotropic = mix.isotropic
+        self.isotropic, self.tied = mix.isotropic, mix.tied
         for k in ("weights", "means", "variances"):  # the mixture travels in the checkpoint (teacher.pt)
             self.register_buffer(k, getattr(mix, k))
         abar = ddpm_scheduler(diffusion).alphas_cumprod.double()  # (T,) diffusers index
@@ -161,7 +161,7 @@ class ExactEps(nn.Module):
     def mixture(self, dtype=None):
         from onestep.gmm import Mixture
 
-        return Mixture(self.weights, self.means, self.variances, self.isotropic).to(dtype)
+        return Mixture(self.weights, self.means, self.variances, self.isotropic, self.tied).to(dtype)
 
     def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
         """sigma (B,) float64 at the diffusers index t (B,), seed index t + 1 in [0, T]."""
