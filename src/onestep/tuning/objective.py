@@ -51,7 +51,7 @@ class Objective:
         cfg = suggest(trial, self.cfg)
         every = self.cfg["tune"]["report_every"]
         pruned = self.cfg["tune"]["pruner"] != "none"  # reports at phase ends (the method's `phases`) only when pruning
-        with self.record(trial, cfg) as rec, Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]):
+        with Heartbeat(trial, self.cfg["tune"]["heartbeat_s"]), self.record(trial, cfg) as rec:  # owner claimed first
 
             def checkpoint(phase: int, step: int, model: torch.nn.Module) -> None:
                 if (phase + 1) % every or phase + 1 >= phases(cfg):  # the last phase is the objective itself
