@@ -152,3 +152,27 @@ def test_a_runs_score_carries_the_exact_metrics_of_its_own_sample_and_their_spre
     assert r["metrics"]["tv"] >= r["metrics"]["off_support"]
     assert r["eval_sd"]["off_support"] == pytest.approx(np.sqrt(leak * (1 - leak) / 20000))
     assert len(r["swd_draws"]) == 3 and r["eval_sd"]["swd"] > 0 and r["exact"]["exact_n"] == 20000
+
+
+def test_the_mixture_tiers_headline_is_swd_and_image_metrics_are_refused_there():
+    """A Gaussian-mixture tier has no binned density (onestep.exact) and no images: auto heads its tables with SWD
+    (before, auto read it as images and the tables asked for a `fid` column its runs never had)."""
+    import yaml
+
+    from onestep.config import deep_merge
+    from onestep.config.schema import validate
+    from onestep.errors import ConfigError
+    from onestep.metrics import headline
+
+    base = yaml.safe_load(open("config/config.yaml"))
+    for tier in ("gmm2d", "gmm16d", "gmm64d"):
+        cfg = deep_merge(base, yaml.safe_load(open(f"config/{tier}.yaml")))
+        validate(cfg)
+        assert headline(cfg) == "swd", tier
+    cfg["evaluation"]["headline"] = "fid"
+    with pytest.raises(ConfigError, match="evaluation.headline: 'fid' is not a metric of dataset 'gmm'; allowed: auto, "
+                                          "swd, fd, mmd"):
+        validate(cfg)
+    cfg["evaluation"]["headline"] = "mmd"
+    validate(cfg)
+    assert headline(cfg) == "mmd"

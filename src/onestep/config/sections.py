@@ -187,12 +187,15 @@ class Tracking(Section):
 
 
 def headline_metrics(dataset: str) -> tuple[str, ...]:
-    """The metrics that may head the tables of `dataset`: FID / KID on images, and on the 2-D datasets (every one
-    has a closed-form density) the exact-density metrics (mode_dev: the eight Gaussians only) and SWD / FD / MMD."""
-    from onestep import exact
+    """The metrics that may head the tables of `dataset`: FID / KID on images; SWD / FD / MMD on points, and on the
+    2-D datasets with a binned closed-form density (onestep.exact) its metrics too (mode_dev: the eight Gaussians
+    only)."""
+    from onestep import data, exact
 
-    if not exact.has_exact(dataset):
+    if data.is_image({"name": dataset}):
         return IMAGE_METRICS
+    if not exact.has_exact(dataset):
+        return POINT_METRICS
     return tuple(m for m in EXACT_METRICS if m != "mode_dev" or dataset == "eight_gaussians") + POINT_METRICS
 
 
