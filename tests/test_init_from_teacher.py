@@ -36,7 +36,8 @@ def _teacher(cfg: dict, seed: int = 0) -> Teacher:
 
 def test_every_teacher_method_reads_the_teacher_or_copies_it(default_config):
     """Each method that distils a teacher reads it; the methods that train from data (needs_data) keep the plain net."""
-    assert set(READ) >= {"curriculum", "kd", "dmd2", "tdm", "cd", "ctm", "progressive"}
+    assert set(READ) == {"curriculum", "kd", "dmd2", "tdm", "cd", "ctm", "progressive", "reflow"}
+    assert all(METHODS[name].needs_data for name in PLAIN)
     for name in PLAIN:
         assert student_net(_cfg(default_config, name, True))["name"] == "mlp", name
     for name in READ:
@@ -44,7 +45,7 @@ def test_every_teacher_method_reads_the_teacher_or_copies_it(default_config):
         assert student_net(_cfg(default_config, name, False))["name"] == "mlp", name
 
 
-@pytest.mark.parametrize("name", READ)
+@pytest.mark.parametrize("name", [n for n in READ if METHODS[n].teacher_read != "flow"])
 def test_a_student_started_from_the_teacher_samples_the_teachers_x0_prediction(default_config, name):
     """Through the method's own one-step sampler (its parameterisation, c_skip / c_out, v, the x0 read at T), the
     started student gives the teacher's x0 prediction from z at T; a fresh student does not."""
@@ -65,6 +66,40 @@ def test_a_student_started_from_the_teacher_samples_the_teachers_x0_prediction(d
     fresh = build_net(student_net(cfg), (2,))
     with torch.no_grad():
         assert not torch.allclose(method.sample(fresh, z, 1), want, atol=1e-2)
+
+
+def test_reflow_started_from_the_teacher_steps_along_the_teachers_flow(default_config):
+    """reflow's one Euler step from z at t = 1 is z - v, v = eps(z, T) - x0(z, T) of the teacher (its flow at T)."""
+    cfg = _cfg(default_config, "reflow", True)
+    teacher = _teacher(cfg)
+    method = build_method(cfg, context(cfg, teacher, (2,)))
+    student = build_net(student_net(cfg), (2,))
+    student.start_from(teacher.net)
+    z = torch.randn(64, 2)
+    eps = teacher.eps(z, torch.full((64,), teacher.schedule.T))
+    with torch.no_grad():
+        torch.testing.assert_close(method.sample(student, z, 1), z - (eps - _x0_at_T(teacher, z)), rtol=1e-4, atol=1e-4)
+
+
+def test_the_flow_read_is_the_teachers_velocity_at_the_matched_state():
+    """At r with abar(k) = (1 - r)^2 / ((1 - r)^2 + r^2) for a table index k, the flow read is eps - x0 of the
+    teacher at k on the VP state x_r / sqrt((1 - r)^2 + r^2); r = 0 is x itself, its v = eps(x, 0) - x."""
+    diff = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    sch = Schedule.from_config(diff)
+    torch.manual_seed(0)
+    teacher = Teacher(build_net(NET, (2,)), sch)
+    head = EpsHead((2,), NET, diff, "flow")
+    head.start_from(teacher.net)
+    k = torch.tensor([3, 40, 250, 600, 900])
+    a = sch.abar[k].double()
+    r = (1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt())
+    x = torch.randn(5, 2)
+    n = ((1 - r) ** 2 + r**2).sqrt().float().view(-1, 1)
+    xv, af = x / n, a.float().view(-1, 1)
+    eps = teacher.eps(xv, k)
+    with torch.no_grad():
+        got = head(x, (r * sch.T).float())
+    torch.testing.assert_close(got, eps - (xv - (1 - af).sqrt() * eps) / af.sqrt(), rtol=1e-3, atol=1e-3)
 
 
 def test_reads_match_their_formulas_at_every_time():

@@ -214,17 +214,32 @@ def _edm(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -
     return torch.where(live, F, torch.zeros_like(F))
 
 
-READS = {"x0_at_T": _x0_at_T, "x0": _x0, "v": _v, "edm": _edm}
+def _flow(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """The rectified-flow velocity v = z - x0 at x_r = (1 - r) x0 + r z, r = t / T (methods/common.py's convention):
+    x_r is the VP state x_r / sqrt((1 - r)^2 + r^2) at abar = (1 - r)^2 / ((1 - r)^2 + r^2), whose fractional index
+    (abar_T at most noise) the epsilon network reads; v = eps - x0 of that prediction (reflow)."""
+    r = (t.to(x.dtype) / h.T).clamp(0, 1).view(-1, *([1] * (x.ndim - 1)))  # (B, 1, ...)
+    n = ((1 - r) ** 2 + r**2).sqrt()
+    a = ((1 - r) / n) ** 2
+    tau = h.index_of(a.flatten())  # (B,) fractional seed index
+    xv = x / n
+    a = h.abar_at_frac(tau, x.ndim)
+    eps = h.eps(xv, tau, s)
+    return eps - (xv - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+READS = {"x0_at_T": _x0_at_T, "x0": _x0, "v": _v, "edm": _edm, "flow": _flow}
 
 
 class EpsHead(nn.Module):
     """A student network in a method's own parameterisation built from an epsilon network `net`, so the teacher's
     weights are a meaningful start (student.init_from_teacher): `read` (READS) turns eps_net(x, t - 1[, s]) (the
     teacher's index shift) into what the method's student returns: an x0 prediction, a v-prediction, EDM's raw F,
-    or the one-step generator G(z, t) read at T. `times`: the method's time inputs (the x0_at_T read feeds its t as
-    the net's second time). `diffusion`: the schedule's config (abar by time); `sigma_data`: EDM's, for `edm`.
-    With the teacher's weights and the second-time embedding's last layer zero (`start_from`), the student is the
-    teacher read that way: its x0 prediction from z at T, its x0 at t, its v, its EDM denoiser."""
+    a rectified flow's velocity, or the one-step generator G(z, t) read at T. `times`: the method's time inputs
+    (the x0_at_T read feeds its t as the net's second time). `diffusion`: the schedule's config (abar by time);
+    `sigma_data`: EDM's, for `edm`. With the teacher's weights and the second-time embedding's last layer zero
+    (`start_from`), the student is the teacher read that way: its x0 prediction from z at T, its x0 at t, its v,
+    its EDM denoiser, its flow."""
 
     def __init__(self, shape: tuple[int, ...], net: dict, diffusion: dict, read: str, times: int = 1,
                  sigma_data: float | None = None):
@@ -244,6 +259,21 @@ class EpsHead(nn.Module):
 
     def abar_at(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
         return self.abar[t.long().clamp(0, self.T)].view(-1, *([1] * (ndim - 1)))  # (B, 1, ...)
+
+    def index_of(self, a: torch.Tensor) -> torch.Tensor:
+        """The fractional seed index tau (B,) with abar(tau) = a, linear in log abar between the table's points,
+        clamped to [0, T]."""
+        nl = -self.abar.double().log()  # (T+1,) ascending
+        q = -a.double().clamp(min=float(self.abar[-1])).log()
+        hi = torch.searchsorted(nl, q).clamp(1, self.T)
+        w = (q - nl[hi - 1]) / (nl[hi] - nl[hi - 1])
+        return (hi - 1 + w.clamp(0, 1)).to(a.dtype)
+
+    def abar_at_frac(self, tau: torch.Tensor, ndim: int) -> torch.Tensor:
+        """abar at a fractional index (log-linear, as index_of); (B, 1, ...)."""
+        lo = tau.floor().long().clamp(0, self.T - 1)
+        la = self.abar.log()
+        return (la[lo] + (tau - lo) * (la[lo + 1] - la[lo])).exp().view(-1, *([1] * (ndim - 1)))
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
         idx = (t - 1).clamp(min=0)  # the teacher's network index of time t (diffusion.Teacher.index)

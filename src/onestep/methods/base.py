@@ -127,7 +127,7 @@ class MethodBase:
     # teacher's weights are a meaningful start (nets.EpsHead, its READS): "x0_at_T", a generator G(z, t) of noise
     # read as the teacher's x0 prediction at T (the curriculum, kd, dmd2); "x0", an x0 prediction at its time (tdm);
     # "v", a v-prediction (progressive); "edm", EDM's raw network F (cd, ctm: c_skip x + c_out F is the teacher's
-    # denoiser). None: the weights are copied as they are (a method whose student reads no epsilon network).
+    # denoiser); "flow", a rectified-flow velocity (reflow). None: the weights are copied as they are.
     teacher_read: ClassVar[str | None] = None
 
     @classmethod
