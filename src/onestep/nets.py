@@ -181,37 +181,125 @@ class ExactEps(nn.Module):
         return out
 
 
-class TeacherHead(nn.Module):
-    """A generator G(z, t) in the teacher's parameterisation, so the teacher's weights are a meaningful start: an
-    epsilon network `net` (times: 2) evaluated at the teacher's last time T with the generator's time t as its
-    second input, turned into the x0 prediction G(z, t) = (z - b eps(z, T; t)) / a, a = sqrt(abar_T),
-    b = sqrt(1 - abar_T). With the teacher's weights and the second-time embedding's last layer zero
-    (`start_from`), G(z, t) is the teacher's x0 prediction from z at T for every t."""
+def _x0_at_T(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """G(z, t) = (z - sqrt(1 - abar_T) eps(z, T; t)) / sqrt(abar_T): the one-step generator's read (kd, dmd2, the
+    curriculum), its own time t as the second input."""
+    if s is not None:
+        raise ValueError("an eps_head network read as x0_at_T is a one-time generator G(z, t); it takes no second time")
+    T = torch.full_like(t, h.T)
+    return h.denoise(x, T, h.eps(x, T, t))
 
-    def __init__(self, shape: tuple[int, ...], net: dict, a: float, b: float, index: int):
+
+def _x0(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """x0(x_t, t[, s]) = (x_t - sqrt(1 - abar_t) eps(x_t, t[; s])) / sqrt(abar_t): an x0 prediction (tdm)."""
+    return h.denoise(x, t, h.eps(x, t, s))
+
+
+def _v(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """v(x_t, t) = (eps - sqrt(1 - abar_t) x_t) / sqrt(abar_t) (Salimans & Ho's v = alpha eps - sigma x0): the
+    v-prediction whose x0 is the epsilon network's (progressive)."""
+    a = h.abar_at(t, x.ndim)
+    return (h.eps(x, t, s) - (1 - a).sqrt() * x) / a.sqrt()
+
+
+def _edm(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """EDM's raw network F with D = c_skip(sigma) x / sqrt(abar) + c_out(sigma) F (sigma_min 0): F = (D - c_skip x /
+    sqrt(abar)) / c_out, D the epsilon network's x0 prediction; 0 at sigma = 0, where c_out is 0 (cd, ctm)."""
+    a = h.abar_at(t, x.ndim)
+    sig2 = (1 - a) / a
+    c_skip = h.sigma_data**2 / (sig2 + h.sigma_data**2)
+    c_out = (sig2 / (sig2 + h.sigma_data**2)).sqrt() * h.sigma_data
+    live = c_out > 0
+    F = (h.denoise(x, t, h.eps(x, t, s)) - c_skip * x / a.sqrt()) / torch.where(live, c_out, torch.ones_like(c_out))
+    return torch.where(live, F, torch.zeros_like(F))
+
+
+def _flow(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """The rectified-flow velocity v = z - x0 at x_r = (1 - r) x0 + r z, r = t / T (methods/common.py's convention):
+    x_r is the VP state x_r / sqrt((1 - r)^2 + r^2) at abar = (1 - r)^2 / ((1 - r)^2 + r^2), whose fractional index
+    (abar_T at most noise) the epsilon network reads; v = eps - x0 of that prediction (reflow)."""
+    r = (t.to(x.dtype) / h.T).clamp(0, 1).view(-1, *([1] * (x.ndim - 1)))  # (B, 1, ...)
+    n = ((1 - r) ** 2 + r**2).sqrt()
+    a = ((1 - r) / n) ** 2
+    tau = h.index_of(a.flatten())  # (B,) fractional seed index
+    xv = x / n
+    a = h.abar_at_frac(tau, x.ndim)
+    eps = h.eps(xv, tau, s)
+    return eps - (xv - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+READS = {"x0_at_T": _x0_at_T, "x0": _x0, "v": _v, "edm": _edm, "flow": _flow}
+
+
+class EpsHead(nn.Module):
+    """A student network in a method's own parameterisation built from an epsilon network `net`, so the teacher's
+    weights are a meaningful start (student.init_from_teacher): `read` (READS) turns eps_net(x, t - 1[, s]) (the
+    teacher's index shift) into what the method's student returns: an x0 prediction, a v-prediction, EDM's raw F,
+    a rectified flow's velocity, or the one-step generator G(z, t) read at T. `times`: the method's time inputs
+    (the x0_at_T read feeds its t as the net's second time). `diffusion`: the schedule's config (abar by time);
+    `sigma_data`: EDM's, for `edm`. With the teacher's weights and the second-time embedding's last layer zero
+    (`start_from`), the student is the teacher read that way: its x0 prediction from z at T, its x0 at t, its v,
+    its EDM denoiser, its flow."""
+
+    def __init__(self, shape: tuple[int, ...], net: dict, diffusion: dict, read: str, times: int = 1,
+                 sigma_data: float | None = None):
         super().__init__()
-        self.net = build_net({**net, "times": 2}, shape)
-        self.a, self.b, self.index = float(a), float(b), int(index)  # index: the teacher's network index of T
+        from onestep.diffusion import Schedule
+
+        if read not in READS:
+            raise ValueError(f"eps_head.read: unknown read '{read}'; allowed: {', '.join(READS)}")
+        if read == "edm" and not (sigma_data or 0) > 0:
+            raise ValueError(f"eps_head.sigma_data: the edm read needs EDM's sigma_data > 0, got {sigma_data}")
+        inner = 2 if read == "x0_at_T" else times
+        self.net = build_net({**net, "times": inner}, shape)
+        self.read, self.sigma_data = READS[read], None if sigma_data is None else float(sigma_data)
+        abar = Schedule.from_config(diffusion).abar  # (T+1,), abar_0 = 1
+        self.T = abar.shape[0] - 1
+        self.register_buffer("abar", abar, persistent=False)
+
+    def abar_at(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
+        return self.abar[t.long().clamp(0, self.T)].view(-1, *([1] * (ndim - 1)))  # (B, 1, ...)
+
+    def index_of(self, a: torch.Tensor) -> torch.Tensor:
+        """The fractional seed index tau (B,) with abar(tau) = a, linear in log abar between the table's points,
+        clamped to [0, T]."""
+        nl = -self.abar.double().log()  # (T+1,) ascending
+        q = -a.double().clamp(min=float(self.abar[-1])).log()
+        hi = torch.searchsorted(nl, q).clamp(1, self.T)
+        w = (q - nl[hi - 1]) / (nl[hi] - nl[hi - 1])
+        return (hi - 1 + w.clamp(0, 1)).to(a.dtype)
+
+    def abar_at_frac(self, tau: torch.Tensor, ndim: int) -> torch.Tensor:
+        """abar at a fractional index (log-linear, as index_of); (B, 1, ...)."""
+        lo = tau.floor().long().clamp(0, self.T - 1)
+        la = self.abar.log()
+        return (la[lo] + (tau - lo) * (la[lo + 1] - la[lo])).exp().view(-1, *([1] * (ndim - 1)))
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+        idx = (t - 1).clamp(min=0)  # the teacher's network index of time t (diffusion.Teacher.index)
+        return self.net(x, idx) if s is None else self.net(x, idx, s)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        a = self.abar_at(t, x.ndim)
+        return (x - (1 - a).sqrt() * eps) / a.sqrt()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
-        if s is not None:
-            raise ValueError("a teacher_head network is a one-time generator G(z, t); it takes no second time")
-        eps = self.net(x, torch.full_like(t, self.index), t)
-        return (x - self.b * eps) / self.a
+        return self.read(self, x, t, s)
 
     @torch.no_grad()
     def start_from(self, teacher: nn.Module) -> tuple[list[str], list[str]]:
-        """The teacher's weights into `net`, the second-time embedding's output layer zeroed (so it adds nothing
-        yet); (missing, unexpected) keys of the load, the fresh second-time embedding excepted."""
+        """The teacher's weights into `net`, a second-time embedding's output layer zeroed (so it adds nothing yet);
+        (missing, unexpected) keys of the load, the fresh second-time embedding excepted."""
         missing, unexpected = self.net.load_state_dict(teacher.state_dict(), strict=False)
         second = self.net.unet.class_embedding if isinstance(self.net, UNet) else self.net.temb_s  # embeds s
-        last = [m for m in second.modules() if isinstance(m, nn.Linear)][-1]
-        last.weight.zero_()
-        last.bias.zero_()
+        if second is not None:
+            last = [m for m in second.modules() if isinstance(m, nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
         return [k for k in missing if "temb_s." not in k and "class_embedding." not in k], list(unexpected)
 
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "teacher_head": TeacherHead,
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "convnet": ConvNet, "unet2d": UNet, "eps_head": EpsHead,
                                  "gmm_exact": ExactEps}
 
 

@@ -159,6 +159,9 @@ def check_semantics(cfg: dict, where: str) -> None:
                           f"dataset.name: {', '.join(analytic)} (dataset.name is {ds['name']!r})")
     if cfg["teacher"].get("kind") == "analytic" and cfg["teacher"].get("pretrained"):
         raise ConfigError(f"{where}: teacher.pretrained: not with teacher.kind: analytic (the teacher is the exact score)")
+    if cfg["teacher"].get("kind") == "analytic" and cfg["student"].get("init_from_teacher"):
+        raise ConfigError(f"{where}: student.init_from_teacher: the analytic teacher (teacher.kind: analytic) has no "
+                          "network weights to start a student from; allowed: false on this tier")
     check_gpu_tier(cfg, where)
     check_headline(cfg, where)
 

@@ -106,7 +106,9 @@ class Student(Training):
     """The one-step student's training (its steps are the method's: method section)."""
 
     key: ClassVar[str] = "student"
-    init_from_teacher: bool = knob(False, "start from the teacher's weights")
+    init_from_teacher: bool = knob(
+        False, "start from the teacher's weights, read in the method's own parameterisation (its teacher_read: "
+        "nets.EpsHead), as the official distillation codes start their students; false on an analytic teacher")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,16 +74,17 @@ def build_method(cfg: dict, ctx: Context, seed: int | None = None, device: str |
 
 
 def student_net(cfg: dict) -> dict:
-    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times); for a method
-    whose student is a generator of noise (`teacher_head`) started from the teacher (student.init_from_teacher),
-    that net inside nets.TeacherHead: G(z, t) the x0 prediction of an epsilon network at the schedule's T."""
+    """`student.net`, with `times` raised to what the method's student needs (METHODS[name].times); for a student
+    started from the teacher (student.init_from_teacher) whose method reads an epsilon network (`teacher_head`),
+    that net inside nets.EpsHead, read in the method's own parameterisation so the teacher's weights start it as
+    the teacher."""
     net = dict(cfg["student"]["net"])
     method = METHODS[cfg["method"]["name"]]
-    if cfg["student"].get("init_from_teacher") and method.teacher_head:
-        abar = float(Schedule.from_config(cfg["diffusion"]).abar[-1])
-        return {"name": "teacher_head", "net": net, "a": abar**0.5, "b": (1 - abar) ** 0.5,
-                "index": int(cfg["diffusion"]["T"]) - 1}
     times = max(net.get("times", 1), method.times)
+    head = method.teacher_head(cfg["method"], lambda: data.std(cfg["dataset"])) if cfg["student"].get(
+        "init_from_teacher") else None
+    if head is not None:
+        return {"name": "eps_head", "net": net, "diffusion": dict(cfg["diffusion"]), "times": times, **head}
     return {**net, "times": times} if times != 1 else net
 
 

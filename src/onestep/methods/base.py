@@ -123,11 +123,18 @@ class MethodBase:
     # a method knob, or a dotted key outside the method section. The study searches these, then STUDENT_SPACE
     # (onestep.tuning.space.method_space); a method may narrow a student knob by declaring it here.
     search_space: ClassVar[dict[str, dict]] = {}
-    # The student is a generator of noise read as a sample, G(z, t) (t: the method's own time input, e.g. the
-    # curriculum's t_k, kd's T, dmd2's 0): with student.init_from_teacher it is built in the teacher's
-    # parameterisation (nets.TeacherHead: the x0 prediction of an epsilon network at T, the teacher's weights
-    # copied), so it starts as the teacher's one-step x0 prediction. False: the weights are copied as they are.
-    teacher_head: ClassVar[bool] = False
+    # How the student reads an epsilon network when it starts from the teacher (student.init_from_teacher), so the
+    # teacher's weights are a meaningful start (nets.EpsHead, its READS): "x0_at_T", a generator G(z, t) of noise
+    # read as the teacher's x0 prediction at T (the curriculum, kd, dmd2); "x0", an x0 prediction at its time (tdm);
+    # "v", a v-prediction (progressive); "edm", EDM's raw network F (cd, ctm: c_skip x + c_out F is the teacher's
+    # denoiser); "flow", a rectified-flow velocity (reflow). None: the weights are copied as they are.
+    teacher_read: ClassVar[str | None] = None
+
+    @classmethod
+    def teacher_head(cls, section: dict, data_std: Callable[[], float]) -> dict | None:
+        """nets.EpsHead's arguments for a student started from the teacher ({"read": ...}; an EDM read adds its
+        sigma_data), or None: the student is the plain network, the teacher's weights copied as they are."""
+        return None if cls.teacher_read is None else {"read": cls.teacher_read}
 
     # The training budget in optimiser steps, method-blind for tune_baselines (every trial of every study trains
     # the same share of its method's budget, whatever knobs the trial sets): most methods hold it in `steps`;

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -53,14 +54,19 @@ def edm_scalings(sig: torch.Tensor, s_d: float, s_min: float = 0.0) -> tuple[tor
 
 
 def sigma_data(value: float | str, ctx: Context) -> float:
-    """EDM's sigma_data: `value` when a number, else (`auto`) the data's std over every element, `ctx.data_std()`
+    """EDM's sigma_data in a method's context (resolve_sigma_data with `ctx.data_std`)."""
+    return resolve_sigma_data(value, ctx.data_std)
+
+
+def resolve_sigma_data(value: float | str, data_std: Callable[[], float] | None) -> float:
+    """EDM's sigma_data: `value` when a number, else (`auto`) the data's std over every element, `data_std()`
     (0.5 is CIFAR-10's in [-1, 1]; the checkerboard's is about 1.15)."""
     if value != "auto":
         return float(value)
-    if ctx.data_std is None:
+    if data_std is None:
         raise ConfigError("method.sigma_data: 'auto' needs the data's std, which this context does not offer; "
                           "allowed: a positive number, or auto inside training / evaluation")
-    return float(ctx.data_std())
+    return float(data_std())
 
 
 SIGMA_DATA_DOC = ("EDM's sigma_data; auto: the data's std over every element (data.std, computed once from the dataset "

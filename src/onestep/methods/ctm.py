@@ -58,6 +58,7 @@ from onestep.methods.common import (
     expand,
     index_grid,
     pf_ode_step,
+    resolve_sigma_data,
     sigma_data,
 )
 
@@ -94,6 +95,11 @@ class CTM(MethodBase):
     }
     times = 2
     sample_steps = (1, 2, 4)
+    teacher_read = "edm"  # init_from_teacher: F from the teacher's eps, so D is its denoiser (base.py, nets.EpsHead)
+
+    @classmethod
+    def teacher_head(cls, section: dict, data_std) -> dict:
+        return {"read": "edm", "sigma_data": resolve_sigma_data(cls.Config.from_dict(section).sigma_data, data_std)}
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = c = self.Config.from_dict(cfg)

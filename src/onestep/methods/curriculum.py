@@ -190,7 +190,7 @@ class Curriculum(MethodBase):
     """Curriculum Trajectory Matching; see the module docstring."""
 
     Config = CurriculumConfig
-    teacher_head = True  # init_from_teacher: G(z, t) from the teacher's x0 prediction at T (base.py)
+    teacher_read = "x0_at_T"  # init_from_teacher: G(z, t) the teacher's x0 prediction at T (base.py, nets.EpsHead)
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "lambda": {"low": 1e-3, "high": 10.0, "log": True},
         "replay": {"low": 0.0, "high": 0.5, "log": False},

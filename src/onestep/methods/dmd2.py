@@ -86,7 +86,7 @@ class DMD2(MethodBase):
     """Distribution matching with an online fake score; see the module docstring."""
 
     Config = DMD2Config
-    teacher_head = True  # init_from_teacher: G(z, t) from the teacher's x0 prediction at T (base.py)
+    teacher_read = "x0_at_T"  # init_from_teacher: G(z, t) the teacher's x0 prediction at T (base.py, nets.EpsHead)
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "fake_updates": {"choices": [1, 2, 5, 10]},
         "t_min": {"low": 0, "high": 500, "log": False},  # the noise range of the DM gradient, in grid levels

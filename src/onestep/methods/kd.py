@@ -36,7 +36,7 @@ class KD(MethodBase):
     """Endpoint distillation; see the module docstring."""
 
     Config = KDConfig
-    teacher_head = True  # init_from_teacher: G(z, t) from the teacher's x0 prediction at T (base.py)
+    teacher_read = "x0_at_T"  # init_from_teacher: G(z, t) the teacher's x0 prediction at T (base.py, nets.EpsHead)
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "distance": {"choices": ["l2", "l1"]},
     }

@@ -17,9 +17,10 @@ the teacher's two-step result; at s = 0 it is x''_0 itself. The student predicts
 xhat = alpha_t x_t - sigma_t v_theta(x_t, t), and its DDIM step uses eps = (x_t - alpha_t xhat) / sigma_t.
 
 x0 are the teacher's samples (the pairs), not real data, so the method is data-free like the paper's
-use of the teacher; the student starts fresh unless `student.init_from_teacher` is set (the trainer's
-switch; an eps-trained start is then re-read as v, which fine-tuning corrects). Sampling with 1, 2 or
-4 student DDIM steps on the same uniform grid (the last round trains 1 step; 2 and 4 reuse what the
+use of the teacher; the student starts fresh unless `student.init_from_teacher` is set: then it is the teacher's epsilon
+network read as v, v = (eps - sigma_t x_t) / alpha_t (nets.EpsHead), so its xhat is the teacher's x0
+prediction and round 0 starts from the teacher, as the official code starts each student from its teacher.
+Sampling with 1, 2 or 4 student DDIM steps on the same uniform grid (the last round trains 1 step; 2 and 4 reuse what the
 earlier rounds taught).
 
 Round 0's teacher clips its x0 prediction to [-clip_x0, clip_x0] (the pairs' `clip_x0`: tail noise is
@@ -92,6 +93,7 @@ class Progressive(MethodBase):
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)
         "start_steps": {"choices": [16, 32, 64, 128, 256, 512]},
     }
+    teacher_read = "v"  # init_from_teacher: v from the teacher's eps, so xhat is its x0 prediction (nets.EpsHead)
 
     @classmethod
     def total_steps_of(cls, section: dict) -> int:

@@ -4,7 +4,10 @@ Distils the teacher: it trains on the teacher pairs (z, x0), never on data, and 
 network zero times during training (the pairs are paid for once, by the `pairs` rule).
 
 Flow convention and time scale: methods/common.py (x_t = (1 - t) x0 + t z, v = z - x0, the network
-sees T t). The student is a velocity field v_theta(x_t, t).
+sees T t). The student is a velocity field v_theta(x_t, t); started from the teacher (student.init_from_teacher) it is
+the teacher's epsilon network read as a flow (nets.EpsHead `flow`): x_t is the VP state x_t / sqrt((1 - t)^2 + t^2)
+at abar = (1 - t)^2 / ((1 - t)^2 + t^2), and v = eps - x0 of the teacher's prediction there (the first flow's
+velocity, as the official reflow starts from the 1-rectified flow).
 
 Phase 0, reflow (`reflow_steps` optimiser steps). The teacher's DDIM solve is the first flow; its
 pairs (z, x0) are the coupling the reflowed ("2-rectified") flow is trained on:
@@ -65,6 +68,8 @@ def flow_loss(v_net, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, T: int)
 
 class Reflow(MethodBase):
     """One reflow round on the teacher pairs, then one-step distillation; see the module docstring."""
+
+    teacher_read = "flow"  # init_from_teacher: v = eps - x0 of the teacher at the matched VP state (nets.EpsHead)
 
     Config = ReflowConfig
     search_space: ClassVar[dict[str, dict]] = {  # tune_baselines: its most sensitive knobs (+ STUDENT_SPACE)

@@ -96,6 +96,7 @@ class TDM(MethodBase):
         "t_min": {"low": 1, "high": 200, "log": True},  # the noise range: the lowest level tau of the DM gradient
     }
     times = 2
+    teacher_read = "x0"  # init_from_teacher: x0_hat(x, s, t) the teacher's x0 prediction at s (base.py, nets.EpsHead)
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = self.Config.from_dict(cfg)

@@ -48,7 +48,7 @@ def train_student(cfg: dict, teacher: Teacher, pairs: dict[str, torch.Tensor], d
     method = build_method(cfg, ctx, seed, device)
     student = build_net(student_net(cfg), shape).to(device)
     if sc["init_from_teacher"]:  # a two-time student keeps its fresh second-time embedding
-        head = getattr(student, "start_from", None)  # nets.TeacherHead: the teacher's weights, its own head
+        head = getattr(student, "start_from", None)  # nets.EpsHead: the teacher's weights, its own read
         missing, unexpected = head(teacher.net) if head else student.load_state_dict(teacher.net.state_dict(),
                                                                                       strict=False)
         if unexpected or any("temb_s" not in k and "class_embedding" not in k for k in missing):
