@@ -65,6 +65,18 @@ class Schedule:
         return v.view(-1, *([1] * (ndim - 1)))
 
 
+def denoise(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """D(x_t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t): the x0 prediction of an epsilon prediction."""
+    return (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+
+
+def edm_scalings(sig: torch.Tensor, s_d: float, s_min: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) = (s_d^2 / ((sigma - s_min)^2 + s_d^2), (sigma - s_min) s_d / sqrt(sigma^2 + s_d^2))."""
+    c_skip = s_d**2 / ((sig - s_min) ** 2 + s_d**2)
+    c_out = (sig - s_min) * s_d / (sig**2 + s_d**2).sqrt()
+    return c_skip, c_out
+
+
 class Teacher(nn.Module):
     """Frozen epsilon-prediction DDPM: eps_phi(x_t, t) in the seed's indexing (t >= 1)."""
 

@@ -82,22 +82,17 @@ def feature_metrics(feats: np.ndarray, ref_feats: np.ndarray, ref_stats=None) ->
     return {"fid": fid, "kid": float(kernel_distance(feats, ref_feats, num_subsets=50))}
 
 
-# The headline of each kind of data without a closed-form density (lower is better); `headline` decides.
-PRIMARY = {"points": "swd", "images": "fid"}
-
 
 def headline(cfg: dict) -> str:
     """The tables' headline metric and the tuning objective (evaluation.headline, checked at parse time by
     config.sections.check_headline): auto is the total variation against the exact density on the 2-D datasets
     (onestep.exact: it sees blur and mass in the empty squares, which SWD does not), FID on images, SWD on other
-    points (the Gaussian mixtures: their exact metrics are columns beside it)."""
-    from onestep import data, exact
+    points (the Gaussian mixtures: their exact metrics are columns beside it): the first of the dataset's
+    headline_metrics that its runs are scored on (the exact ones need evaluation.exact_samples)."""
+    from onestep.config.sections import EXACT_METRICS, headline_metrics
 
     h = cfg["evaluation"].get("headline", "auto")
     if h != "auto":
         return h
-    if data.is_image(cfg["dataset"]):
-        return PRIMARY["images"]
-    if exact.has_exact(cfg["dataset"]["name"]) and Evaluation.filled(cfg["evaluation"])["exact_samples"]:
-        return "tv"
-    return PRIMARY["points"]  # points without a binned density (a Gaussian mixture, a points file): SWD
+    exact_samples = Evaluation.filled(cfg["evaluation"])["exact_samples"]
+    return next(m for m in headline_metrics(cfg["dataset"]["name"]) if exact_samples or m not in EXACT_METRICS)

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from onestep.diffusion import Schedule, denoise, edm_scalings
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of t (B,) -> (B, dim), as in DDPM/Transformer."""
@@ -187,12 +189,12 @@ def _x0_at_T(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | Non
     if s is not None:
         raise ValueError("an eps_head network read as x0_at_T is a one-time generator G(z, t); it takes no second time")
     T = torch.full_like(t, h.T)
-    return h.denoise(x, T, h.eps(x, T, t))
+    return denoise(h.eps(x, T, t), x, h.abar_at(T, x.ndim))
 
 
 def _x0(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
     """x0(x_t, t[, s]) = (x_t - sqrt(1 - abar_t) eps(x_t, t[; s])) / sqrt(abar_t): an x0 prediction (tdm)."""
-    return h.denoise(x, t, h.eps(x, t, s))
+    return denoise(h.eps(x, t, s), x, h.abar_at(t, x.ndim))
 
 
 def _v(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
@@ -206,11 +208,9 @@ def _edm(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -
     """EDM's raw network F with D = c_skip(sigma) x / sqrt(abar) + c_out(sigma) F (sigma_min 0): F = (D - c_skip x /
     sqrt(abar)) / c_out, D the epsilon network's x0 prediction; 0 at sigma = 0, where c_out is 0 (cd, ctm)."""
     a = h.abar_at(t, x.ndim)
-    sig2 = (1 - a) / a
-    c_skip = h.sigma_data**2 / (sig2 + h.sigma_data**2)
-    c_out = (sig2 / (sig2 + h.sigma_data**2)).sqrt() * h.sigma_data
+    c_skip, c_out = edm_scalings(((1 - a) / a).sqrt(), h.sigma_data)
     live = c_out > 0
-    F = (h.denoise(x, t, h.eps(x, t, s)) - c_skip * x / a.sqrt()) / torch.where(live, c_out, torch.ones_like(c_out))
+    F = (denoise(h.eps(x, t, s), x, a) - c_skip * x / a.sqrt()) / torch.where(live, c_out, torch.ones_like(c_out))
     return torch.where(live, F, torch.zeros_like(F))
 
 
@@ -220,12 +220,10 @@ def _flow(h: EpsHead, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) 
     (abar_T at most noise) the epsilon network reads; v = eps - x0 of that prediction (reflow)."""
     r = (t.to(x.dtype) / h.T).clamp(0, 1).view(-1, *([1] * (x.ndim - 1)))  # (B, 1, ...)
     n = ((1 - r) ** 2 + r**2).sqrt()
-    a = ((1 - r) / n) ** 2
-    tau = h.index_of(a.flatten())  # (B,) fractional seed index
+    a = torch.maximum(((1 - r) / n) ** 2, h.abar[-1])  # the schedule's last abar at most noise
     xv = x / n
-    a = h.abar_at_frac(tau, x.ndim)
-    eps = h.eps(xv, tau, s)
-    return eps - (xv - (1 - a).sqrt() * eps) / a.sqrt()
+    eps = h.eps(xv, h.index_of(a.flatten()), s)
+    return eps - denoise(eps, xv, a)
 
 
 READS = {"x0_at_T": _x0_at_T, "x0": _x0, "v": _v, "edm": _edm, "flow": _flow}
@@ -244,8 +242,6 @@ class EpsHead(nn.Module):
     def __init__(self, shape: tuple[int, ...], net: dict, diffusion: dict, read: str, times: int = 1,
                  sigma_data: float | None = None):
         super().__init__()
-        from onestep.diffusion import Schedule
-
         if read not in READS:
             raise ValueError(f"eps_head.read: unknown read '{read}'; allowed: {', '.join(READS)}")
         if read == "edm" and not (sigma_data or 0) > 0:
@@ -256,32 +252,22 @@ class EpsHead(nn.Module):
         abar = Schedule.from_config(diffusion).abar  # (T+1,), abar_0 = 1
         self.T = abar.shape[0] - 1
         self.register_buffer("abar", abar, persistent=False)
+        self.register_buffer("nlog_abar", -abar.double().log(), persistent=False)  # (T+1,) ascending, for index_of
 
     def abar_at(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
         return self.abar[t.long().clamp(0, self.T)].view(-1, *([1] * (ndim - 1)))  # (B, 1, ...)
 
     def index_of(self, a: torch.Tensor) -> torch.Tensor:
-        """The fractional seed index tau (B,) with abar(tau) = a, linear in log abar between the table's points,
-        clamped to [0, T]."""
-        nl = -self.abar.double().log()  # (T+1,) ascending
-        q = -a.double().clamp(min=float(self.abar[-1])).log()
+        """The fractional seed index tau (B,) with abar(tau) = a (a >= abar_T), linear in log abar between the
+        table's points."""
+        nl, q = self.nlog_abar, -a.double().log()
         hi = torch.searchsorted(nl, q).clamp(1, self.T)
         w = (q - nl[hi - 1]) / (nl[hi] - nl[hi - 1])
         return (hi - 1 + w.clamp(0, 1)).to(a.dtype)
 
-    def abar_at_frac(self, tau: torch.Tensor, ndim: int) -> torch.Tensor:
-        """abar at a fractional index (log-linear, as index_of); (B, 1, ...)."""
-        lo = tau.floor().long().clamp(0, self.T - 1)
-        la = self.abar.log()
-        return (la[lo] + (tau - lo) * (la[lo + 1] - la[lo])).exp().view(-1, *([1] * (ndim - 1)))
-
     def eps(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
         idx = (t - 1).clamp(min=0)  # the teacher's network index of time t (diffusion.Teacher.index)
         return self.net(x, idx) if s is None else self.net(x, idx, s)
-
-    def denoise(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        a = self.abar_at(t, x.ndim)
-        return (x - (1 - a).sqrt() * eps) / a.sqrt()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         return self.read(self, x, t, s)

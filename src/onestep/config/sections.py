@@ -189,9 +189,9 @@ class Tracking(Section):
 
 
 def headline_metrics(dataset: str) -> tuple[str, ...]:
-    """The metrics that may head the tables of `dataset`: FID / KID on images; SWD / FD / MMD on points, and on the
-    2-D datasets with a binned closed-form density (onestep.exact) its metrics too (mode_dev: the eight Gaussians
-    only)."""
+    """The metrics that may head the tables of `dataset`, its `auto` first (metrics.headline): FID / KID on images;
+    SWD / FD / MMD on points, and on the 2-D datasets with a binned closed-form density (onestep.exact) its metrics
+    before them (TV first; mode_dev: the eight Gaussians only)."""
     from onestep import data, exact
 
     if data.is_image({"name": dataset}):

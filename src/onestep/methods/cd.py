@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from onestep.methods.base import Batch, Context, knob
-from onestep.methods.common import ICTConfig, ICTMethod, TargetEMA, pf_ode_step, resolve_sigma_data
+from onestep.methods.common import EDMRead, ICTConfig, ICTMethod, TargetEMA, pf_ode_step
 
 CD_CODE = "openai/consistency_models scripts/launch.sh (CD runs)"
 
@@ -63,7 +63,7 @@ class CDConfig(ICTConfig):
                              exclusiveMaximum=1)
 
 
-class CD(ICTMethod):
+class CD(EDMRead, ICTMethod):
     """Consistency distillation (official CD recipe by default, Heun teacher steps); see the module docstring."""
 
     Config = CDConfig
@@ -72,12 +72,6 @@ class CD(ICTMethod):
         "weighting": {"choices": ["uniform", "ict"]},
         "target_ema": {"low": 0.9, "high": 0.999, "log": False},
     }
-
-    teacher_read = "edm"  # init_from_teacher: F from the teacher's eps, so D is its denoiser (base.py, nets.EpsHead)
-
-    @classmethod
-    def teacher_head(cls, section: dict, data_std) -> dict:
-        return {"read": "edm", "sigma_data": resolve_sigma_data(cls.Config.from_dict(section).sigma_data, data_std)}
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         super().__init__(cfg, ctx, seed)

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from onestep.diffusion import Schedule, Teacher
+from onestep.diffusion import Schedule, Teacher, denoise, edm_scalings  # noqa: F401 (re-exported to methods)
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
 
 
@@ -46,13 +46,6 @@ def edm_sigmas(schedule: Schedule) -> torch.Tensor:
     return ((1 - abar) / abar).sqrt().float()  # (T+1,)
 
 
-def edm_scalings(sig: torch.Tensor, s_d: float, s_min: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out) = (s_d^2 / ((sigma - s_min)^2 + s_d^2), (sigma - s_min) s_d / sqrt(sigma^2 + s_d^2))."""
-    c_skip = s_d**2 / ((sig - s_min) ** 2 + s_d**2)
-    c_out = (sig - s_min) * s_d / (sig**2 + s_d**2).sqrt()
-    return c_skip, c_out
-
-
 def sigma_data(value: float | str, ctx: Context) -> float:
     """EDM's sigma_data in a method's context (resolve_sigma_data with `ctx.data_std`)."""
     return resolve_sigma_data(value, ctx.data_std)
@@ -67,6 +60,17 @@ def resolve_sigma_data(value: float | str, data_std: Callable[[], float] | None)
         raise ConfigError("method.sigma_data: 'auto' needs the data's std, which this context does not offer; "
                           "allowed: a positive number, or auto inside training / evaluation")
     return float(data_std())
+
+
+class EDMRead:
+    """init_from_teacher for a method whose student is EDM's raw network F (cd, ctm): the teacher's epsilon network
+    read as F with the method's own sigma_data, so its c_skip / c_out denoiser is the teacher's (nets.EpsHead)."""
+
+    teacher_read = "edm"
+
+    @classmethod
+    def teacher_head(cls, section: dict, data_std: Callable[[], float]) -> dict:
+        return {"read": "edm", "sigma_data": resolve_sigma_data(cls.Config.from_dict(section).sigma_data, data_std)}
 
 
 SIGMA_DATA_DOC = ("EDM's sigma_data; auto: the data's std over every element (data.std, computed once from the dataset "
@@ -296,11 +300,6 @@ class ICTMethod(MethodBase):
 
 
 # ---------------------------------------------------------------- distribution matching (DMD2, TDM)
-
-
-def denoise(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
-    """D(x_t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    return (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
 
 
 def fake_score(teacher: Teacher) -> nn.Module:

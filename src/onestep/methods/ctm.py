@@ -52,13 +52,13 @@ from torch import nn
 from onestep.methods.base import Batch, Context, Knobs, MethodBase, knob
 from onestep.methods.common import (
     SIGMA_DATA_DOC,
+    EDMRead,
     TargetEMA,
     edm_scalings,
     edm_sigmas,
     expand,
     index_grid,
     pf_ode_step,
-    resolve_sigma_data,
     sigma_data,
 )
 
@@ -84,7 +84,7 @@ class CTMConfig(Knobs):
                              minimum=0, exclusiveMaximum=1)
 
 
-class CTM(MethodBase):
+class CTM(EDMRead, MethodBase):
     """Consistency trajectory model; see the module docstring."""
 
     Config = CTMConfig
@@ -95,11 +95,6 @@ class CTM(MethodBase):
     }
     times = 2
     sample_steps = (1, 2, 4)
-    teacher_read = "edm"  # init_from_teacher: F from the teacher's eps, so D is its denoiser (base.py, nets.EpsHead)
-
-    @classmethod
-    def teacher_head(cls, section: dict, data_std) -> dict:
-        return {"read": "edm", "sigma_data": resolve_sigma_data(cls.Config.from_dict(section).sigma_data, data_std)}
 
     def __init__(self, cfg: dict, ctx: Context, seed: int):
         self.cfg = c = self.Config.from_dict(cfg)
