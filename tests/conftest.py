@@ -42,6 +42,9 @@ TINY = {
     "method": {"K": 3, "steps_per_stage": 10},
     "evaluation": {"num_samples": 256, "teacher_steps": [1, 10], "swd_projections": 32, "exact_samples": 4096},
 }
+# Merged into a tiny config by the end-to-end tests that read no MLflow record: their jobs skip MLflow (about 2-3 s of
+# each job's start); the tracked path is the default and is run by the tracking, side-channel, e2e and SLURM tests.
+UNTRACKED = {"tracking": {"enabled": False}}
 # The same for images: scikit-learn's 8x8 digits with small convnets.
 TINY_DIGITS = {
     "out": "results",

@@ -10,14 +10,14 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, TINY_DIGITS, Finished, planned_jobs, snakemake, write_tiny
+from conftest import REPO, TINY, TINY_DIGITS, UNTRACKED, Finished, planned_jobs, snakemake, write_tiny
 
 from onestep.config import deep_merge
 
 SPECS = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "config" / "ablations").glob("*.yaml"))]
 SHIPPED = sorted(s["name"] for s in SPECS)
 IMAGES_ONLY = {s["name"] for s in SPECS if s.get("requires") == "images"}  # ablate_loss, ablate_budget
-TINY_2SEEDS = deep_merge(TINY, {"seeds": [0, 1]})  # two seeds: the paired tests have something to pair
+TINY_2SEEDS = deep_merge(TINY, {"seeds": [0, 1], **UNTRACKED})  # two seeds: the paired tests have something to pair
 GRIDS = {  # the shipped grids, shrunk
     "K": {"name": "ablate_K", "baseline": {"method.K": 2}, "fixed": {"method": {"budget": 24}},
           "caption": "Fixed budget of 24 steps.", "grid": {"method.K": [2, 4]}, "plot": {"kind": "line", "log_x": True}},
@@ -77,6 +77,7 @@ def test_grids_run_with_paired_tables(finished):
                                         "consistency=global, consistency_step=ddim"]
     evals = dict(zip(con["setting"], con["teacher_evals_mean"], strict=True))
     assert evals["consistency=global, consistency_step=ddim"] > evals["consistency=adjacent, consistency_step=ddim"]
+    assert not (finished / "results" / "mlflow.db").exists()  # tracking.enabled: false opened no store
     main = (t / "main.md").read_text()
     assert all(name in main for name in ("ablate_K", "ablate_lambda", "ablate_consistency"))
     plots = finished / "results" / "plots" / "checkerboard"
@@ -103,7 +104,7 @@ def test_tables_rebuild_from_stored_metrics_alone(finished):
 @pytest.mark.e2e
 def test_loss_ablation_on_digits(tmp_path):
     spec = yaml.safe_load((REPO / "config" / "ablations" / "loss.yaml").read_text())
-    write_tiny(tmp_path, TINY_DIGITS, {"loss": spec})
+    write_tiny(tmp_path, deep_merge(TINY_DIGITS, UNTRACKED), {"loss": spec})
     p = snakemake(tmp_path, "ablate_loss", configs=("tiny.yaml",))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     csv = pl.read_csv(tmp_path / "results" / "tables" / "digits" / "ablate_loss.csv").filter(pl.col("kind") == "run")

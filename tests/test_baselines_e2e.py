@@ -6,12 +6,12 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, Finished, planned_jobs, snakemake
+from conftest import REPO, TINY, UNTRACKED, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
 
 METHODS_A = ["curriculum", "kd", "progressive", "cd", "ct", "ctm"]
-TINY_BASELINES = deep_merge(TINY, {  # one teacher row; each method's tiny budget is the grid's per_method
+TINY_BASELINES = deep_merge(TINY, {**UNTRACKED,  # one teacher row; each method's tiny budget is the grid's per_method
     "student": {"log_every": 5},
     "evaluation": {"teacher_steps": [1], "floor_repeats": 2},
 })

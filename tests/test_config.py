@@ -235,4 +235,4 @@ def test_section_defaults_are_filled_when_read_not_written():
     assert plain_ddim(None, None) and not plain_ddim("dpm++", None) and not plain_ddim(None, 1.0)
     student = Student.parse({"net": {"name": "mlp"}, "batch_size": 4, "lr": 1e-3, "ema": 0.9, "log_every": 1})
     assert (student.warmup, student.lr_schedule, student.grad_accum, student.checkpoint_every) == (0, "constant", 1, 0)
-    assert Tracking.defaults() == {"system_metrics_s": None, "required": True, "timeout_s": 10.0}
+    assert Tracking.defaults() == {"system_metrics_s": None, "enabled": True, "required": True, "timeout_s": 10.0}

@@ -1,9 +1,11 @@
 """The local MLflow store: no empty "Default" experiment beside ours, the runs-table address `onestep ui` prints
 and the view it opens, MLflow's own source tags, logs attached under their stage, an evaluation that leaves its
-training's Duration alone, shared runs under one parent, and a results folder that moves."""
+training's Duration alone, shared runs under one parent, a results folder that moves, and tracking turned off."""
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -156,3 +158,25 @@ def test_a_moved_results_folder_opens_its_artifacts(tmp_path, monkeypatch):
     assert client.get_run(rec.run_id).info.artifact_uri.startswith((new / "mlartifacts").resolve().as_uri())
     got = client.download_artifacts(rec.run_id, "metrics.json", str(tmp_path / "dl"))
     assert Path(got).read_text() == '{"swd": 0.1}'
+
+
+def test_tracking_disabled_opens_no_store_and_never_imports_mlflow(cfg, tmp_path):
+    """`tracking.enabled: false`: a job's records go nowhere, no store file is made, and mlflow is never imported
+    (a fresh interpreter: this test process has imported it already)."""
+    cfg["tracking"]["enabled"] = False
+    script = f"""
+import json, sys
+from onestep import tracking
+cfg = json.loads({json.dumps(cfg)!r})
+assert not tracking.enabled(cfg)
+tracking.check_server(cfg)
+with tracking.record(cfg, "run", {{"kind": "run"}}) as rec:
+    rec.params(cfg); rec.metrics({{"loss": 1.0, "precision": "fp32"}}, 3); rec.flush(); rec.tag("a", 1)
+with tracking.log_into(cfg, "0123", "run") as rec:
+    rec.metrics({{"fid": 2.0}}); rec.artifact("tracking.py")
+print(rec.run_id, "mlflow" in sys.modules)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["None", "False"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()

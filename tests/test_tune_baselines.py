@@ -4,7 +4,7 @@ tiny `baselines_tuned` runs the studies, gathers the tuned-values file and table
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, TINY, Finished, planned_jobs, snakemake
+from conftest import REPO, TINY, UNTRACKED, Finished, planned_jobs, snakemake
 
 from onestep.config import deep_merge
 from onestep.methods import METHODS
@@ -31,7 +31,7 @@ def test_tune_baselines_plans_one_study_per_method(tmp_path):
 
 GRID = {"title": "Baselines (tiny)", "baseline": {"method.name": "curriculum"}, "table": "baselines",
         "grid": {"method.name": ["curriculum", "progressive"]}, "per_method": {"progressive": {"steps_per_round": 5}}}
-TINY_TUNED = deep_merge(TINY, {
+TINY_TUNED = deep_merge(TINY, {**UNTRACKED,
     "evaluation": {"teacher_steps": [1], "floor_repeats": 2},
     "tune": {"startup_trials": 1, "validation": {"num_samples": 256}},
     "tune_baselines": {"trials": 3, "workers": 1, "budget": 1.0},

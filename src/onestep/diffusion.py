@@ -1,5 +1,9 @@
 """The DDPM teacher in the seed's symbols, on top of diffusers' schedulers.
 
+The betas and abar of the `diffusion` section are computed here as diffusers' DDPMScheduler computes them (float32,
+the same formulas; tests/test_diffusion_schedule.py checks them bit for bit), so a job that needs only the schedule
+(training, evaluation) does not import diffusers, about 3 s of every such job's start.
+
 Indexing. The seed writes abar_t = prod_{s=1}^t alpha_s for t = 1..T and x_T ~ N(0, I).
 diffusers indexes the same schedule 0..T-1: `alphas_cumprod[i]` is the seed's abar_{i+1}.
 `Schedule` keeps the seed's indexing with an extra t = 0 (abar_0 = 1, clean data), so the
@@ -9,6 +13,7 @@ network is called with the diffusers index t - 1 (`Teacher.eps`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +25,33 @@ def _betas(cfg: dict) -> dict:
     return {"num_train_timesteps": cfg["T"], "beta_schedule": cfg.get("beta_schedule", "linear"),
             "beta_start": cfg.get("beta_start", 1e-4), "beta_end": cfg.get("beta_end", 0.02),
             "clip_sample": False, "prediction_type": "epsilon"}
+
+
+def _glide_cosine(cfg: dict) -> torch.Tensor:
+    """squaredcos_cap_v2: diffusers' betas_for_alpha_bar, beta_i = min(1 - f((i + 1) / T) / f(i / T), 0.999)."""
+    def f(u):
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    T = cfg["T"]
+    return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)], dtype=torch.float32)
+
+
+BETAS = {  # diffusion.beta_schedule -> its (T,) float32 betas, diffusers' DDPMScheduler formulas
+    "linear": lambda c: torch.linspace(c.get("beta_start", 1e-4), c.get("beta_end", 0.02), c["T"], dtype=torch.float32),
+    "scaled_linear": lambda c: torch.linspace(c.get("beta_start", 1e-4) ** 0.5, c.get("beta_end", 0.02) ** 0.5, c["T"],
+                                              dtype=torch.float32) ** 2,
+    "squaredcos_cap_v2": _glide_cosine,
+}
+
+
+def ddpm_betas(cfg: dict) -> torch.Tensor:
+    """(T,) float32 betas of the `diffusion` section in diffusers' index 0..T-1 (DDPMScheduler(...).betas)."""
+    return BETAS[cfg.get("beta_schedule", "linear")](cfg)
+
+
+def alphas_cumprod(cfg: dict) -> torch.Tensor:
+    """(T,) float32 abar in diffusers' index 0..T-1 (DDPMScheduler(...).alphas_cumprod)."""
+    return torch.cumprod(1.0 - ddpm_betas(cfg), dim=0)
 
 
 def ddpm_scheduler(cfg: dict):
@@ -44,8 +76,8 @@ class Schedule:
 
     @classmethod
     def from_config(cls, cfg: dict) -> Schedule:
-        betas = ddpm_scheduler(cfg).betas.double()  # (T,) diffusers index 0..T-1
-        return cls(torch.cat([torch.zeros(1, dtype=torch.float64), betas]).float())
+        b = ddpm_betas(cfg).double()  # (T,) diffusers index 0..T-1
+        return cls(torch.cat([torch.zeros(1, dtype=torch.float64), b]).float())
 
     @property
     def T(self) -> int:
@@ -159,7 +191,7 @@ SOLVERS = {"ddim": ddim_scheduler, "dpm++": _dpmpp, "heun": _heun}  # pairs.solv
 
 def seed_sigmas(cfg: dict) -> torch.Tensor:
     """sigma_t = sqrt((1 - abar_t) / abar_t) at the seed's t = 0..T (sigma_0 = 0), float64 (T+1,)."""
-    abar = ddpm_scheduler(cfg).alphas_cumprod.double()
+    abar = alphas_cumprod(cfg).double()
     return torch.cat([torch.zeros(1, dtype=torch.float64), ((1 - abar) / abar).sqrt()])
 
 
@@ -226,7 +258,7 @@ class ClippedEps(nn.Module):
 
     def __init__(self, net: nn.Module, cfg: dict, c: float):
         super().__init__()
-        abar = ddpm_scheduler(cfg).alphas_cumprod.double()  # (T,) diffusers index
+        abar = alphas_cumprod(cfg).double()  # (T,) diffusers index
         self.net, self.c = net, c
         self.sigma = ((1 - abar) / abar).sqrt()  # (T,) float64; moved to the samples' device once, on first use
 

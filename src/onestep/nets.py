@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from onestep.diffusion import Schedule, denoise, edm_scalings
+from onestep.diffusion import Schedule, alphas_cumprod, denoise, edm_scalings
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -145,13 +145,12 @@ class ExactEps(nn.Module):
     def __init__(self, shape: tuple[int, ...], dataset: dict, diffusion: dict, correction: dict):
         super().__init__()
         from onestep import gmm
-        from onestep.diffusion import ddpm_scheduler
 
         mix = gmm.mixture(dataset)
         self.isotropic, self.tied = mix.isotropic, mix.tied
         for k in ("weights", "means", "variances"):  # the mixture travels in the checkpoint (teacher.pt)
             self.register_buffer(k, getattr(mix, k))
-        abar = ddpm_scheduler(diffusion).alphas_cumprod.double()  # (T,) diffusers index
+        abar = alphas_cumprod(diffusion).double()  # (T,) diffusers index
         self.register_buffer("sigma", torch.cat([torch.zeros(1, dtype=torch.float64), ((1 - abar) / abar).sqrt()]))
         self.correction = build_net(correction, shape)
         nn.init.zeros_(self._last().weight)

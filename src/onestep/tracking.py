@@ -44,7 +44,8 @@ _OFF: set[str] = set()  # tracking URIs this process goes on without (unreachabl
 
 
 def enabled(cfg: dict) -> bool:
-    return tracking_uri(cfg) not in _OFF
+    """False with `tracking.enabled: false`, or once this process went on without an unreachable server."""
+    return cfg["tracking"].get("enabled", True) and tracking_uri(cfg) not in _OFF
 
 
 def check_server(cfg: dict, timeout: float | None = None) -> None:
@@ -55,7 +56,7 @@ def check_server(cfg: dict, timeout: float | None = None) -> None:
     import urllib.request
 
     uri = tracking_uri(cfg)
-    if not uri.startswith(("http://", "https://")):
+    if not enabled(cfg) or not uri.startswith(("http://", "https://")):
         return
     if timeout is None:
         timeout = float(os.environ.get("ONESTEP_TRACKING_TIMEOUT") or Tracking.of(cfg).timeout_s)
@@ -229,13 +230,17 @@ def system_monitor(cfg: dict, run_id: str):
 
 
 class Untracked(Recorder):
-    """The Recorder of a job that runs without MLflow (tracking.required: false, server unreachable)."""
+    """The Recorder of a job that runs without MLflow (tracking.enabled: false; tracking.required: false and the
+    server unreachable): it never imports mlflow."""
 
     def __init__(self):
         super().__init__(None, None)
 
+    def metrics(self, values: dict[str, float], step: int = 0, series: str = "step") -> None:
+        pass  # not even buffered: building MLflow's Metric objects imports mlflow (2 s of a job's start)
+
     def flush(self) -> None:
-        self.buffer = []
+        pass
 
     def params(self, cfg: dict) -> None:
         pass

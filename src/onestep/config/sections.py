@@ -184,6 +184,8 @@ class Tracking(Section):
     experiment: str = knob(REQUIRED, "MLflow experiment", schema={"type": "string", "minLength": 1})
     system_metrics_s: float | None = knob(None, "MLflow system metrics every N s (0/null: off)",
                                           schema={"type": ["number", "null"], "minimum": 0})
+    enabled: bool = knob(True, "false: no job opens MLflow; the files are the whole record (`onestep sync` uploads "
+                                   "finished run folders later)")
     required: bool = knob(True, "false: an unreachable server costs one warning, the job runs untracked")
     timeout_s: float = knob(10.0, "seconds a job waits for the tracking server", exclusiveMinimum=0)
 
