@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln, ndtr
-from scipy.stats import chi2 as chi2_dist
 
 SUPPORT_TOL = 1e-9  # a bin with less data mass than this is off the support
 BINS_PER_CELL = 8  # m: bins per cell side (the checkerboard's cell: a unit square; the others: 0.4)
@@ -77,6 +75,8 @@ def checkerboard(m: int) -> Bins:
 
 def _gauss_bins(cx: np.ndarray, cy: np.ndarray, std: float, lo: float, width: float, side: int) -> np.ndarray:
     """Mean over centres (cx_j, cy_j) of the bin masses of N((cx_j, cy_j), std^2 I): (side * side,)."""
+    from scipy.special import ndtr  # here, not at import: the workflow's parse reads this module's names (1.5 s)
+
     e = _edges(lo, width, side)
     px = np.diff(ndtr((e[None, :] - cx[:, None]) / std), axis=1)  # (J, side)
     py = np.diff(ndtr((e[None, :] - cy[:, None]) / std), axis=1)
@@ -127,6 +127,8 @@ def bins(name: str, m: int = BINS_PER_CELL) -> Bins:
 
 def binomial_mad(n: int, p: np.ndarray) -> np.ndarray:
     """E|X - n p| for X ~ Binomial(n, p), de Moivre: 2 v C(n, v) p^v (1 - p)^(n - v + 1), v = floor(n p) + 1."""
+    from scipy.special import gammaln
+
     p = np.asarray(p, dtype=np.float64)
     v = np.floor(n * p) + 1
     ok = (p > 0) & (p < 1) & (v <= n)
@@ -173,6 +175,8 @@ def eval_sd(result: dict[str, float]) -> dict[str, float]:
 
 def _modes(x: np.ndarray) -> dict[str, float]:
     """Per-mode masses of the eight Gaussians: nearest centre = the angular sector of width 2 pi / 8."""
+    from scipy.stats import chi2 as chi2_dist
+
     k = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * math.pi / 8)).astype(np.int64) % 8
     c = np.bincount(k, minlength=8).astype(np.float64)
     n = c.sum()

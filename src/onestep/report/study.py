@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from onestep.report import cells, figures, writer
+from onestep.report import cells, writer
 from onestep.tuning.study import BUDGET
 
 PLOTS = ("history", "intermediate", "slice")  # a study's figures (<name>.png): tune_summary's outputs
@@ -100,4 +100,6 @@ def tuned_table(docs: list[dict], values: dict[str, dict], trials: int, out_pref
                                   *[cells.dash(r[k]) for k in BUDGET])] for r in rows]
     writer.write(out_prefix, writer.Table(header, body, caption, "tune_baselines", 2),
                  pl.DataFrame(rows, infer_schema_length=None))
+    from onestep.report import figures  # here: the workflow's parse imports this module for PLOTS (matplotlib, 0.5 s)
+
     figures.tuned(rows, metric, plot)
