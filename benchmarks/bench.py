@@ -12,13 +12,17 @@
 - planning: `snakemake -n` of a grid of 1000 run configurations (goal < 30 s), of `ablate_all` and `paper`;
   from the dry run's job stats, how many reference / teacher / pairs jobs serve those runs (once per
   dataset and teacher, never per run).
+- startup: what every job and every snakemake invocation pays before any work (fresh interpreters, best of 3): the
+  CLI's import (`python -m onestep --help`), a train / evaluate job's imports with its schedule and an untracked
+  record (`tracking.enabled: false`), and which heavy libraries that loads (diffusers, mlflow, matplotlib,
+  scipy.stats: none of them is needed before the work starts).
 - memory: peak resident memory (getrusage of the child) of an `onestep train` and an `onestep
   evaluate` job on a small run; peak GPU memory from the job's train.json where it ran on a GPU.
 
 Not a test: the numbers depend on the machine. Defaults keep it under ~5 minutes on 2 CPU cores.
 
     .venv/bin/python benchmarks/bench.py [--steps 600] [--threads 1] [--device cpu|cuda] [--out results/bench]
-    .venv/bin/python benchmarks/bench.py --only planning      # one measure (trainer, sampling, gmm, planning, memory)
+    .venv/bin/python benchmarks/bench.py --only planning      # one measure (trainer, sampling, gmm, planning, startup, memory)
 """
 
 from __future__ import annotations
@@ -297,6 +301,39 @@ def bench_planning() -> dict:
             "goal": "< 30 s; teacher, pairs, reference once per dataset"}
 
 
+# ---------------------------------------------------------------- start-up cost of a job
+
+JOB_IMPORTS = """
+import sys
+from onestep import jobs, evaluate, tracking
+from onestep.stages import run
+from onestep.training import train
+from onestep.diffusion import Schedule
+Schedule.from_config({"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02})
+cfg = {"tracking": {"uri": "sqlite:///unused.db", "enabled": False}}
+with tracking.record(cfg, "run") as rec:
+    rec.metrics({"loss": 1.0})
+print(" ".join(m for m in ("diffusers", "mlflow", "matplotlib", "scipy.stats", "cleanfid", "optuna") if m in sys.modules))
+"""
+
+
+def bench_startup(repeats: int = 3) -> dict:
+    def best(cmd: list[str]) -> tuple[float, str]:
+        times, out = [], ""
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
+            times.append(time.perf_counter() - t0)
+            if p.returncode:
+                raise SystemExit(f"{cmd[:3]} failed:\n{p.stderr[-2000:]}")
+            out = p.stdout.strip()
+        return min(times), out
+
+    cli, _ = best([sys.executable, "-m", "onestep", "--help"])
+    job, heavy = best([sys.executable, "-c", JOB_IMPORTS])
+    return {"cli_import_s": cli, "job_imports_s": job, "heavy_loaded": heavy.split()}
+
+
 # ---------------------------------------------------------------- peak memory of real jobs
 
 
@@ -376,6 +413,10 @@ def table(res: dict) -> str:
              or once["teacher_eval"] == len(defaults()["evaluation"]["teacher_steps"]) else "PER RUN",
              "once per dataset/teacher"),
         ]
+    if "startup" in res:
+        st = res["startup"]
+        rows.append(("job start: CLI import / a job's imports", f"{st['cli_import_s']:.2f} / {st['job_imports_s']:.2f} s",
+                     "heavy libraries loaded: " + (", ".join(st["heavy_loaded"]) or "none"), ""))
     if "memory" in res:
         me = res["memory"]
         gpu = f"{me['gpu_max_mem_gib']:.2f} GiB" if "gpu_max_mem_gib" in me else "no GPU"
@@ -387,7 +428,7 @@ def table(res: dict) -> str:
     return "\n".join([line(head), "|" + "|".join("-" * (x + 2) for x in w) + "|", *map(line, rows)])
 
 
-MEASURES = ("trainer", "sampling", "metrics", "gmm", "planning", "memory")
+MEASURES = ("trainer", "sampling", "metrics", "gmm", "planning", "startup", "memory")
 
 
 def main() -> None:
@@ -412,6 +453,7 @@ def main() -> None:
                      ("metrics", lambda: bench_metrics(0)),
                      ("gmm", bench_gmm),
                      ("planning", bench_planning),
+                     ("startup", bench_startup),
                      ("memory", lambda: bench_memory(a.device))):
         if name not in a.only:
             continue
