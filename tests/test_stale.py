@@ -5,7 +5,7 @@ import json
 
 import pytest
 import yaml
-from conftest import TINY, planned_jobs, snakemake, write_tiny
+from conftest import TINY, UNTRACKED, planned_jobs, snakemake, write_tiny
 
 from onestep import outputs
 from onestep.config import deep_merge
@@ -34,7 +34,7 @@ def test_config_hash_is_stable_and_sorted():
 
 @pytest.mark.e2e
 def test_a_failed_training_after_a_config_change_leaves_no_stale_number(tmp_path):
-    tiny = deep_merge(TINY, {"method": {"lambda": 0.1}})
+    tiny = deep_merge(TINY, {"method": {"lambda": 0.1}, **UNTRACKED})
     write_tiny(tmp_path, tiny, {"order": GRID})
     p = snakemake(tmp_path, "ablate_order")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
