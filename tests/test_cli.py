@@ -88,6 +88,11 @@ def test_where_checks_the_target_and_prints_the_configs_real_paths(tmp_path, cap
     out = capfd.readouterr().out
     assert f"table : {table}" in out and str(tmp_path / "res" / "digits" / "ablate_order") in out
     assert "ordering-forward_seed-3" in out and "<dataset>" not in out and "| the table |" in out
+    assert "onestep ui --uri sqlite:///" in out
+    cli.main(["where", "ablate_order", *args[:-1], "seeds=[3]", "tracking={enabled: false}"])
+    out = capfd.readouterr().out
+    assert "MLflow: off (tracking.enabled: false)" in out and "onestep ui" not in out
+    assert f"onestep sync --run {tmp_path / 'res' / 'digits' / 'ablate_order'}/*" in out
 
 
 def test_compare_puts_two_tables_side_by_side(tmp_path, capfd):

@@ -66,11 +66,13 @@ def test_an_unreachable_server_fails_fast_or_warns_once(cfg, capsys):
     tracking._OFF.clear()
 
 
-def test_sync_uploads_a_finished_runs_files_later(cfg, tmp_path, capsys):
+@pytest.mark.parametrize("enabled", [True, False])  # False: the jobs ran with tracking.enabled: false
+def test_sync_uploads_a_finished_runs_files_later(cfg, tmp_path, capsys, enabled):
     from onestep import outputs
     from onestep.cli import main
 
     run = tmp_path / "ablate_order" / "ordering-forward_seed-0"
+    cfg["tracking"]["enabled"] = enabled
     outputs.write_yaml(run / "config.yaml", {**cfg, "seed": 0, "method": {"name": "curriculum"},
                                              "run": {"ablation": "ablate_order", "name": run.name}})
     outputs.write_json(run / "train.json", {"wall_time_s": 12.5, "steps": 30, "mlflow_run_id": "0" * 32})
@@ -78,6 +80,7 @@ def test_sync_uploads_a_finished_runs_files_later(cfg, tmp_path, capsys):
     outputs.write_csv(run / "train_log.csv", [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.5}], "step")
     main(["sync", "--run", str(run)])
     assert run.name in capsys.readouterr().out
+    cfg["tracking"]["enabled"] = True  # to read the store back
     (synced,) = runs(cfg)
     assert synced.info.status == "FINISHED" and synced.data.tags["ablation"] == "ablate_order"
     assert synced.data.metrics["wall_time_s"] == 12.5 and synced.data.metrics["eval_swd"] == 0.25

@@ -47,7 +47,7 @@ def where(target: str, args: list[str]) -> None:
     snakemake's arguments), and its table; a target that is no ablation, or not finished, is an error."""
     from onestep.config import dataset_id, load_workflow
     from onestep.errors import OnestepError
-    from onestep.tracking import tracking_uri
+    from onestep.tracking import enabled, tracking_uri
 
     cfg = run_config(args)
     ablations = load_workflow(cfg, read_tuned=None, targets=[target])  # the other grids checked only when run
@@ -65,13 +65,15 @@ def where(target: str, args: list[str]) -> None:
                            f"table {table}; run: snakemake --cores 2 {target} {' '.join(args)}".rstrip())
     plots = out / "plots" / data
     uri = tracking_uri(cfg)
+    mlflow = (f"MLflow: {uri}  (artifacts in {cfg['tracking']['artifacts']})\nOpen the MLflow UI:  .venv/bin/onestep ui --uri {uri}"
+              if enabled(cfg) else "MLflow: off (tracking.enabled: false); upload the runs later with "
+              f"onestep sync --run {out / data / target}/*")
     print(f"""
 Done: {target} ({data}, {len(runs)} runs)
   table : {table}  (also .tex, .csv)
   plots : {plots / target}.png, _curves.png, _samples.png, _stages.png  (also .pdf)
   runs  : {out / data / target}/  ({', '.join(r.name for r in runs[:3])}{', ...' * (len(runs) > 3)})
-  MLflow: {uri}  (artifacts in {cfg['tracking']['artifacts']})
-Open the MLflow UI:  .venv/bin/onestep ui --uri {uri}
+  {mlflow}
 """)
     print(table.read_text())
 

@@ -40,6 +40,7 @@ def sync(run: list[Path], tracking: Path | None = None) -> None:
         shared = up[2] / "config" / "tracking.yaml" if len(up) > 2 else None  # <out>/<dataset>/<ablation>/<run>
         given = tracking or (shared if "tracking" not in cfg and shared and shared.is_file() else None)
         cfg = jobs.with_tracking(cfg, given, folder / "config.yaml")
+        cfg["tracking"] = {**cfg["tracking"], "enabled": True}  # an asked-for upload: tracking.enabled is the jobs' switch
         run_id = sync_run(folder, cfg)
         print(f"{folder}: MLflow run {run_id} in {tracking_uri(cfg)}")
 
