@@ -128,7 +128,8 @@ def test_config_writers_run_in_snakemakes_own_process(tmp_path):
 def test_settings_no_run_reads_re_run_no_training(tmp_path):
     """Before: a grid run's config file held the whole config, so changing the lambda study's settings
     (tune.*), the torch threads or the tuned-values path re-wrote every run's config.yaml and re-planned
-    every training and evaluation. Now a run's file holds only what a run reads (config.NOT_IN_RUNS)."""
+    every training and evaluation; the list of seeds did the same when a seed was added. Now a run's file holds only
+    what a run reads (config.NOT_IN_RUNS)."""
     write_tiny(tmp_path, TINY, {"order": GRID})
     _as_if_run(tmp_path, "ablate_order")
     run_cfg = yaml.safe_load((tmp_path / "results/checkerboard/ablate_order/ordering-forward_seed-0/config.yaml").read_text())
@@ -137,6 +138,11 @@ def test_settings_no_run_reads_re_run_no_training(tmp_path):
     write_tiny(tmp_path, deep_merge(TINY, changed), {"order": GRID})
     p = snakemake(tmp_path, "-n", "ablate_order")
     assert p.returncode == 0 and "Nothing to be done" in p.stdout + p.stderr, p.stdout[-3000:]
+    assert "seeds" not in run_cfg and run_cfg["seed"] == 0
+    # another seed trains its own runs and re-trains none of the seed already there
+    write_tiny(tmp_path, deep_merge(TINY, {**changed, "seeds": [0, 1]}), {"order": GRID})
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "ablate_order").stdout)
+    assert jobs.get("train") == 2 and jobs.get("run_config") == 2, jobs  # forward and reversed, seed 1
     # a knob a run reads still re-plans its runs
     write_tiny(tmp_path, deep_merge(TINY, {**changed, "student": {"lr": 0.003}}), {"order": GRID})
     jobs = planned_jobs(snakemake(tmp_path, "-n", "ablate_order").stdout)

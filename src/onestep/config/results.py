@@ -14,8 +14,9 @@ from onestep.config.policy import job_device
 NOT_IN_RESULTS = ("tracking",)
 
 # keys a grid run never reads: the Optuna studies' settings (a tuned run records its applied values under
-# run.tuned), the tuned-values file's path, torch threads (the rule's --threads) and the output folder
-NOT_IN_RUNS = ("tune", "tuned_baselines", "threads", "out")
+# run.tuned), the tuned-values file's path, torch threads (the rule's --threads), the output folder, and the list of
+# seeds (a run reads its own `seed`: adding seeds 3 and 4 trains those two, it does not re-train 0 to 2)
+NOT_IN_RUNS = ("tune", "tuned_baselines", "threads", "out", "seeds")
 
 # How the images' data floor is drawn (evaluate.image_floor, recorded in reference.json). The reference rule
 # takes it as a param, so changing how the floor is computed re-runs that rule (a code change alone would not).
