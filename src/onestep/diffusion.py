@@ -1,7 +1,7 @@
 """The DDPM teacher in the seed's symbols, on top of diffusers' schedulers.
 
 The betas and abar of the `diffusion` section are computed here as diffusers' DDPMScheduler computes them (float32,
-the same formulas; tests/test_diffusion_schedule.py checks them bit for bit), so a job that needs only the schedule
+the same formulas; tests/test_schedule.py checks them bit for bit), so a job that needs only the schedule
 (training, evaluation) does not import diffusers, about 3 s of every such job's start.
 
 Indexing. The seed writes abar_t = prod_{s=1}^t alpha_s for t = 1..T and x_T ~ N(0, I).
@@ -27,26 +27,25 @@ def _betas(cfg: dict) -> dict:
             "clip_sample": False, "prediction_type": "epsilon"}
 
 
-def _glide_cosine(cfg: dict) -> torch.Tensor:
+def _glide_cosine(T: int, start: float, end: float) -> torch.Tensor:
     """squaredcos_cap_v2: diffusers' betas_for_alpha_bar, beta_i = min(1 - f((i + 1) / T) / f(i / T), 0.999)."""
     def f(u):
         return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
 
-    T = cfg["T"]
     return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)], dtype=torch.float32)
 
 
-BETAS = {  # diffusion.beta_schedule -> its (T,) float32 betas, diffusers' DDPMScheduler formulas
-    "linear": lambda c: torch.linspace(c.get("beta_start", 1e-4), c.get("beta_end", 0.02), c["T"], dtype=torch.float32),
-    "scaled_linear": lambda c: torch.linspace(c.get("beta_start", 1e-4) ** 0.5, c.get("beta_end", 0.02) ** 0.5, c["T"],
-                                              dtype=torch.float32) ** 2,
+BETAS = {  # diffusion.beta_schedule -> (T, beta_start, beta_end) -> (T,) float32 betas, DDPMScheduler's formulas
+    "linear": lambda T, start, end: torch.linspace(start, end, T, dtype=torch.float32),
+    "scaled_linear": lambda T, start, end: torch.linspace(start**0.5, end**0.5, T, dtype=torch.float32) ** 2,
     "squaredcos_cap_v2": _glide_cosine,
 }
 
 
 def ddpm_betas(cfg: dict) -> torch.Tensor:
     """(T,) float32 betas of the `diffusion` section in diffusers' index 0..T-1 (DDPMScheduler(...).betas)."""
-    return BETAS[cfg.get("beta_schedule", "linear")](cfg)
+    b = _betas(cfg)  # the section's defaults, in one place
+    return BETAS[b["beta_schedule"]](b["num_train_timesteps"], b["beta_start"], b["beta_end"])
 
 
 def alphas_cumprod(cfg: dict) -> torch.Tensor:
@@ -76,8 +75,7 @@ class Schedule:
 
     @classmethod
     def from_config(cls, cfg: dict) -> Schedule:
-        b = ddpm_betas(cfg).double()  # (T,) diffusers index 0..T-1
-        return cls(torch.cat([torch.zeros(1, dtype=torch.float64), b]).float())
+        return cls(torch.cat([torch.zeros(1), ddpm_betas(cfg)]))  # beta_0 = 0, then diffusers' index 0..T-1
 
     @property
     def T(self) -> int:
@@ -258,9 +256,8 @@ class ClippedEps(nn.Module):
 
     def __init__(self, net: nn.Module, cfg: dict, c: float):
         super().__init__()
-        abar = alphas_cumprod(cfg).double()  # (T,) diffusers index
         self.net, self.c = net, c
-        self.sigma = ((1 - abar) / abar).sqrt()  # (T,) float64; moved to the samples' device once, on first use
+        self.sigma = seed_sigmas(cfg)[1:]  # (T,) float64, diffusers' index; moved to the samples' device on first use
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = self.net(x, t)  # (B, ...)

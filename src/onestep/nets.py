@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from onestep.diffusion import Schedule, alphas_cumprod, denoise, edm_scalings
+from onestep.diffusion import Schedule, denoise, edm_scalings, seed_sigmas
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -150,8 +150,7 @@ class ExactEps(nn.Module):
         self.isotropic, self.tied = mix.isotropic, mix.tied
         for k in ("weights", "means", "variances"):  # the mixture travels in the checkpoint (teacher.pt)
             self.register_buffer(k, getattr(mix, k))
-        abar = alphas_cumprod(diffusion).double()  # (T,) diffusers index
-        self.register_buffer("sigma", torch.cat([torch.zeros(1, dtype=torch.float64), ((1 - abar) / abar).sqrt()]))
+        self.register_buffer("sigma", seed_sigmas(diffusion))  # (T+1,) float64, the seed's t = 0..T
         self.correction = build_net(correction, shape)
         nn.init.zeros_(self._last().weight)
         nn.init.zeros_(self._last().bias)

@@ -103,8 +103,7 @@ class Plan:
         self.tuned_values_file = c["tuned_baselines"] or f"{self.root}/tuned_baselines.yaml"
         self.tracking_config = f"{self.out}/config/tracking.yaml"
         self.tracking = {**c["tracking"], "uri": os.environ.get("MLFLOW_TRACKING_URI") or c["tracking"]["uri"]}
-        self.tracking_store = json.dumps({k: self.tracking.get(k, True) for k in ("uri", "experiment", "enabled")},
-                                         sort_keys=True)
+        self.tracking_store = json.dumps({k: self.tracking[k] for k in ("uri", "experiment", "enabled")}, sort_keys=True)
 
     @classmethod
     def load(cls, config: dict, overwrite: dict | None, basedir, configfiles=()) -> Plan:
