@@ -159,3 +159,16 @@ def test_every_method_trains_a_step_around_the_analytic_teacher():
         loss.float().mean().backward()
         assert torch.isfinite(loss).all(), name
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters()), name
+
+
+def test_ablate_init_is_left_out_on_the_analytic_tier_not_a_parse_error():
+    """On a gmm tier every grid is parsed (the default target, file targets, --unlock): ablate_init, whose students
+    start from the teacher's weights, is skipped there with its reason instead of stopping the parse."""
+    from onestep.config.files import REPO, merged_files
+    from onestep.config.grids import load_workflow
+
+    abl = load_workflow(merged_files([REPO / "config" / "gmm2d.yaml"]))
+    init = abl["ablate_init"]
+    assert init.runs == [] and "teacher.kind: analytic" in init.skipped and "snakemake --cores 2 ablate_init" in init.skipped
+    assert not abl["ablate_order"].skipped
+    assert not load_workflow(merged_files([]))["ablate_init"].skipped  # the default (network) teacher runs it

@@ -22,9 +22,10 @@ def _cfg(default_config, name: str, init: bool) -> dict:
     return cfg
 
 
-def _x0_at_T(teacher: Teacher, z: torch.Tensor) -> torch.Tensor:
-    """The teacher's x0 prediction from z at t = T: (z - sqrt(1 - abar_T) eps(z, T)) / sqrt(abar_T)."""
-    T = teacher.schedule.T
+def _x0_at_T(teacher: Teacher, z: torch.Tensor, T: int | None = None) -> torch.Tensor:
+    """The teacher's x0 prediction from z at t = T (the schedule's by default): (z - sqrt(1 - abar_T) eps(z, T)) /
+    sqrt(abar_T)."""
+    T = teacher.schedule.T if T is None else T
     a = teacher.schedule.abar[T]
     return (z - (1 - a).sqrt() * teacher.eps(z, torch.full((z.shape[0],), T))) / a.sqrt()
 
@@ -48,7 +49,8 @@ def test_every_teacher_method_reads_the_teacher_or_copies_it(default_config):
 @pytest.mark.parametrize("name", [n for n in READ if METHODS[n].teacher_read != "flow"])
 def test_a_student_started_from_the_teacher_samples_the_teachers_x0_prediction(default_config, name):
     """Through the method's own one-step sampler (its parameterisation, c_skip / c_out, v, the x0 read at T), the
-    started student gives the teacher's x0 prediction from z at T; a fresh student does not."""
+    started student gives the teacher's x0 prediction from z at the sampler's first time (T; tdm's t_top, where
+    TDM's demo feeds pure noise); a fresh student does not."""
     cfg = _cfg(default_config, name, True)
     teacher = _teacher(cfg)
     ctx = context(cfg, teacher, (2,))
@@ -58,7 +60,7 @@ def test_a_student_started_from_the_teacher_samples_the_teachers_x0_prediction(d
     missing, unexpected = student.start_from(teacher.net)
     assert not missing and not unexpected
     z = torch.randn(64, 2)
-    want = _x0_at_T(teacher, z)
+    want = _x0_at_T(teacher, z, getattr(method.cfg, "t_top", None))
     with torch.no_grad():
         got = method.sample(student, z, 1)
     # cd's consistency scalings use sigma_min = sigma_1 (CM's), EDM's 0: at sigma_T ~ 157 they differ by 1e-4
@@ -130,7 +132,7 @@ def test_reads_match_their_formulas_at_every_time():
 
 
 def test_two_time_reads_start_with_the_second_time_silent():
-    """A two-time student (tdm's x0(x, s, t), ctm's F(x, t, s)): the second-time embedding starts at zero, so the
+    """A two-time student (ctm's F(x, t, s), meanflow's u(x, r, t)): the second-time embedding starts at zero, so the
     read does not depend on it until training moves it."""
     diff = {"T": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
     torch.manual_seed(0)

@@ -110,9 +110,11 @@ def test_with_method_starts_from_the_dataclass_defaults(default_config):
     [
         ({"name": "ctm", "N": 1}, r"method.N: 1 is out of range; allowed: >= 2"),
         ({"name": "progressive", "start_steps": 3}, r"method.start_steps: 3 is not allowed; allowed values: 1, 2, 4, 8"),
-        ({"name": "tdm", "huber_c": -1.0}, r"method.huber_c: -1.0 is not allowed; allowed: a null or a number > 0"),
+        ({"name": "cd", "huber_c": -1.0}, r"method.huber_c: -1.0 is not allowed; allowed: a number > 0 or a null"),
+        ({"name": "tdm", "huber_c": -1.0}, r"method.huber_c: -1.0 is out of range; allowed: > 0"),
+        ({"name": "tdm", "t_top": 1001}, r"method.t_top: 1001 is out of range; allowed: 1..diffusion.T = 1000"),
         ({"name": "tdm", "ks": [1, 0]}, r"method.ks\[1\]: 0 is out of range; allowed: >= 1"),
-        ({"name": "tdm", "ks": [1, 2000]}, r"method.ks: \[1, 2000\] is out of range; allowed: step counts 1..diffusion.T"),
+        ({"name": "tdm", "ks": [1, 2000]}, r"method.ks: \[1, 2000\] is out of range; allowed: step counts 1..method.t_top = 900"),
         ({"name": "cd", "solver": "rk4"}, r"method.solver: 'rk4' is not allowed; allowed values: heun, euler"),
         ({"name": "cd", "s0": 20, "s1": 10}, r"method.s1: 10 is below method.s0 = 20; allowed: s1 >= s0"),
         ({"name": "ct", "s0": 20, "s1": 10}, r"method.s1: 10 is below method.s0 = 20"),

@@ -196,30 +196,87 @@ def test_dmd2_fake_loss_is_compute_loss_fake(sch):
     assert float(logs["fake_loss"]) == pytest.approx(float(want), rel=1e-4)
 
 
-def test_tdm_loss_is_pseudo_huber_of_the_dmd_gradient(sch):
-    """TDM (Luo et al. 2025): the student's x0 prediction diffused over its own interval, matched by the DMD gradient
-    (DMD2 edm_guidance.py `compute_distribution_matching_loss`: grad = (p_real - p_fake) / mean|p_real|, p = x - D(x_t))
-    through sqrt(||x - sg(x - grad)||^2 + c^2) - c, c = 0.00054 sqrt(d)."""
+def _tdm_states(sch, m, call):
+    """From a recorded student call (x_{t_i}, t_i) with grad: (x0_hat, t_mid, x_mid, eps_hat), recomputed in float64
+    from TDM's formulas (train_tdm_demo.py)."""
+    _, abar = edm(sch)
+    x, t_i = call["args"]
+    x0 = call["net"](x, t_i).detach().double()
+    t_mid = t_i - m.cfg.t_top // 4  # the next point of the K = 4 grid (900 / 4 = 225)
+    a_i, a_mid = abar[t_i][:, None], abar[t_mid][:, None]
+    eps_hat = (x.double() - a_i.sqrt() * x0) / (1 - a_i).sqrt()  # predicted_origin, inverted
+    x_mid = a_mid.sqrt() * x0 + (1 - a_mid).sqrt() * eps_hat  # noise_scheduler.add_noise(x0, eps, t_mid)
+    return x0, t_mid, x_mid, eps_hat
+
+
+def test_tdm_losses_are_the_official_demos(sch):
+    """Luo-Yihong/TDM train_tdm_demo.py with the README's flags (--total_steps 900 --use_huber --use_separate):
+    the student's x0 at t_g of its own 4-step trajectory, DDIM-moved to t_mid = t_g - 900/4 (`add_noise` with
+    the predicted eps), diffused forward from t_mid to tau in [max(20, t_mid), t_g - 10) (`Predictor.add_noise`:
+    x_mid alpha_tau / alpha_mid + sqrt(sigma_tau^2 - (alpha_tau sigma_mid / alpha_mid)^2) n); `loss_instruct`:
+    mean((sqrt((x0 - (x0 + D_real - D_fake))^2 + 1e-3^2) - 1e-3) / mean|x0 - D_real|); `loss_score`:
+    mse(D_fake, x0) min(snr, 5) is_weight with is_weight = exp(-mean m^2 / 2) / exp(-mean n^2 / 2), m the total
+    noise of x_tau about x0 (`obtain_mixed_noise`)."""
     ctx = teacher_ctx(sch)
-    m = method_of("tdm", ctx=ctx, ks=[1])
-    m.fakes["1"] = GaussEps(sch, MU + 0.3, S)
-    student = Rec(Quad(5, times=2))
-    loss, _ = m.loss(student, Batch(torch.randn(8, 2, generator=torch.Generator().manual_seed(3)), torch.zeros(8, 2)), 0,
-                     torch.Generator().manual_seed(4))
-    x = student.net(*student.calls[-1]["args"]).detach().double()  # x0_hat of the (only) step
-    (real,) = ctx.teacher.net.calls
-    x_t, i = real["args"]
-    t = i.long() + 1
+    m = method_of("tdm", ctx=ctx)
+    assert (m.cfg.ks, m.cfg.t_top, m.cfg.separate, m.cfg.fake_updates, m.cfg.huber_c) == ((4,), 900, True, 1, 1e-3)
+    assert m.sample_steps == (1, 2, 4) and m.times == 1
+    fake = Rec(GaussEps(sch, MU + 0.3, S, residual=ZeroRes()))
+    m.fakes["4"], m.opt = fake, torch.optim.SGD(fake.parameters(), lr=0.0)  # a fixed fake score
+    net, B = Quad(5), 20000
+    student = Rec(net)
+    z = torch.randn(B, 2, generator=torch.Generator().manual_seed(3))
     sig, abar = edm(sch)
-    noisy = x_t.double() / abar[t].sqrt()[:, None]
-    d_real = gauss_denoiser(sch, noisy, sig[t])
+
+    def last_call():
+        call = student.calls[-1]
+        assert call["args"][1].shape == (B,)
+        return {**call, "net": net}
+
+    loss, _ = m.loss(student, Batch(z, torch.zeros(B, 2)), 0, torch.Generator().manual_seed(4))
+    assert student.calls[-1]["grad"] and not any(c["grad"] for c in student.calls[:-1])  # no grad before t_i
+    call = last_call()
+    x0, t_mid, x_mid, _ = _tdm_states(sch, m, call)
+    t_i = call["args"][1]
+    assert set(t_i.tolist()) == {900, 675, 450, 225}
+    (real,) = ctx.teacher.net.calls
+    x_tau, i = real["args"]
+    tau = i.long() + 1
+    assert ((tau >= t_mid.clamp(min=20)) & (tau < t_i - 10)).all()  # --use_separate: each step its own interval
+    a_tau, a_mid = abar[tau][:, None], abar[t_mid][:, None]
+    keep = (a_tau / a_mid).sqrt()
+    beta2 = (1 - a_tau) - keep**2 * (1 - a_mid)
+    on = beta2.flatten() > 1e-6  # tau = t_mid adds no noise
+    n = ((x_tau.double() - keep * x_mid) / beta2.clamp(min=1e-12).sqrt())[on]
+    assert on.float().mean() > 0.99 and torch.allclose((x_tau.double() - keep * x_mid)[~on], torch.zeros(1).double(),
+                                                       atol=1e-4)
+    assert n.mean().abs() < 0.02 and (n.var() - 1).abs() < 0.03  # q(x_tau | x_mid): forward from the moved state
+    noisy = x_tau.double() / a_tau.sqrt()
+    d_real = gauss_denoiser(sch, noisy, sig[tau])
     fake_mu = (MU + 0.3).double()
-    d_fake = fake_mu + (S**2 / (S**2 + sig[t] ** 2))[:, None] * (noisy - fake_mu)
-    p_real, p_fake = x - d_real, x - d_fake
-    grad = (p_real - p_fake) / p_real.abs().mean(1, keepdim=True)
-    c = 0.00054 * math.sqrt(2)
-    want = ((grad**2).sum(1) + c * c).sqrt() - c
+    d_fake = fake_mu + (S**2 / (S**2 + sig[tau] ** 2))[:, None] * (noisy - fake_mu)
+    c = 1e-3
+    want = ((((d_real - d_fake) ** 2 + c * c).sqrt() - c) / (x0 - d_real).abs().mean(1, keepdim=True)).mean(1)
     assert torch.allclose(loss.detach().double(), want, rtol=1e-3)
+
+    student.calls.clear()
+    d = m._draw(student, z, 4, torch.Generator().manual_seed(5))  # the state both losses read, with its noise
+    x0, t_mid, x_mid, eps_hat = _tdm_states(sch, m, last_call())
+    tau, n = d["tau"], d["n"].double()
+    a_tau, a_mid = abar[tau][:, None], abar[t_mid][:, None]
+    keep = (a_tau / a_mid).sqrt()
+    beta = ((1 - a_tau) - keep**2 * (1 - a_mid)).clamp(min=0).sqrt()
+    x_tau = keep * x_mid + beta * n  # Predictor.add_noise(x_mid, n, t_mid, tau)
+    assert torch.allclose(d["x_tau"].double(), x_tau, atol=1e-5)
+    mixed = (keep * (1 - a_mid).sqrt() * eps_hat + beta * n) / (1 - a_tau).sqrt()  # obtain_mixed_noise
+    is_weight = torch.exp(-0.5 * (mixed**2).mean(1)) / torch.exp(-0.5 * (n**2).mean(1))
+    noisy = x_tau / a_tau.sqrt()
+    d_fake = fake_mu + (S**2 / (S**2 + sig[tau] ** 2))[:, None] * (noisy - fake_mu)
+    snr = (a_tau / (1 - a_tau)).flatten().clamp(max=5)
+    want = ((d_fake - x0) ** 2).mean(1) * snr * is_weight
+    assert torch.allclose(m.fake_loss(fake, d).double(), want, rtol=1e-3, atol=1e-6)
+    logs = m.aux_step(student, Batch(z, torch.zeros(B, 2)), 0, torch.Generator().manual_seed(5))
+    assert float(logs["fake_loss"]) == pytest.approx(float(want.mean()), rel=1e-4)  # the same draw, one update
 
 
 # ---------------------------------------------------------------- progressive distillation

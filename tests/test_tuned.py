@@ -48,7 +48,7 @@ SPACES = {
              "t_max": {"low": 600, "high": 999, "log": False}, "sigma_max": {"low": 10.0, "high": 157.0, "log": True},
              "student.lr": LR},
     "tdm": {"fake_updates": {"choices": [1, 2, 5, 10]}, "t_min": {"low": 1, "high": 200, "log": True},
-            "student.lr": LR},
+            "t_top": {"low": 500, "high": 1000, "log": False}, "student.lr": LR},
     "ct": {"p_mean": {"low": -1.5, "high": 1.5, "log": False}, "p_std": {"low": 0.5, "high": 2.5, "log": False},
            "student.lr": LR},
     "meanflow": {"ratio_r_neq_t": {"low": 0.1, "high": 0.9, "log": False},

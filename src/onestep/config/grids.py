@@ -47,7 +47,7 @@ class Ablation:
     points: list[dict]  # grid points (dotted key -> value), in table order
     baseline: dict
     caption: str = ""
-    requires: str | None = None  # "images": runs only on an image dataset
+    requires: str | None = None  # a key of REQUIRES: "images" (image datasets only), "network_teacher"
     skipped: str | None = None  # why this ablation does not apply to the configured dataset
     runs: list[Run] = field(default_factory=list)
     table: str = "default"  # which tables.TABLES builder writes its table
@@ -93,6 +93,18 @@ def _spec_ablation(spec: dict, points: list[dict], where: str) -> Ablation:
     return ab
 
 
+# `requires:` of an ablation file: why this config cannot run it ("" when it can), and the config that can
+REQUIRES = {
+    "images": lambda cfg: "" if data.is_image(cfg["dataset"]) else
+    f"runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points",
+    "network_teacher": lambda cfg: "" if (cfg.get("teacher") or {}).get("kind") != "analytic" else
+    "starts students from the teacher's network; this tier's teacher is analytic (teacher.kind: analytic) and has "
+    "no weights",
+}
+RUN_WITH = {"images": "an image config, e.g. snakemake --cores 2 {name} --configfile config/digits.yaml",
+            "network_teacher": "a network teacher, e.g. snakemake --cores 2 {name} (the default config)"}
+
+
 def load_ablation(path: Path, cfg: dict) -> Ablation:
     """One ablation file: its points and, unless it does not apply to the dataset, its runs."""
     where = str(path)
@@ -100,9 +112,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     validate(spec, "ablation", where)
     points = grid_points(spec, where)
     ab = _spec_ablation(spec, points, where)
-    if ab.requires == "images" and not data.is_image(cfg["dataset"]):
-        ab.skipped = (f"{ab.name} ({where}) runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points. "
-                      f"Run it with an image config, e.g. snakemake --cores 2 {ab.name} --configfile config/digits.yaml")
+    if ab.requires and (why := REQUIRES[ab.requires](cfg)):
+        ab.skipped = f"{ab.name} ({where}) {why}. Run it with {RUN_WITH[ab.requires].format(name=ab.name)}"
         return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"})

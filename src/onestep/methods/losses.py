@@ -4,7 +4,7 @@ Each distance is a small class: hyperparameters in the constructor, `__call__(a,
 `DISTANCES[name](shape, features)` builds one; methods never branch on the name.
 
 - `l2`:           ||a - b||^2, the seed's choice (with w(t) it is the Gaussian KL).
-- `pseudo_huber`: sqrt(||a - b||^2 + c^2) - c, c = 0.00054 sqrt(d) (iCT, TDM), d = numel of a sample.
+- `pseudo_huber`: sqrt(||a - b||^2 + c^2) - c, c = 0.00054 sqrt(d) (iCT), d = numel of a sample.
 - `perceptual`:   ||phi(a) - phi(b)||^2 with phi a frozen feature network of images: the dataset's own
                   (the one FID uses, `backbone: features`) or LPIPS (`backbone: lpips`, needs the `lpips`
                   package and its backbone weights on disk). Points (2-D data) have no perceptual space.
