@@ -22,7 +22,7 @@ from onestep import data, exact, gmm_metrics
 from onestep.config import IMAGE_FLOOR
 from onestep.config.sections import Evaluation
 from onestep.features import extractor, feature_info
-from onestep.methods import METHODS, build_method, context
+from onestep.methods import build_method, context
 from onestep.metrics import feature_metrics, gaussian_stats, headline, image_features, points_metrics, sliced_wasserstein
 
 FEW_STEPS = (2, 4)  # besides one step, the step counts scored for methods whose sampler supports them
@@ -128,16 +128,17 @@ def one_step(cfg: dict, teacher, model: torch.nn.Module, z: torch.Tensor, batch_
     return sample(build_method(cfg, context(cfg, teacher, z.shape[1:])), model, z, steps, batch_size)
 
 
-def few_steps(cfg: dict) -> tuple[int, ...]:
-    """The step counts of FEW_STEPS the run's method samples with (its `sample_steps`)."""
-    return tuple(n for n in FEW_STEPS if n in METHODS[cfg["method"]["name"]].sample_steps)
+def few_steps(method) -> tuple[int, ...]:
+    """The step counts of FEW_STEPS the built method samples with (its `sample_steps`, which a method may set from
+    its knobs, e.g. tdm's trained step counts)."""
+    return tuple(n for n in FEW_STEPS if n in method.sample_steps)
 
 
 def multi_step_scores(cfg: dict, method, model: torch.nn.Module, shape: tuple[int, ...], ref: dict[str, np.ndarray],
                       features_path: str | None = None, device: str = "cpu") -> dict[str, float]:
-    """{"<metric>@<n>": value} for every n in few_steps(cfg): the same noise, the method's n-step sampler."""
+    """{"<metric>@<n>": value} for every n in few_steps(method): the same noise, the method's n-step sampler."""
     out = {}
-    for n in few_steps(cfg):
+    for n in few_steps(method):
         sampler = lambda z, n=n: sample(method, model, z, n)  # noqa: E731
         x, exact_x = generate(cfg, shape, sampler, device), exact_sample(cfg, shape, sampler, device)
         out |= {f"{k}@{n}": v for k, v in score(x, ref, cfg, features_path, exact_x, draws=False)["metrics"].items()}
