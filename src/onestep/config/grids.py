@@ -93,16 +93,16 @@ def _spec_ablation(spec: dict, points: list[dict], where: str) -> Ablation:
     return ab
 
 
-# `requires:` of an ablation file: why this config cannot run it ("" when it can), and the config that can
+# `requires:` of an ablation file -> (why this config cannot run it, "" when it can; the config that can)
 REQUIRES = {
-    "images": lambda cfg: "" if data.is_image(cfg["dataset"]) else
-    f"runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points",
-    "network_teacher": lambda cfg: "" if (cfg.get("teacher") or {}).get("kind") != "analytic" else
-    "starts students from the teacher's network; this tier's teacher is analytic (teacher.kind: analytic) and has "
-    "no weights",
+    "images": (lambda cfg: "" if data.is_image(cfg["dataset"]) else
+               f"runs on images only; dataset '{cfg['dataset']['name']}' is 2-D points",
+               "an image config, e.g. snakemake --cores 2 {name} --configfile config/digits.yaml"),
+    "network_teacher": (lambda cfg: "" if (cfg.get("teacher") or {}).get("kind") != "analytic" else
+                        "starts students from the teacher's network; this tier's teacher is analytic "
+                        "(teacher.kind: analytic) and has no weights",
+                        "a network teacher, e.g. snakemake --cores 2 {name} (the default config)"),
 }
-RUN_WITH = {"images": "an image config, e.g. snakemake --cores 2 {name} --configfile config/digits.yaml",
-            "network_teacher": "a network teacher, e.g. snakemake --cores 2 {name} (the default config)"}
 
 
 def load_ablation(path: Path, cfg: dict) -> Ablation:
@@ -112,8 +112,8 @@ def load_ablation(path: Path, cfg: dict) -> Ablation:
     validate(spec, "ablation", where)
     points = grid_points(spec, where)
     ab = _spec_ablation(spec, points, where)
-    if ab.requires and (why := REQUIRES[ab.requires](cfg)):
-        ab.skipped = f"{ab.name} ({where}) {why}. Run it with {RUN_WITH[ab.requires].format(name=ab.name)}"
+    if ab.requires and (why := REQUIRES[ab.requires][0](cfg)):
+        ab.skipped = f"{ab.name} ({where}) {why}. Run it with {REQUIRES[ab.requires][1].format(name=ab.name)}"
         return ab
     fixed = copy.deepcopy(spec.get("fixed") or {})
     base = deep_merge(base_config(cfg), {k: v for k, v in fixed.items() if k != "method"})

@@ -36,13 +36,14 @@ fake 1; aux step 1.5 + 1 + 3 fake_updates: about 12 per step with fake_updates =
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from onestep.methods.base import Batch, ConfigError, Context, Knobs, MethodBase, knob
-from onestep.methods.common import denoise, expand, fake_eps, fake_score
+from onestep.methods.common import denoise, expand, fake_eps, fake_score, fake_updates
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class TDMConfig(Knobs):
                               f"{m['t_top']}")
 
 
+@lru_cache
 def grid(t_top: int, K: int) -> torch.Tensor:
-    """t^K_i = t_top - i t_top/K (rounded), i = 0..K; (K+1,)."""
+    """t^K_i = t_top - i t_top/K (rounded), i = 0..K; (K+1,). Built once per (t_top, K): every training step reads it
+    two or three times; never written to."""
     return torch.tensor([round(t_top - i * t_top / K) for i in range(K + 1)])
 
 
@@ -160,17 +163,14 @@ class TDM(MethodBase):
 
     def aux_step(self, student: nn.Module, batch: Batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         K = self.cfg.ks[step % len(self.cfg.ks)]
-        fake, total = self.fakes[str(K)], 0.0
-        for _ in range(self.cfg.fake_updates):
+        fake = self.fakes[str(K)]
+
+        def loss_fn() -> torch.Tensor:  # a fresh trajectory draw per update, on detached student samples
             with torch.no_grad():
                 d = self._draw(student, batch.z, K, gen)
-            loss = self.fake_loss(fake, d).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total = total + loss.detach()
-        self.opt.zero_grad(set_to_none=True)  # no fake-score gradients left behind
-        return {"fake_loss": total / self.cfg.fake_updates}
+            return self.fake_loss(fake, d)
+
+        return fake_updates(fake, self.opt, self.cfg.fake_updates, loss_fn)
 
     def fake_loss(self, fake: nn.Module, d: dict[str, torch.Tensor]) -> torch.Tensor:
         """TDM's loss_score per sample, (B,): min(SNR_tau, cap) r mean_elements (D_psi(x_tau) - x0_hat)^2."""
